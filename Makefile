@@ -1,0 +1,48 @@
+# Patronage: `make run` (install, sample shop, train, serve) and `make test` (install, lint, tests).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE := data/sample
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: install install-dev run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+$(SAMPLE)/purchases.csv: | $(VENV)/.installed
+	$(BIN)/patronage generate --out $(SAMPLE)
+
+run: $(VENV)/.installed $(SAMPLE)/purchases.csv
+	$(BIN)/patronage validate $(SAMPLE)
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install-dev
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) data/sample .pytest_cache .ruff_cache .mypy_cache
+	find mlruns -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	find . -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,112 @@
+"""The data contract: the four tables a shop brings, their columns and rules.
+
+One directory holds up to four tables, each as `NAME.csv` or `NAME.parquet`:
+`purchases` (required), `feedback` (required, may be empty), `items` (optional, inferred from
+purchases when absent) and `customers` (optional). Ids are strings. Timestamps are ISO 8601;
+a timestamp without a zone is UTC. Every timestamp inside Patronage is a timezone-aware UTC
+`pandas.Timestamp`. `docs/data-contract.md` is the human-readable version of this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ColumnKind = Literal["id", "int", "float", "timestamp", "text", "bool", "choice"]
+
+FEEDBACK_KINDS = ("rating", "review", "complaint", "return")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a contract table."""
+
+    name: str
+    kind: ColumnKind
+    required: bool = True
+    """A required column must be present in the file and non-empty in every row."""
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Table:
+    """One contract table: its columns and whether the directory must contain it."""
+
+    name: str
+    columns: tuple[Column, ...]
+    must_exist: bool
+    key: tuple[str, ...] = ()
+    """Rows sharing these values are duplicates (see docs/data-contract.md)."""
+    extra_columns_allowed: bool = False
+    timestamp_column: str | None = None
+    """The column checked against `as_of` (rows dated after `as_of` are rejected)."""
+    columns_by_name: dict[str, Column] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "columns_by_name", {c.name: c for c in self.columns})
+
+    @property
+    def required_columns(self) -> tuple[str, ...]:
+        """Columns the file must have."""
+        return tuple(c.name for c in self.columns if c.required)
+
+
+PURCHASES = Table(
+    name="purchases",
+    columns=(
+        Column("order_id", "id"),
+        Column("customer_id", "id"),
+        Column("item_id", "id"),
+        Column("quantity", "int", minimum=1),
+        Column("unit_price", "float", required=False, minimum=0),
+        Column("ordered_at", "timestamp"),
+        Column("channel", "text", required=False),
+    ),
+    must_exist=True,
+    key=("order_id", "item_id"),
+    timestamp_column="ordered_at",
+)
+
+FEEDBACK = Table(
+    name="feedback",
+    columns=(
+        Column("customer_id", "id"),
+        Column("created_at", "timestamp"),
+        Column("kind", "choice", choices=FEEDBACK_KINDS),
+        Column("item_id", "id", required=False),
+        Column("order_id", "id", required=False),
+        Column("rating", "int", required=False, minimum=1, maximum=5),
+        Column("text", "text", required=False),
+    ),
+    must_exist=False,
+    timestamp_column="created_at",
+)
+
+ITEMS = Table(
+    name="items",
+    columns=(
+        Column("item_id", "id"),
+        Column("name", "text", required=False),
+        Column("category", "text", required=False),
+        Column("price", "float", required=False, minimum=0),
+        Column("available", "bool", required=False),
+    ),
+    must_exist=False,
+    key=("item_id",),
+)
+
+CUSTOMERS = Table(
+    name="customers",
+    columns=(
+        Column("customer_id", "id"),
+        Column("signed_up_at", "timestamp", required=False),
+    ),
+    must_exist=False,
+    key=("customer_id",),
+    extra_columns_allowed=True,
+)
+
+TABLES: dict[str, Table] = {t.name: t for t in (PURCHASES, FEEDBACK, ITEMS, CUSTOMERS)}
+FILE_SUFFIXES = (".csv", ".parquet")

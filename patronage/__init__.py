@@ -1,0 +1,1 @@
+"""Patronage command line."""

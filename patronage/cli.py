@@ -1,0 +1,53 @@
+"""The `patronage` command line: parse, call, print.
+
+This is the one place that imports both `training` and `serving` (lazily, inside handlers).
+Exit codes: 0 success, 1 error, 2 data rejected beyond the allowed rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module registers its own subcommands; see patronage/commands/.
+COMMAND_MODULES = ("generate", "data", "features", "recommend", "score", "train", "serve")
+
+
+class PatronageError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="patronage",
+        description="Recommendations, churn risk, loyalty and customer value for online shops.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"patronage.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"patronage.commands.{name}":
+                continue  # that area has not landed yet
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `patronage` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.handler(args)
+    except (PatronageError, ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
