@@ -1,0 +1,63 @@
+"""`make bench`: run every benchmark in its own process, then write BENCHMARKS.md.
+
+Each benchmark module writes `benchmarks/results/<name>.json`; BENCHMARKS.md is assembled only
+from those files, so every figure in it was produced by a benchmark run.
+Usage: python -m benchmarks.run_all [--only NAME ...] [--report-only]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.report import RESULTS_DIR, write_report
+
+BENCHMARKS = (
+    "generate_scale",
+    "features_scale",
+    "recommenders",
+    "churn_cdnow",
+    "train_sample",
+    "serving",
+)
+
+
+def run(names: list[str]) -> dict[str, int]:
+    """Run the named benchmark modules one after the other; returns their exit codes."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    codes: dict[str, int] = {}
+    for name in names:
+        if not (Path(__file__).parent / f"{name}.py").exists():
+            print(f"[bench] {name}: not present, skipped", flush=True)
+            continue
+        started = time.perf_counter()
+        print(f"[bench] {name}: running", flush=True)
+        codes[name] = subprocess.call([sys.executable, "-m", f"benchmarks.{name}"], env=env)
+        elapsed = time.perf_counter() - started
+        print(f"[bench] {name}: exit {codes[name]} after {elapsed:.0f} s", flush=True)
+    return codes
+
+
+def main() -> int:
+    """Run the benchmarks and write BENCHMARKS.md; exit 1 if any benchmark failed."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", nargs="*", default=None, help="benchmark names to run")
+    parser.add_argument("--report-only", action="store_true", help="only rebuild BENCHMARKS.md")
+    args = parser.parse_args()
+    codes = {} if args.report_only else run(list(args.only or BENCHMARKS))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = write_report()
+    print(f"[bench] wrote {path}")
+    failed = [name for name, code in codes.items() if code != 0]
+    if failed:
+        print(f"[bench] failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
