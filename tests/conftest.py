@@ -23,3 +23,20 @@ def shared_data() -> Path:
             "it or set PATRONAGE_SHARED_DATA"
         )
     return SHARED_DATA
+
+
+SAMPLE_SHOP_SIZE = {"customers": 800, "items": 120, "days": 365, "seed": 7}
+"""The size of the shared small sample shop (`sample_shop_dir`); tests may read it."""
+
+
+@pytest.fixture(scope="session")
+def sample_shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated sample shop (CSV, planted truths in `_truth/`), made once per session.
+
+    800 customers, 120 items, 365 days from 2025-01-01, seed 7. Read-only: copy it before
+    changing anything in it."""
+    from features.sample_shop import generate_shop
+
+    directory = tmp_path_factory.mktemp("sample_shop")
+    generate_shop(directory, **SAMPLE_SHOP_SIZE)
+    return directory
