@@ -22,7 +22,7 @@ MEAN_ORDERS_PER_DAY = 0.03
 """Mean purchase rate over customers while engaged (about 11 orders a year)."""
 RATE_SHAPE = 0.9
 """Gamma shape of the purchase rate across customers (small = very uneven, as in BG/NBD)."""
-MEAN_LEAVE_HAZARD = 1.0 / 900.0
+MEAN_LEAVE_HAZARD = 1.0 / 1100.0
 """Mean daily chance that a content customer starts drifting away."""
 
 

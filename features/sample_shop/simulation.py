@@ -21,9 +21,9 @@ EXTRA_LINES_MEAN = 0.7
 """Mean number of freely chosen lines beyond the first in an order (Poisson)."""
 FIRST_ORDER_AT_SIGN_UP = 0.45
 """Chance a newcomer orders on the day they sign up."""
-BAD_EXPERIENCE_EFFECT = 1.2
-"""Each recent bad experience multiplies the hazard of drifting away by exp(1.2) (about 3.3)."""
-BAD_EXPERIENCE_HALF_LIFE_DAYS = 60.0
+BAD_EXPERIENCE_EFFECT = 1.8
+"""Each recent bad experience multiplies the hazard of drifting away by exp(1.8) (about 6)."""
+BAD_EXPERIENCE_HALF_LIFE_DAYS = 90.0
 DRIFTING_RATE_FACTOR = 0.3
 """A customer drifting away orders at 30% of their usual rate (longer gaps before leaving)."""
 MEAN_DRIFT_DAYS = 30.0
