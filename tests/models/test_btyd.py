@@ -1,0 +1,193 @@
+"""BG/NBD and Gamma-Gamma against the published CDNOW numbers, plus properties of the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.optimize import check_grad
+
+from models.btyd import (
+    BetaGeoModel,
+    GammaGammaModel,
+    _bgnbd_loglik_and_grad,
+    _gamma_gamma_loglik_and_grad,
+    discounted_clv,
+)
+
+PUBLISHED_BGNBD = {"r": 0.2426, "alpha": 4.4135, "a": 0.7929, "b": 2.4258}
+PUBLISHED_GAMMA_GAMMA = {"p": 6.25, "q": 3.74, "gamma": 15.44}
+
+
+@pytest.fixture(scope="module")
+def cdnow_summary(shared_data: Path) -> pd.DataFrame:
+    """The published 39-week calibration summary of the CDNOW sample (weeks)."""
+    return pd.read_csv(shared_data / "cdnow" / "cdnow_customers_summary.csv")
+
+
+@pytest.fixture(scope="module")
+def fitted_bgnbd(cdnow_summary: pd.DataFrame) -> BetaGeoModel:
+    s = cdnow_summary
+    return BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
+
+
+@pytest.fixture(scope="module")
+def repeat_spend(shared_data: Path) -> pd.DataFrame:
+    """Per repeat customer of CDNOW_sample.txt: repeat purchases (x) and their mean value (zbar).
+
+    Same-day lines are one transaction; only days before 1997-10-01; the first day is dropped."""
+    raw = pd.read_csv(
+        shared_data / "cdnow" / "CDNOW_sample.txt",
+        sep=r"\s+",
+        header=None,
+        names=["master_id", "customer", "date", "cds", "dollars"],
+    )
+    raw["date"] = pd.to_datetime(raw["date"].astype(str), format="%Y%m%d")
+    raw = raw[raw["date"] < "1997-10-01"]
+    days = raw.groupby(["customer", "date"], as_index=False)["dollars"].sum()
+    days = days.sort_values(["customer", "date"])
+    repeat = days[days.groupby("customer").cumcount() > 0]
+    out = repeat.groupby("customer")["dollars"].agg(x="size", zbar="mean")
+    return out.reset_index()
+
+
+def test_bgnbd_reproduces_published_cdnow_fit(fitted_bgnbd: BetaGeoModel) -> None:
+    for name, published in PUBLISHED_BGNBD.items():
+        assert fitted_bgnbd.params_[name] == pytest.approx(published, rel=0.005), name
+    assert fitted_bgnbd.log_likelihood_ == pytest.approx(-9582.4, abs=0.1)
+
+
+def test_bgnbd_customer_one_expects_published_purchases(
+    fitted_bgnbd: BetaGeoModel, cdnow_summary: pd.DataFrame
+) -> None:
+    first = cdnow_summary.iloc[[0]]
+    expected = fitted_bgnbd.expected_purchases(39, first["frequency"], first["recency"], first["T"])
+    assert round(float(expected[0]), 3) == 1.226
+
+
+def test_gamma_gamma_reproduces_published_cdnow_fit(repeat_spend: pd.DataFrame) -> None:
+    assert len(repeat_spend) == 946
+    model = GammaGammaModel().fit(repeat_spend["x"], repeat_spend["zbar"])
+    for name, published in PUBLISHED_GAMMA_GAMMA.items():
+        assert model.params_[name] == pytest.approx(published, rel=0.01), name
+    assert model.log_likelihood_ == pytest.approx(-4055.9, abs=0.5)
+
+
+def test_analytic_gradients_match_finite_differences(cdnow_summary: pd.DataFrame) -> None:
+    x, t_x, big_t = (cdnow_summary[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+
+    def bg_value(params: np.ndarray) -> float:
+        return float(_bgnbd_loglik_and_grad(params, x, t_x, big_t)[0].sum())
+
+    def bg_grad(params: np.ndarray) -> np.ndarray:
+        return _bgnbd_loglik_and_grad(params, x, t_x, big_t)[1].sum(axis=1)
+
+    start = np.array([0.3, 5.0, 0.8, 2.5])
+    assert check_grad(bg_value, bg_grad, start) / np.linalg.norm(bg_grad(start)) < 1e-5
+
+    rng = np.random.default_rng(0)
+    freq = rng.integers(1, 10, 300).astype(float)
+    value = rng.gamma(3.0, 10.0, 300)
+
+    def gg_value(params: np.ndarray) -> float:
+        return float(_gamma_gamma_loglik_and_grad(params, freq, value)[0].sum())
+
+    def gg_grad(params: np.ndarray) -> np.ndarray:
+        return _gamma_gamma_loglik_and_grad(params, freq, value)[1].sum(axis=1)
+
+    start = np.array([4.0, 3.0, 12.0])
+    assert check_grad(gg_value, gg_grad, start) / np.linalg.norm(gg_grad(start)) < 1e-5
+
+
+def test_time_unit_only_rescales_alpha(cdnow_summary: pd.DataFrame) -> None:
+    s = cdnow_summary
+    in_days = BetaGeoModel().fit(s["frequency"], s["recency"] * 7, s["T"] * 7)
+    assert in_days.alpha_ == pytest.approx(PUBLISHED_BGNBD["alpha"] * 7, rel=0.005)
+    assert in_days.r_ == pytest.approx(PUBLISHED_BGNBD["r"], rel=0.005)
+
+
+def test_p_alive_is_one_without_repeat_purchase(
+    fitted_bgnbd: BetaGeoModel, cdnow_summary: pd.DataFrame
+) -> None:
+    s = cdnow_summary
+    alive = fitted_bgnbd.probability_alive(s["frequency"], s["recency"], s["T"])
+    assert np.all(alive[s["frequency"].to_numpy() == 0] == 1.0)
+    assert np.all((alive > 0) & (alive <= 1))
+    # A long silence after frequent buying makes a customer likely gone.
+    assert fitted_bgnbd.probability_alive([10], [5.0], [38.0])[0] < 0.05
+
+
+def test_probability_of_purchase_agrees_with_a_simulation(fitted_bgnbd: BetaGeoModel) -> None:
+    """Posterior simulation: draw (lambda, p) by importance weights, then the next t weeks."""
+    model = fitted_bgnbd
+    rng = np.random.default_rng(1)
+    draws = 400_000
+    lam = rng.gamma(model.r_, 1.0 / model.alpha_, draws)
+    drop = rng.beta(model.a_, model.b_, draws)
+    x, t_x, big_t, horizon = 3.0, 20.0, 38.0, 13.0
+    alive_term = (1 - drop) ** x * lam**x * np.exp(-lam * big_t)
+    dead_term = drop * (1 - drop) ** (x - 1) * lam**x * np.exp(-lam * t_x)
+    weight = alive_term + dead_term
+    buys = alive_term / weight * -np.expm1(-lam * horizon)  # dead customers never buy
+    simulated = float(np.sum(weight * buys) / np.sum(weight))
+    exact = model.probability_of_purchase(horizon, [x], [t_x], [big_t])[0]
+    assert exact == pytest.approx(simulated, abs=0.01)
+    # P(at least one) can never exceed the expected count.
+    assert exact <= model.expected_purchases(horizon, [x], [t_x], [big_t])[0]
+
+
+def test_median_time_to_next_purchase_solves_half(fitted_bgnbd: BetaGeoModel) -> None:
+    x, t_x, big_t = np.array([5.0, 1.0, 8.0]), np.array([36.0, 30.0, 2.0]), np.array([38.0] * 3)
+    waits = fitted_bgnbd.median_time_to_next_purchase(x, t_x, big_t)
+    for i in np.flatnonzero(np.isfinite(waits)):
+        half = fitted_bgnbd.probability_of_purchase(waits[i], x[[i]], t_x[[i]], big_t[[i]])
+        assert half[0] == pytest.approx(0.5, abs=1e-9)
+    assert np.isfinite(waits[0]) and not np.isfinite(waits[2])
+
+
+def test_undiscounted_clv_is_expected_purchases_times_value(
+    fitted_bgnbd: BetaGeoModel, repeat_spend: pd.DataFrame, cdnow_summary: pd.DataFrame
+) -> None:
+    spend = GammaGammaModel().fit(repeat_spend["x"], repeat_spend["zbar"])
+    s = cdnow_summary.head(50)
+    value = np.where(s["frequency"] > 0, 20.0, 0.0)
+    args = (s["frequency"], s["recency"], s["T"], value)
+    flat = discounted_clv(fitted_bgnbd, spend, *args, annual_discount_rate=0.0, days_per_unit=7)
+    expected = fitted_bgnbd.expected_purchases(365 / 7, *args[:3]) * spend.expected_order_value(
+        s["frequency"], value
+    )
+    np.testing.assert_allclose(flat, expected, rtol=1e-9)
+    discounted = discounted_clv(fitted_bgnbd, spend, *args, days_per_unit=7)
+    assert np.all(discounted < flat) and np.all(discounted > 0.85 * flat)
+
+
+def test_json_round_trip_gives_the_same_predictions(
+    fitted_bgnbd: BetaGeoModel, cdnow_summary: pd.DataFrame
+) -> None:
+    s = cdnow_summary
+    again = BetaGeoModel.from_dict(fitted_bgnbd.to_dict())
+    np.testing.assert_array_equal(
+        again.expected_purchases(13, s["frequency"], s["recency"], s["T"]),
+        fitted_bgnbd.expected_purchases(13, s["frequency"], s["recency"], s["T"]),
+    )
+    spend = GammaGammaModel().fit([1, 2, 3, 4], [10.0, 20.0, 15.0, 30.0])
+    assert GammaGammaModel.from_dict(spend.to_dict()).params_ == spend.params_
+
+
+def test_bad_inputs_are_refused() -> None:
+    with pytest.raises(ValueError, match="recency"):
+        BetaGeoModel().fit([1, 0], [5.0, 0.0], [3.0, 4.0])
+    with pytest.raises(ValueError, match="missing"):
+        BetaGeoModel().fit([1, np.nan], [1.0, 0.0], [3.0, 4.0])
+    with pytest.raises(ValueError, match="repeat purchase"):
+        GammaGammaModel().fit([0, 0], [0.0, 0.0])
+
+
+def test_penalizer_shrinks_parameters(cdnow_summary: pd.DataFrame) -> None:
+    s = cdnow_summary
+    plain = BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
+    shrunk = BetaGeoModel(penalizer_coef=0.1).fit(s["frequency"], s["recency"], s["T"])
+    assert shrunk.alpha_ < plain.alpha_
+    assert shrunk.log_likelihood_ < plain.log_likelihood_
