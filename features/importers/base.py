@@ -1,0 +1,237 @@
+"""What every importer shares: the converted tables, writing them, validating, accounting."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.contract import FILE_SUFFIXES, TABLES
+from features.loading import REJECTS_DIRNAME, DataRejected, load_shop
+from features.validation import ValidationReport
+
+SOURCE_REJECTS_NAME = "source.rejects.csv"
+"""Source rows an importer could not map onto the contract, in `DIR/_rejects/`."""
+
+
+@dataclass
+class ConvertedShop:
+    """Contract tables converted from a public data set, and where every source row went.
+
+    `tables` holds `purchases` and `feedback` (and `items`/`customers` when the source has
+    them) in canonical types. `rows_behind[name][i]` is the number of source rows that output
+    row i of table `name` stands for (e.g. identical grocery lines merged into one quantity);
+    `source_rejects` the source rows that could not be mapped (columns `line`, `reason`,
+    `detail`, then the source's own columns as text). Every source row is in exactly one place:
+    `rows_behind` sums plus `len(source_rejects)` equal `source_rows`."""
+
+    tables: dict[str, pd.DataFrame]
+    source_rows: int
+    rows_behind: dict[str, np.ndarray]
+    source_rejects: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def check_accounting(self) -> None:
+        """Raise AssertionError when some source row is lost or counted twice (an importer bug)."""
+        placed = sum(int(rows.sum()) for rows in self.rows_behind.values())
+        placed += len(self.source_rejects)
+        if placed != self.source_rows:
+            raise AssertionError(
+                f"importer lost track of rows: {self.source_rows:,} read, {placed:,} placed"
+            )
+
+
+@dataclass
+class ImportSummary:
+    """What an import did: source rows read, accepted and rejected (by reason), and the report
+    of validating the written directory."""
+
+    source: Path
+    out_dir: Path
+    input_rows: int
+    accepted: int
+    rejected_by_reason: dict[str, int]
+    report: ValidationReport
+    source_rejects_path: Path | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        """Source rows rejected, at import or by validation of the written tables."""
+        return sum(self.rejected_by_reason.values())
+
+    @property
+    def within_limit(self) -> bool:
+        """True when the written directory passes validation within the reject-rate limit."""
+        return self.report.within_limit
+
+    def summary_text(self) -> str:
+        """Input rows, accepted and rejected (by reason), where the rejects are, then the
+        validation summary of the written directory."""
+        lines = [
+            f"Imported {self.source} into {self.out_dir}",
+            f"  input rows {self.input_rows:,}: accepted {self.accepted:,}, "
+            f"rejected {self.rejected:,}",
+        ]
+        for reason, count in sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1]):
+            lines.append(f"      {reason:<24} {count:>10,}")
+        if self.source_rejects_path:
+            lines.append(f"  source rows not imported: {self.source_rejects_path}")
+        lines.extend(f"  note: {note}" for note in self.notes)
+        lines.append(self.report.summary_text())
+        return "\n".join(lines)
+
+
+def import_converted(
+    converted: ConvertedShop,
+    source: Path,
+    out_dir: Path,
+    *,
+    file_format: str = "csv",
+    overwrite: bool = False,
+    as_of: pd.Timestamp | None = None,
+    max_reject_rate: float = 0.01,
+) -> ImportSummary:
+    """Write converted tables to `out_dir`, validate it like any data directory, account for
+    every source row. Raises ValueError when `out_dir` already holds contract tables and
+    `overwrite` is False, AssertionError when the counts do not add up (an importer bug)."""
+    converted.check_accounting()
+    out_dir = Path(out_dir)
+    _prepare(out_dir, overwrite)
+    write_tables(converted.tables, out_dir, file_format)
+    rejects_path = out_dir / REJECTS_DIRNAME / SOURCE_REJECTS_NAME
+    if len(converted.source_rejects):
+        rejects_path.parent.mkdir(parents=True, exist_ok=True)
+        converted.source_rejects.to_csv(rejects_path, index=False)
+    else:
+        rejects_path.unlink(missing_ok=True)
+    try:
+        report = load_shop(out_dir, as_of=as_of, max_reject_rate=max_reject_rate).report
+    except DataRejected as rejected:
+        report = rejected.report
+    by_reason = converted.source_rejects["reason"].value_counts().to_dict()
+    accepted = 0
+    for name, rows_behind in converted.rows_behind.items():
+        table = report.tables[name]
+        behind_rejected = rows_behind[table.rejected_rows]
+        accepted += int(rows_behind.sum() - behind_rejected.sum())
+        if len(table.rejected_rows):
+            weights = pd.Series(behind_rejected).groupby(table.rejected_reasons).sum()
+            for reason, count in weights.items():
+                by_reason[reason] = by_reason.get(reason, 0) + int(count)
+    summary = ImportSummary(
+        source=Path(source),
+        out_dir=out_dir,
+        input_rows=converted.source_rows,
+        accepted=accepted,
+        rejected_by_reason={str(k): int(v) for k, v in by_reason.items()},
+        report=report,
+        source_rejects_path=rejects_path if len(converted.source_rejects) else None,
+        notes=list(converted.notes),
+    )
+    if summary.accepted + summary.rejected != summary.input_rows:
+        raise AssertionError(
+            f"import accounting is off: {summary.accepted:,} accepted + {summary.rejected:,} "
+            f"rejected != {summary.input_rows:,} input rows"
+        )
+    return summary
+
+
+def _prepare(out_dir: Path, overwrite: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    existing = [
+        out_dir / f"{name}{suffix}"
+        for name in TABLES
+        for suffix in FILE_SUFFIXES
+        if (out_dir / f"{name}{suffix}").exists()
+    ]
+    if existing and not overwrite:
+        raise ValueError(
+            f"{out_dir} already holds {', '.join(p.name for p in existing)}; "
+            "choose an empty directory or pass --overwrite"
+        )
+    for path in existing:
+        path.unlink()
+
+
+def write_tables(tables: dict[str, pd.DataFrame], out_dir: Path, file_format: str = "csv") -> None:
+    """Write contract tables as NAME.csv (timestamps ISO 8601 with Z) or NAME.parquet."""
+    if file_format not in ("csv", "parquet"):
+        raise ValueError(f"unknown file format {file_format!r}: use csv or parquet")
+    for name, frame in tables.items():
+        if file_format == "parquet":
+            frame.to_parquet(out_dir / f"{name}.parquet", index=False)
+            continue
+        text = frame.copy()
+        for column in text.columns:
+            if isinstance(text[column].dtype, pd.DatetimeTZDtype):
+                text[column] = text[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        text.to_csv(out_dir / f"{name}.csv", index=False)
+
+
+def slug(descriptions: pd.Series) -> pd.Series:
+    """Stable ids from names: lower case, runs of other characters as '-' ('UHT-milk' ->
+    'uht-milk', 'flower (seeds)' -> 'flower-seeds'). Distinct names that would share a slug
+    get a numeric suffix in sorted order of the names, so ids stay stable between runs."""
+    names = pd.Series(descriptions.unique(), dtype="str")
+    base = names.str.lower().str.replace(r"[^0-9a-z]+", "-", regex=True).str.strip("-")
+    base = base.mask(base == "", "item")
+    order = np.argsort(names.to_numpy(), kind="stable")
+    taken: dict[str, int] = {}
+    ids = np.empty(len(names), dtype=object)
+    for position in order:  # loops over distinct names only (hundreds), not rows
+        candidate = base.iloc[position]
+        count = taken.get(candidate, 0)
+        taken[candidate] = count + 1
+        ids[position] = candidate if count == 0 else f"{candidate}-{count + 1}"
+    mapping = dict(zip(names, ids, strict=True))
+    return descriptions.map(mapping).astype("str")
+
+
+def source_rejects(
+    raw: pd.DataFrame, line_numbers: np.ndarray, reasons: np.ndarray, details: np.ndarray
+) -> pd.DataFrame:
+    """The rejected source rows, whole: line, reason, detail, then the source columns as text.
+
+    `reasons[i]` is None for rows that were imported."""
+    rejected = np.flatnonzero(pd.notna(reasons))
+    head = pd.DataFrame(
+        {
+            "line": np.asarray(line_numbers)[rejected],
+            "reason": np.asarray(reasons, dtype=object)[rejected],
+            "detail": np.asarray(details, dtype=object)[rejected],
+        }
+    )
+    body = raw.iloc[rejected].reset_index(drop=True).astype("str").fillna("")
+    body.columns = [f"original.{c}" if c in head.columns else c for c in body.columns]
+    return pd.concat([head, body], axis=1)
+
+
+def read_source_csv(src: Path, **options: object) -> tuple[pd.DataFrame, str]:
+    """A source CSV with every value as text (ids keep leading zeros), and the encoding used.
+
+    Tries UTF-8 first, then Windows-1252 (the UCI Online Retail CSV exports use it)."""
+    for encoding in ("utf-8-sig", "cp1252"):
+        try:
+            frame = pd.read_csv(src, dtype=str, keep_default_na=False, encoding=encoding, **options)
+            return frame, encoding
+        except UnicodeDecodeError:
+            continue
+    raise ValueError(f"{src}: neither UTF-8 nor Windows-1252 text; save it as UTF-8 CSV")
+
+
+def require_columns(src: Path, frame: pd.DataFrame, columns: list[str]) -> None:
+    """Raise ValueError naming the file and the missing columns."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{src}: missing column(s) {', '.join(missing)} (found: {', '.join(frame.columns)})"
+        )
+
+
+def ids_from_numbers(values: pd.Series) -> pd.Series:
+    """Ids that an export turned into numbers ('17850.0') back to their text ('17850')."""
+    return values.str.strip().str.replace(re.compile(r"\.0+$"), "", regex=True)

@@ -1,0 +1,150 @@
+"""Importers: Groceries and CDNOW from ../shared/data, Online Retail from hand-written fixtures."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.importers import (
+    cdnow_tables,
+    import_cdnow,
+    import_groceries,
+    import_online_retail,
+    online_retail_tables,
+)
+from features.loading import load_shop
+from patronage.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_groceries_import_keeps_every_line(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "groceries" / "Groceries_dataset.csv"
+    before = _sha256(source)
+    summary = import_groceries(source, tmp_path / "groceries")
+    assert (summary.input_rows, summary.accepted, summary.rejected) == (38_765, 38_765, 0)
+    assert summary.within_limit and summary.source_rejects_path is None
+    assert _sha256(source) == before
+    shop = load_shop(tmp_path / "groceries").shop
+    assert shop.purchases["customer_id"].nunique() == 3_898
+    assert len(shop.customers) == 3_898
+    assert int(shop.purchases["quantity"].sum()) == 38_765  # repeated lines became quantity
+    assert shop.purchases["item_id"].nunique() == 167
+    # A member's lines on one date form one order, dated at midnight UTC.
+    first = shop.purchases.iloc[0]
+    assert first["order_id"] == f"{first['customer_id']}-{first['ordered_at']:%Y%m%d}"
+    assert (shop.purchases["ordered_at"].dt.hour == 0).all()
+    names = shop.items.set_index("item_id")["name"]
+    assert names["uht-milk"] == "UHT-milk" and names["flower-seeds"] == "flower (seeds)"
+    assert len(shop.feedback) == 0
+
+
+def test_cdnow_import_keeps_every_line(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "cdnow" / "CDNOW_master.txt"
+    before = _sha256(source)
+    summary = import_cdnow(source, tmp_path / "cdnow", file_format="parquet")
+    assert (summary.input_rows, summary.accepted, summary.rejected) == (69_659, 69_659, 0)
+    assert _sha256(source) == before
+    shop = load_shop(tmp_path / "cdnow").shop
+    purchases = shop.purchases
+    assert len(purchases) == 69_659 and purchases["order_id"].is_unique
+    assert purchases["customer_id"].nunique() == 23_570
+    assert purchases["customer_id"].iloc[0] == "00001"
+    # Customer 00002 bought twice on 1997-01-12: 1 CD for $12.00 and 5 CDs for $77.00.
+    two = purchases[purchases["customer_id"] == "00002"].head(2)
+    assert two["order_id"].tolist() == ["00002-19970112-1", "00002-19970112-2"]
+    assert two["quantity"].tolist() == [1, 5]
+    assert two["unit_price"].tolist() == pytest.approx([12.0, 15.4])
+    assert (purchases["item_id"] == "cd").all()
+
+
+def test_cdnow_zero_cd_lines(tmp_path: Path) -> None:
+    source = tmp_path / "cdnow.txt"
+    source.write_text(
+        " customer_id  date number_of_cds  dollar_value\n"
+        " 00001 19970101  0   11.77\n"
+        " 00002 19970102  0    0.00\n"
+        " 00003 19970103  2   20.00\n"
+    )
+    converted = cdnow_tables(source)
+    purchases = converted.tables["purchases"]
+    assert purchases[["customer_id", "quantity", "unit_price"]].values.tolist() == [
+        ["00001", 1, 11.77],
+        ["00003", 2, 10.0],
+    ]
+    assert converted.source_rejects[["line", "reason"]].values.tolist() == [[3, "empty_purchase"]]
+
+
+def test_online_retail_i(tmp_path: Path) -> None:
+    source = FIXTURES / "online_retail_i.csv"
+    before = _sha256(source)
+    summary = import_online_retail(source, tmp_path / "retail")
+    assert _sha256(source) == before
+    assert (summary.input_rows, summary.accepted, summary.rejected) == (9, 6, 3)
+    assert summary.rejected_by_reason == {"no_customer": 1, "zero_quantity": 1, "out_of_range": 1}
+    # The bad-debt adjustment (negative price) is kept in purchases.csv and rejected there.
+    assert not summary.within_limit
+    source_rejects = pd.read_csv(summary.source_rejects_path, dtype=str)
+    assert source_rejects[["line", "reason", "InvoiceNo"]].values.tolist() == [
+        ["8", "no_customer", "536381"],
+        ["9", "zero_quantity", "536382"],
+    ]
+    shop = load_shop(tmp_path / "retail", max_reject_rate=1.0).shop
+    lines = shop.purchases.set_index(["order_id", "item_id"])
+    # Two lines of 85123A on invoice 536365 merged: 6 x 2.55 + 2 x 2.75 = 20.80 for 8.
+    assert lines.loc[("536365", "85123A"), "quantity"] == 8
+    assert lines.loc[("536365", "85123A"), "unit_price"] == pytest.approx(2.6)
+    assert lines.loc[("536365", "85123A"), "customer_id"] == "17850"  # "17850.0" in the file
+    assert shop.purchases["ordered_at"].iloc[0] == pd.Timestamp("2010-12-01T08:26", tz="UTC")
+    returns = shop.feedback
+    assert returns["kind"].tolist() == ["return", "return"]
+    assert returns[["customer_id", "item_id"]].values.tolist() == [
+        ["14527", "D"],
+        ["13047", "71053"],
+    ]
+    assert "returned 3 x WHITE METAL LANTERN" in returns["text"].iloc[1]
+
+
+def test_online_retail_ii(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = FIXTURES / "online_retail_ii.csv"
+    code = main(["import", "online-retail", str(source), "--out", str(tmp_path / "retail")])
+    assert code == 0
+    assert "input rows 8: accepted 6, rejected 2" in capsys.readouterr().out
+    shop = load_shop(tmp_path / "retail").shop
+    assert shop.purchases["order_id"].tolist() == ["489434", "489434", "489435"]
+    assert sorted(shop.feedback["item_id"]) == ["22087", "22143", "85206A"]
+    assert (shop.feedback["kind"] == "return").all()
+    customers = shop.customers.set_index("customer_id")
+    assert customers.loc["16321", "region"] == "Australia"
+    assert shop.items.set_index("item_id").loc["22350", "name"] == "CAT BOWL"
+
+
+def test_online_retail_missing_columns_and_excel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("Invoice,StockCode\n1,2\n")
+    with pytest.raises(ValueError, match="no column Description"):
+        online_retail_tables(wrong)
+    monkeypatch.setitem(sys.modules, "openpyxl", None)  # as on a machine without openpyxl
+    excel = tmp_path / "online_retail_II.xlsx"
+    excel.write_bytes(b"PK")
+    with pytest.raises(ValueError, match="needs openpyxl"):
+        online_retail_tables(excel)
+
+
+def test_import_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = str(FIXTURES / "online_retail_ii.csv")
+    out = str(tmp_path / "retail")
+    assert main(["import", "online-retail", source, "--out", out]) == 0
+    assert main(["import", "online-retail", source, "--out", out]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["import", "online-retail", source, "--out", out, "--overwrite"]) == 0
