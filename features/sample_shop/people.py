@@ -22,8 +22,8 @@ MEAN_ORDERS_PER_DAY = 0.03
 """Mean purchase rate over customers while engaged (about 11 orders a year)."""
 RATE_SHAPE = 0.9
 """Gamma shape of the purchase rate across customers (small = very uneven, as in BG/NBD)."""
-MEAN_LEAVE_HAZARD = 1.0 / 1100.0
-"""Mean daily chance that a content customer starts drifting away."""
+MEAN_LEAVE_HAZARD = 1.0 / 2500.0
+"""Mean daily chance that a settled, content customer of average rate starts drifting away."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,9 @@ def build_customers(
 
     purchase_rate = rng.gamma(RATE_SHAPE, MEAN_ORDERS_PER_DAY / RATE_SHAPE, size=customers)
     purchase_rate = np.minimum(purchase_rate, 0.5)
-    leave_hazard = rng.gamma(1.5, MEAN_LEAVE_HAZARD / 1.5, size=customers)
+    # Frequent buyers are more attached to the shop: hazard falls with the purchase rate.
+    attachment = np.clip((purchase_rate / MEAN_ORDERS_PER_DAY) ** -0.4, 0.3, 4.0)
+    leave_hazard = rng.gamma(2.0, MEAN_LEAVE_HAZARD / 2.0, size=customers) * attachment
     vocal = rng.gamma(2.0, 0.5, size=customers)
 
     # Demographics lean on the taste cluster, so attributes carry some (not all) of the taste.

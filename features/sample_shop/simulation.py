@@ -21,13 +21,16 @@ EXTRA_LINES_MEAN = 0.7
 """Mean number of freely chosen lines beyond the first in an order (Poisson)."""
 FIRST_ORDER_AT_SIGN_UP = 0.45
 """Chance a newcomer orders on the day they sign up."""
-BAD_EXPERIENCE_EFFECT = 1.8
-"""Each recent bad experience multiplies the hazard of drifting away by exp(1.8) (about 6)."""
-BAD_EXPERIENCE_HALF_LIFE_DAYS = 90.0
-DRIFTING_RATE_FACTOR = 0.3
-"""A customer drifting away orders at 30% of their usual rate (longer gaps before leaving)."""
-MEAN_DRIFT_DAYS = 30.0
+BAD_EXPERIENCE_EFFECT = 2.5
+"""Each recent bad experience multiplies the hazard of drifting away by exp(2.5) (about 12)."""
+BAD_EXPERIENCE_HALF_LIFE_DAYS = 120.0
+DRIFTING_RATE_FACTOR = 0.25
+"""A customer drifting away orders at 25% of their usual rate (longer gaps before leaving)."""
+MEAN_DRIFT_DAYS = 40.0
 """Mean time from starting to drift away to leaving for good."""
+NEWCOMER_EXTRA_HAZARD = 2.0
+"""Newcomers are three times as likely to drift away; the extra fades over about two months."""
+NEWCOMER_DAYS = 60.0
 STORE = CHANNELS.index("store")
 
 # Orders per hour of the day (UTC), evening-heavy.
@@ -180,8 +183,11 @@ def simulate(
         recent_bad[buyer[bad_order]] += 1.0
         bad_experiences[buyer[bad_order]] += 1
         content = here[state[here] == ACTIVE]
-        hazard = customers.leave_hazard[content] * np.exp(
-            BAD_EXPERIENCE_EFFECT * recent_bad[content]
+        tenure_days = day - sign_up_day[content]
+        hazard = (
+            customers.leave_hazard[content]
+            * np.exp(BAD_EXPERIENCE_EFFECT * recent_bad[content])
+            * (1.0 + NEWCOMER_EXTRA_HAZARD * np.exp(-tenure_days / NEWCOMER_DAYS))
         )
         starts_drifting = content[rng.random(len(content)) < hazard]
         drifting = here[state[here] == DRIFTING]
