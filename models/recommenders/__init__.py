@@ -1,0 +1,31 @@
+"""Recommenders behind one interface (`base.Recommender`), model selection and business rules.
+
+Importing this package registers every model class, so `Recommender.load` can read any of them.
+"""
+
+from models.recommenders.association import CoPurchaseRecommender
+from models.recommenders.base import NotFittedError, Recommender, top_k
+from models.recommenders.blend import BlendRecommender
+from models.recommenders.ease import EASERecommender
+from models.recommenders.factorization import ALSRecommender, BPRRecommender
+from models.recommenders.neighbours import ItemKNNRecommender
+from models.recommenders.popularity import (
+    PopularityRecommender,
+    RepeatPurchaseRecommender,
+    TrendingRecommender,
+)
+
+__all__ = [
+    "ALSRecommender",
+    "BPRRecommender",
+    "BlendRecommender",
+    "CoPurchaseRecommender",
+    "EASERecommender",
+    "ItemKNNRecommender",
+    "NotFittedError",
+    "PopularityRecommender",
+    "Recommender",
+    "RepeatPurchaseRecommender",
+    "TrendingRecommender",
+    "top_k",
+]

@@ -1,0 +1,285 @@
+"""The one interface every recommender implements, plus the shared top-k and persistence code.
+
+A recommender is fitted on an `Interactions` matrix (customers x items confidence, see
+`features/interactions.py`) and optionally the item x item co-purchase counts. It then scores
+items for many customers at once from their rows of that matrix (`user_items`), which is also
+how an anonymous basket is scored: a one-row `user_items` with the basket's items.
+
+Persistence is pickle-free: `model.json` (class name and parameters) and `arrays.npz`
+(learned arrays, read back with `np.load(allow_pickle=False)`).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import scipy.sparse as sp
+
+from features.interactions import Interactions
+
+FORMAT_VERSION = 1
+_REGISTRY: dict[str, type[Recommender]] = {}
+_CHUNK_CELLS = 1 << 23
+"""Dense score blocks are computed at most this many cells at a time (32 MiB of float32)."""
+
+
+class NotFittedError(RuntimeError):
+    """A recommender was used before `fit` (or `load`)."""
+
+
+class Recommender(ABC):
+    """Scores items for customers; scikit-learn style (parameters in `__init__`, learned `_`).
+
+    Subclasses implement `_fit`, `_scores` and, when they know item similarity,
+    `_similarity_scores`; they list learned arrays in `_array_names`."""
+
+    strategy: ClassVar[str] = "recommender"
+    """The strategy name every answer carries (e.g. "trending", "item_knn")."""
+    personalised: ClassVar[bool] = True
+    """False when the scores ignore the customer (popularity-like baselines)."""
+    knows_similar_items: ClassVar[bool] = True
+    """False when `similar_items` falls back to popularity (no item-item signal)."""
+    _array_names: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    # --- parameters -------------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters (JSON-serialisable), as scikit-learn's `get_params`."""
+        import inspect
+
+        names = [
+            p
+            for p in inspect.signature(type(self).__init__).parameters
+            if p not in ("self", "args", "kwargs")
+        ]
+        return {name: getattr(self, name) for name in names}
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({params})"
+
+    # --- fitting ----------------------------------------------------------------------------
+    def fit(self, interactions: Interactions, co_purchase: sp.csr_matrix | None = None) -> Self:
+        """Learn from the customers x items matrix (and item x item co-purchase counts).
+
+        Returns self. Raises ValueError on an empty matrix."""
+        if interactions.n_items == 0:
+            raise ValueError("cannot fit a recommender on a catalog without items")
+        self.n_items_ = interactions.n_items
+        self._fit(interactions.matrix.tocsr().astype(np.float32), co_purchase)
+        return self
+
+    @abstractmethod
+    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None: ...
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "n_items_"):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load()")
+
+    # --- scoring ----------------------------------------------------------------------------
+    @abstractmethod
+    def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Dense float32 scores (len(customer_rows), n_items); higher is better."""
+
+    def scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """Dense float32 scores for the customers (rows of the fitted matrix, -1 = unknown).
+
+        `user_items` holds exactly those customers' rows (a basket for an anonymous one)."""
+        self._check_fitted()
+        rows = np.asarray(customer_rows, dtype=np.int64).reshape(-1)
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        if user_items.shape != (len(rows), self.n_items_):
+            raise ValueError(
+                f"user_items must have shape ({len(rows)}, {self.n_items_}), "
+                f"got {user_items.shape}: pass the rows of exactly the customers asked"
+            )
+        return np.asarray(self._scores(rows, user_items), dtype=np.float32)
+
+    def recommend(
+        self,
+        customer_rows: np.ndarray,
+        user_items: sp.csr_matrix,
+        k: int = 10,
+        exclude: sp.spmatrix | np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item columns and scores for many customers at once.
+
+        `exclude` (same shape as `user_items`, sparse or bool) marks items never to return.
+        Returns two (n, k) arrays; a row with fewer than k allowed items is padded with -1
+        and -inf."""
+        rows = np.asarray(customer_rows, dtype=np.int64).reshape(-1)
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        if exclude is not None and sp.issparse(exclude):
+            exclude = sp.csr_matrix(exclude)
+        step = max(1, _CHUNK_CELLS // max(self.n_items_ if hasattr(self, "n_items_") else 1, 1))
+        items_out, scores_out = [], []
+        for start in range(0, len(rows), step):
+            stop = min(start + step, len(rows))
+            block = self.scores(rows[start:stop], user_items[start:stop])
+            if exclude is not None:
+                mask = exclude[start:stop]
+                mask = mask.toarray() != 0 if sp.issparse(mask) else np.asarray(mask, dtype=bool)
+                block[mask] = -np.inf
+            found_items, found_scores = top_k(block, k)
+            items_out.append(found_items)
+            scores_out.append(found_scores)
+        if not items_out:
+            return np.empty((0, k), dtype=np.int64), np.empty((0, k), dtype=np.float32)
+        return np.vstack(items_out), np.vstack(scores_out)
+
+    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
+        """Dense (len(item_rows), n_items) item-to-item scores; default: popularity-free zeros."""
+        return np.zeros((len(item_rows), self.n_items_), dtype=np.float32)
+
+    def similar_items(self, item_rows: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k items most similar to each item column (the item itself excluded).
+
+        Returns two (n, k) arrays (item columns, scores), padded with -1 / -inf. Models without
+        item-item signal (`knows_similar_items` False) rank by their own item scores."""
+        self._check_fitted()
+        rows = np.asarray(item_rows, dtype=np.int64).reshape(-1)
+        if ((rows < 0) | (rows >= self.n_items_)).any():
+            raise ValueError(f"item rows must be within [0, {self.n_items_}), got {rows}")
+        if self.knows_similar_items:
+            block = np.asarray(self._similarity_scores(rows), dtype=np.float32).copy()
+        else:
+            empty = sp.csr_matrix((len(rows), self.n_items_), dtype=np.float32)
+            block = self.scores(np.full(len(rows), -1), empty).copy()
+        block[np.arange(len(rows)), rows] = -np.inf
+        return top_k(block, k)
+
+    # --- persistence ------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        arrays: dict[str, np.ndarray] = {}
+        for name in self._array_names:
+            value = getattr(self, name)
+            if sp.issparse(value):
+                arrays.update(csr_to_arrays(name, value))
+            else:
+                arrays[name] = np.asarray(value)
+        return arrays
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in self._array_names:
+            if f"{name}__indptr" in arrays:
+                setattr(self, name, csr_from_arrays(name, arrays))
+            else:
+                setattr(self, name, arrays[name])
+
+    def save(self, directory: str | Path) -> None:
+        """Write `model.json` and `arrays.npz` into `directory` (created if missing)."""
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "params": self.get_params(),
+            "n_items": int(self.n_items_),
+        }
+        meta.update(self._extra_meta(directory))
+        (directory / "model.json").write_text(json.dumps(meta, indent=1))
+        np.savez(directory / "arrays.npz", **self._arrays())
+
+    def _extra_meta(self, directory: Path) -> dict[str, Any]:
+        return {}
+
+    def _load_extra(self, meta: dict[str, Any], directory: Path) -> None:
+        return None
+
+    @staticmethod
+    def load(directory: str | Path) -> Recommender:
+        """Read a recommender written by `save`; raises FileNotFoundError / ValueError."""
+        directory = Path(directory)
+        meta_path = directory / "model.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(f"no saved recommender in {directory} (model.json missing)")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != FORMAT_VERSION:
+            version = meta.get("format_version")
+            raise ValueError(f"{meta_path}: unsupported format version {version}")
+        cls = _REGISTRY.get(meta["class"])
+        if cls is None:
+            raise ValueError(f"{meta_path}: unknown recommender class {meta['class']!r}")
+        model = cls(**meta["params"])
+        model.n_items_ = int(meta["n_items"])
+        with np.load(directory / "arrays.npz", allow_pickle=False) as stored:
+            model._set_arrays({name: stored[name] for name in stored.files})
+        model._load_extra(meta, directory)
+        return model
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices and values of the k largest entries of each row, best first.
+
+    -inf entries are never returned: their places hold -1 and -inf. Ties keep the lower column
+    first (stable), so answers are deterministic."""
+    scores = np.asarray(scores, dtype=np.float32)
+    n_rows, n_cols = scores.shape
+    k_eff = min(k, n_cols)
+    if k_eff <= 0:
+        return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
+    if k_eff < n_cols:
+        candidates = np.argpartition(-scores, k_eff - 1, axis=1)[:, :k_eff]
+        # argpartition breaks ties arbitrarily at the boundary: widen to every column tied with
+        # the k-th value only when needed (rare), to stay deterministic.
+        kth = np.take_along_axis(scores, candidates, axis=1).min(axis=1)
+        tied = (scores == kth[:, None]).sum(axis=1) > (
+            np.take_along_axis(scores, candidates, axis=1) == kth[:, None]
+        ).sum(axis=1)
+        if tied.any():
+            full = np.argsort(-scores[tied], axis=1, kind="stable")[:, :k_eff]
+            candidates[tied] = full
+    else:
+        candidates = np.tile(np.arange(n_cols), (n_rows, 1))
+    values = np.take_along_axis(scores, candidates, axis=1)
+    # Order by score descending, then column ascending.
+    order = np.lexsort((candidates, -values), axis=1)
+    candidates = np.take_along_axis(candidates, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    candidates = np.where(np.isneginf(values), -1, candidates)
+    if k_eff < k:
+        pad = k - k_eff
+        candidates = np.hstack([candidates, np.full((n_rows, pad), -1)])
+        values = np.hstack([values, np.full((n_rows, pad), -np.inf, dtype=np.float32)])
+    return candidates.astype(np.int64), values.astype(np.float32)
+
+
+def csr_to_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as plain arrays for `np.savez` (keys `prefix__data` etc.)."""
+    matrix = sp.csr_matrix(matrix)
+    return {
+        f"{prefix}__data": matrix.data,
+        f"{prefix}__indices": matrix.indices,
+        f"{prefix}__indptr": matrix.indptr,
+        f"{prefix}__shape": np.asarray(matrix.shape, dtype=np.int64),
+    }
+
+
+def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix:
+    """The CSR matrix stored by `csr_to_arrays`."""
+    shape = tuple(int(x) for x in arrays[f"{prefix}__shape"])
+    return sp.csr_matrix(
+        (arrays[f"{prefix}__data"], arrays[f"{prefix}__indices"], arrays[f"{prefix}__indptr"]),
+        shape=shape,
+    )
+
+
+def row_normalise(scores: np.ndarray) -> np.ndarray:
+    """Each row divided by its largest absolute finite value (rows of zeros stay zero)."""
+    scores = np.asarray(scores, dtype=np.float32)
+    finite = np.where(np.isfinite(scores), np.abs(scores), 0.0)
+    scale = finite.max(axis=1, keepdims=True)
+    return np.divide(scores, scale, out=np.zeros_like(scores), where=scale > 0)
+
+
+def registered_classes() -> dict[str, type[Recommender]]:
+    """Every concrete recommender class by name (used by `Recommender.load`)."""
+    return dict(_REGISTRY)

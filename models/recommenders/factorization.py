@@ -1,0 +1,125 @@
+"""Matrix factorisation from implicit: ALS and BPR, BLAS pinned to one thread.
+
+Learned factors are kept as numpy arrays, so scoring and persistence need no implicit object.
+A customer unknown at fit time (row -1) with a basket gets factors folded in by ridge least
+squares on the item factors (the same projection ALS makes for a user)."""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from models.recommenders.base import Recommender
+
+
+class _FactorRecommender(Recommender):
+    _array_names = ("user_factors_", "item_factors_")
+    regularization: float
+
+    def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
+        items = self.item_factors_.astype(np.float64)
+        gram = items.T @ items + max(self.regularization, 1e-3) * np.eye(items.shape[1])
+        right = np.asarray(user_items @ items)
+        return np.linalg.solve(gram, right.T).T.astype(np.float32)
+
+    def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        users = np.zeros((len(customer_rows), self.item_factors_.shape[1]), dtype=np.float32)
+        known = (customer_rows >= 0) & (customer_rows < len(self.user_factors_))
+        users[known] = self.user_factors_[customer_rows[known]]
+        unknown = ~known
+        if unknown.any():
+            users[unknown] = self._fold_in(user_items[np.flatnonzero(unknown)])
+        return users @ self.item_factors_.T
+
+    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(self.item_factors_, axis=1) + 1e-12
+        unit = self.item_factors_ / norms[:, None]
+        return unit[item_rows] @ unit.T
+
+
+class ALSRecommender(_FactorRecommender):
+    """implicit's alternating least squares on confidence `1 + alpha * matrix`."""
+
+    strategy = "als"
+
+    def __init__(
+        self,
+        factors: int = 64,
+        regularization: float = 0.05,
+        alpha: float = 2.0,
+        iterations: int = 15,
+        random_state: int = 0,
+        num_threads: int = 1,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        # implicit checks the BLAS thread count when the model is built: build it pinned too.
+        with threadpool_limits(1):
+            model = AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            )
+            model.fit(matrix, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+
+
+class BPRRecommender(_FactorRecommender):
+    """implicit's Bayesian personalised ranking (item bias folded into the factors).
+
+    An unknown customer's factors are the mean factors of the items in their basket (BPR's
+    factors are not least-squares fits, so the ALS projection does not apply)."""
+
+    strategy = "bpr"
+
+    def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
+        weights = user_items.multiply(user_items > 0).tocsr()
+        totals = np.asarray(weights.sum(axis=1)).ravel()
+        mean = np.asarray(weights @ self.item_factors_) / np.maximum(totals, 1e-12)[:, None]
+        return mean.astype(np.float32)
+
+    def __init__(
+        self,
+        factors: int = 64,
+        learning_rate: float = 0.01,
+        regularization: float = 0.01,
+        iterations: int = 100,
+        random_state: int = 0,
+        num_threads: int = 1,
+    ) -> None:
+        self.factors = factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.iterations = iterations
+        self.random_state = random_state
+        self.num_threads = num_threads
+
+    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        positive = matrix.multiply(matrix > 0).tocsr()
+        with threadpool_limits(1):
+            model = BayesianPersonalizedRanking(
+                factors=self.factors,
+                learning_rate=self.learning_rate,
+                regularization=self.regularization,
+                iterations=self.iterations,
+                random_state=self.random_state,
+                num_threads=self.num_threads,
+            )
+            model.fit(positive, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
