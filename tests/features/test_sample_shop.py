@@ -223,3 +223,17 @@ def test_cli_generates_prints_a_summary_and_refuses_to_overwrite(tmp_path: Path)
     assert again.returncode == 1 and "--overwrite" in again.stderr
     bad = subprocess.run(command + ["--overwrite", "--items", "5"], capture_output=True, text=True)
     assert bad.returncode == 1 and "items must be at least 10" in bad.stderr
+
+
+@pytest.mark.parametrize("file_format", ["csv", "parquet"])
+def test_the_validator_accepts_every_row(tmp_path: Path, file_format: str) -> None:
+    from features.loading import load_shop
+
+    summary = generate_shop(tmp_path / "shop", **SMALL, file_format=file_format)
+    end = pd.Timestamp(summary.end, tz="UTC")
+    loaded = load_shop(tmp_path / "shop", as_of=end, rejects_dir=tmp_path / "rejects")
+    for name, report in loaded.report.tables.items():
+        assert report.rejected == 0, (name, report.rejected_by_reason)
+    assert len(loaded.shop.purchases) == summary.purchase_lines
+    assert len(loaded.shop.feedback) == summary.feedback_rows
+    assert loaded.shop.purchases["ordered_at"].max() < end
