@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,94 @@ def sample_shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("sample_shop")
     generate_shop(directory, **SAMPLE_SHOP_SIZE)
     return directory
+
+
+@dataclass(frozen=True)
+class MlflowStore:
+    """A private MLflow SQLite store of one test: `root/mlflow.db` plus `root/artifacts/`."""
+
+    root: Path
+    tracking_uri: str
+
+
+@pytest.fixture(scope="session")
+def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty MLflow SQLite database with every migration applied, made once per session.
+
+    A new store spends about 2 s on migrations; `mlflow_store` copies this file instead."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
+    uri = f"sqlite:///{path}"
+    MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture
+def mlflow_store(
+    migrated_mlflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MlflowStore]:
+    """A fresh MLflow store for one test: a copy of the migrated database in the test's tmp dir.
+
+    Sets `MLFLOW_TRACKING_URI` (artifacts go to `artifacts/` beside the database, see
+    training/tracking.py) and restores the previous tracking and registry URIs afterwards."""
+    import mlflow
+
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    previous_tracking = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield MlflowStore(root=root, tracking_uri=uri)
+    finally:
+        if mlflow.active_run() is not None:
+            mlflow.end_run()
+        # None clears MLflow's globals; monkeypatch then restores the environment variables.
+        mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def _converted_shop(tables: dict) -> object:
+    """A `Shop` from an importer's tables (no customers table: an empty one)."""
+    import pandas as pd
+
+    from features.shop import Shop
+
+    customers = tables.get("customers")
+    if customers is None:
+        customers = pd.DataFrame(
+            {"customer_id": pd.Series(dtype="str"), "signed_up_at": pd.Series(dtype="M8[ns, UTC]")}
+        )
+    return Shop(tables["purchases"], tables["feedback"], tables["items"], customers)
+
+
+@pytest.fixture(scope="session")
+def groceries_shop(shared_data: Path) -> object:
+    """The Groceries data set as an in-memory `Shop` (via features.importers), once per session."""
+    from features.importers import groceries_tables
+
+    return _converted_shop(groceries_tables(shared_data / "groceries/Groceries_dataset.csv").tables)
+
+
+@pytest.fixture(scope="session")
+def cdnow_shop(shared_data: Path) -> object:
+    """CDNOW_master (23,570 customers) as an in-memory `Shop` (via features.importers)."""
+    from features.importers import cdnow_tables
+
+    return _converted_shop(cdnow_tables(shared_data / "cdnow/CDNOW_master.txt").tables)
+
+
+@pytest.fixture(scope="session")
+def spark_session() -> Iterator[object]:
+    """One local[2] SparkSession for the whole test session (UI off, 2 shuffle partitions, UTC)."""
+    from features.engines import local_spark_session
+
+    session = local_spark_session(cores=2, shuffle_partitions=2)
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,349 @@
+"""Point-in-time customer features: one row per customer who ordered before `as_of`.
+
+The features are Ibis expressions over the contract tables (`customer_feature_table`), so the
+same definition runs on DuckDB (default, `customer_features`) or Spark. Every row dated at or
+after `as_of` is filtered out inside the expression. Durations are in days (float, from whole
+UTC seconds), money in the shop's currency. Every column, its unit and the meaning of a missing
+value are listed in docs/features.md; in short, NaN means "not defined" (no ratings, fewer than
+two orders, unknown prices), and a count is 0 only when it really is zero.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+from features.engines import (
+    SECONDS_PER_DAY,
+    as_of_second,
+    as_of_utc,
+    before,
+    connect,
+    epoch_second,
+    execute,
+    last_day_before,
+    shop_tables,
+)
+from features.shop import Shop
+
+WINDOWS_DAYS = (30, 90, 365)
+"""Look-back windows of the `orders_last_*d` and `spend_last_*d` features, in days."""
+TREND_DAYS = 90
+"""`spend_trend_90d_*` compares the last 90 days with the 90 days before them."""
+COMPLAINT_WINDOW_DAYS = 90
+NEGATIVE_RATING = 2
+"""A rating at or below this counts as negative feedback."""
+
+COUNT_COLUMNS = (
+    "orders",
+    "purchase_lines",
+    "units",
+    *(f"orders_last_{days}d" for days in WINDOWS_DAYS),
+    "distinct_items",
+    "returns",
+    "ratings",
+    "complaints",
+    f"complaints_last_{COMPLAINT_WINDOW_DAYS}d",
+    "feedback",
+    "btyd_frequency",
+)
+"""Columns that are whole counts (int64, never missing)."""
+
+_FLOAT = "float64"
+
+
+def customer_features(
+    shop: Shop,
+    as_of: pd.Timestamp | str,
+    engine: str = "duckdb",
+    connection: Any = None,
+) -> pd.DataFrame:
+    """Customer features at `as_of` (exclusive, UTC) computed on `engine` ("duckdb" or "spark").
+
+    One row per customer with at least one order before `as_of`, `customer_id` first, sorted by
+    customer_id; count columns are int64, the others float64 (NaN = not defined, see
+    docs/features.md). `connection`: see `features.engines.connect`. Raises ValueError on a bad
+    `as_of`, engine or table."""
+    as_of = as_of_utc(as_of)
+    backend = connect(engine, connection)
+    tables = shop_tables(shop, backend)
+    channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
+    expression = customer_feature_table(
+        tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
+    )
+    return canonical_customer_frame(execute(backend, expression))
+
+
+def channel_values(purchases: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """The distinct non-missing `channel` values of purchases before `as_of`, sorted."""
+    lines = purchases.filter(before(purchases.ordered_at, as_of_utc(as_of)))
+    return lines.filter(lines.channel.notnull()).select("channel").distinct().order_by("channel")
+
+
+def channel_share_column(channel: str) -> str:
+    """The feature name of one channel's share of orders, e.g. `channel_share_web`."""
+    return "channel_share_" + (re.sub(r"[^0-9a-z]+", "_", str(channel).lower()).strip("_") or "_")
+
+
+def customer_feature_table(
+    purchases: ir.Table,
+    feedback: ir.Table,
+    items: ir.Table,
+    customers: ir.Table,
+    as_of: pd.Timestamp | str,
+    channels: Sequence[str] | None = None,
+) -> ir.Table:
+    """The customer feature expression over Ibis tables with the contract's columns.
+
+    Works on any engine holding the tables (DuckDB file, Spark catalog); optional columns must
+    exist (all-missing is fine: `unit_price`, `channel`, `item_id`/`order_id`/`rating` of
+    feedback, `category`, `signed_up_at`). `channels` names the `channel_share_*` columns; None
+    asks the purchases' engine for the values present before `as_of` (one small query)."""
+    as_of = as_of_utc(as_of)
+    now = as_of_second(as_of)
+    if channels is None:
+        channels = channel_values(purchases, as_of).execute()["channel"].tolist()
+    lines = _lines_before(purchases, items, as_of)
+    orders = lines.group_by(["customer_id", "order_id"]).aggregate(
+        t=lines.t.min(), value=_sum_if_known(lines.value), channel=lines.channel.min()
+    )
+    parts = [
+        _order_aggregates(orders, now, channels),
+        _order_gaps(orders),
+        _top_share(orders.filter(orders.channel.notnull()), "channel", "top_channel_share"),
+        _line_aggregates(lines),
+        _top_share(lines.filter(lines.category.notnull()), "category", "top_category_share"),
+        _repeat_items(lines),
+        _buy_till_you_die(lines, as_of),
+        _feedback_aggregates(feedback, as_of),
+        _sign_up(customers, as_of),
+    ]
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = joined.left_join(part, "customer_id").drop("customer_id_right")
+    return _final_columns(joined, now, channels).order_by("customer_id")
+
+
+def canonical_customer_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Engine output in canonical types: ids str, counts int64, everything else float64."""
+    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
+    types = {
+        column: ("int64" if column in COUNT_COLUMNS else _FLOAT)
+        for column in frame.columns
+        if column != "customer_id"
+    }
+    frame = frame.astype(types)
+    frame["customer_id"] = frame["customer_id"].astype(str)
+    return frame
+
+
+def _lines_before(purchases: ir.Table, items: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Purchase lines before `as_of` with epoch second `t`, UTC day, line value and category."""
+    lines = purchases.filter(before(purchases.ordered_at, as_of))
+    second = epoch_second(lines.ordered_at)
+    lines = lines.mutate(
+        t=second,
+        day=second // SECONDS_PER_DAY,
+        value=lines.quantity.cast(_FLOAT) * lines.unit_price.cast(_FLOAT),
+    )
+    # one category per item even if the items table repeats an id (never multiply lines)
+    categories = items.group_by("item_id").aggregate(category=items.category.min())
+    return lines.left_join(categories, "item_id").select(*lines.columns, "category")
+
+
+def _sum_if_known(values: ir.FloatingColumn) -> ir.FloatingScalar:
+    """The sum of `values`, or missing when any of them is missing (unknown, not zero)."""
+    return ibis.cases((values.isnull().sum() > 0, ibis.null(_FLOAT)), else_=values.sum())
+
+
+def _window_spend(orders: ir.Table, start: int, end: int) -> ir.FloatingScalar:
+    """Spend of orders with `start <= t < end`: 0 with no such order, missing if one is unpriced."""
+    inside = (orders.t >= start) & (orders.t < end)
+    unknown = (inside & orders.value.isnull()).sum()
+    spend = ibis.ifelse(inside, orders.value, 0.0).sum()
+    return ibis.cases((unknown > 0, ibis.null(_FLOAT)), else_=spend)
+
+
+def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir.Table:
+    """Per customer: order counts, first/last order second, spend overall and in windows."""
+    day = SECONDS_PER_DAY
+    windows = {f"orders_last_{d}d": (orders.t >= now - d * day).sum() for d in WINDOWS_DAYS}
+    spends = {f"spend_last_{d}d": _window_spend(orders, now - d * day, now) for d in WINDOWS_DAYS}
+    by_channel = {
+        f"_channel_{index}": (orders.channel == value).sum() for index, value in enumerate(channels)
+    }
+    return orders.group_by("customer_id").aggregate(
+        orders=orders.count(),
+        first_t=orders.t.min(),
+        last_t=orders.t.max(),
+        total_spend=_sum_if_known(orders.value),
+        **windows,
+        **spends,
+        spend_previous_90d=_window_spend(
+            orders, now - 2 * TREND_DAYS * day, now - TREND_DAYS * day
+        ),
+        _channel_known=orders.channel.count(),
+        **by_channel,
+    )
+
+
+def _order_gaps(orders: ir.Table) -> ir.Table:
+    """Per customer: population std of the days between consecutive orders (missing with one)."""
+    window = ibis.window(group_by="customer_id", order_by=["t", "order_id"])
+    gaps = orders.mutate(
+        gap=(orders.t - orders.t.lag().over(window)).cast(_FLOAT) / SECONDS_PER_DAY
+    )
+    return gaps.group_by("customer_id").aggregate(order_gap_std_days=gaps.gap.std(how="pop"))
+
+
+def _top_share(rows: ir.Table, column: str, name: str) -> ir.Table:
+    """Per customer: the share of `rows` in the customer's most frequent `column` value."""
+    counts = rows.group_by(["customer_id", column]).aggregate(n=rows.count())
+    return counts.group_by("customer_id").aggregate(
+        **{name: counts.n.max().cast(_FLOAT) / counts.n.sum().cast(_FLOAT)}
+    )
+
+
+def _line_aggregates(lines: ir.Table) -> ir.Table:
+    """Per customer: lines, units, distinct items and (known) categories."""
+    return lines.group_by("customer_id").aggregate(
+        purchase_lines=lines.count(),
+        units=lines.quantity.sum(),
+        distinct_items=lines.item_id.nunique(),
+        _categories=lines.category.nunique(),
+        _category_known=lines.category.count(),
+    )
+
+
+def _repeat_items(lines: ir.Table) -> ir.Table:
+    """Per customer: the share of distinct items bought in more than one order."""
+    per_item = lines.group_by(["customer_id", "item_id"]).aggregate(n=lines.order_id.nunique())
+    return per_item.group_by("customer_id").aggregate(
+        repeat_item_share=(per_item.n > 1).sum().cast(_FLOAT) / per_item.count().cast(_FLOAT)
+    )
+
+
+def _buy_till_you_die(lines: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Per customer: BG/NBD frequency, recency, T (days) and the Gamma-Gamma monetary value.
+
+    Standard definitions (Fader, Hardie & Lee; lifetimes with freq="D"): purchases on one UTC day
+    are one transaction; frequency = transaction days - 1; recency = last - first day; T = last
+    day before `as_of` - first day; monetary value = mean of the per-day totals after the first
+    day (missing when frequency is 0 or a repeat day has an unpriced line)."""
+    days = lines.group_by(["customer_id", "day"]).aggregate(value=_sum_if_known(lines.value))
+    days = days.mutate(first_day=days.day.min().over(group_by="customer_id"))
+    repeat = days.day > days.first_day
+    summary = days.group_by("customer_id").aggregate(
+        _days=days.count(),
+        _first_day=days.day.min(),
+        _last_day=days.day.max(),
+        _repeat_unknown=(repeat & days.value.isnull()).sum(),
+        _repeat_mean=ibis.ifelse(repeat, days.value, ibis.null(_FLOAT)).mean(),
+    )
+    return summary.select(
+        "customer_id",
+        btyd_frequency=summary._days - 1,
+        btyd_recency_days=(summary._last_day - summary._first_day).cast(_FLOAT),
+        btyd_T_days=(last_day_before(as_of) - summary._first_day).cast(_FLOAT),
+        btyd_monetary_value=ibis.cases(
+            (summary._repeat_unknown > 0, ibis.null(_FLOAT)), else_=summary._repeat_mean
+        ),
+    )
+
+
+def _feedback_aggregates(feedback: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Per customer: returns, ratings, complaints and negative feedback before `as_of`."""
+    now = as_of_second(as_of)
+    rows = feedback.filter(before(feedback.created_at, as_of))
+    rows = rows.mutate(t=epoch_second(rows.created_at))
+    complaint = rows.kind == "complaint"
+    returned = rows.kind == "return"
+    low_rating = (rows.rating <= NEGATIVE_RATING).fill_null(False)
+    recent = rows.t >= now - COMPLAINT_WINDOW_DAYS * SECONDS_PER_DAY
+    return rows.group_by("customer_id").aggregate(
+        feedback=rows.count(),
+        returns=returned.sum(),
+        ratings=rows.rating.count(),
+        rating_mean=rows.rating.cast(_FLOAT).mean(),
+        rating_min=rows.rating.min().cast(_FLOAT),
+        complaints=complaint.sum(),
+        **{f"complaints_last_{COMPLAINT_WINDOW_DAYS}d": (complaint & recent).sum()},
+        _last_complaint_t=ibis.ifelse(complaint, rows.t, ibis.null("int64")).max(),
+        _negative=(complaint | returned | low_rating).sum(),
+    )
+
+
+def _sign_up(customers: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Per customer: the sign-up epoch second, when known and before `as_of` (else missing)."""
+    known = before(customers.signed_up_at, as_of).fill_null(False)
+    second = ibis.ifelse(known, epoch_second(customers.signed_up_at), ibis.null("int64"))
+    return customers.group_by("customer_id").aggregate(_signed_up_t=second.min())
+
+
+def _ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
+    """numerator / denominator as float, missing when the denominator is 0 or missing."""
+    return numerator.cast(_FLOAT) / denominator.cast(_FLOAT).nullif(0.0)
+
+
+def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Table:
+    """Turn the joined per-customer aggregates into the documented feature columns."""
+    j = joined
+    day = float(SECONDS_PER_DAY)
+    days_since_last = (now - j.last_t).cast(_FLOAT) / day
+    gap_mean = ibis.cases(
+        (j.orders > 1, (j.last_t - j.first_t).cast(_FLOAT) / day / (j.orders - 1).cast(_FLOAT)),
+        else_=ibis.null(_FLOAT),
+    )
+    returns = j.returns.fill_null(0)
+    complaints_recent = f"complaints_last_{COMPLAINT_WINDOW_DAYS}d"
+    feedback = j.feedback.fill_null(0)
+    channel_shares = {
+        channel_share_column(value): _ratio(j[f"_channel_{index}"], j._channel_known)
+        for index, value in enumerate(channels)
+    }
+    return j.select(
+        "customer_id",
+        "orders",
+        "purchase_lines",
+        "units",
+        days_since_last_order=days_since_last,
+        tenure_days=(now - j.first_t).cast(_FLOAT) / day,
+        days_since_signup=(now - j._signed_up_t).cast(_FLOAT) / day,
+        order_gap_mean_days=gap_mean,
+        order_gap_std_days=j.order_gap_std_days,
+        overdue_ratio=days_since_last / gap_mean.nullif(0.0),
+        **{f"orders_last_{d}d": j[f"orders_last_{d}d"] for d in WINDOWS_DAYS},
+        total_spend=j.total_spend,
+        mean_order_value=_ratio(j.total_spend, j.orders),
+        **{f"spend_last_{d}d": j[f"spend_last_{d}d"] for d in WINDOWS_DAYS},
+        spend_previous_90d=j.spend_previous_90d,
+        spend_trend_90d_diff=j.spend_last_90d - j.spend_previous_90d,
+        spend_trend_90d_ratio=_ratio(j.spend_last_90d, j.spend_previous_90d),
+        distinct_items=j.distinct_items,
+        distinct_categories=ibis.cases(
+            (j._category_known > 0, j._categories.cast(_FLOAT)), else_=ibis.null(_FLOAT)
+        ),
+        top_category_share=j.top_category_share,
+        repeat_item_share=j.repeat_item_share,
+        returns=returns,
+        return_rate=_ratio(returns, j.purchase_lines),
+        ratings=j.ratings.fill_null(0),
+        rating_mean=j.rating_mean,
+        rating_min=j.rating_min,
+        complaints=j.complaints.fill_null(0),
+        **{complaints_recent: j[complaints_recent].fill_null(0)},
+        days_since_last_complaint=(now - j._last_complaint_t).cast(_FLOAT) / day,
+        feedback=feedback,
+        negative_feedback_share=_ratio(j._negative, feedback),
+        top_channel_share=j.top_channel_share,
+        **channel_shares,
+        btyd_frequency=j.btyd_frequency,
+        btyd_recency_days=j.btyd_recency_days,
+        btyd_T_days=j.btyd_T_days,
+        btyd_monetary_value=j.btyd_monetary_value,
+    )
