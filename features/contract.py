@@ -1,10 +1,11 @@
 """The data contract: the four tables a shop brings, their columns and rules.
 
 One directory holds up to four tables, each as `NAME.csv` or `NAME.parquet`:
-`purchases` (required), `feedback` (required, may be empty), `items` (optional, inferred from
-purchases when absent) and `customers` (optional). Ids are strings. Timestamps are ISO 8601;
-a timestamp without a zone is UTC. Every timestamp inside Patronage is a timezone-aware UTC
-`pandas.Timestamp`. `docs/data-contract.md` is the human-readable version of this module.
+`purchases` (required), `feedback` (optional: absent means no feedback), `items` (optional,
+inferred from purchases when absent) and `customers` (optional, inferred when absent). Ids are
+strings. Timestamps are ISO 8601; a timestamp without a zone is UTC. Every timestamp inside
+Patronage is a timezone-aware UTC `pandas.Timestamp`. `docs/data-contract.md` is the
+human-readable version of this module; `features/validation.py` applies its rules.
 """
 
 from __future__ import annotations

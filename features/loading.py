@@ -199,6 +199,8 @@ def _read_csv(path: Path, table: Table) -> RawTable:
             raise UnreadableTable(_encoding_problem(path)) from error
         raise UnreadableTable(f"{path}: not a readable CSV file ({error})") from error
     frame = arrow.to_pandas()
+    if len(frame.columns) == len(header):
+        frame.columns = header  # names with the spaces around them trimmed
     if bad_rows:
         return _read_csv_slowly(path, table, header)
     embedded = _embedded_newlines(arrow)

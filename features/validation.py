@@ -220,8 +220,13 @@ def _stripped_text(series: pd.Series) -> pd.Series:
         text[missing] = np.nan
         return text
     # Arrow's kernels: pandas' .str.strip() costs seconds on ten million values.
-    stripped = pc.utf8_trim_whitespace(_arrow_text(series))
-    stripped = pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
+    arrow = _arrow_text(series)
+    stripped = pc.utf8_trim_whitespace(arrow)
+    empty = pc.equal(stripped, "")
+    clean = not pc.any(empty).as_py() and not pc.any(pc.not_equal(stripped, arrow)).as_py()
+    if clean and series.dtype == "str":
+        return series  # the usual case: nothing to trim, no copy back to pandas
+    stripped = pc.if_else(empty, pa.scalar(None, stripped.type), stripped)
     return pd.Series(stripped.to_pandas(), index=series.index).astype("str")
 
 
@@ -454,6 +459,27 @@ def _reject_duplicates(
     verdicts.reject(mask, KEY_DUPLICATE_REASON[table.name], lambda r: details.iloc[r].to_numpy())
 
 
+def _codes_by_first_appearance(values: pd.Series) -> np.ndarray:
+    """Integer codes of text values, numbered 0, 1, ... in order of first appearance (Arrow's
+    dictionary encoding: about twice as fast as pandas.factorize on Arrow strings)."""
+    encoded = pc.dictionary_encode(_arrow_text(values))
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.unify_dictionaries().combine_chunks()
+    return encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _first_row_of_code(codes: np.ndarray) -> np.ndarray:
+    """For each row, the position of the first row with its code (codes numbered by first
+    appearance, so a code first appears exactly where the running maximum grows)."""
+    if len(codes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    running = np.maximum.accumulate(codes)
+    new = np.empty(len(codes), dtype=bool)
+    new[0] = True
+    new[1:] = running[1:] > running[:-1]
+    return np.flatnonzero(new)[codes]
+
+
 def _reject_order_conflicts(
     parsed: pd.DataFrame, line_numbers: np.ndarray, verdicts: _Verdicts
 ) -> None:
@@ -461,11 +487,10 @@ def _reject_order_conflicts(
     defines both; later lines that disagree are rejected as `order_conflict`."""
     candidates = np.flatnonzero(verdicts.ok)
     rows = parsed.iloc[candidates]
-    order_codes, _ = pd.factorize(rows["order_id"])
-    customer_codes, _ = pd.factorize(rows["customer_id"])
+    order_codes = _codes_by_first_appearance(rows["order_id"])
+    customer_codes = _codes_by_first_appearance(rows["customer_id"])
     times = rows["ordered_at"].to_numpy(dtype="datetime64[ns]").view("int64")
-    first = pd.Series(np.arange(len(rows))).groupby(order_codes, sort=False).transform("first")
-    first = first.to_numpy()
+    first = _first_row_of_code(order_codes)
     conflict = (customer_codes != customer_codes[first]) | (times != times[first])
     if not conflict.any():
         return
@@ -498,9 +523,6 @@ def _reject_order_conflicts(
 def _isin(values: pd.Series, known: pd.Index | pd.Series) -> np.ndarray:
     """`values.isin(known)` for text, computed by Arrow: pandas' own loops in Python over
     `known` for Arrow-backed strings, which costs seconds for a million customers."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     arrow_values = pa.array(values.astype("str"), from_pandas=True)
     value_set = pa.array(pd.Series(known).astype("str").dropna().unique(), from_pandas=True)
     found = pc.is_in(arrow_values, value_set=value_set.cast(arrow_values.type))
@@ -699,8 +721,7 @@ def validate_tables(
             "among the accepted purchases",
             feedback_verdicts,
         )
-        owner = purchases.drop_duplicates("order_id").set_index("order_id")["customer_id"]
-        order_owner = parsed["order_id"].map(owner)
+        order_owner = _order_owner(parsed["order_id"], purchases)
         mismatch = (order_owner.notna() & (order_owner != parsed["customer_id"])).to_numpy()
         feedback_verdicts.reject(
             mismatch,
@@ -721,6 +742,13 @@ def validate_tables(
             np.empty(0, dtype=object),
         )
     return {name: verdicts[name] for name in TABLES}
+
+
+def _order_owner(order_ids: pd.Series, purchases: pd.DataFrame) -> pd.Series:
+    """The customer of each order id (NaN when not an accepted order), looked up by Arrow."""
+    position = pc.index_in(_arrow_text(order_ids), value_set=_arrow_text(purchases["order_id"]))
+    owners = _arrow_text(purchases["customer_id"]).take(position)
+    return pd.Series(owners.to_pandas(), index=order_ids.index).astype("str")
 
 
 def _empty_parsed(table: Table) -> pd.DataFrame:

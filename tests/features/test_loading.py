@@ -201,3 +201,14 @@ def test_large_csv_line_numbers_stay_exact(tmp_path: Path) -> None:
     expected = [2 + i + (i - 1) // 1000 + 1 for i in bad]
     assert rejects["line"].astype(int).tolist() == expected
     assert report.tables["purchases"].read == n
+
+
+def test_bom_crlf_and_spaces_around_header_names(tmp_path: Path) -> None:
+    content = "\ufefforder_id , customer_id,item_id,quantity,ordered_at\r\n"
+    content += "O1,c1,i1,1,2025-01-01\r\n\r\nO2,c1,i1,0,2025-01-02\r\n"
+    directory = _shop_dir(tmp_path)
+    (directory / "purchases.csv").write_bytes(content.encode("utf-8"))
+    loaded = load_shop(directory, as_of=AS_OF, max_reject_rate=1.0)
+    assert loaded.shop.purchases["order_id"].tolist() == ["O1"]
+    rejects = pd.read_csv(directory / "_rejects" / "purchases.rejects.csv", dtype=str)
+    assert rejects[["line", "reason"]].values.tolist() == [["4", "out_of_range"]]  # blank line 3

@@ -208,3 +208,54 @@ def test_within_the_limit_returns_the_shop(tmp_path: Path) -> None:
     assert len(loaded.shop.purchases) == 200
     with pytest.raises(DataRejected):
         load_shop(tmp_path, as_of=AS_OF, max_reject_rate=0.001)
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2025-01-05T10:00:00.5Z", "2025-01-05T10:00:00.5"),
+        ("2025-01-05T10:00+0530", "2025-01-05T04:30"),
+        ("2025-01-05 10:00:00-01:00", "2025-01-05T11:00"),
+        ("2025-01-05T10:00:00", "2025-01-05T10:00"),
+        ("  2025-01-05  ", "2025-01-05T00:00"),
+        ("20250105T1000Z", "2025-01-05T10:00"),  # ISO 8601 basic format, parsed by pandas
+        ("2025-02-30T00:00:00Z", None),
+        ("3000-01-01", None),  # beyond what datetime64[ns] holds: bad, not "after as_of"
+        ("1.5.2025", None),
+    ],
+)
+def test_timestamp_forms(tmp_path: Path, written: str, expected: str | None) -> None:
+    """Each form next to well-formed zoned and naive rows (the fast Arrow path and the pandas
+    fallback must agree row by row)."""
+    (tmp_path / "purchases.csv").write_text(
+        "order_id,customer_id,item_id,quantity,ordered_at\n"
+        "A,c,i,1,2025-01-01T00:00:00Z\n"
+        f"B,c,i,1,{written}\n"
+        "C,c,i,1,2025-01-02\n"
+    )
+    loaded = load_shop(tmp_path, as_of=pd.Timestamp("4000-01-01"), max_reject_rate=1.0)
+    times = loaded.shop.purchases.set_index("order_id")["ordered_at"]
+    assert times["A"] == pd.Timestamp("2025-01-01", tz="UTC")
+    assert times["C"] == pd.Timestamp("2025-01-02", tz="UTC")
+    if expected is None:
+        assert loaded.report.tables["purchases"].rejected_by_reason == {"bad_timestamp": 1}
+    else:
+        assert times["B"] == pd.Timestamp(expected, tz="UTC")
+
+
+@pytest.mark.parametrize(
+    ("written", "accepted"),
+    [("3", 3), ("3.0", 3), (" 4 ", 4), ("+2", 2), ("1e1", 10), ("2.5", None), ("inf", None)],
+)
+def test_quantity_forms(tmp_path: Path, written: str, accepted: int | None) -> None:
+    (tmp_path / "purchases.csv").write_text(
+        "order_id,customer_id,item_id,quantity,ordered_at\n"
+        "A,c,i,1,2025-01-01\n"
+        f'B,c,i,"{written}",2025-01-01\n'
+    )
+    loaded = load_shop(tmp_path, as_of=AS_OF, max_reject_rate=1.0)
+    quantities = loaded.shop.purchases.set_index("order_id")["quantity"]
+    if accepted is None:
+        assert loaded.report.tables["purchases"].rejected_by_reason == {"bad_integer": 1}
+    else:
+        assert quantities["B"] == accepted
