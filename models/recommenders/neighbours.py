@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -43,7 +44,9 @@ class ItemKNNRecommender(Recommender):
         else:
             raise ValueError(f"similarity must be 'cosine' or 'bm25', got {self.similarity!r}")
         positive = matrix.multiply(matrix > 0).tocsr()
-        with threadpool_limits(1):
+        with threadpool_limits(1), warnings.catch_warnings():
+            # implicit converts its own intermediate COO matrix and warns about it.
+            warnings.filterwarnings("ignore", message="Method expects CSR input")
             model.fit(positive, show_progress=False)
         similarity = sp.csr_matrix(model.similarity, dtype=np.float32)
         similarity.setdiag(0)

@@ -1,0 +1,375 @@
+"""Recommendation quality: Patronage against the peers of ../shared/peers/recs_peers.py.
+
+In one run, on the same split and with the same metric code:
+- Groceries (../shared/data/groceries), trained only on data before 2015-10-01, evaluated on
+  2015-10-01 onwards in both protocols of ../shared/data/README.md (exclude-seen, keep-seen);
+  the peers run as a subprocess of the unmodified peer script, Patronage's lists are scored
+  with that script's own `metrics` function (and cross-checked with ours);
+- a generated shop (features.sample_shop.generate_shop): the last 90 days are the test
+  period; Patronage, popularity and the single implicit models (peer settings) are scored the
+  same way; the planted complementary pairs are looked up in the cross-sell top 5;
+- `--scale`: fit time of the recommender bundle on a 1M-customer generated shop, BLAS pinned.
+Model selection only ever sees data before the cut (its validation window is carved from it).
+
+Usage: python -m benchmarks.recommenders [--skip-groceries] [--skip-generated] [--scale]
+Writes benchmarks/results/recommenders.json (or recommenders_scale.json with --scale).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import importlib.util  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+PEERS = SHARED.parent / "peers" / "recs_peers.py"
+RESULTS = Path(__file__).resolve().parent / "results"
+GROCERIES_CUT = pd.Timestamp("2015-10-01", tz="UTC")
+TARGETS = {"exclude_seen": 0.285, "keep_seen": 0.294}
+PEER_TABLE_BEST = {"exclude_seen": 0.2741, "keep_seen": 0.2827}
+K = 10
+
+
+def _peer_module() -> Any:
+    spec = importlib.util.spec_from_file_location("recs_peers", PEERS)
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def _truth(shop: Any, cut: pd.Timestamp, exclude_seen: bool) -> dict[str, set[str]]:
+    """The protocol's relevant items per customer (history before the cut, items after)."""
+    purchases = shop.purchases
+    train = purchases.loc[purchases["ordered_at"] < cut]
+    test = purchases.loc[purchases["ordered_at"] >= cut]
+    seen = train.groupby("customer_id")["item_id"].apply(set).to_dict()
+    truth = {}
+    for customer, group in test.groupby("customer_id"):
+        if customer not in seen:
+            continue
+        relevant = set(group["item_id"]) - (seen[customer] if exclude_seen else set())
+        if relevant:
+            truth[customer] = relevant
+    return truth
+
+
+def _score(recs: dict[str, list[str]], truth: dict[str, set[str]]) -> dict[str, float]:
+    """Peer metric code on our lists, cross-checked against models.recommenders.evaluation."""
+    from models.recommenders.evaluation import ranking_metrics
+
+    peer = _peer_module().metrics(recs, truth, K)
+    ours = ranking_metrics(recs, truth, K)
+    for name, key in (("ndcg", "ndcg@10"), ("recall", "recall@10"), ("map", "map@10")):
+        assert abs(round(ours[name], 4) - peer[key]) < 1.5e-4, (name, ours[name], peer[key])
+    return peer
+
+
+def _bundle_recs(bundle: Any, customers: list[str], exclude: str) -> tuple[dict, dict]:
+    answers = bundle.recommend_many(customers, k=K, exclude_purchased=exclude)
+    strategies: dict[str, int] = {}
+    for answer in answers:
+        strategies[answer.strategy] = strategies.get(answer.strategy, 0) + 1
+    return {c: a.item_ids for c, a in zip(customers, answers, strict=True)}, strategies
+
+
+def run_peers(path: Path) -> dict[str, dict]:
+    """The unmodified peer script on both protocols (subprocess, BLAS pinned)."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    out = {}
+    for protocol, extra in (("exclude_seen", []), ("keep_seen", ["keep_seen"])):
+        result = subprocess.run(
+            [sys.executable, str(PEERS), "groceries", str(path), *extra],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
+        out[protocol] = json.loads(result.stdout)
+    return out
+
+
+def groceries(seed: int, budget: float) -> dict[str, Any]:
+    """Both Groceries protocols: Patronage bundle vs the peer script, same split."""
+    from features.importers.groceries import import_groceries
+    from features.loading import load_shop
+    from models.recommenders.bundle import fit_recommender_bundle
+
+    source = SHARED / "groceries" / "Groceries_dataset.csv"
+    peers = run_peers(source)
+    with tempfile.TemporaryDirectory() as tmp:
+        import_groceries(source, Path(tmp) / "shop")
+        shop = load_shop(Path(tmp) / "shop", as_of=pd.Timestamp("2016-01-01", tz="UTC")).shop
+    started = time.perf_counter()
+    bundle = fit_recommender_bundle(shop.before(GROCERIES_CUT), GROCERIES_CUT, seed, budget)
+    fit_seconds = time.perf_counter() - started
+    result: dict[str, Any] = {"fit_seconds": round(fit_seconds, 1), "protocols": {}}
+    for protocol, exclude in (("exclude_seen", "all"), ("keep_seen", "none")):
+        truth = _truth(shop, GROCERIES_CUT, protocol == "exclude_seen")
+        recs, strategies = _bundle_recs(bundle, list(truth), exclude)
+        ours = _score(recs, truth)
+        peer_models = peers[protocol]["models"]
+        best_peer = max(peer_models, key=lambda name: peer_models[name]["ndcg@10"])
+        best_ndcg = peer_models[best_peer]["ndcg@10"]
+        result["protocols"][protocol] = {
+            "patronage": ours,
+            "patronage_strategy": strategies,
+            "peers": {name: m for name, m in peer_models.items()},
+            "best_peer": best_peer,
+            "best_peer_ndcg@10": best_ndcg,
+            "lift_over_best_peer": round(ours["ndcg@10"] / best_ndcg - 1, 4),
+            "target_ndcg@10": TARGETS[protocol],
+            "meets_target": bool(
+                ours["ndcg@10"] >= TARGETS[protocol] and ours["ndcg@10"] >= 1.04 * best_ndcg
+            ),
+        }
+        print(
+            f"groceries {protocol}: patronage NDCG@10 {ours['ndcg@10']:.4f} "
+            f"(customers {ours['users']}), best peer {best_peer} {best_ndcg:.4f}, "
+            f"lift {result['protocols'][protocol]['lift_over_best_peer']:+.1%}",
+            flush=True,
+        )
+    result["selection"] = {
+        "discovery_winner": bundle.report["discovery_winner"],
+        "repeat_winner": bundle.report["repeat_winner"],
+        "cross_sell": bundle.report["cross_sell"]["winner"],
+        "validation_window_days": bundle.report["validation_window_days"],
+        "validation_cut": bundle.report["validation_cut"],
+    }
+    return result
+
+
+def main() -> int:
+    """Run the chosen parts, print the figures, write the JSON result."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-groceries", action="store_true")
+    parser.add_argument("--skip-generated", action="store_true")
+    parser.add_argument("--scale", action="store_true", help="only the 1M-customer fit time")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--budget", type=float, default=240.0, help="selection budget, seconds")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if args.scale:
+        result = scale(args.seed)
+        (RESULTS / "recommenders_scale.json").write_text(json.dumps(result, indent=1))
+        return 0
+    result: dict[str, Any] = {
+        "title": "Recommendations: Patronage vs peers (same split, same metric code)",
+        "command": "python -m benchmarks.recommenders",
+    }
+    if not args.skip_groceries:
+        result["groceries"] = groceries(args.seed, args.budget)
+    if not args.skip_generated:
+        result["generated_shop"] = generated(args.seed, args.budget)
+    result["tables"] = _tables(result)
+    (RESULTS / "recommenders.json").write_text(json.dumps(result, indent=1, default=str))
+    return 0
+
+
+def _tables(result: dict[str, Any]) -> dict[str, list[dict]]:
+    tables: dict[str, list[dict]] = {}
+    for protocol, block in result.get("groceries", {}).get("protocols", {}).items():
+        rows = [{"model": "patronage", **_short(block["patronage"])}]
+        rows += [{"model": name, **_short(m)} for name, m in block["peers"].items()]
+        tables[f"groceries {protocol}"] = rows
+    generated_block = result.get("generated_shop")
+    if generated_block:
+        tables["generated shop"] = [
+            {"model": name, **_short(m)} for name, m in generated_block["models"].items()
+        ]
+    return tables
+
+
+def _short(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = ("ndcg@10", "recall@10", "precision@10", "map@10", "hit@10", "users")
+    return {key: metrics[key] for key in keys if key in metrics}
+
+
+GENERATED_SIZE = {"customers": 20_000, "items": 1_000, "days": 365}
+GENERATED_TEST_DAYS = 90
+IMPLICIT_PEERS = ("implicit_als_f32", "implicit_als_f64", "implicit_als_f128")
+IMPLICIT_PEERS += ("implicit_bpr_f64", "implicit_item_cosine", "implicit_item_bm25")
+
+
+def _peer_models_on(train: pd.DataFrame, test: pd.DataFrame, exclude_seen: bool) -> dict:
+    """The peer script's own `main` (unmodified model code) on another shop's split."""
+    import contextlib
+    import io
+
+    peers = _peer_module()
+    peers.load = lambda kind, path: (train, test)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        peers.main("groceries", "<generated shop>", exclude_seen)
+    return json.loads(buffer.getvalue())["models"]
+
+
+def generated(seed: int, budget: float) -> dict[str, Any]:
+    """A generated shop: last 90 days held out; Patronage vs popularity and implicit models."""
+    from features.loading import load_shop
+    from features.sample_shop import generate_shop
+    from models.recommenders.bundle import fit_recommender_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "shop"
+        summary = generate_shop(directory, seed=seed + 1, **GENERATED_SIZE)
+        end = pd.Timestamp(summary.end, tz="UTC")
+        shop = load_shop(directory, as_of=end).shop
+        pairs = pd.read_csv(directory / "_truth" / "complementary_pairs.csv", dtype=str)
+    cut = end - pd.Timedelta(days=GENERATED_TEST_DAYS)
+    started = time.perf_counter()
+    bundle = fit_recommender_bundle(shop.before(cut), cut, seed, budget)
+    fit_seconds = time.perf_counter() - started
+    purchases = shop.purchases
+    frame = pd.DataFrame(
+        {
+            "u": purchases["customer_id"].astype(str),
+            "i": purchases["item_id"].astype(str),
+            "t": purchases["ordered_at"].dt.tz_localize(None),
+        }
+    )
+    naive_cut = cut.tz_localize(None)
+    train, test = frame[frame.t < naive_cut], frame[frame.t >= naive_cut]
+    result: dict[str, Any] = {
+        "size": GENERATED_SIZE,
+        "test_days": GENERATED_TEST_DAYS,
+        "cut": cut.isoformat(),
+        "fit_seconds": round(fit_seconds, 1),
+        "protocols": {},
+    }
+    for protocol, exclude in (("exclude_seen", "all"), ("keep_seen", "none")):
+        truth = _truth(shop, cut, protocol == "exclude_seen")
+        recs, strategies = _bundle_recs(bundle, list(truth), exclude)
+        ours = _score(recs, truth)
+        peer_models = _peer_models_on(train, test, protocol == "exclude_seen")
+        best_implicit = max(IMPLICIT_PEERS, key=lambda name: peer_models[name]["ndcg@10"])
+        popularity = peer_models["popularity"]["ndcg@10"]
+        best_peer = max(peer_models, key=lambda name: peer_models[name]["ndcg@10"])
+        block = {
+            "patronage": ours,
+            "patronage_strategy": strategies,
+            "peers": peer_models,
+            "vs_popularity": round(ours["ndcg@10"] / popularity, 3),
+            "best_single_implicit": best_implicit,
+            "vs_best_single_implicit": round(
+                ours["ndcg@10"] / peer_models[best_implicit]["ndcg@10"], 3
+            ),
+            "best_peer": best_peer,
+            "vs_best_peer": round(ours["ndcg@10"] / peer_models[best_peer]["ndcg@10"], 3),
+        }
+        block["meets_target"] = bool(
+            block["vs_popularity"] >= 1.3 and block["vs_best_single_implicit"] >= 1.05
+        )
+        result["protocols"][protocol] = block
+        print(
+            f"generated {protocol}: patronage NDCG@10 {ours['ndcg@10']:.4f} = "
+            f"{block['vs_popularity']:.2f}x popularity, {block['vs_best_single_implicit']:.2f}x "
+            f"{best_implicit}; best peer {best_peer} ({block['vs_best_peer']:.2f}x)",
+            flush=True,
+        )
+    result["complementary_pairs"] = _pairs_found(bundle, pairs)
+    print(f"generated cross-sell: {result['complementary_pairs']}", flush=True)
+    result["selection"] = {
+        key: bundle.report[key]
+        for key in ("discovery_winner", "repeat_winner", "validation_window_days")
+    }
+    result["selection"]["cross_sell"] = bundle.report["cross_sell"]["winner"]
+    return result
+
+
+def _pairs_found(bundle: Any, pairs: pd.DataFrame) -> dict[str, Any]:
+    """Share of planted pairs whose partner is in the cross-sell top 5 (both directions)."""
+    found_b = found_a = 0
+    strategies = set()
+    for item_a, item_b in zip(pairs["item_a"], pairs["item_b"], strict=True):
+        answer = bundle.cross_sell([item_a], k=5)
+        strategies.add(answer.strategy)
+        found_b += item_b in answer.item_ids
+        found_a += item_a in bundle.cross_sell([item_b], k=5).item_ids
+    n = max(len(pairs), 1)
+    return {
+        "pairs": int(len(pairs)),
+        "partner_b_in_top5_of_a": round(found_b / n, 3),
+        "partner_a_in_top5_of_b": round(found_a / n, 3),
+        "strategy": sorted(strategies),
+        "meets_target": bool(found_b / n >= 0.8),
+    }
+
+
+SCALE_SIZE = {"customers": 1_000_000, "items": 50_000, "days": 365}
+
+
+def scale(seed: int) -> dict[str, Any]:
+    """Fit the bundle on a 1M-customer generated shop (BLAS pinned); time and peak memory."""
+    from threadpoolctl import threadpool_limits
+
+    from features.loading import load_shop
+    from features.sample_shop import generate_shop
+    from models.recommenders.bundle import fit_recommender_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp) / "shop"
+        started = time.perf_counter()
+        summary = generate_shop(directory, seed=seed + 2, file_format="parquet", **SCALE_SIZE)
+        generate_seconds = time.perf_counter() - started
+        end = pd.Timestamp(summary.end, tz="UTC")
+        started = time.perf_counter()
+        shop = load_shop(directory, as_of=end).shop
+        load_seconds = time.perf_counter() - started
+    print(f"scale: generated {summary.purchase_lines:,} lines, loaded in {load_seconds:.0f} s")
+    started = time.perf_counter()
+    with threadpool_limits(1):
+        bundle = fit_recommender_bundle(
+            shop, end, seed, time_budget_s=300.0, log=lambda m: print(m, flush=True)
+        )
+    fit_seconds = time.perf_counter() - started
+    customers = list(bundle.customer_ids[:: max(1, len(bundle.customer_ids) // 2000)][:2000])
+    started = time.perf_counter()
+    bundle.recommend_many(customers, k=10)
+    batch_ms = (time.perf_counter() - started) / len(customers) * 1000
+    started = time.perf_counter()
+    for customer in customers[:200]:
+        bundle.recommend_for(customer, k=10)
+    single_ms = (time.perf_counter() - started) / 200 * 1000
+    result = {
+        "title": "Recommender fit at scale (1M customers, BLAS pinned to one thread)",
+        "command": "python -m benchmarks.recommenders --scale",
+        "customers": summary.customers,
+        "items": summary.items,
+        "purchase_lines": summary.purchase_lines,
+        "generate_seconds": round(generate_seconds, 1),
+        "load_seconds": round(load_seconds, 1),
+        "fit_seconds": round(fit_seconds, 1),
+        "target_seconds": 600,
+        "meets_target": bool(fit_seconds <= 600),
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "recommend_many_ms_per_customer": round(batch_ms, 3),
+        "recommend_for_ms": round(single_ms, 3),
+        "winners": {
+            "discovery": bundle.report["discovery_winner"]["model"],
+            "repeat": bundle.report["repeat_winner"]["model"],
+            "cross_sell": bundle.report["cross_sell"]["winner"],
+        },
+        "skipped_candidates": bundle.report["skipped"],
+    }
+    print(json.dumps(result, indent=1), flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,427 @@
+"""A fitted, servable set of recommenders for one shop, chosen on validation and saved as one
+directory (JSON + npz, no pickle).
+
+Roles: `discovery` (items new to the customer, used with exclude_purchased="all"), `repeat`
+(repeats allowed; "non-repeatable" and "none"), `cross_sell` (a basket), `similar` (an item)
+and `trending` (new or unknown customers, and the filler when rules leave a list short).
+Every answer names the strategy that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.interactions import (
+    Interactions,
+    build_interactions,
+    catalog_item_ids,
+    co_purchase_counts,
+    purchase_counts,
+)
+from features.shop import Shop
+from models.recommenders.base import Recommender, csr_from_arrays, csr_to_arrays, top_k
+from models.recommenders.neighbours import ItemKNNRecommender
+from models.recommenders.popularity import TrendingRecommender
+from models.recommenders.rules import (
+    EXCLUDE_CHOICES,
+    BusinessRules,
+    ExcludePurchased,
+    repeat_purchase_rates,
+)
+from models.recommenders.selection import (
+    build_candidate,
+    fit_winner,
+    select_models,
+)
+
+BUNDLE_FORMAT = 1
+ROLES = ("discovery", "repeat", "cross_sell", "similar", "trending")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """One answer: item ids best first, their scores, and the strategy that produced them."""
+
+    item_ids: list[str]
+    scores: list[float]
+    strategy: str
+
+
+@dataclass
+class RecommenderBundle:
+    """Fitted models plus what serving needs: id maps, past purchases and business rules."""
+
+    as_of: pd.Timestamp
+    item_ids: np.ndarray
+    customer_ids: np.ndarray
+    history: dict[str, sp.csr_matrix]
+    """Customers x items matrices the models read, by key ("h<half-life days>" or "hinf")."""
+    purchased: sp.csr_matrix
+    """Customers x items number of past orders holding the item (for exclusion)."""
+    models: dict[str, Recommender]
+    model_history: dict[str, str]
+    """Which history matrix each role reads."""
+    strategies: dict[str, str]
+    rules: BusinessRules
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._customer_index = pd.Index(self.customer_ids)
+        self._item_index = pd.Index(self.item_ids)
+        fallback = self.models["trending"].scores(
+            np.array([-1]), sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)
+        )[0]
+        self._trending_scores = fallback
+
+    # --- lookups ----------------------------------------------------------------------------
+    def customer_row(self, customer_id: str) -> int:
+        """Row of a customer, -1 when unknown (no purchase before `as_of`)."""
+        return int(self._customer_index.get_indexer([str(customer_id)])[0])
+
+    def item_columns(self, item_ids: Iterable[str]) -> np.ndarray:
+        """Columns of item ids; unknown ids are dropped."""
+        columns = self._item_index.get_indexer([str(i) for i in item_ids])
+        return columns[columns >= 0]
+
+    def _row_of(self, matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+        known = rows >= 0
+        picked = matrix[np.where(known, rows, 0)]
+        return sp.csr_matrix(picked.multiply(known[:, None].astype(np.float32)))
+
+    # --- serving ----------------------------------------------------------------------------
+    def recommend_many(
+        self,
+        customer_ids: Sequence[str],
+        k: int = 10,
+        exclude_purchased: ExcludePurchased = "non-repeatable",
+        category: str | None = None,
+    ) -> list[Recommendation]:
+        """`recommend_for` for many customers at once (batched through the model)."""
+        if exclude_purchased not in EXCLUDE_CHOICES:
+            raise ValueError(
+                f"exclude_purchased must be one of {', '.join(EXCLUDE_CHOICES)}, "
+                f"got {exclude_purchased!r}"
+            )
+        rows = self._customer_index.get_indexer([str(c) for c in customer_ids])
+        role = "discovery" if exclude_purchased == "all" else "repeat"
+        answers: list[Recommendation | None] = [None] * len(rows)
+        known = np.flatnonzero(rows >= 0)
+        step = 2048
+        for start in range(0, len(known), step):
+            positions = known[start : start + step]
+            items, scores = self._ranked(
+                role, rows[positions], None, exclude_purchased, category, k
+            )
+            for index, position in enumerate(positions):
+                answers[position] = self._answer(items[index], scores[index], role, k)
+        unknown = np.flatnonzero(rows < 0)
+        if len(unknown):
+            cold = self._cold(k, category, note="new customer")
+            for position in unknown:
+                answers[position] = cold
+        return [a for a in answers if a is not None]
+
+    def recommend_for(
+        self,
+        customer_id: str,
+        k: int = 10,
+        category: str | None = None,
+        exclude_purchased: ExcludePurchased = "non-repeatable",
+        extra_purchased: Sequence[str] = (),
+    ) -> Recommendation:
+        """Personal top-k for one customer; an unknown customer gets trending items.
+
+        `extra_purchased`: items bought since `as_of` (e.g. from the event log), treated as
+        history and excluded like past purchases."""
+        row = self.customer_row(customer_id)
+        extra = self.item_columns(extra_purchased)
+        if row < 0 and len(extra) == 0:
+            return self._cold(k, category, note="new customer")
+        role = "discovery" if exclude_purchased == "all" else "repeat"
+        items, scores = self._ranked(role, np.array([row]), extra, exclude_purchased, category, k)
+        return self._answer(items[0], scores[0], role, k)
+
+    def cross_sell(
+        self, item_ids: Sequence[str], customer_id: str | None = None, k: int = 10
+    ) -> Recommendation:
+        """Items that go with a basket (anonymous allowed); basket items never come back.
+
+        A known customer also gets their non-repeatable past purchases excluded. An empty or
+        unknown basket gets trending items."""
+        columns = self.item_columns(item_ids)
+        if len(columns) == 0:
+            return self._cold(k, None, note="empty or unknown basket")
+        n_items = len(self.item_ids)
+        basket = sp.csr_matrix(
+            (np.ones(len(columns), dtype=np.float32), (np.zeros(len(columns)), columns)),
+            shape=(1, n_items),
+        )
+        row = self.customer_row(customer_id) if customer_id is not None else -1
+        purchased = self._row_of(self.purchased, np.array([row]))
+        blocked = self.rules.blocked(purchased, "non-repeatable", basket=basket)
+        scores = self.models["cross_sell"].scores(np.array([-1]), basket)
+        return self._finish(scores, blocked, "cross_sell", k)
+
+    def similar(self, item_id: str, k: int = 10) -> Recommendation:
+        """Items most similar to one item (available ones only); unknown item -> trending."""
+        columns = self.item_columns([item_id])
+        if len(columns) == 0:
+            return self._cold(k, None, note="unknown item")
+        model = self.models["similar"]
+        scores = np.asarray(model._similarity_scores(columns), dtype=np.float32).copy()
+        blocked = self.rules.blocked(
+            sp.csr_matrix((1, len(self.item_ids))), "none", basket=None, category=None
+        )
+        blocked[0, columns[0]] = True
+        return self._finish(scores, blocked, "similar", k)
+
+    # --- internals --------------------------------------------------------------------------
+    def _ranked(
+        self,
+        role: str,
+        rows: np.ndarray,
+        extra: np.ndarray | None,
+        exclude_purchased: ExcludePurchased,
+        category: str | None,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        history = self._row_of(self.history[self.model_history[role]], rows)
+        purchased = self._row_of(self.purchased, rows)
+        if extra is not None and len(extra):
+            bump = sp.csr_matrix(
+                (np.ones(len(extra), dtype=np.float32), (np.zeros(len(extra)), extra)),
+                shape=(1, len(self.item_ids)),
+            )
+            history = history + bump
+            purchased = purchased + bump
+        blocked = self.rules.blocked(purchased, exclude_purchased, category=category)
+        scores = self.models[role].scores(rows, history)
+        return self._top(scores, blocked, k)
+
+    def _top(
+        self, scores: np.ndarray, blocked: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.asarray(scores, dtype=np.float32).copy()
+        # A blocked item can never win; trending breaks ties and fills short lists.
+        tie_break = self._trending_scores / max(float(np.abs(self._trending_scores).max()), 1e-12)
+        scores = scores + np.float32(1e-6) * tie_break[None, :]
+        scores[blocked] = -np.inf
+        wanted = k * 3 if self.rules.max_per_category else k
+        items, values = top_k(scores, wanted)
+        if self.rules.max_per_category:
+            items, values = self.rules.diversify(items, values, k)
+        return items, values
+
+    def _answer(self, items: np.ndarray, scores: np.ndarray, role: str, k: int) -> Recommendation:
+        keep = items >= 0
+        return Recommendation(
+            [str(self.item_ids[i]) for i in items[keep]][:k],
+            [float(s) for s in scores[keep]][:k],
+            self.strategies[role],
+        )
+
+    def _finish(self, scores: np.ndarray, blocked: np.ndarray, role: str, k: int) -> Recommendation:
+        items, values = self._top(scores, blocked, k)
+        return self._answer(items[0], values[0], role, k)
+
+    def _cold(self, k: int, category: str | None, note: str) -> Recommendation:
+        blocked = self.rules.blocked(
+            sp.csr_matrix((1, len(self.item_ids))), "none", category=category
+        )
+        items, scores = self._top(self._trending_scores[None, :], blocked, k)
+        answer = self._answer(items[0], scores[0], "trending", k)
+        return Recommendation(answer.item_ids, answer.scores, f"trending ({note})")
+
+    # --- persistence ------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """Write the bundle into `directory` (created if missing): JSON, npz and one
+        sub-directory per model. Pickle-free."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {
+            "item_ids": self.item_ids.astype(str),
+            "customer_ids": self.customer_ids.astype(str),
+            "categories": self.rules.categories.astype(str),
+            "available": self.rules.available.astype(bool),
+            "repeat_rates": self.rules.repeat_rates.astype(np.float32),
+        }
+        arrays.update(csr_to_arrays("purchased", self.purchased))
+        for key, matrix in self.history.items():
+            arrays.update(csr_to_arrays(f"history_{key}", matrix))
+        np.savez(directory / "bundle.npz", **arrays)
+        for role, model in self.models.items():
+            model.save(directory / "models" / role)
+        meta = {
+            "format_version": BUNDLE_FORMAT,
+            "as_of": self.as_of.isoformat(),
+            "history_keys": sorted(self.history),
+            "model_history": self.model_history,
+            "strategies": self.strategies,
+            "rules": {
+                "repeat_threshold": self.rules.repeat_threshold,
+                "repeatable_categories": self.rules.repeatable_categories,
+                "max_per_category": self.rules.max_per_category,
+            },
+            "report": self.report,
+        }
+        (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> RecommenderBundle:
+        """Read a bundle written by `save`; FileNotFoundError / ValueError when unreadable."""
+        directory = Path(directory)
+        meta_path = directory / "bundle.json"
+        if not meta_path.exists():
+            raise FileNotFoundError(
+                f"no recommender bundle in {directory} (bundle.json missing): fit one with "
+                "models.recommenders.bundle.fit_recommender_bundle"
+            )
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format_version") != BUNDLE_FORMAT:
+            raise ValueError(f"{meta_path}: unsupported bundle format {meta.get('format_version')}")
+        with np.load(directory / "bundle.npz", allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        rules = BusinessRules(
+            categories=arrays["categories"],
+            available=arrays["available"],
+            repeat_rates=arrays["repeat_rates"],
+            repeat_threshold=meta["rules"]["repeat_threshold"],
+            repeatable_categories=dict(meta["rules"]["repeatable_categories"]),
+            max_per_category=meta["rules"]["max_per_category"],
+        )
+        return cls(
+            as_of=pd.Timestamp(meta["as_of"]),
+            item_ids=arrays["item_ids"],
+            customer_ids=arrays["customer_ids"],
+            history={
+                key: csr_from_arrays(f"history_{key}", arrays) for key in meta["history_keys"]
+            },
+            purchased=csr_from_arrays("purchased", arrays),
+            models={role: Recommender.load(directory / "models" / role) for role in ROLES},
+            model_history=dict(meta["model_history"]),
+            strategies=dict(meta["strategies"]),
+            rules=rules,
+            report=meta["report"],
+        )
+
+
+def _history_key(half_life_days: float | None) -> str:
+    return "hinf" if half_life_days is None else f"h{half_life_days:.6g}"
+
+
+def item_rules(
+    shop: Shop,
+    item_ids: np.ndarray,
+    order_counts: sp.csr_matrix,
+    repeat_threshold: float = 0.25,
+    repeatable_categories: dict[str, bool] | None = None,
+    max_per_category: int | None = None,
+) -> BusinessRules:
+    """Business rules for the catalog: categories, availability, learned repeat rates."""
+    items = shop.items.copy()
+    items["item_id"] = items["item_id"].astype(str)
+    items = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
+    if "category" in items:
+        categories = items["category"].fillna("").astype(str).to_numpy()
+    else:
+        categories = np.full(len(item_ids), "")
+    if "available" in items:
+        available = items["available"].fillna(True).astype(bool).to_numpy()
+    else:
+        available = np.ones(len(item_ids), dtype=bool)
+    return BusinessRules(
+        categories=categories.astype(str),
+        available=available,
+        repeat_rates=repeat_purchase_rates(order_counts),
+        repeat_threshold=repeat_threshold,
+        repeatable_categories=dict(repeatable_categories or {}),
+        max_per_category=max_per_category,
+    )
+
+
+def fit_recommender_bundle(
+    shop: Shop,
+    as_of: pd.Timestamp,
+    seed: int = 0,
+    time_budget_s: float = 300.0,
+    horizon_days: float = 90.0,
+    max_per_category: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RecommenderBundle:
+    """Select models on the validation window before `as_of`, refit the winners on all data
+    before `as_of`, and return the servable bundle (its `report` says why each winner won).
+
+    `as_of` is a timezone-aware UTC timestamp; `time_budget_s` bounds the candidate search
+    (the final refit comes on top). Raises ValueError when there is too little history."""
+    started = time.perf_counter()
+    item_ids = catalog_item_ids(shop)
+    selection = select_models(
+        shop, as_of, seed, time_budget_s, horizon_days, item_ids=item_ids, log=log
+    )
+    window = selection.window_days
+    matrices: dict[float | None, Interactions] = {}
+
+    def matrix_at(half_life: float | None) -> Interactions:
+        if half_life not in matrices:
+            days = None if half_life is None else half_life * window
+            matrices[half_life] = build_interactions(
+                shop, as_of, half_life_days=days, item_ids=item_ids
+            )
+        return matrices[half_life]
+
+    co_purchase = co_purchase_counts(shop, as_of, item_ids)
+    reference = matrix_at(None)
+    models: dict[str, Recommender] = {}
+    model_history: dict[str, str] = {}
+    strategies: dict[str, str] = {}
+    history: dict[str, sp.csr_matrix] = {}
+    for role in ("discovery", "repeat"):
+        winner = selection.winners[role]
+        model, half_life = fit_winner(winner, matrix_at, co_purchase, len(item_ids), seed)
+        models[role] = model
+        key = _history_key(None if half_life is None else half_life * window)
+        history[key] = matrix_at(half_life).matrix
+        model_history[role] = key
+        strategies[role] = winner.label
+    cross, spec = build_candidate(selection.cross_sell_winner, len(item_ids), seed)
+    models["cross_sell"] = cross.fit(matrix_at(spec.half_life), co_purchase)
+    strategies["cross_sell"] = selection.cross_sell_winner
+    models["similar"] = ItemKNNRecommender("cosine", neighbours=200).fit(reference, co_purchase)
+    strategies["similar"] = "item_knn_cosine_k200"
+    best_trending = selection.report["repeat_winner"]["best_baseline"]
+    trending_half_life = (
+        None if best_trending == "popularity" else float(best_trending.split("_h")[1])
+    )
+    models["trending"] = TrendingRecommender().fit(matrix_at(trending_half_life))
+    strategies["trending"] = "trending"
+    for role in ("cross_sell", "similar", "trending"):
+        model_history[role] = "hinf"
+    history["hinf"] = reference.matrix
+    counts = purchase_counts(shop, as_of, item_ids)
+    rows = pd.Index(counts.customer_ids).get_indexer(reference.customer_ids)
+    purchased = counts.matrix[np.maximum(rows, 0)]
+    rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
+    report = dict(selection.report)
+    report["fit_seconds"] = round(time.perf_counter() - started, 2)
+    report["trending_model"] = best_trending
+    return RecommenderBundle(
+        as_of=as_of,
+        item_ids=item_ids,
+        customer_ids=reference.customer_ids,
+        history=history,
+        purchased=sp.csr_matrix(purchased),
+        models=models,
+        model_history=model_history,
+        strategies=strategies,
+        rules=rules,
+        report=report,
+    )

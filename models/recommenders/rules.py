@@ -1,0 +1,112 @@
+"""Business rules applied to model scores before the top-k is taken.
+
+- bought items are excluded unless repeatable (`exclude_purchased`: "all", "non-repeatable",
+  "none"); an item is repeatable when its learned repeat-purchase rate (share of its buyers who
+  bought it in two or more orders, shrunk towards the shop-wide rate) reaches
+  `repeat_threshold`, or when its category is overridden in `repeatable_categories`;
+- only available items; optional category filter; basket items are never recommended back;
+- diversity: at most `max_per_category` items of one category in a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+ExcludePurchased = Literal["all", "non-repeatable", "none"]
+EXCLUDE_CHOICES: tuple[str, ...] = ("all", "non-repeatable", "none")
+
+
+def repeat_purchase_rates(order_counts: sp.csr_matrix, prior_strength: float = 5.0) -> np.ndarray:
+    """Per item: share of its buyers who bought it in 2+ orders, shrunk to the shop-wide share.
+
+    `order_counts` is customers x items (number of orders holding the item, as from
+    `features.interactions.purchase_counts`). An item nobody bought gets the shop-wide share."""
+    counts = sp.csr_matrix(order_counts)
+    buyers = np.bincount(counts.indices[counts.data > 0], minlength=counts.shape[1])
+    repeaters = np.bincount(counts.indices[counts.data >= 2], minlength=counts.shape[1])
+    overall = repeaters.sum() / max(buyers.sum(), 1)
+    return ((repeaters + prior_strength * overall) / (buyers + prior_strength)).astype(np.float32)
+
+
+@dataclass
+class BusinessRules:
+    """Item-level facts and the rule settings; arrays follow the model's item columns."""
+
+    categories: np.ndarray
+    """Category per item column ("" when unknown)."""
+    available: np.ndarray
+    """bool per item column."""
+    repeat_rates: np.ndarray
+    """Learned repeat-purchase rate per item column (see `repeat_purchase_rates`)."""
+    repeat_threshold: float = 0.25
+    repeatable_categories: dict[str, bool] = field(default_factory=dict)
+    """Per-category override of repeatability (True: always repeatable, False: never)."""
+    max_per_category: int | None = None
+
+    @property
+    def repeatable(self) -> np.ndarray:
+        """bool per item column: may be recommended again to a customer who bought it."""
+        repeatable = self.repeat_rates >= self.repeat_threshold
+        for category, allowed in self.repeatable_categories.items():
+            repeatable = np.where(self.categories == category, bool(allowed), repeatable)
+        return repeatable
+
+    def blocked(
+        self,
+        purchased: sp.csr_matrix,
+        exclude_purchased: ExcludePurchased = "non-repeatable",
+        basket: sp.csr_matrix | None = None,
+        category: str | None = None,
+    ) -> np.ndarray:
+        """Dense bool (n, n_items): True where an item must not be recommended.
+
+        `purchased` holds the customers' past purchases (rows), `basket` the items in their
+        current basket. Raises ValueError on an unknown `exclude_purchased`."""
+        if exclude_purchased not in EXCLUDE_CHOICES:
+            raise ValueError(
+                f"exclude_purchased must be one of {', '.join(EXCLUDE_CHOICES)}, "
+                f"got {exclude_purchased!r}"
+            )
+        n_rows = purchased.shape[0]
+        blocked = np.broadcast_to(~self.available.astype(bool), (n_rows, len(self.available)))
+        blocked = blocked.copy()
+        if category is not None:
+            blocked |= (self.categories != category)[None, :]
+        if exclude_purchased != "none":
+            bought = sp.csr_matrix(purchased).toarray() != 0
+            if exclude_purchased == "non-repeatable":
+                bought &= ~self.repeatable[None, :]
+            blocked |= bought
+        if basket is not None:
+            blocked |= sp.csr_matrix(basket).toarray() != 0
+        return blocked
+
+    def diversify(
+        self, items: np.ndarray, scores: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keep, in order, at most `max_per_category` items per category; first k per row.
+
+        `items`/`scores` are ranked candidate lists (n, m >= k) padded with -1; an unknown
+        category ("") is not limited. Rows with too few candidates are padded with -1/-inf."""
+        n_rows = items.shape[0]
+        out_items = np.full((n_rows, k), -1, dtype=np.int64)
+        out_scores = np.full((n_rows, k), -np.inf, dtype=np.float32)
+        for row in range(n_rows):
+            taken: dict[str, int] = {}
+            position = 0
+            for item, score in zip(items[row], scores[row], strict=True):
+                if item < 0 or position == k:
+                    break
+                category = str(self.categories[item])
+                if self.max_per_category is not None and category:
+                    if taken.get(category, 0) >= self.max_per_category:
+                        continue
+                    taken[category] = taken.get(category, 0) + 1
+                out_items[row, position] = item
+                out_scores[row, position] = score
+                position += 1
+        return out_items, out_scores

@@ -1,0 +1,477 @@
+"""Model selection on a time-based validation window carved from the data before `as_of`.
+
+The same code runs for every shop; nothing here knows a data set:
+1. the validation window is the last W days before `as_of`, with W = `horizon_days` (the
+   serving horizon) capped at a quarter of the shop's history, so there is always history to
+   learn from; models are fitted on data before `as_of - W` and judged on purchases in
+   `[as_of - W, as_of)`, never on anything at or after `as_of`;
+2. candidates (popularity, trending at several half-lives, own-history repeat purchase,
+   implicit item kNN, co-purchase, EASE where the catalog is small, implicit ALS and BPR with
+   sampled hyper-parameters) are fitted in a seeded order until the time budget is used; the
+   grids are expressed in multiples of W, not in days picked for one shop;
+3. a greedy blend over the best candidates adds a member only when it improves validation
+   NDCG on both halves of the validation customers (a guard against tuning noise);
+4. two protocols are selected separately: "discovery" (items the customer never bought;
+   bought items excluded) and "repeat" (all items, repeats allowed);
+5. the winners are refitted on all data before `as_of`. A winner never loses to trending on
+   validation, because trending is itself a candidate; the report records every candidate's
+   validation metrics and why the winner won.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from features.interactions import (
+    Interactions,
+    build_interactions,
+    catalog_item_ids,
+    co_purchase_counts,
+    purchase_counts,
+)
+from features.shop import Shop
+from models.recommenders.association import CoPurchaseRecommender
+from models.recommenders.base import Recommender, row_normalise, top_k
+from models.recommenders.blend import BlendRecommender
+from models.recommenders.ease import EASERecommender
+from models.recommenders.evaluation import metrics_from_columns
+from models.recommenders.factorization import ALSRecommender, BPRRecommender
+from models.recommenders.neighbours import ItemKNNRecommender
+from models.recommenders.popularity import (
+    PopularityRecommender,
+    RepeatPurchaseRecommender,
+    TrendingRecommender,
+)
+
+PROTOCOLS = ("discovery", "repeat")
+K = 10
+SCORE_CACHE_CELLS = 30_000_000
+"""At most this many validation score cells are cached per candidate (120 MB float32)."""
+EASE_MAX_ITEMS = 5_000
+"""EASE inverts a dense items x items matrix: above this many items it is too slow to tune."""
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """One candidate: a name, how to build it, and the half-life of the matrix it reads.
+
+    `half_life` is a multiple of the validation window W (None: no recency decay)."""
+
+    name: str
+    make: Callable[[], Recommender]
+    half_life: float | None
+    personalised: bool = True
+
+
+@dataclass(frozen=True)
+class WinnerSpec:
+    """A selected model: member candidate names and blend weights."""
+
+    members: tuple[str, ...]
+    weights: tuple[float, ...]
+
+    @property
+    def label(self) -> str:
+        """e.g. "trending_h0.33" or "blend(trending_h0.33*1+repeat_purchase_p1_hW*0.1)"."""
+        if len(self.members) == 1:
+            return self.members[0]
+        parts = [f"{m}*{w:g}" for m, w in zip(self.members, self.weights, strict=True)]
+        return "blend(" + "+".join(parts) + ")"
+
+
+@dataclass
+class SelectionResult:
+    """What selection chose and why: validation metrics per candidate and per protocol."""
+
+    window_days: float
+    validation_cut: pd.Timestamp
+    winners: dict[str, WinnerSpec]
+    cross_sell_winner: str
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def validation_window_days(shop: Shop, as_of: pd.Timestamp, horizon_days: float = 90.0) -> float:
+    """W: the serving horizon, capped at a quarter of the history before `as_of` (days)."""
+    purchases = shop.purchases.loc[shop.purchases["ordered_at"] < as_of, "ordered_at"]
+    if purchases.empty:
+        raise ValueError(f"no purchases before as_of={as_of}: nothing to learn from")
+    history_days = (as_of - purchases.min()).total_seconds() / 86400.0
+    return float(max(min(horizon_days, history_days / 4.0), 1.0))
+
+
+def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
+    """Every candidate, cheap baselines first, the rest in a seeded order by tier."""
+    rng = np.random.default_rng(seed)
+    baselines = [CandidateSpec("popularity", PopularityRecommender, None, personalised=False)]
+    for fraction in (1 / 6, 1 / 3, 2 / 3, 1.0, 2.0, 4.0):
+        baselines.append(
+            CandidateSpec(f"trending_h{fraction:.2g}", TrendingRecommender, fraction, False)
+        )
+    cheap: list[CandidateSpec] = []
+    for half_life in (1.0, None):
+        tag = "hW" if half_life else "hinf"
+        for weight in (0.3, 3.0, 30.0):
+            cheap.append(
+                CandidateSpec(
+                    f"repeat_purchase_p{weight:g}_{tag}",
+                    lambda w=weight: RepeatPurchaseRecommender(popularity_weight=w),
+                    half_life,
+                )
+            )
+        for neighbours in (50, 200):
+            cheap.append(
+                CandidateSpec(
+                    f"item_knn_cosine_k{neighbours}_{tag}",
+                    lambda n=neighbours: ItemKNNRecommender("cosine", neighbours=n),
+                    half_life,
+                )
+            )
+        cheap.append(
+            CandidateSpec(
+                f"item_knn_bm25_k100_{tag}",
+                lambda: ItemKNNRecommender("bm25", neighbours=100),
+                half_life,
+            )
+        )
+        for exponent in (0.0, 0.5):
+            cheap.append(
+                CandidateSpec(
+                    f"co_purchase_l{exponent:g}_{tag}",
+                    lambda e=exponent: CoPurchaseRecommender(lift_exponent=e),
+                    half_life,
+                )
+            )
+    if n_items <= EASE_MAX_ITEMS:
+        for l2 in (50.0, 500.0):
+            cheap.append(CandidateSpec(f"ease_l{l2:g}", lambda v=l2: EASERecommender(l2=v), None))
+    factor_models: list[CandidateSpec] = []
+    grid = [
+        (factors, reg, alpha)
+        for factors in (16, 32, 64, 128)
+        for reg in (0.01, 0.1, 1.0)
+        for alpha in (1.0, 5.0, 20.0)
+    ]
+    for index in rng.permutation(len(grid))[:4]:
+        factors, reg, alpha = grid[index]
+        factor_models.append(
+            CandidateSpec(
+                f"als_f{factors}_r{reg:g}_a{alpha:g}",
+                lambda f=factors, r=reg, a=alpha: ALSRecommender(
+                    factors=f, regularization=r, alpha=a, iterations=15, random_state=seed
+                ),
+                1.0,
+            )
+        )
+    for factors in rng.permutation([32, 64])[:1]:
+        factor_models.append(
+            CandidateSpec(
+                f"bpr_f{factors}",
+                lambda f=int(factors): BPRRecommender(factors=f, iterations=100, random_state=seed),
+                None,
+            )
+        )
+    order = rng.permutation(len(cheap))
+    return baselines + [cheap[i] for i in order] + factor_models
+
+
+class ValidationData:
+    """Everything a candidate needs at the validation cut, built once and cached."""
+
+    def __init__(
+        self,
+        shop: Shop,
+        as_of: pd.Timestamp,
+        window_days: float,
+        item_ids: np.ndarray,
+        max_customers: int,
+        seed: int,
+    ) -> None:
+        self.shop = shop
+        self.as_of = as_of
+        self.window_days = window_days
+        self.cut = as_of - pd.Timedelta(days=window_days)
+        self.item_ids = item_ids
+        self._matrices: dict[float | None, Interactions] = {}
+        self.co_purchase = co_purchase_counts(shop, self.cut, item_ids)
+        reference = self.matrix(None)
+        self.customer_ids = reference.customer_ids
+        counts = purchase_counts(shop, self.cut, item_ids)
+        rows = pd.Index(counts.customer_ids).get_indexer(self.customer_ids)
+        self.bought = counts.matrix[np.maximum(rows, 0)]
+        window = shop.purchases.loc[
+            (shop.purchases["ordered_at"] >= self.cut) & (shop.purchases["ordered_at"] < as_of)
+        ]
+        window_rows = pd.Index(self.customer_ids).get_indexer(window["customer_id"].astype(str))
+        window_cols = pd.Index(item_ids).get_indexer(window["item_id"].astype(str))
+        known = (window_rows >= 0) & (window_cols >= 0)
+        truth = pd.DataFrame({"row": window_rows[known], "col": window_cols[known]})
+        truth = truth.drop_duplicates()
+        truth_rows = truth["row"].unique()
+        rng = np.random.default_rng(seed)
+        limit = max(50, min(max_customers, SCORE_CACHE_CELLS // max(len(item_ids), 1)))
+        if len(truth_rows) > limit:
+            truth_rows = np.sort(rng.choice(truth_rows, size=limit, replace=False))
+        self.eval_rows = np.sort(truth_rows)
+        truth = truth.loc[truth["row"].isin(self.eval_rows)]
+        position = {row: index for index, row in enumerate(self.eval_rows)}
+        repeat: dict[int, set[int]] = {i: set() for i in range(len(self.eval_rows))}
+        for row, col in zip(truth["row"].to_numpy(), truth["col"].to_numpy(), strict=True):
+            repeat[position[row]].add(int(col))
+        bought_eval = self.bought[self.eval_rows]
+        discovery = {
+            i: cols - set(bought_eval.indices[bought_eval.indptr[i] : bought_eval.indptr[i + 1]])
+            for i, cols in repeat.items()
+        }
+        self.relevant = {"repeat": repeat, "discovery": {i: c for i, c in discovery.items() if c}}
+        self.exclude = {"repeat": None, "discovery": bought_eval.toarray() != 0}
+        halves = rng.permutation(len(self.eval_rows)) % 2
+        self.halves = [np.flatnonzero(halves == h) for h in (0, 1)]
+
+    def matrix(self, half_life: float | None) -> Interactions:
+        """Interactions at the cut with a half-life of `half_life` x W (None: no decay)."""
+        if half_life not in self._matrices:
+            days = None if half_life is None else half_life * self.window_days
+            self._matrices[half_life] = build_interactions(
+                self.shop, self.cut, half_life_days=days, item_ids=self.item_ids
+            )
+        return self._matrices[half_life]
+
+    def ndcg(self, scores: np.ndarray, protocol: str, subset: np.ndarray | None = None) -> dict:
+        """Validation metrics at K of a dense score block over `eval_rows` (optionally a subset)."""
+        scores = scores.copy()
+        exclude = self.exclude[protocol]
+        if exclude is not None:
+            scores[exclude] = -np.inf
+        items, _ = top_k(scores, K)
+        relevant = self.relevant[protocol]
+        if subset is not None:
+            keep = set(subset.tolist())
+            relevant = {r: c for r, c in relevant.items() if r in keep}
+        return metrics_from_columns(items, relevant, K)
+
+
+def _score_block(model: Recommender, data: ValidationData, matrix: Interactions) -> np.ndarray:
+    rows = data.eval_rows
+    blocks = []
+    step = max(1, (1 << 22) // max(matrix.n_items, 1))
+    for start in range(0, len(rows), step):
+        chunk = rows[start : start + step]
+        blocks.append(row_normalise(model.scores(chunk, matrix.matrix[chunk])))
+    return np.vstack(blocks)
+
+
+def select_models(
+    shop: Shop,
+    as_of: pd.Timestamp,
+    seed: int = 0,
+    time_budget_s: float = 300.0,
+    horizon_days: float = 90.0,
+    max_customers: int = 5_000,
+    item_ids: np.ndarray | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SelectionResult:
+    """Choose the personal and cross-sell models on the validation window before `as_of`.
+
+    Deterministic for a given seed and budget (the budget can only cut the candidate list
+    short). Raises ValueError when the window holds no purchases of known customers."""
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    items = catalog_item_ids(shop) if item_ids is None else item_ids
+    window = validation_window_days(shop, as_of, horizon_days)
+    data = ValidationData(shop, as_of, window, items, max_customers, seed)
+    if len(data.eval_rows) == 0:
+        raise ValueError(
+            f"no customer with history bought in the validation window [{data.cut}, {as_of}): "
+            "pass an earlier-starting shop or a shorter horizon_days"
+        )
+    say(f"validation window {window:.1f} days from {data.cut}, {len(data.eval_rows)} customers")
+    specs = candidate_specs(len(items), seed)
+    cached: dict[str, np.ndarray] = {}
+    by_name = {spec.name: spec for spec in specs}
+    report: dict[str, Any] = {"candidates": {}, "skipped": []}
+    for spec in specs:
+        if time.perf_counter() - started > 0.6 * time_budget_s and spec.personalised:
+            report["skipped"].append(spec.name)
+            continue
+        fit_started = time.perf_counter()
+        matrix = data.matrix(spec.half_life)
+        try:
+            model = spec.make().fit(matrix, data.co_purchase)
+        except (ValueError, MemoryError) as error:
+            report["skipped"].append(f"{spec.name}: {error}")
+            continue
+        cached[spec.name] = _score_block(model, data, matrix)
+        entry: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - fit_started, 3)}
+        for protocol in PROTOCOLS:
+            entry[protocol] = _rounded(data.ndcg(cached[spec.name], protocol))
+        report["candidates"][spec.name] = entry
+        say(
+            f"  {spec.name}: discovery ndcg {entry['discovery']['ndcg']:.4f}, "
+            f"repeat ndcg {entry['repeat']['ndcg']:.4f} ({entry['fit_seconds']} s)"
+        )
+    winners: dict[str, WinnerSpec] = {}
+    for protocol in PROTOCOLS:
+        winners[protocol], why = _greedy_blend(data, cached, by_name, protocol, report)
+        report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
+        say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
+    cross_sell, cross_report = _select_cross_sell(shop, data, seed)
+    report["cross_sell"] = cross_report
+    report["validation_window_days"] = round(window, 3)
+    report["validation_cut"] = data.cut.isoformat()
+    report["validation_customers"] = int(len(data.eval_rows))
+    report["selection_seconds"] = round(time.perf_counter() - started, 2)
+    return SelectionResult(window, data.cut, winners, cross_sell, report)
+
+
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {name: round(float(value), 5) for name, value in metrics.items()}
+
+
+def _greedy_blend(
+    data: ValidationData,
+    cached: dict[str, np.ndarray],
+    specs: dict[str, CandidateSpec],
+    protocol: str,
+    report: dict[str, Any],
+) -> tuple[WinnerSpec, dict[str, Any]]:
+    def score(members: list[str], weights: list[float], subset: np.ndarray | None) -> float:
+        total = sum(w * cached[m] for m, w in zip(members, weights, strict=True))
+        return data.ndcg(np.asarray(total, dtype=np.float32), protocol, subset)["ndcg"]
+
+    ranked = sorted(cached, key=lambda name: -report["candidates"][name][protocol]["ndcg"])
+    trending = [n for n in ranked if n.startswith("trending") or n == "popularity"]
+    best_baseline = trending[0]
+    members, weights = [ranked[0]], [1.0]
+    halves = [score(members, weights, half) for half in data.halves]
+    history_half_life = {specs[m].half_life for m in members if specs[m].personalised}
+    for _ in range(2):  # at most three members
+        best: tuple[float, str, float, list[float]] | None = None
+        for name in ranked[:8]:
+            if name in members:
+                continue
+            spec = specs[name]
+            if spec.personalised and history_half_life and spec.half_life not in history_half_life:
+                continue  # personal members must read the same serving matrix
+            for weight in (0.03, 0.1, 0.3, 1.0, 3.0):
+                trial = [score(members + [name], weights + [weight], h) for h in data.halves]
+                gains = [t - b for t, b in zip(trial, halves, strict=True)]
+                if min(gains) > 0 and (best is None or sum(gains) > best[0]):
+                    best = (sum(gains), name, weight, trial)
+        if best is None:
+            break
+        _, name, weight, halves = best
+        members.append(name)
+        weights.append(weight)
+        if specs[name].personalised:
+            history_half_life.add(specs[name].half_life)
+    winner = WinnerSpec(tuple(members), tuple(weights))
+    winner_ndcg = score(members, weights, None)
+    baseline_ndcg = report["candidates"][best_baseline][protocol]["ndcg"]
+    if winner_ndcg < baseline_ndcg:  # cannot happen (the baseline is a candidate); kept as a guard
+        winner, winner_ndcg = WinnerSpec((best_baseline,), (1.0,)), baseline_ndcg
+    reason = (
+        f"validation NDCG@{K} {winner_ndcg:.4f} vs best single {ranked[0]} "
+        f"{report['candidates'][ranked[0]][protocol]['ndcg']:.4f} and best popularity/trending "
+        f"{best_baseline} {baseline_ndcg:.4f}"
+    )
+    return winner, {
+        "validation_ndcg": round(winner_ndcg, 5),
+        "best_single": ranked[0],
+        "best_baseline": best_baseline,
+        "baseline_ndcg": baseline_ndcg,
+        "reason": reason,
+    }
+
+
+def _select_cross_sell(shop: Shop, data: ValidationData, seed: int) -> tuple[str, dict[str, Any]]:
+    """Leave-one-out on validation-window orders: hide one item, score the rest as a basket."""
+    window = shop.purchases.loc[
+        (shop.purchases["ordered_at"] >= data.cut) & (shop.purchases["ordered_at"] < data.as_of)
+    ]
+    cols = pd.Index(data.item_ids).get_indexer(window["item_id"].astype(str))
+    lines = pd.DataFrame({"order": window["order_id"].astype(str).to_numpy(), "col": cols})
+    lines = lines.loc[lines["col"] >= 0].drop_duplicates()
+    sizes = lines.groupby("order")["col"].transform("size")
+    lines = lines.loc[(sizes >= 2) & (sizes <= 30)]
+    rng = np.random.default_rng(seed)
+    orders = lines["order"].unique()
+    if len(orders) == 0:
+        return "co_purchase_l0.5", {"reason": "no multi-item orders in the window; default kept"}
+    orders = rng.choice(orders, size=min(2000, len(orders)), replace=False)
+    lines = lines.loc[lines["order"].isin(orders)].sample(frac=1.0, random_state=seed)
+    hidden = lines.drop_duplicates("order")
+    rest = lines.drop(hidden.index)
+    order_index = pd.Index(hidden["order"])
+    basket = sp.csr_matrix(
+        (
+            np.ones(len(rest), dtype=np.float32),
+            (order_index.get_indexer(rest["order"]), rest["col"].to_numpy()),
+        ),
+        shape=(len(hidden), len(data.item_ids)),
+    )
+    relevant = {i: {int(c)} for i, c in enumerate(hidden["col"].to_numpy())}
+    unweighted = data.matrix(None)
+    candidates: dict[str, Recommender] = {
+        f"co_purchase_l{e:g}": CoPurchaseRecommender(lift_exponent=e) for e in (0.0, 0.5, 1.0)
+    }
+    candidates["item_knn_cosine_k200"] = ItemKNNRecommender("cosine", neighbours=200)
+    candidates["trending_h0.33"] = TrendingRecommender()
+    results: dict[str, dict[str, float]] = {}
+    for name, model in candidates.items():
+        matrix = data.matrix(1 / 3) if name.startswith("trending") else unweighted
+        model.fit(matrix, data.co_purchase)
+        items, _ = model.recommend(np.full(len(hidden), -1), basket, k=K, exclude=basket)
+        results[name] = _rounded(metrics_from_columns(items, relevant, K))
+    winner = max(results, key=lambda name: (results[name]["ndcg"], name))
+    return winner, {
+        "winner": winner,
+        "baskets": len(hidden),
+        "candidates": results,
+        "reason": f"best leave-one-out NDCG@{K} on validation-window orders",
+    }
+
+
+def build_candidate(name: str, n_items: int, seed: int) -> tuple[Recommender, CandidateSpec]:
+    """A fresh (unfitted) candidate by name, with its spec; KeyError for an unknown name."""
+    for spec in candidate_specs(n_items, seed):
+        if spec.name == name:
+            return spec.make(), spec
+    cross = {
+        f"co_purchase_l{e:g}": lambda e=e: CoPurchaseRecommender(lift_exponent=e)
+        for e in (0.0, 0.5, 1.0)
+    }
+    cross["item_knn_cosine_k200"] = lambda: ItemKNNRecommender("cosine", neighbours=200)
+    cross["trending_h0.33"] = TrendingRecommender
+    if name in cross:
+        half_life = 1 / 3 if name.startswith("trending") else None
+        return cross[name](), CandidateSpec(name, cross[name], half_life)
+    raise KeyError(f"unknown candidate {name!r}")
+
+
+def fit_winner(
+    winner: WinnerSpec,
+    matrices: Callable[[float | None], Interactions],
+    co_purchase: sp.csr_matrix,
+    n_items: int,
+    seed: int,
+) -> tuple[Recommender, float | None]:
+    """Fit the winner's members on the full data; returns the model and its serving half-life
+    (the half-life of its personal members, in multiples of W; None when they use no decay)."""
+    fitted: list[Recommender] = []
+    serving_half_life: float | None = None
+    for name in winner.members:
+        model, spec = build_candidate(name, n_items, seed)
+        model.fit(matrices(spec.half_life), co_purchase)
+        fitted.append(model)
+        if spec.personalised:
+            serving_half_life = spec.half_life
+    if len(fitted) == 1:
+        return fitted[0], serving_half_life
+    return BlendRecommender.from_fitted(fitted, list(winner.weights)), serving_half_life

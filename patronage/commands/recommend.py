@@ -1,0 +1,143 @@
+"""`patronage recommend` (top-k lists for a file of customers) and `patronage recommend-fit`
+(select, fit and save a recommender bundle without MLflow).
+
+Heavy imports (numpy models, implicit) happen inside the handlers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from patronage.cli import PatronageError
+
+EXCLUDE_CHOICES = ("all", "non-repeatable", "none")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `recommend` and `recommend-fit` subcommands."""
+    parser = subparsers.add_parser(
+        "recommend",
+        help="top-k recommendations for a file of customer ids, as CSV",
+        description=(
+            "Write the top-k items for every customer id in --customers (one id per line; a "
+            "header line 'customer_id' is allowed) to --out as CSV with columns customer_id, "
+            "rank, item_id, score, strategy. A customer unknown to the model gets trending "
+            "items (strategy 'trending (new customer)'). The model is a saved recommender "
+            "bundle directory (--model-dir, from `patronage recommend-fit`)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--customers", required=True, metavar="FILE", help="customer ids file")
+    parser.add_argument("--k", type=int, default=10, help="items per customer")
+    parser.add_argument(
+        "--exclude-purchased",
+        choices=EXCLUDE_CHOICES,
+        default="non-repeatable",
+        help="which past purchases to leave out: all, only those not usually re-bought, none",
+    )
+    parser.add_argument("--category", default=None, help="only items of this category")
+    parser.add_argument(
+        "--model-dir", metavar="DIR", default=None, help="a saved recommender bundle directory"
+    )
+    parser.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV path")
+    parser.set_defaults(handler=_recommend)
+
+    fit = subparsers.add_parser(
+        "recommend-fit",
+        help="select and fit the recommenders for a shop and save them to a directory",
+        description=(
+            "Validate the shop in DIR, choose the recommenders on a validation window carved "
+            "from the data before --as-of (the last --horizon-days, capped at a quarter of the "
+            "history), refit the winners on all data before --as-of and save the bundle to "
+            "--model-dir. Prints why each winner won. No MLflow involved (see `patronage "
+            "train` for the registry)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    fit.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
+    fit.add_argument("--model-dir", required=True, metavar="OUT", help="where to save")
+    fit.add_argument(
+        "--as-of",
+        default=None,
+        metavar="TS",
+        help="fit on data strictly before this time (ISO 8601, UTC if no zone); "
+        "default: just after the last purchase",
+    )
+    fit.add_argument("--seed", type=int, default=0, help="random seed of the model search")
+    fit.add_argument(
+        "--time-budget", type=float, default=120.0, metavar="SECONDS", help="search budget"
+    )
+    fit.add_argument(
+        "--horizon-days", type=float, default=90.0, help="serving horizon = validation window"
+    )
+    fit.set_defaults(handler=_fit)
+
+
+def _read_customer_ids(path: Path) -> list[str]:
+    if not path.exists():
+        raise PatronageError(f"customers file {path} does not exist")
+    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    if ids and ids[0].lower() == "customer_id":
+        ids = ids[1:]
+    if not ids:
+        raise PatronageError(f"customers file {path} holds no customer id (one id per line)")
+    return ids
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    if args.k <= 0:
+        raise PatronageError(f"--k must be a positive number of items, got {args.k}")
+    if args.model_dir is None:
+        raise PatronageError("pass --model-dir DIR (a bundle saved by `patronage recommend-fit`)")
+    from models.recommenders.bundle import RecommenderBundle
+
+    customers = _read_customer_ids(Path(args.customers))
+    try:
+        bundle = RecommenderBundle.load(args.model_dir)
+    except FileNotFoundError as error:
+        raise PatronageError(str(error)) from error
+    answers = bundle.recommend_many(
+        customers, k=args.k, exclude_purchased=args.exclude_purchased, category=args.category
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["customer_id", "rank", "item_id", "score", "strategy"])
+        for customer, answer in zip(customers, answers, strict=True):
+            for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores, strict=True)):
+                writer.writerow([customer, rank + 1, item, f"{score:.6g}", answer.strategy])
+    print(f"wrote {len(customers):,} customers x top {args.k} to {out}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from features.loading import load_shop, to_utc
+    from models.recommenders.bundle import fit_recommender_bundle
+
+    as_of = to_utc(args.as_of) if args.as_of else None
+    loaded = load_shop(Path(args.directory), as_of=as_of)
+    shop = loaded.shop
+    if as_of is None:
+        if shop.purchases.empty:
+            raise PatronageError(f"{args.directory} holds no purchases: nothing to learn from")
+        as_of = shop.purchases["ordered_at"].max() + pd.Timedelta(seconds=1)
+    bundle = fit_recommender_bundle(
+        shop.before(as_of),
+        as_of,
+        seed=args.seed,
+        time_budget_s=args.time_budget,
+        horizon_days=args.horizon_days,
+        log=lambda message: print(message, file=sys.stderr),
+    )
+    bundle.save(args.model_dir)
+    for role in ("discovery", "repeat"):
+        print(f"{role}: {bundle.report[f'{role}_winner']['reason']}")
+    print(f"cross-sell: {bundle.report['cross_sell']['winner']}")
+    print(f"saved to {args.model_dir}")
+    return 0

@@ -1,0 +1,134 @@
+"""The servable bundle and `patronage recommend` on the small generated sample shop."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.loading import load_shop
+from models.recommenders.bundle import RecommenderBundle, fit_recommender_bundle
+from patronage.cli import main
+
+AS_OF = pd.Timestamp("2025-12-01", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def shop(sample_shop_dir: Path):
+    return load_shop(sample_shop_dir, as_of=pd.Timestamp("2026-01-01", tz="UTC")).shop
+
+
+@pytest.fixture(scope="module")
+def bundle(shop) -> RecommenderBundle:
+    return fit_recommender_bundle(shop.before(AS_OF), AS_OF, seed=0, time_budget_s=4.0)
+
+
+def test_selection_is_recorded_and_never_below_trending(bundle: RecommenderBundle) -> None:
+    report = bundle.report
+    assert pd.Timestamp(report["validation_cut"]) < AS_OF
+    for protocol in ("discovery", "repeat"):
+        winner = report[f"{protocol}_winner"]
+        assert winner["validation_ndcg"] >= winner["baseline_ndcg"]
+        assert winner["model"] == bundle.strategies[protocol]
+    assert "popularity" in report["candidates"]
+
+
+def test_known_customer_gets_a_personal_list_without_purchases(
+    bundle: RecommenderBundle, shop
+) -> None:
+    customer = str(bundle.customer_ids[0])
+    answer = bundle.recommend_for(customer, k=10, exclude_purchased="all")
+    bought = set(
+        shop.purchases.loc[
+            (shop.purchases["customer_id"] == customer) & (shop.purchases["ordered_at"] < AS_OF),
+            "item_id",
+        ]
+    )
+    assert len(answer.item_ids) == 10 and not bought & set(answer.item_ids)
+    assert answer.strategy == bundle.strategies["discovery"]
+    assert answer.scores == sorted(answer.scores, reverse=True)
+    unavailable = set(bundle.item_ids[~bundle.rules.available])
+    assert not unavailable & set(answer.item_ids)
+
+
+def test_extra_purchases_are_excluded_too(bundle: RecommenderBundle) -> None:
+    customer = str(bundle.customer_ids[1])
+    first = bundle.recommend_for(customer, k=5, exclude_purchased="all")
+    again = bundle.recommend_for(
+        customer, k=5, exclude_purchased="all", extra_purchased=first.item_ids[:2]
+    )
+    assert not set(first.item_ids[:2]) & set(again.item_ids)
+
+
+def test_unknown_customer_and_empty_basket_get_trending(bundle: RecommenderBundle) -> None:
+    answer = bundle.recommend_for("nobody-ever", k=5)
+    assert answer.strategy == "trending (new customer)" and len(answer.item_ids) == 5
+    assert bundle.cross_sell(["no-such-item"], k=3).strategy.startswith("trending")
+
+
+def test_cross_sell_never_returns_the_basket(bundle: RecommenderBundle) -> None:
+    basket = [str(i) for i in bundle.item_ids[:3]]
+    answer = bundle.cross_sell(basket, k=10)
+    assert not set(basket) & set(answer.item_ids)
+    assert answer.strategy == bundle.strategies["cross_sell"]
+    similar = bundle.similar(basket[0], k=5)
+    assert basket[0] not in similar.item_ids and len(similar.item_ids) == 5
+
+
+def test_category_filter(bundle: RecommenderBundle) -> None:
+    category = str(bundle.rules.categories[0])
+    answer = bundle.recommend_for(str(bundle.customer_ids[2]), k=3, category=category)
+    columns = bundle.item_columns(answer.item_ids)
+    assert (bundle.rules.categories[columns] == category).all()
+
+
+def test_batch_equals_single_and_save_load_round_trip(
+    bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    customers = [str(c) for c in bundle.customer_ids[:20]] + ["nobody-ever"]
+    batch = bundle.recommend_many(customers, k=10)
+    for customer, answer in zip(customers, batch, strict=True):
+        assert bundle.recommend_for(customer, k=10).item_ids == answer.item_ids
+    bundle.save(tmp_path / "bundle")
+    loaded = RecommenderBundle.load(tmp_path / "bundle")
+    again = loaded.recommend_many(customers, k=10)
+    assert [a.item_ids for a in again] == [a.item_ids for a in batch]
+    np.testing.assert_allclose([a.scores for a in again], [a.scores for a in batch])
+
+
+def test_recommend_command_writes_the_csv(bundle: RecommenderBundle, tmp_path: Path) -> None:
+    bundle.save(tmp_path / "bundle")
+    customers = tmp_path / "customers.txt"
+    customers.write_text("customer_id\n" + "\n".join(bundle.customer_ids[:3]) + "\nnew-one\n")
+    out = tmp_path / "out.csv"
+    code = main(
+        [
+            "recommend",
+            "--customers",
+            str(customers),
+            "--k",
+            "4",
+            "--exclude-purchased",
+            "all",
+            "--model-dir",
+            str(tmp_path / "bundle"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score", "strategy"]
+    assert len(rows) == 16
+    assert rows[-1]["strategy"] == "trending (new customer)"
+    assert [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
+
+
+def test_recommend_command_says_what_to_fix(tmp_path: Path, capsys) -> None:
+    customers = tmp_path / "customers.txt"
+    customers.write_text("a\n")
+    code = main(["recommend", "--customers", str(customers), "--out", str(tmp_path / "o.csv")])
+    assert code == 1 and "--model-dir" in capsys.readouterr().err
