@@ -287,14 +287,14 @@ NAIVE_TIMESTAMP_PATTERN = (
 )
 
 
-def _parse_numbers(raw: pd.Series) -> pd.Series:
-    """Numbers as float64; NaN when missing or not a number."""
+def _parse_numbers(raw: pd.Series, text: pd.Series) -> pd.Series:
+    """Numbers as float64 (`text`: the stripped values); NaN when missing or not a number."""
     if pd.api.types.is_bool_dtype(raw.dtype):
         return pd.Series(np.full(len(raw), np.nan), index=raw.index)
     if pd.api.types.is_numeric_dtype(raw.dtype):
         return raw.astype("float64")
     values = _fast_then_slow(
-        _stripped_text(raw),
+        text,
         [(NUMBER_PATTERN, _arrow_numbers)],
         lambda text: pd.to_numeric(text, errors="coerce").to_numpy(dtype="float64"),
     )
@@ -323,15 +323,15 @@ def _pandas_timestamps(text: pd.Series) -> np.ndarray:
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view("int64")
 
 
-def _parse_timestamps(raw: pd.Series) -> pd.Series:
-    """Timestamps as datetime64[ns, UTC]: no zone means UTC; unparseable or out of range -> NaT."""
+def _parse_timestamps(raw: pd.Series, text: pd.Series) -> pd.Series:
+    """Timestamps as datetime64[ns, UTC] (`text`: the stripped values): no zone means UTC;
+    unparseable or out of range -> NaT."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         return raw.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     if not _is_text_dtype(raw):
         return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    text = _stripped_text(raw)
     nanoseconds = _fast_then_slow(
         text,
         [
@@ -346,14 +346,26 @@ def _parse_timestamps(raw: pd.Series) -> pd.Series:
     return pd.Series(nanoseconds.view("datetime64[ns]"), index=raw.index).dt.tz_localize("UTC")
 
 
-def _parse_booleans(raw: pd.Series) -> pd.Series:
+def _parse_booleans(raw: pd.Series, text: pd.Series) -> pd.Series:
     """True/False, or NaN when the value is not a recognised word."""
     if pd.api.types.is_bool_dtype(raw.dtype):
         return raw.astype("boolean")
-    text = _stripped_text(raw).str.lower()
+    text = text.str.lower()
     words = dict.fromkeys(TRUE_WORDS, True) | dict.fromkeys(FALSE_WORDS, False)
     words |= {"1.0": True, "0.0": False}  # a numeric Parquet column read as text
     return text.map(words).astype("boolean")
+
+
+def _is_native(raw: pd.Series, column: Column) -> bool:
+    """Whether `raw` already has a type that fits `column` (e.g. an int64 Parquet column)."""
+    dtype = raw.dtype
+    if column.kind in ("int", "float"):
+        return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)
+    if column.kind == "timestamp":
+        return pd.api.types.is_datetime64_any_dtype(dtype)
+    if column.kind == "bool":
+        return pd.api.types.is_bool_dtype(dtype)
+    return False
 
 
 def _parse_column(
@@ -369,7 +381,8 @@ def _parse_column(
         missing = (values.isna() | (values.str.strip() == "")).to_numpy()
         values = values.mask(missing)
     else:
-        text = _stripped_text(raw)
+        # Native Parquet values of the right type are parsed as they are, not via text.
+        text = raw if _is_native(raw, column) else _stripped_text(raw)
         missing = text.isna().to_numpy()
     if column.required:
         verdicts.reject(missing, "missing_value", f"{name} is empty")
@@ -380,7 +393,7 @@ def _parse_column(
     if column.kind == "id":
         values = text
     elif column.kind in ("int", "float"):
-        values = _parse_numbers(raw)
+        values = _parse_numbers(raw, text)
         bad = ~missing & ~np.isfinite(values.to_numpy())
         if column.kind == "int":
             whole = np.floor(values.fillna(0)) == values.fillna(0)
@@ -397,11 +410,11 @@ def _parse_column(
         if column.kind == "int":
             values = values.where(np.isfinite(values)).round().astype("Int64")
     elif column.kind == "timestamp":
-        values = _parse_timestamps(raw)
+        values = _parse_timestamps(raw, text)
         bad = ~missing & values.isna().to_numpy()
         verdicts.reject(bad, "bad_timestamp", says("is not an ISO 8601 timestamp"))
     elif column.kind == "bool":
-        values = _parse_booleans(raw)
+        values = _parse_booleans(raw, text)
         bad = ~missing & values.isna().to_numpy()
         verdicts.reject(bad, "bad_boolean", says("is not true/false/1/0/yes/no"))
     elif column.kind == "choice":

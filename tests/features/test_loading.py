@@ -176,7 +176,7 @@ def test_extra_columns_and_unknown_files_are_noted(tmp_path: Path) -> None:
 
 def test_large_csv_line_numbers_stay_exact(tmp_path: Path) -> None:
     """The fast reader's line numbers with quoted line breaks in many rows."""
-    n = 50_000
+    n = 30_000
     order = np.arange(n)
     text = np.where(order % 1000 == 0, '"two\nlines"', "web")
     quantity = np.where(order % 9973 == 5, "0", "1")
@@ -190,7 +190,9 @@ def test_large_csv_line_numbers_stay_exact(tmp_path: Path) -> None:
             "channel": text,
         }
     )
-    lines = body.astype(str).agg(",".join, axis=1)
+    lines = body["order_id"]
+    for column in body.columns[1:]:
+        lines = lines + "," + body[column]
     directory = _shop_dir(tmp_path, "order_id,customer_id,item_id,quantity,ordered_at,channel\n")
     with open(directory / "purchases.csv", "a") as handle:
         handle.write("\n".join(lines) + "\n")
