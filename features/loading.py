@@ -64,7 +64,9 @@ def load_shop(
 ) -> LoadedShop:
     """Read, validate and return the shop in `directory` (tables as NAME.csv or NAME.parquet).
 
-    `as_of` (default: now; a naive value means UTC): rows dated after it are rejected.
+    `as_of` (default: now; a naive value means UTC): rows dated after it are rejected as data
+    from the future. It is the time the data describes ("now"), not a feature cut-off: to see
+    the shop as it was at an earlier time, load it and call `shop.before(cut_off)`.
     Rejected rows are written whole to `rejects_dir` (default `directory/_rejects/`) as
     `NAME.rejects.csv`; input files are never modified. Raises `UnreadableTable` when a file
     cannot be read at all, `DataRejected` when a table's reject rate exceeds `max_reject_rate`
