@@ -185,12 +185,14 @@ def _purchases(sales: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
 
 def _returns(returns: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """One `return` feedback row per (invoice, stock code) of cancellations and negative lines."""
-    returns = returns.assign(at=returns.groupby("invoice")["at"].transform("min"))
+    returns = returns.assign(
+        at=returns.groupby("invoice")["at"].transform("min"), quantity=returns["quantity"].abs()
+    )
     grouped = (
         returns.groupby(["invoice", "item_id"], sort=False)
         .agg(
             customer_id=("customer_id", "first"),
-            quantity=("quantity", lambda q: int(q.abs().sum())),
+            quantity=("quantity", "sum"),
             description=("description", "first"),
             created_at=("at", "first"),
             lines=("quantity", "size"),
