@@ -24,9 +24,9 @@ FIRST_ORDER_AT_SIGN_UP = 0.45
 BAD_EXPERIENCE_EFFECT = 2.5
 """Each recent bad experience multiplies the hazard of drifting away by exp(2.5) (about 12)."""
 BAD_EXPERIENCE_HALF_LIFE_DAYS = 120.0
-DRIFTING_RATE_FACTOR = 0.25
-"""A customer drifting away orders at 25% of their usual rate (longer gaps before leaving)."""
-MEAN_DRIFT_DAYS = 40.0
+DRIFTING_RATE_FACTOR = 0.2
+"""A customer drifting away orders at 20% of their usual rate (longer gaps before leaving)."""
+MEAN_DRIFT_DAYS = 75.0
 """Mean time from starting to drift away to leaving for good."""
 NEWCOMER_EXTRA_HAZARD = 2.0
 """Newcomers are three times as likely to drift away; the extra fades over about two months."""
