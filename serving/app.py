@@ -1,0 +1,106 @@
+"""The FastAPI app factory: `create_app(settings, model_store=None)`.
+
+`uvicorn --factory serving.app:app_from_env` (what `patronage serve` runs) builds the app from
+`PATRONAGE_*` variables in each worker process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from threadpoolctl import threadpool_limits
+
+from serving.auth import KeyRing
+from serving.config import Settings
+from serving.deps import Services
+from serving.errors import install_error_handlers
+from serving.events import EventLog, EventOverlay
+from serving.metrics import MetricsMiddleware, ServingMetrics
+from serving.model_store import ModelStore
+from serving.routes import customers, events, health, models, recommendations
+
+logger = logging.getLogger("patronage.serving")
+
+DESCRIPTION = """
+Recommendations and CRM scores from the champion models, answered from memory.
+
+Send an API key in `X-API-Key`: scope `storefront` for recommendation routes, `crm` for
+customer scores, segments and events, `admin` for models and reload. `/health/*` and
+`/metrics` are open. Errors are `{"error": code, "detail": what to fix}`.
+"""
+
+
+def create_app(settings: Settings | None = None, model_store: ModelStore | None = None) -> FastAPI:
+    """Build the app. Raises `SettingsError` when no API key is configured and not dev mode.
+
+    Models load in a background thread when the app starts (lifespan), so `/health/live`
+    answers at once and `/health/ready` turns 200 when the champions are in memory. Pass
+    `model_store` to serve from another source (tests)."""
+    settings = settings or Settings.from_env()
+    settings.check_can_start()
+    if model_store is None:
+        from serving.mlflow_source import MlflowModelSource
+
+        model_store = ModelStore(MlflowModelSource(settings), settings.poll_seconds)
+    store = model_store
+    overlay = EventOverlay()
+    metrics = ServingMetrics(store)
+    services = Services(
+        settings=settings,
+        keys=KeyRing.from_pairs(settings.keys_by_scope(), settings.insecure_dev),
+        store=store,
+        overlay=overlay,
+        event_log=EventLog(settings.events_dir),
+        metrics=metrics,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # numpy top-k on the request path must not spawn BLAS threads that fight the event loop
+        # and the other worker processes for the cores.
+        limits = threadpool_limits(1)
+        if settings.insecure_dev and not services.keys.entries:
+            logger.warning("serving WITHOUT API keys (--insecure-dev): every route is open")
+        threading.Thread(
+            target=_replay_events, args=(services,), name="patronage-event-replay", daemon=True
+        ).start()
+        if settings.load_on_start:
+            store.start()
+        try:
+            yield
+        finally:
+            store.stop()
+            limits.restore_original_limits()
+
+    app = FastAPI(
+        title="Patronage scoring service",
+        description=DESCRIPTION,
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_error_handlers(app)
+    for module in (recommendations, customers, events, models, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    return app
+
+
+def _replay_events(services: Services) -> None:
+    """Reflect events already in the log (e.g. after a restart) in the in-memory overlay."""
+    try:
+        count = services.overlay.replay(services.settings.events_dir)
+        if count:
+            logger.info("replayed %d purchase events from %s", count, services.settings.events_dir)
+    except OSError as error:
+        logger.error("could not replay the event log: %s", error)
+
+
+def app_from_env() -> FastAPI:
+    """The app configured from `PATRONAGE_*` variables (uvicorn factory)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return create_app(Settings.from_env())

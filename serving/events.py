@@ -1,0 +1,308 @@
+"""The event log: purchases and feedback posted to `POST /v1/events`, appended durably.
+
+Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON object per line:
+`{"event": "purchase"|"feedback", "received_at": ISO-UTC, <the contract's columns>}`.
+Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
+exclusive `flock`, followed by `flush` + `os.fsync` (and an fsync of the directory when the day's
+file is new) before the server answers 2xx, so an acknowledged event survives a crash.
+
+`read_event_log(directory)` gives the log back as two DataFrames in the canonical types of
+`features.shop.Shop`; the next `patronage train` merges them with the shop's own tables.
+The in-memory `EventOverlay` reflects events at once where that is cheap and honest: items just
+bought leave that customer's recommendations, and the last order date moves.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.contract import FEEDBACK, PURCHASES, Column, Table
+
+EVENT_FILE_GLOB = "events-*.jsonl"
+INT64_MAX = 2**63 - 1
+EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK}
+
+
+@dataclass(frozen=True)
+class RejectedEvent:
+    """One posted row that breaks the contract, and why."""
+
+    table: str
+    row: int
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"table": self.table, "row": self.row, "reason": self.reason}
+
+
+def _parse_timestamp(value: Any) -> pd.Timestamp:
+    """ISO 8601 to a UTC Timestamp; no zone means UTC. Raises ValueError when unparseable."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("not an ISO 8601 timestamp")
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as error:
+        raise ValueError("not an ISO 8601 timestamp") from error
+    if stamp is pd.NaT or pd.isna(stamp):
+        raise ValueError("not an ISO 8601 timestamp")
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def _check_cell(column: Column, value: Any, latest: pd.Timestamp) -> tuple[Any, str | None]:
+    """Check one cell against its contract column; returns (canonical value, reason or None)."""
+    missing = value is None or (isinstance(value, str) and not value.strip())
+    if missing:
+        return None, (f"{column.name} is required" if column.required else None)
+    kind = column.kind
+    if kind == "id":
+        if not isinstance(value, str):
+            return None, f"{column.name} must be a string id"
+        return value, None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"{column.name} must be an integer"
+        if isinstance(value, float) and not value.is_integer():
+            return None, f"{column.name} must be an integer"
+        value = int(value)
+        if abs(value) > INT64_MAX:
+            return None, f"{column.name} is too large"
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None, f"{column.name} must be a number"
+        value = float(value)
+        if not math.isfinite(value):
+            return None, f"{column.name} must be a finite number"
+    elif kind == "timestamp":
+        try:
+            stamp = _parse_timestamp(value)
+        except ValueError:
+            return None, f"{column.name} {value!r} is not an ISO 8601 timestamp"
+        if stamp > latest:
+            return None, f"{column.name} {stamp.isoformat()} is in the future"
+        return stamp, None
+    elif kind == "choice":
+        if value not in column.choices:
+            return None, f"{column.name} must be one of {', '.join(column.choices)}"
+        return value, None
+    elif kind in ("text",):
+        if not isinstance(value, str):
+            return None, f"{column.name} must be text"
+        return value, None
+    if column.minimum is not None and value < column.minimum:
+        return None, f"{column.name} must be >= {column.minimum:g}"
+    if column.maximum is not None and value > column.maximum:
+        return None, f"{column.name} must be <= {column.maximum:g}"
+    return value, None
+
+
+def validate_event_rows(
+    table: Table, rows: Sequence[Mapping[str, Any]], now: datetime, future_tolerance_s: float
+) -> tuple[list[dict[str, Any]], list[RejectedEvent]]:
+    """Check posted rows with the contract's rules for `table`; returns (clean rows, rejects).
+
+    Rules: required columns present and non-empty, types, ranges, choices, no unknown columns,
+    timestamps not after `now + future_tolerance_s` (UTC), a rating for `kind=rating`, and no
+    duplicate key inside the batch. Clean rows hold canonical values (UTC Timestamps, ints)."""
+    latest = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(seconds=future_tolerance_s)
+    clean: list[dict[str, Any]] = []
+    rejected: list[RejectedEvent] = []
+    seen_keys: dict[tuple[Any, ...], int] = {}
+    for position, row in enumerate(rows):
+        reasons: list[str] = []
+        unknown = sorted(set(row) - set(table.columns_by_name))
+        if unknown and not table.extra_columns_allowed:
+            reasons.append(f"unknown column(s) {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for column in table.columns:
+            value, reason = _check_cell(column, row.get(column.name), latest)
+            if reason:
+                reasons.append(reason)
+            values[column.name] = value
+        if table is FEEDBACK and values.get("kind") == "rating" and row.get("rating") is None:
+            reasons.append("rating is required when kind is rating")
+        if table.key and not reasons:
+            key = tuple(values[c] for c in table.key)
+            if key in seen_keys:
+                reasons.append(
+                    f"duplicate {'+'.join(table.key)} of row {seen_keys[key]} in this request"
+                )
+            seen_keys.setdefault(key, position)
+        if reasons:
+            rejected.append(RejectedEvent(table.name, position, "; ".join(reasons)))
+        else:
+            clean.append(values)
+    return clean, rejected
+
+
+def _to_json_line(event: str, values: Mapping[str, Any], received_at: str) -> str:
+    record: dict[str, Any] = {"event": event, "received_at": received_at}
+    for name, value in values.items():
+        record[name] = value.isoformat() if isinstance(value, pd.Timestamp) else value
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+class EventLog:
+    """Append-only, fsynced JSON-lines files under one directory. Safe across threads and
+    processes (uvicorn workers) on a local filesystem."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._lock = threading.Lock()
+
+    def path_for(self, when: datetime) -> Path:
+        """The file for events received at `when` (its UTC date)."""
+        return self.directory / f"events-{when.astimezone(UTC):%Y%m%d}.jsonl"
+
+    def append(
+        self,
+        purchases: Sequence[Mapping[str, Any]],
+        feedback: Sequence[Mapping[str, Any]],
+        received_at: datetime,
+    ) -> Path:
+        """Append validated rows and make them durable before returning; returns the file.
+
+        Raises OSError when the disk refuses (the caller answers 503, nothing acknowledged)."""
+        stamp = received_at.astimezone(UTC).isoformat()
+        lines = [_to_json_line("purchase", row, stamp) for row in purchases]
+        lines += [_to_json_line("feedback", row, stamp) for row in feedback]
+        payload = ("\n".join(lines) + "\n").encode()
+        path = self.path_for(received_at)
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            created = not path.exists()
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # other worker processes append to the same file
+                view = memoryview(payload)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)  # closing releases the flock
+            if created:
+                _fsync_directory(self.directory)
+        return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new file's directory entry durable (POSIX)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def iter_event_records(directory: Path) -> Iterable[dict[str, Any]]:
+    """Every record of the log, oldest file first; a torn last line (crash mid-write of an
+    unacknowledged batch) is skipped."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob(EVENT_FILE_GLOB)):
+        with path.open("r", encoding="utf-8") as handle:
+            for line in handle:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(record, dict) and record.get("event") in EVENT_KINDS:
+                    yield record
+
+
+def _canonical_frame(table: Table, records: list[dict[str, Any]]) -> pd.DataFrame:
+    names = [c.name for c in table.columns]
+    frame = pd.DataFrame.from_records(
+        [{n: r.get(n) for n in names} for r in records], columns=names
+    )
+    for column in table.columns:
+        series = frame[column.name]
+        if column.kind == "timestamp":
+            frame[column.name] = pd.to_datetime(series, utc=True, format="ISO8601").astype(
+                "datetime64[ns, UTC]"
+            )
+        elif column.kind == "int":
+            frame[column.name] = series.astype("Int64" if not column.required else "int64")
+        elif column.kind == "float":
+            frame[column.name] = pd.to_numeric(series).astype("float64")
+        else:
+            frame[column.name] = series.astype(object)
+    return frame
+
+
+def read_event_log(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The event log as `(purchases, feedback)` DataFrames in the contract's columns and the
+    canonical types of `features.shop.Shop` (ids str, timestamps datetime64[ns, UTC], quantity
+    int64, rating Int64, unit_price float64).
+
+    Events were validated against the contract when posted. A purchase posted twice (same
+    `order_id` + `item_id`, e.g. a client retry) is kept once (the first). A missing directory
+    gives two empty frames."""
+    purchases: list[dict[str, Any]] = []
+    feedback: list[dict[str, Any]] = []
+    for record in iter_event_records(Path(directory)):
+        (purchases if record["event"] == "purchase" else feedback).append(record)
+    purchase_frame = _canonical_frame(PURCHASES, purchases)
+    purchase_frame = purchase_frame.drop_duplicates(list(PURCHASES.key), keep="first")
+    feedback_frame = _canonical_frame(FEEDBACK, feedback)
+    return purchase_frame.reset_index(drop=True), feedback_frame.reset_index(drop=True)
+
+
+class EventOverlay:
+    """Purchases received since start-up (and replayed from the log), by customer, in memory.
+
+    Reads are plain dict/list lookups (safe under the GIL while a writer appends)."""
+
+    def __init__(self) -> None:
+        self._purchases: dict[str, list[tuple[float, str]]] = {}
+        self._lock = threading.Lock()
+        self.events_received = 0
+
+    def add_purchases(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO."""
+        with self._lock:
+            for row in rows:
+                ordered_at = row["ordered_at"]
+                if not isinstance(ordered_at, pd.Timestamp):
+                    ordered_at = _parse_timestamp(ordered_at)
+                entries = self._purchases.setdefault(str(row["customer_id"]), [])
+                entries.append((ordered_at.timestamp(), str(row["item_id"])))
+
+    def replay(self, directory: Path) -> int:
+        """Load the purchases already in the log; returns how many."""
+        rows = [r for r in iter_event_records(directory) if r["event"] == "purchase"]
+        self.add_purchases(rows)
+        return len(rows)
+
+    def items_bought_since(self, customer_id: str, since: pd.Timestamp) -> list[str]:
+        """Items this customer bought at or after `since` according to posted events."""
+        entries = self._purchases.get(customer_id)
+        if not entries:
+            return []
+        cutoff = since.timestamp()
+        return [item for at, item in list(entries) if at >= cutoff]
+
+    def last_order_since(self, customer_id: str, since: pd.Timestamp) -> pd.Timestamp | None:
+        """The latest posted order time at or after `since`, or None."""
+        entries = self._purchases.get(customer_id)
+        if not entries:
+            return None
+        cutoff = since.timestamp()
+        latest = max((at for at, _ in list(entries) if at >= cutoff), default=None)
+        return None if latest is None else pd.Timestamp(latest, unit="s", tz="UTC")

@@ -1,0 +1,378 @@
+"""The models being served: an immutable snapshot, swapped atomically when the champion changes.
+
+`ServingModels` is everything the routes need, held in memory: a recommender and the customer
+score table precomputed at the model's `as_of`. `ModelStore.current` is a single attribute read;
+a reload builds a whole new `ServingModels` beside the old one and replaces the reference in one
+assignment, so a request sees either the old or the new models, never a mix, and never waits.
+A failed load leaves the old snapshot serving and is recorded (`last_reload`, `reload_failures`).
+
+Nothing here is called on the request path except `ModelStore.current` and the lookups of
+`CustomerScoreTable` (dict + list indexing) and the recommender (numpy top-k).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger("patronage.serving")
+
+Role = Literal["recommender", "churn", "loyalty"]
+ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
+
+
+@dataclass(frozen=True)
+class RecommendationList:
+    """Items best first, their scores (higher is better) and the strategy that produced them."""
+
+    item_ids: tuple[str, ...]
+    scores: tuple[float, ...]
+    strategy: str
+
+
+class Recommender(Protocol):
+    """What the recommendation routes need from the recommender model (in memory, no I/O)."""
+
+    def recommend_for(
+        self,
+        customer_id: str,
+        k: int,
+        category: str | None,
+        exclude_purchased: str,
+        extra_purchased: Sequence[str],
+    ) -> RecommendationList:
+        """Top-k items for one customer; an unknown customer gets trending items."""
+        ...
+
+    def cross_sell(
+        self, item_ids: Sequence[str], customer_id: str | None, k: int
+    ) -> RecommendationList:
+        """Top-k items that go with a basket; basket items are never returned."""
+        ...
+
+    def similar(self, item_id: str, k: int) -> RecommendationList:
+        """Top-k items similar to one item; raises `KeyError` for an unknown item."""
+        ...
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One registered model version as loaded: what `/v1/models` reports."""
+
+    role: Role
+    name: str
+    version: str
+    run_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    as_of: str | None = None
+    loaded_at: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "role": self.role,
+            "name": self.name,
+            "version": self.version,
+            "run_id": self.run_id,
+            "as_of": self.as_of,
+            "loaded_at": self.loaded_at,
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
+        }
+
+
+CHURN_COLUMNS = ("churn_probability", "churn_risk", "churn_reasons")
+LOYALTY_COLUMNS = (
+    "loyalty_score",
+    "segment",
+    "p_alive",
+    "expected_orders_90d",
+    "predicted_clv_365d",
+    "expected_next_order_at",
+    "avg_days_between_orders",
+    "satisfaction",
+)
+OPTIONAL_COLUMNS = ("last_order_at",)
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: a missing float becomes null."""
+    if value is None:
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _column_as_list(frame: pd.DataFrame, name: str) -> list[Any]:
+    """A score column as plain Python values: floats (NaN -> None), ISO strings for times."""
+    if name not in frame.columns:
+        return [None] * len(frame)
+    column = frame[name]
+    if pd.api.types.is_datetime64_any_dtype(column):
+        if column.dt.tz is None:
+            column = column.dt.tz_localize("UTC")
+        return [None if pd.isna(v) else v.isoformat() for v in column]
+    if pd.api.types.is_float_dtype(column) or pd.api.types.is_integer_dtype(column):
+        values = column.astype("float64").to_numpy()
+        return [None if not math.isfinite(v) else float(v) for v in values.tolist()]
+    out = []
+    for value in column.tolist():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if isinstance(value, tuple):
+            value = list(value)
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            value = None
+        out.append(value)
+    return out
+
+
+@dataclass(frozen=True)
+class CustomerScoreTable:
+    """Churn and loyalty scores of every customer at `as_of`, indexed by customer id.
+
+    Columnar (plain Python lists) so that 1M customers stay compact and one lookup is a dict
+    probe plus a dozen list reads."""
+
+    as_of: pd.Timestamp
+    index: Mapping[str, int]
+    columns: Mapping[str, list[Any]]
+    segments: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_frame(
+        cls,
+        frame: pd.DataFrame,
+        as_of: pd.Timestamp,
+        segment_thresholds: Mapping[str, Any] | None = None,
+    ) -> CustomerScoreTable:
+        """Index a score frame (one row per customer, columns of `patronage score`).
+
+        Raises `ValueError` when `customer_id` is missing or repeated."""
+        if "customer_id" not in frame.columns:
+            raise ValueError("score table has no customer_id column")
+        ids = frame["customer_id"].astype(str).tolist()
+        index = {customer_id: row for row, customer_id in enumerate(ids)}
+        if len(index) != len(ids):
+            raise ValueError("score table repeats a customer_id")
+        columns = {
+            name: _column_as_list(frame, name)
+            for name in CHURN_COLUMNS + LOYALTY_COLUMNS + OPTIONAL_COLUMNS
+        }
+        as_of = pd.Timestamp(as_of)
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        return cls(
+            as_of=as_of,
+            index=index,
+            columns=columns,
+            segments=_segment_summary(frame, segment_thresholds or {}),
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def row(self, customer_id: str) -> int | None:
+        """The row of a customer, or None when the model has no score for them."""
+        return self.index.get(customer_id)
+
+    def value(self, row: int, column: str) -> Any:
+        """One cell by row number."""
+        return self.columns[column][row]
+
+
+def _segment_summary(
+    frame: pd.DataFrame, thresholds: Mapping[str, Any]
+) -> tuple[dict[str, Any], ...]:
+    """Segment sizes, shares and loyalty-score ranges, plus the model's own thresholds."""
+    if "segment" not in frame.columns or frame.empty:
+        return ()
+    total = len(frame)
+    grouped = frame.groupby("segment", sort=True, observed=True)
+    summary = []
+    for segment, rows in grouped:
+        score = rows["loyalty_score"] if "loyalty_score" in rows else pd.Series(dtype=float)
+        summary.append(
+            {
+                "segment": str(segment),
+                "customers": int(len(rows)),
+                "share": round(len(rows) / total, 6),
+                "loyalty_score_min": finite_or_none(float(score.min())) if len(score) else None,
+                "loyalty_score_max": finite_or_none(float(score.max())) if len(score) else None,
+                "thresholds": thresholds.get(str(segment)),
+            }
+        )
+    summary.sort(key=lambda s: -s["customers"])
+    return tuple(summary)
+
+
+@dataclass(frozen=True)
+class ServingModels:
+    """One immutable snapshot of everything served. Never mutated after construction."""
+
+    recommender: Recommender
+    recommender_as_of: pd.Timestamp
+    """The recommender saw purchases strictly before this UTC time."""
+    customers: CustomerScoreTable
+    versions: Mapping[Role, LoadedModel]
+    strategies: Mapping[Role, str] = field(default_factory=dict)
+    """How churn and loyalty answers are produced (e.g. the churn estimator's name)."""
+
+    def version_of(self, role: Role) -> str:
+        """`name/version` of the model serving a role, e.g. `patronage-churn/3`."""
+        model = self.versions[role]
+        return f"{model.name}/{model.version}"
+
+
+class ModelSource(Protocol):
+    """Where snapshots come from (the MLflow registry in production, a fake in unit tests)."""
+
+    def champion_versions(self) -> dict[Role, str]:
+        """The version of each role's model that should be served now (a cheap registry read)."""
+        ...
+
+    def load(self, versions: Mapping[Role, str], previous: ServingModels | None) -> ServingModels:
+        """Load those versions into a new snapshot; may reuse unchanged parts of `previous`."""
+        ...
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What the last reload attempt did."""
+
+    at: str
+    outcome: Literal["loaded", "unchanged", "failed"]
+    detail: str
+    versions: Mapping[str, str]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "at": self.at,
+            "outcome": self.outcome,
+            "detail": self.detail,
+            "versions": dict(self.versions),
+            "seconds": round(self.seconds, 4),
+        }
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class ModelStore:
+    """Holds the current `ServingModels` and replaces it when the registry's champion changes."""
+
+    def __init__(self, source: ModelSource, poll_seconds: float = 30.0) -> None:
+        self.source = source
+        self.poll_seconds = poll_seconds
+        self._current: ServingModels | None = None
+        self._reload_lock = threading.Lock()  # serialises reloads; reads never take it
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_reload: ReloadOutcome | None = None
+        self.reload_failures = 0
+        self.reloads_loaded = 0
+        self.listeners: list[Callable[[ServingModels], None]] = []
+
+    @property
+    def current(self) -> ServingModels | None:
+        """The snapshot to answer from, or None before the first successful load."""
+        return self._current
+
+    def reload(self, force: bool = False) -> ReloadOutcome:
+        """Check the registry and load changed champions; keeps the old snapshot on failure.
+
+        Thread-safe: concurrent calls run one after the other. Never raises for a load error;
+        the outcome says what happened."""
+        with self._reload_lock:
+            started = time.perf_counter()
+            previous = self._current
+            versions: Mapping[str, str] = {}
+            try:
+                versions = self.source.champion_versions()
+                loaded = (
+                    {}
+                    if previous is None
+                    else {role: model.version for role, model in previous.versions.items()}
+                )
+                if not force and previous is not None and dict(versions) == loaded:
+                    outcome = ReloadOutcome(
+                        _now_iso(),
+                        "unchanged",
+                        "champions unchanged",
+                        versions,
+                        time.perf_counter() - started,
+                    )
+                else:
+                    snapshot = self.source.load(versions, previous)
+                    for listener in self.listeners:
+                        listener(snapshot)
+                    # The swap: one reference assignment of an immutable snapshot.
+                    self._current = snapshot
+                    self.reloads_loaded += 1
+                    changed = ", ".join(
+                        f"{role} {loaded.get(role, 'none')}->{version}"
+                        for role, version in versions.items()
+                        if loaded.get(role) != version
+                    )
+                    outcome = ReloadOutcome(
+                        _now_iso(),
+                        "loaded",
+                        f"loaded {changed or 'same versions (forced)'}",
+                        versions,
+                        time.perf_counter() - started,
+                    )
+                    logger.info("models %s", outcome.detail)
+            except Exception as error:  # a bad model must never take the server down
+                self.reload_failures += 1
+                detail = f"{type(error).__name__}: {error}"
+                kept = "no models loaded" if previous is None else "previous models still serving"
+                outcome = ReloadOutcome(
+                    _now_iso(),
+                    "failed",
+                    f"{detail} ({kept})",
+                    versions,
+                    time.perf_counter() - started,
+                )
+                logger.error("model reload failed: %s", outcome.detail)
+            self.last_reload = outcome
+            return outcome
+
+    def start(self) -> None:
+        """Load in a background thread now, then poll every `poll_seconds` (0: never poll)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="patronage-model-store", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.reload()
+        # Until the first load succeeds, retry at least every 5 s so /health/ready turns green
+        # soon after a champion appears.
+        while not self._stop.is_set():
+            wait = self.poll_seconds if self._current is not None else min(self.poll_seconds, 5.0)
+            if wait <= 0:
+                if self._current is not None:
+                    return
+                wait = 5.0
+            if self._stop.wait(wait):
+                return
+            self.reload()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling; a load in progress finishes in its thread (daemon)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._thread = None

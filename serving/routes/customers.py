@@ -1,0 +1,190 @@
+"""CRM routes: churn and loyalty of one customer, scores in bulk, segment sizes.
+
+Scores are precomputed for every customer at the model's `as_of` (the fastest honest answer:
+the models only see data before `as_of`, so scoring again per request would give the same
+numbers). What posted events change honestly without a retrain is added on top: the last order
+date and the days since it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+
+from serving.deps import CrmDep, json_response, loaded_models
+from serving.errors import ApiError, ErrorBody
+from serving.events import EventOverlay
+from serving.model_store import LOYALTY_COLUMNS, CustomerScoreTable, ServingModels
+from serving.schemas import (
+    BatchScoresAnswer,
+    BatchScoresRequest,
+    ChurnAnswer,
+    LoyaltyAnswer,
+    SegmentsAnswer,
+)
+
+router = APIRouter(tags=["crm"])
+
+CRM_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "no or unknown API key"},
+    403: {"model": ErrorBody, "description": "API key without the crm scope"},
+    422: {"model": ErrorBody, "description": "invalid request; `detail` says what to fix"},
+    503: {"model": ErrorBody, "description": "models not loaded yet"},
+}
+NOT_FOUND = {404: {"model": ErrorBody, "description": "the model has no score for this customer"}}
+CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
+
+
+def _row_or_404(models: ServingModels, customer_id: str) -> int:
+    row = models.customers.row(customer_id)
+    if row is None:
+        raise ApiError(
+            404,
+            "unknown_customer",
+            f"no score for customer {customer_id!r}: the model scored customers with an order "
+            f"before {models.customers.as_of.isoformat()}; new customers are scored by the next "
+            "`patronage train`",
+        )
+    return row
+
+
+def _churn_fields(table: CustomerScoreTable, row: int) -> dict[str, Any]:
+    columns = table.columns
+    return {
+        "churn_probability": columns["churn_probability"][row],
+        "churn_risk": columns["churn_risk"][row],
+        "churn_reasons": columns["churn_reasons"][row] or [],
+    }
+
+
+def _loyalty_fields(table: CustomerScoreTable, row: int) -> dict[str, Any]:
+    columns = table.columns
+    return {name: columns[name][row] for name in LOYALTY_COLUMNS}
+
+
+def _last_order(
+    models: ServingModels, overlay: EventOverlay, customer_id: str, row: int
+) -> tuple[str | None, float | None, int]:
+    """(last order ISO, days since it now, purchase lines posted since as_of)."""
+    table = models.customers
+    known = table.columns["last_order_at"][row]
+    posted = overlay.items_bought_since(customer_id, table.as_of)
+    latest_posted = overlay.last_order_since(customer_id, table.as_of) if posted else None
+    last_iso = latest_posted.isoformat() if latest_posted is not None else known
+    if last_iso is None:
+        return None, None, len(posted)
+    last_seconds = latest_posted.timestamp() if latest_posted is not None else _iso_seconds(known)
+    days = round(max(0.0, time.time() - last_seconds) / 86400.0, 3)
+    return last_iso, days, len(posted)
+
+
+def _iso_seconds(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+@router.get(
+    "/v1/customers/{customer_id}/churn",
+    response_model=ChurnAnswer,
+    responses={**CRM_ERRORS, **NOT_FOUND},
+    summary="Churn risk of one customer, with reasons",
+)
+async def customer_churn(customer_id: CustomerId, services: CrmDep) -> Response:
+    """Churn probability, risk tier and up to three reasons at the model's `as_of`."""
+    models = loaded_models(services)
+    row = _row_or_404(models, customer_id)
+    answer = {"customer_id": customer_id, **_churn_fields(models.customers, row)}
+    answer["as_of"] = models.customers.as_of.isoformat()
+    answer["model_version"] = models.version_of("churn")
+    answer["strategy"] = models.strategies.get("churn", "precomputed-at-as_of")
+    return json_response(answer)
+
+
+@router.get(
+    "/v1/customers/{customer_id}/loyalty",
+    response_model=LoyaltyAnswer,
+    responses={**CRM_ERRORS, **NOT_FOUND},
+    summary="Loyalty score, segment, value and next order of one customer",
+)
+async def customer_loyalty(customer_id: CustomerId, services: CrmDep) -> Response:
+    """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` include purchases
+    posted to /v1/events since then (the model scores themselves change only on retraining)."""
+    models = loaded_models(services)
+    row = _row_or_404(models, customer_id)
+    last_order_at, days_since, posted = _last_order(models, services.overlay, customer_id, row)
+    answer = {"customer_id": customer_id, **_loyalty_fields(models.customers, row)}
+    answer["last_order_at"] = last_order_at
+    answer["days_since_last_order"] = days_since
+    answer["orders_posted_since_as_of"] = posted
+    answer["as_of"] = models.customers.as_of.isoformat()
+    answer["model_version"] = models.version_of("loyalty")
+    answer["strategy"] = models.strategies.get("loyalty", "precomputed-at-as_of")
+    return json_response(answer)
+
+
+@router.post(
+    "/v1/customers/scores:batch",
+    response_model=BatchScoresAnswer,
+    responses=CRM_ERRORS,
+    summary="Churn and loyalty scores of up to 1,000 customers",
+)
+async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
+    """Scores in request order (a repeated id answered once); ids without a score are listed in
+    `unknown_customer_ids` instead of failing the whole batch."""
+    if len(body.customer_ids) > services.settings.max_batch_customers:
+        raise ApiError(
+            422,
+            "batch_too_large",
+            f"send at most {services.settings.max_batch_customers} customer_ids per request",
+        )
+    models = loaded_models(services)
+    table = models.customers
+    scores, unknown, seen = [], [], set()
+    for customer_id in body.customer_ids:
+        if customer_id in seen:
+            continue
+        seen.add(customer_id)
+        row = table.row(customer_id)
+        if row is None:
+            unknown.append(customer_id)
+            continue
+        scores.append(
+            {
+                "customer_id": customer_id,
+                **_churn_fields(table, row),
+                **_loyalty_fields(table, row),
+            }
+        )
+    return json_response(
+        {
+            "scores": scores,
+            "unknown_customer_ids": unknown,
+            "as_of": table.as_of.isoformat(),
+            "model_versions": {
+                "churn": models.version_of("churn"),
+                "loyalty": models.version_of("loyalty"),
+            },
+        }
+    )
+
+
+@router.get(
+    "/v1/segments",
+    response_model=SegmentsAnswer,
+    responses=CRM_ERRORS,
+    summary="Loyalty segment sizes and thresholds",
+)
+async def segments(services: CrmDep) -> Response:
+    """Every segment with its number of customers, share, loyalty-score range and rule."""
+    models = loaded_models(services)
+    return json_response(
+        {
+            "segments": list(models.customers.segments),
+            "customers": len(models.customers),
+            "as_of": models.customers.as_of.isoformat(),
+            "model_version": models.version_of("loyalty"),
+            "strategy": models.strategies.get("loyalty", "precomputed-at-as_of"),
+        }
+    )

@@ -1,0 +1,63 @@
+"""Admin routes: what is being served, and a reload on demand."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from serving.deps import AdminDep, json_response
+from serving.errors import ErrorBody
+from serving.schemas import ModelsAnswer, ReloadAnswer
+
+router = APIRouter(tags=["admin"])
+
+ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "no or unknown API key"},
+    403: {"model": ErrorBody, "description": "API key without the admin scope"},
+}
+
+
+@router.get(
+    "/v1/models",
+    response_model=ModelsAnswer,
+    responses=ADMIN_ERRORS,
+    summary="Loaded model versions, their metrics, and the last reload",
+)
+async def list_models(services: AdminDep) -> Response:
+    """The versions serving now (with their logged metrics) and how the last reload went."""
+    store = services.store
+    models = store.current
+    last = store.last_reload
+    return json_response(
+        {
+            "ready": models is not None,
+            "models": [] if models is None else [m.to_json() for m in models.versions.values()],
+            "alias": services.settings.model_alias,
+            "poll_seconds": store.poll_seconds,
+            "last_reload": None if last is None else last.to_json(),
+            "reload_failures": store.reload_failures,
+        }
+    )
+
+
+@router.post(
+    "/v1/admin/reload",
+    response_model=ReloadAnswer,
+    responses={
+        **ADMIN_ERRORS,
+        503: {"model": ErrorBody, "description": "the load failed; previous models still serve"},
+    },
+    summary="Check the registry now and swap in changed champions",
+)
+async def reload_models(
+    services: AdminDep,
+    force: bool = Query(False, description="reload even if the versions did not change"),
+) -> Response:
+    """Runs the same reload as the poller; requests keep being answered during the load.
+    503 with the reason when the load failed (the previous models keep serving)."""
+    outcome = await run_in_threadpool(services.store.reload, force)
+    if outcome.outcome == "failed":
+        return json_response(
+            {"error": "reload_failed", "detail": outcome.detail, **outcome.to_json()}, 503
+        )
+    return json_response(outcome.to_json())

@@ -1,0 +1,131 @@
+"""Storefront routes: recommendations for a customer, cross-sell for a basket, similar items."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from serving.deps import StorefrontDep, json_response, loaded_models
+from serving.errors import ApiError, ErrorBody
+from serving.model_store import RecommendationList, finite_or_none
+from serving.schemas import (
+    MAX_K,
+    CrossSellAnswer,
+    CrossSellRequest,
+    ExcludePurchased,
+    RecommendationsAnswer,
+    SimilarItemsAnswer,
+)
+
+router = APIRouter(tags=["storefront"])
+
+AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorBody, "description": "no or unknown API key"},
+    403: {"model": ErrorBody, "description": "API key without the storefront scope"},
+    422: {"model": ErrorBody, "description": "invalid parameters; `detail` says what to fix"},
+    503: {"model": ErrorBody, "description": "models not loaded yet"},
+}
+CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="number of items")]
+
+
+def _items(result: RecommendationList) -> list[dict[str, object]]:
+    return [
+        {"item_id": item, "score": finite_or_none(float(score))}
+        for item, score in zip(result.item_ids, result.scores, strict=True)
+    ]
+
+
+@router.get(
+    "/v1/customers/{customer_id}/recommendations",
+    response_model=RecommendationsAnswer,
+    responses=AUTH_ERRORS,
+    summary="Recommended items for one customer",
+)
+async def customer_recommendations(
+    customer_id: CustomerId,
+    services: StorefrontDep,
+    k: K = 10,
+    category: Annotated[
+        str | None, Query(max_length=256, description="only items of this category")
+    ] = None,
+    exclude_purchased: Annotated[
+        ExcludePurchased,
+        Query(description="drop items the customer bought: all, non-repeatable ones, or none"),
+    ] = "non-repeatable",
+) -> Response:
+    """Top-k items; an unknown customer gets trending items (strategy `popular`). Items the
+    customer bought in events posted since the model's `as_of` count as purchased."""
+    models = loaded_models(services)
+    just_bought = (
+        services.overlay.items_bought_since(customer_id, models.recommender_as_of)
+        if exclude_purchased != "none"
+        else []
+    )
+    result = models.recommender.recommend_for(
+        customer_id, k, category or None, exclude_purchased, just_bought
+    )
+    return json_response(
+        {
+            "customer_id": customer_id,
+            "items": _items(result),
+            "strategy": result.strategy,
+            "model_version": models.version_of("recommender"),
+            "excluded_recent_purchases": len(set(just_bought)),
+        }
+    )
+
+
+@router.post(
+    "/v1/recommendations/cross-sell",
+    response_model=CrossSellAnswer,
+    responses=AUTH_ERRORS,
+    summary="Items that go with a basket",
+)
+async def cross_sell(body: CrossSellRequest, services: StorefrontDep) -> Response:
+    """Top-k items for a basket (anonymous allowed); basket items are never returned. Unknown
+    item ids in the basket are ignored; a basket of only unknown items gets trending items."""
+    models = loaded_models(services)
+    result = models.recommender.cross_sell(body.items, body.customer_id, body.k)
+    return json_response(
+        {
+            "basket": body.items,
+            "customer_id": body.customer_id,
+            "items": _items(result),
+            "strategy": result.strategy,
+            "model_version": models.version_of("recommender"),
+        }
+    )
+
+
+@router.get(
+    "/v1/items/{item_id}/similar",
+    response_model=SimilarItemsAnswer,
+    responses={**AUTH_ERRORS, 404: {"model": ErrorBody, "description": "unknown item"}},
+    summary="Items similar to one item",
+)
+async def similar_items(
+    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    services: StorefrontDep,
+    k: K = 10,
+) -> Response:
+    """Top-k items similar to `item_id`; 404 when the model does not know the item."""
+    models = loaded_models(services)
+    try:
+        result = models.recommender.similar(item_id, k)
+    except KeyError:
+        raise ApiError(
+            404,
+            "unknown_item",
+            f"item {item_id!r} is not in the catalog the recommender "
+            f"{models.version_of('recommender')} was trained on",
+        ) from None
+    return json_response(
+        {
+            "item_id": item_id,
+            "items": _items(result),
+            "strategy": result.strategy,
+            "model_version": models.version_of("recommender"),
+        }
+    )

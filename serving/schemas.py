@@ -1,0 +1,235 @@
+"""Request and response bodies of the HTTP API (they also make the OpenAPI document at /docs).
+
+Hot routes build their JSON by hand from precomputed values (see `serving.responses`); these
+models still describe every answer, and the schemathesis test checks the answers against them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ExcludePurchased = Literal["non-repeatable", "all", "none"]
+MAX_K = 100
+MAX_BASKET = 100
+
+
+class RecommendedItem(BaseModel):
+    """One recommended item; higher scores are better (scale depends on the strategy)."""
+
+    item_id: str
+    score: float | None
+
+
+class RecommendationsAnswer(BaseModel):
+    """Items for one customer, best first."""
+
+    customer_id: str
+    items: list[RecommendedItem]
+    strategy: str = Field(description="what produced the list, e.g. `popular` for fallbacks")
+    model_version: str = Field(description="`registered-name/version` of the recommender")
+    excluded_recent_purchases: int = Field(
+        description="items dropped because posted events say this customer just bought them"
+    )
+
+
+class CrossSellRequest(BaseModel):
+    """A basket (item ids) and optionally who is looking at it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[str] = Field(min_length=1, max_length=MAX_BASKET)
+    customer_id: str | None = None
+    k: int = Field(default=10, ge=1, le=MAX_K)
+
+
+class CrossSellAnswer(BaseModel):
+    """Items that go with the basket, best first; basket items are never returned."""
+
+    basket: list[str]
+    customer_id: str | None
+    items: list[RecommendedItem]
+    strategy: str
+    model_version: str
+
+
+class SimilarItemsAnswer(BaseModel):
+    """Items similar to one item, best first."""
+
+    item_id: str
+    items: list[RecommendedItem]
+    strategy: str
+    model_version: str
+
+
+class ChurnAnswer(BaseModel):
+    """Churn risk of one customer, scored at `as_of` by the champion churn model."""
+
+    customer_id: str
+    churn_probability: float | None = Field(description="P(no order in the horizon), 0-1")
+    churn_risk: str | None = Field(description="risk tier: low, medium or high")
+    churn_reasons: list[str] = Field(description="up to three reasons in plain words")
+    as_of: str = Field(description="scores use data strictly before this UTC time")
+    model_version: str
+    strategy: str
+
+
+class LoyaltyAnswer(BaseModel):
+    """Loyalty, value and timing of one customer at `as_of`, with events posted since."""
+
+    customer_id: str
+    loyalty_score: float | None = Field(description="0-100")
+    segment: str | None
+    p_alive: float | None = Field(description="BG/NBD P(alive); 1 without a repeat order")
+    expected_orders_90d: float | None
+    predicted_clv_365d: float | None = Field(description="discounted value, shop currency")
+    expected_next_order_at: str | None = Field(description="ISO 8601 UTC")
+    avg_days_between_orders: float | None
+    satisfaction: float | None
+    last_order_at: str | None = Field(description="latest known order, posted events included")
+    days_since_last_order: float | None = Field(description="days from last_order_at to now")
+    orders_posted_since_as_of: int = Field(description="purchase lines posted after as_of")
+    as_of: str
+    model_version: str
+    strategy: str
+
+
+class BatchScoresRequest(BaseModel):
+    """Up to 1,000 customer ids (CRM sync)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+
+
+class CustomerScores(BaseModel):
+    """Churn and loyalty fields of one customer."""
+
+    customer_id: str
+    churn_probability: float | None
+    churn_risk: str | None
+    churn_reasons: list[str]
+    loyalty_score: float | None
+    segment: str | None
+    p_alive: float | None
+    expected_orders_90d: float | None
+    predicted_clv_365d: float | None
+    expected_next_order_at: str | None
+    avg_days_between_orders: float | None
+    satisfaction: float | None
+
+
+class BatchScoresAnswer(BaseModel):
+    """Scores of the known customers, in request order (repeats answered once), and the rest."""
+
+    scores: list[CustomerScores]
+    unknown_customer_ids: list[str]
+    as_of: str
+    model_versions: dict[str, str]
+
+
+class SegmentSummary(BaseModel):
+    """One loyalty segment."""
+
+    segment: str
+    customers: int
+    share: float
+    loyalty_score_min: float | None
+    loyalty_score_max: float | None
+    thresholds: Any = Field(default=None, description="the model's rule for this segment")
+
+
+class SegmentsAnswer(BaseModel):
+    """Segment sizes at `as_of`."""
+
+    segments: list[SegmentSummary]
+    customers: int
+    as_of: str
+    model_version: str
+    strategy: str
+
+
+class PurchaseEvent(BaseModel):
+    """One purchase line in the contract's `purchases` shape (docs/data-contract.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str
+    customer_id: str
+    item_id: str
+    quantity: int = Field(description="integer >= 1")
+    unit_price: float | None = Field(default=None, description=">= 0")
+    ordered_at: str = Field(description="ISO 8601; no zone means UTC; not in the future")
+    channel: str | None = None
+
+
+class FeedbackEvent(BaseModel):
+    """One feedback row in the contract's `feedback` shape."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: str
+    created_at: str = Field(description="ISO 8601; no zone means UTC; not in the future")
+    kind: str = Field(description="rating, review, complaint or return")
+    item_id: str | None = None
+    order_id: str | None = None
+    rating: int | None = Field(default=None, description="1-5, required for kind=rating")
+    text: str | None = None
+
+
+class EventsRequest(BaseModel):
+    """Purchases and/or feedback, one or many (at least one in total)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    purchases: list[PurchaseEvent] = Field(default_factory=list)
+    feedback: list[FeedbackEvent] = Field(default_factory=list)
+
+
+class EventsAnswer(BaseModel):
+    """How many rows were appended, and where."""
+
+    accepted_purchases: int
+    accepted_feedback: int
+    received_at: str
+    log_file: str
+
+
+class ReloadAnswer(BaseModel):
+    """What a reload did."""
+
+    at: str
+    outcome: Literal["loaded", "unchanged", "failed"]
+    detail: str
+    versions: dict[str, str]
+    seconds: float
+
+
+class ModelInfo(BaseModel):
+    """One loaded registered model version."""
+
+    role: str
+    name: str
+    version: str
+    run_id: str | None
+    as_of: str | None
+    loaded_at: str
+    metrics: dict[str, float | None]
+
+
+class ModelsAnswer(BaseModel):
+    """What is being served and how the last reload went."""
+
+    ready: bool
+    models: list[ModelInfo]
+    alias: str
+    poll_seconds: float
+    last_reload: ReloadAnswer | None
+    reload_failures: int
+
+
+class HealthAnswer(BaseModel):
+    """Liveness or readiness."""
+
+    status: str

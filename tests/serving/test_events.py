@@ -1,0 +1,187 @@
+"""POST /v1/events: durable before the 201, all-or-nothing with reasons, read back for training,
+and reflected at once in recommendations and loyalty."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.config import Settings
+from serving.events import EventLog, read_event_log
+from tests.serving.conftest import key
+
+CRM, STOREFRONT = key("crm"), key("storefront")
+
+
+def _purchase(**changes: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "order_id": "o-100",
+        "customer_id": "c2",
+        "item_id": "i0",
+        "quantity": 2,
+        "unit_price": 3.5,
+        "ordered_at": "2026-01-05T08:30:00",
+        "channel": "web",
+    }
+    row.update(changes)
+    return row
+
+
+def _log_lines(settings: Settings) -> list[dict[str, object]]:
+    files = sorted(Path(settings.events_dir).glob("events-*.jsonl"))
+    return [json.loads(line) for f in files for line in f.read_text().splitlines()]
+
+
+def test_event_is_on_disk_when_the_201_arrives(client: TestClient, settings: Settings) -> None:
+    feedback = {"customer_id": "c2", "created_at": "2026-01-06T09:00:00+01:00", "kind": "rating",
+                "rating": 2, "item_id": "i0"}  # fmt: skip
+    answer = client.post(
+        "/v1/events", json={"purchases": [_purchase()], "feedback": [feedback]}, headers=CRM
+    )
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["accepted_purchases"] == 1 and answer.json()["accepted_feedback"] == 1
+    lines = _log_lines(settings)
+    assert [line["event"] for line in lines] == ["purchase", "feedback"]
+    assert lines[0]["ordered_at"] == "2026-01-05T08:30:00+00:00"  # no zone means UTC
+    assert lines[1]["created_at"] == "2026-01-06T08:00:00+00:00"  # converted to UTC
+    assert (Path(settings.events_dir) / answer.json()["log_file"]).exists()
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        (_purchase(quantity=0), "quantity must be >= 1"),
+        (_purchase(unit_price=-1.0), "unit_price must be >= 0"),
+        (_purchase(ordered_at="yesterday"), "not an ISO 8601 timestamp"),
+        (_purchase(ordered_at="2999-01-01T00:00:00Z"), "in the future"),
+        (_purchase(customer_id=""), "customer_id is required"),
+    ],
+)
+def test_contract_violations_are_listed_and_nothing_is_written(
+    client: TestClient, settings: Settings, row: dict[str, object], reason: str
+) -> None:
+    good = _purchase(order_id="o-ok")
+    answer = client.post("/v1/events", json={"purchases": [good, row]}, headers=CRM)
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["error"] == "events_rejected"
+    assert [(r["table"], r["row"]) for r in body["rejected"]] == [("purchases", 1)]
+    assert reason in body["rejected"][0]["reason"]
+    assert _log_lines(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("feedback", "reason"),
+    [
+        ({"kind": "rating"}, "rating is required when kind is rating"),
+        ({"kind": "rating", "rating": 6}, "rating must be <= 5"),
+        ({"kind": "praise"}, "kind must be one of rating, review, complaint, return"),
+    ],
+)
+def test_feedback_rules(
+    client: TestClient, settings: Settings, feedback: dict[str, object], reason: str
+) -> None:
+    row = {"customer_id": "c1", "created_at": "2026-01-02T00:00:00Z", **feedback}
+    answer = client.post("/v1/events", json={"feedback": [row]}, headers=CRM)
+    assert answer.status_code == 422
+    assert answer.json()["rejected"][0]["reason"] == reason
+    assert _log_lines(settings) == []
+
+
+def test_type_errors_and_unknown_columns_name_the_row(client: TestClient) -> None:
+    answer = client.post(
+        "/v1/events",
+        json={"purchases": [_purchase(), _purchase(order_id="o-2", quantity="two", colour="red")]},
+        headers=CRM,
+    )
+    assert answer.status_code == 422
+    rejected = answer.json()["rejected"]
+    assert [r["row"] for r in rejected] == [1]
+    assert "quantity" in rejected[0]["reason"] and "colour" in rejected[0]["reason"]
+
+
+def test_duplicate_line_in_one_request_is_rejected(client: TestClient) -> None:
+    answer = client.post("/v1/events", json={"purchases": [_purchase(), _purchase()]}, headers=CRM)
+    assert answer.status_code == 422
+    assert "duplicate order_id+item_id of row 0" in answer.json()["rejected"][0]["reason"]
+
+
+def test_empty_request_is_422(client: TestClient) -> None:
+    answer = client.post("/v1/events", json={}, headers=CRM)
+    assert answer.status_code == 422 and answer.json()["error"] == "no_events"
+
+
+def test_bought_items_leave_recommendations_and_move_last_order(client: TestClient) -> None:
+    before = client.get("/v1/customers/c2/recommendations?k=2", headers=STOREFRONT).json()
+    assert [i["item_id"] for i in before["items"]] == ["i0", "i1"]
+    loyalty_before = client.get("/v1/customers/c2/loyalty", headers=CRM).json()
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    posted = client.post(
+        "/v1/events", json={"purchases": [_purchase(ordered_at=now.isoformat())]}, headers=CRM
+    )
+    assert posted.status_code == 201
+    after = client.get("/v1/customers/c2/recommendations?k=2", headers=STOREFRONT).json()
+    assert [i["item_id"] for i in after["items"]] == ["i1", "i2"]
+    assert after["excluded_recent_purchases"] == 1
+    loyalty = client.get("/v1/customers/c2/loyalty", headers=CRM).json()
+    assert loyalty["last_order_at"] == now.isoformat()
+    assert loyalty["days_since_last_order"] < 0.01 < loyalty_before["days_since_last_order"]
+    assert loyalty["orders_posted_since_as_of"] == 1
+    # The scores themselves are the model's at as_of: they change only with a retrain.
+    assert loyalty["loyalty_score"] == loyalty_before["loyalty_score"]
+
+
+def test_read_event_log_gives_canonical_frames(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events")
+    now = pd.Timestamp("2026-01-10T12:00:00Z").to_pydatetime()
+    purchase = {
+        "order_id": "o1", "customer_id": "c1", "item_id": "i1", "quantity": 2,
+        "unit_price": None, "ordered_at": pd.Timestamp("2026-01-10T11:00:00Z"), "channel": None,
+    }  # fmt: skip
+    log.append([purchase], [], now)
+    log.append([purchase], [], now)  # a client retry: kept once
+    log.append(
+        [],
+        [{"customer_id": "c1", "created_at": pd.Timestamp("2026-01-10T11:30:00Z"),
+          "kind": "complaint", "item_id": None, "order_id": "o1", "rating": None, "text": "late"}],
+        now,
+    )  # fmt: skip
+    with (tmp_path / "events" / "events-20260110.jsonl").open("a") as handle:
+        handle.write('{"event": "purchase", "order_id": "torn')  # crash mid-write: skipped
+    purchases, feedback = read_event_log(tmp_path / "events")
+    assert len(purchases) == 1 and len(feedback) == 1
+    assert str(purchases["ordered_at"].dtype) == "datetime64[ns, UTC]"
+    assert purchases["quantity"].dtype == "int64"
+    assert purchases.loc[0, "customer_id"] == "c1" and pd.isna(purchases.loc[0, "unit_price"])
+    assert str(feedback["rating"].dtype) == "Int64" and feedback.loc[0, "kind"] == "complaint"
+    assert list(purchases.columns) == [
+        "order_id", "customer_id", "item_id", "quantity", "unit_price", "ordered_at", "channel"
+    ]  # fmt: skip
+
+
+def test_read_event_log_of_missing_directory_is_empty(tmp_path: Path) -> None:
+    purchases, feedback = read_event_log(tmp_path / "nothing")
+    assert purchases.empty and feedback.empty
+    assert "ordered_at" in purchases.columns and "created_at" in feedback.columns
+
+
+def test_events_survive_a_restart_in_the_overlay(
+    client: TestClient, settings: Settings, tiny_source: object
+) -> None:
+    from serving.app import create_app
+    from serving.model_store import ModelStore
+
+    now = pd.Timestamp.now(tz="UTC").floor("s").isoformat()
+    client.post("/v1/events", json={"purchases": [_purchase(ordered_at=now)]}, headers=CRM)
+    store = ModelStore(tiny_source, poll_seconds=0)  # type: ignore[arg-type]
+    store.reload()
+    with TestClient(create_app(settings, model_store=store)) as restarted:
+        for _ in range(100):  # the replay runs in a background thread at start-up
+            answer = restarted.get("/v1/customers/c2/recommendations?k=1", headers=STOREFRONT)
+            if answer.json()["items"][0]["item_id"] == "i1":
+                break
+        assert answer.json()["items"][0]["item_id"] == "i1"
