@@ -1,0 +1,99 @@
+"""The registry plumbing: aliases, champion history, rollback, listing, unreachable stores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from patronage.cli import main
+from training import registry
+from training.promotion import decide
+from training.tracking import TrackingUnavailable, connect, resolve_store
+
+
+class _ConstantModel(mlflow.pyfunc.PythonModel):
+    """A real (tiny) pyfunc model: returns a constant column; enough to exercise the registry."""
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        return pd.DataFrame({"value": [1.0] * len(model_input)})
+
+
+def _register_versions(name: str, count: int) -> list[str]:
+    client = connect()[1]
+    versions = []
+    for _ in range(count):
+        with mlflow.start_run():
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=_ConstantModel(), pip_requirements=["pandas"]
+            )
+        versions.append(client.create_model_version(name, info.model_uri, info.run_id).version)
+    return [str(v) for v in versions]
+
+
+def test_promote_rollback_and_listing(mlflow_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    client = connect()[1]
+    client.create_registered_model(registry.CHURN)
+    versions = _register_versions(registry.CHURN, 3)
+    registry.set_champion(client, registry.CHURN, versions[0], "first", "no champion yet")
+    registry.set_champion(client, registry.CHURN, versions[1], "promoted", "no worse")
+    assert main(["promote", registry.CHURN, versions[2], "--reason", "hand-picked"]) == 0
+    assert str(registry.champion_version(client, registry.CHURN).version) == versions[2]
+    assert registry.champion_history(client, registry.CHURN) == versions
+
+    assert main(["rollback", registry.CHURN]) == 0
+    assert str(registry.champion_version(client, registry.CHURN).version) == versions[1]
+    assert main(["rollback", registry.CHURN]) == 0
+    assert str(registry.champion_version(client, registry.CHURN).version) == versions[0]
+    # Nothing earlier than the first champion: a clear error, exit 1, champion unchanged.
+    assert main(["rollback", registry.CHURN]) == 1
+    assert "no earlier champion" in capsys.readouterr().err
+    assert str(registry.champion_version(client, registry.CHURN).version) == versions[0]
+
+    capsys.readouterr()
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out
+    assert table.count(registry.CHURN) == 3
+    assert "champion" in table and "rollback" in table
+
+
+def test_promote_unknown_version_is_a_clear_error(mlflow_store, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["promote", registry.RECOMMENDER, "7"]) == 1
+    assert "no registered model" in capsys.readouterr().err
+
+
+def test_unreachable_server_fails_fast_and_clearly(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    started = time.perf_counter()
+    with pytest.raises(TrackingUnavailable, match="cannot reach"):
+        connect()
+    assert time.perf_counter() - started < 15
+
+
+def test_default_store_is_sqlite_under_mlruns(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    store = resolve_store()
+    assert store.tracking_uri == "sqlite:///mlruns/mlflow.db"
+    assert (tmp_path / "mlruns").is_dir()
+    assert store.artifact_location == (tmp_path / "mlruns" / "artifacts").resolve().as_uri()
+    with pytest.raises(ValueError, match="file store"):
+        resolve_store(str(Path("mlruns").resolve()))
+
+
+def test_decision_rule() -> None:
+    champion = {"roc_auc": 0.80, "average_precision": 0.50, "brier": 0.15}
+    same = decide(registry.CHURN, champion, champion)
+    assert same.promote and same.decision == "promoted"
+    worse_brier = decide(registry.CHURN, {**champion, "brier": 0.16}, champion)
+    assert not worse_brier.promote and "brier" in worse_brier.reason
+    forced = decide(registry.CHURN, {**champion, "roc_auc": 0.7}, champion, force=True)
+    assert forced.promote and forced.decision == "forced"
+    first = decide(registry.CHURN, champion, None)
+    assert first.promote and first.decision == "first"
+    with pytest.raises(ValueError, match="roc_auc"):
+        decide(registry.CHURN, {"brier": 0.1}, champion)

@@ -1,0 +1,102 @@
+"""When a challenger may become champion: the metrics compared and the decision rule.
+
+A challenger is "no worse" than the champion when, on the same backtest, every metric listed for
+its registered model is at least the champion's (higher-is-better metrics) or at most the
+champion's (lower-is-better), allowing a tolerance for ties within numerical noise. The list is
+the contract documented in docs/training.md; keep both in step.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from training.registry import CHURN, LOYALTY, RECOMMENDER
+
+
+@dataclass(frozen=True)
+class PromotionMetric:
+    """One metric compared between challenger and champion."""
+
+    name: str
+    higher_is_better: bool
+    tolerance: float = 1e-9
+    """Absolute slack: a challenger this close to the champion still counts as no worse."""
+
+    def no_worse(self, challenger: float, champion: float) -> bool:
+        """True when `challenger` is no worse than `champion` on this metric."""
+        if self.higher_is_better:
+            return challenger >= champion - self.tolerance
+        return challenger <= champion + self.tolerance
+
+
+PROMOTION_METRICS: dict[str, tuple[PromotionMetric, ...]] = {
+    RECOMMENDER: (
+        PromotionMetric("ndcg_at_10", higher_is_better=True),
+        PromotionMetric("recall_at_10", higher_is_better=True),
+    ),
+    CHURN: (
+        PromotionMetric("roc_auc", higher_is_better=True),
+        PromotionMetric("average_precision", higher_is_better=True),
+        PromotionMetric("brier", higher_is_better=False),
+    ),
+    LOYALTY: (
+        PromotionMetric("orders_spearman", higher_is_better=True),
+        PromotionMetric("orders_mae", higher_is_better=False),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the challenger becomes champion, and why (recorded as version tags)."""
+
+    promote: bool
+    decision: str
+    """`first` (no champion yet), `promoted`, `kept` (champion stays), or `forced`."""
+    reason: str
+
+
+def decide(
+    name: str,
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    force: bool = False,
+    comparison: str = "",
+) -> Decision:
+    """Compare challenger and champion metrics of registered model `name` on the same backtest.
+
+    `champion` None means there is no champion (the challenger wins). `comparison` says how the
+    champion's metrics were obtained and is added to the reason. Raises `KeyError` for a name
+    without promotion metrics and `ValueError` when the challenger lacks one of them."""
+    rules = PROMOTION_METRICS[name]
+    missing = [rule.name for rule in rules if not _finite(challenger.get(rule.name))]
+    if missing:
+        raise ValueError(f"{name}: challenger has no finite value for {', '.join(missing)}")
+    mine = ", ".join(f"{rule.name}={challenger[rule.name]:.4f}" for rule in rules)
+    if champion is None:
+        return Decision(True, "first", f"no champion yet; challenger {mine}")
+    worse = []
+    compared = []
+    for rule in rules:
+        theirs = champion.get(rule.name)
+        if not _finite(theirs):
+            continue  # the champion never recorded it: nothing to lose on this metric
+        assert theirs is not None
+        compared.append(f"{rule.name} {challenger[rule.name]:.4f} vs {theirs:.4f}")
+        if not rule.no_worse(challenger[rule.name], theirs):
+            worse.append(rule.name)
+    detail = "; ".join(compared) or "champion has none of the metrics"
+    how = f" ({comparison})" if comparison else ""
+    if not worse:
+        return Decision(True, "promoted", f"no worse than the champion{how}: {detail}")
+    if force:
+        return Decision(
+            True, "forced", f"--force although worse on {', '.join(worse)}{how}: {detail}"
+        )
+    return Decision(False, "kept", f"worse on {', '.join(worse)}{how}: {detail}")
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and isinstance(value, int | float) and math.isfinite(value)

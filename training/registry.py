@@ -1,0 +1,238 @@
+"""The model registry: names, aliases, promotion history, rollback, listing, downloading.
+
+Three registered models (see docs/training.md): `patronage-recommender`, `patronage-churn`,
+`patronage-loyalty`. Every new version gets the alias `challenger`; the alias `champion` is what
+serving loads. Each registered model keeps its champion history in the registered-model tag
+`patronage.champion_history` (a JSON list of versions, oldest first) so that `rollback` can go
+back to the previous champion. Every alias move is also written on the version as tags
+(`patronage.decision`, `patronage.reason`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+RECOMMENDER = "patronage-recommender"
+CHURN = "patronage-churn"
+LOYALTY = "patronage-loyalty"
+REGISTERED_MODELS = (RECOMMENDER, CHURN, LOYALTY)
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+HISTORY_TAG = "patronage.champion_history"
+METRIC_TAG_PREFIX = "patronage.metric."
+"""Version tags holding the key backtest metrics, so listing needs no run lookups."""
+
+
+class RegistryError(ValueError):
+    """A registry request that cannot be honoured (unknown model or version, no history)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def champion_version(client: MlflowClient, name: str) -> ModelVersion | None:
+    """The version holding alias `champion`, or None (also when the model does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return None
+
+
+def champion_history(client: MlflowClient, name: str) -> list[str]:
+    """Versions that held `champion`, oldest first (the last one is the current champion)."""
+    model = client.get_registered_model(name)
+    raw = model.tags.get(HISTORY_TAG)
+    if not raw:
+        return []
+    try:
+        return [str(v) for v in json.loads(raw)]
+    except (ValueError, TypeError):
+        return []
+
+
+def _write_history(client: MlflowClient, name: str, history: list[str]) -> None:
+    # Tag values are limited in size; 200 promotions of history are plenty for a rollback.
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[-200:]))
+
+
+def set_champion(client: MlflowClient, name: str, version: str, decision: str, reason: str) -> None:
+    """Move `champion` to `version`, append it to the history and tag the version with why.
+
+    `decision` is a short word (`promoted`, `forced`, `manual`, `rollback`); `reason` a sentence."""
+    version = str(version)
+    history = champion_history(client, name)
+    current = champion_version(client, name)
+    if current is not None and (not history or history[-1] != str(current.version)):
+        history.append(str(current.version))  # alias set outside Patronage: keep it rollbackable
+    client.set_model_version_tag(name, version, "patronage.decision", decision)
+    client.set_model_version_tag(name, version, "patronage.reason", reason[:5000])
+    client.set_model_version_tag(name, version, "patronage.champion_since", _now())
+    client.set_registered_model_alias(name, CHAMPION, version)
+    if not history or history[-1] != version:
+        history.append(version)
+    _write_history(client, name, history)
+
+
+def promote(client: MlflowClient, name: str, version: str, reason: str = "") -> None:
+    """Make `version` of `name` the champion by hand (`patronage promote`).
+
+    Raises `RegistryError` for an unknown model or version."""
+    _require_version(client, name, version)
+    set_champion(client, name, version, "manual", reason or "promoted by hand (patronage promote)")
+
+
+def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
+    """Move `champion` back to the previous champion; returns (from_version, to_version).
+
+    Raises `RegistryError` when the model has no champion or no earlier champion."""
+    _require_model(client, name)
+    current = champion_version(client, name)
+    if current is None:
+        raise RegistryError(f"{name} has no champion to roll back; see `patronage models`")
+    history = champion_history(client, name)
+    if history and history[-1] == str(current.version):
+        history = history[:-1]
+    if not history:
+        raise RegistryError(
+            f"{name} has no earlier champion than version {current.version}; use "
+            "`patronage promote NAME VERSION` to choose one"
+        )
+    target = history[-1]
+    _require_version(client, name, target)
+    client.set_model_version_tag(name, str(current.version), "patronage.rolled_back_at", _now())
+    client.set_model_version_tag(name, target, "patronage.decision", "rollback")
+    client.set_model_version_tag(
+        name, target, "patronage.reason", f"rolled back from version {current.version}"
+    )
+    client.set_registered_model_alias(name, CHAMPION, target)
+    _write_history(client, name, history)
+    return str(current.version), target
+
+
+def _require_model(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as error:
+        raise RegistryError(
+            f"no registered model named {name!r}; known: {', '.join(REGISTERED_MODELS)} "
+            "(run `patronage train` first)"
+        ) from error
+
+
+def _require_version(client: MlflowClient, name: str, version: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    _require_model(client, name)
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as error:
+        raise RegistryError(f"{name} has no version {version}; see `patronage models`") from error
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of `patronage models`."""
+
+    name: str
+    version: str
+    aliases: tuple[str, ...]
+    created_at: str
+    decision: str
+    as_of: str
+    metrics: dict[str, float]
+    run_id: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "aliases": list(self.aliases),
+            "created_at": self.created_at,
+            "decision": self.decision,
+            "as_of": self.as_of,
+            "metrics": self.metrics,
+            "run_id": self.run_id,
+        }
+
+
+def list_versions(
+    client: MlflowClient, names: tuple[str, ...] = REGISTERED_MODELS
+) -> list[VersionRow]:
+    """Every version of the named registered models, newest first within each model.
+
+    Models that do not exist yet are skipped."""
+    rows: list[VersionRow] = []
+    for name in names:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException:
+            continue
+        # search_model_versions does not fill aliases on every store: take them from the model.
+        aliases: dict[str, list[str]] = {}
+        for alias, version_number in (model.aliases or {}).items():
+            aliases.setdefault(str(version_number), []).append(alias)
+        versions = client.search_model_versions(f"name = '{name}'")
+        for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
+            tags = version.tags or {}
+            metrics = {}
+            for key, value in tags.items():
+                if key.startswith(METRIC_TAG_PREFIX):
+                    try:
+                        metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+                    except ValueError:
+                        continue
+            created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+            rows.append(
+                VersionRow(
+                    name=name,
+                    version=str(version.version),
+                    aliases=tuple(sorted(aliases.get(str(version.version), []))),
+                    created_at=created.isoformat(timespec="seconds"),
+                    decision=tags.get("patronage.decision", ""),
+                    as_of=tags.get("patronage.as_of", ""),
+                    metrics=dict(sorted(metrics.items())),
+                    run_id=version.run_id or "",
+                )
+            )
+    return rows
+
+
+def resolve_model_dir(uri: str) -> Path:
+    """A local directory holding the MLflow model at `uri` (downloaded if needed).
+
+    `uri` may be `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/...`, any artifact URI, or a
+    local directory (returned as is). Uses the current tracking store (`MLFLOW_TRACKING_URI` or
+    the default `sqlite:///mlruns/mlflow.db`). Raises `RegistryError` when the model is missing."""
+    local = Path(uri)
+    if "://" not in uri and not uri.startswith("models:") and local.is_dir():
+        return local
+    from mlflow.exceptions import MlflowException
+
+    from training.tracking import connect
+
+    connect()
+    import mlflow
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except MlflowException as error:
+        raise RegistryError(
+            f"cannot find the model {uri}: {str(error).splitlines()[0]}. Train one with "
+            "`patronage train DIR` or pass --model-uri"
+        ) from error
