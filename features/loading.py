@@ -176,6 +176,12 @@ def _read_csv(path: Path, table: Table) -> RawTable:
     import pyarrow.csv as pcsv
 
     header = _read_header(path)
+    for separator in (";", "\t", "|"):
+        if len(header) == 1 and separator in header[0]:
+            raise UnreadableTable(
+                f"{path}: the header {header[0]!r} looks separated by {separator!r}; "
+                "Patronage reads comma-separated files (save as CSV with commas)"
+            )
     bad_rows: list[str] = []
 
     def keep_bad_row(row: object) -> str:

@@ -96,8 +96,9 @@ def test_parquet_tables_are_read_with_their_types(tmp_path: Path) -> None:
         ("purchases.csv", b"", "the file is empty"),
         ("purchases.parquet", b"this is not parquet at all", "not a readable Parquet file"),
         ("purchases.csv", "order_id,customer_id\n".encode("utf-16"), "UTF-16"),
+        ("purchases.csv", b"order_id;customer_id;item_id\nO1;c;i\n", "separated by ';'"),
     ],
-    ids=["binary", "encoding", "missing-column", "empty", "bad-parquet", "utf-16"],
+    ids=["binary", "encoding", "missing-column", "empty", "bad-parquet", "utf-16", "semicolons"],
 )
 def test_unreadable_files_name_the_file_and_the_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, content: bytes, expected: str
