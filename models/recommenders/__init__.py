@@ -10,6 +10,7 @@ from models.recommenders.ease import EASERecommender
 from models.recommenders.factorization import ALSRecommender, BPRRecommender
 from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import (
+    CategoryAffinityRecommender,
     PopularityRecommender,
     RepeatPurchaseRecommender,
     TrendingRecommender,
@@ -19,6 +20,7 @@ __all__ = [
     "ALSRecommender",
     "BPRRecommender",
     "BlendRecommender",
+    "CategoryAffinityRecommender",
     "CoPurchaseRecommender",
     "EASERecommender",
     "ItemKNNRecommender",

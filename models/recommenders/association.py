@@ -32,7 +32,12 @@ class CoPurchaseRecommender(Recommender):
         self.min_orders = min_orders
         self.neighbours = neighbours
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         if co_purchase is None:
             raise ValueError(
                 "CoPurchaseRecommender needs co_purchase counts: pass "

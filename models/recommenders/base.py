@@ -66,18 +66,34 @@ class Recommender(ABC):
         return f"{type(self).__name__}({params})"
 
     # --- fitting ----------------------------------------------------------------------------
-    def fit(self, interactions: Interactions, co_purchase: sp.csr_matrix | None = None) -> Self:
-        """Learn from the customers x items matrix (and item x item co-purchase counts).
+    def fit(
+        self,
+        interactions: Interactions,
+        co_purchase: sp.csr_matrix | None = None,
+        item_categories: np.ndarray | None = None,
+    ) -> Self:
+        """Learn from the customers x items matrix (and item x item co-purchase counts, and a
+        category per item column, for the models that use them).
 
-        Returns self. Raises ValueError on an empty matrix."""
+        Returns self. Raises ValueError on an empty matrix or mismatched shapes."""
         if interactions.n_items == 0:
             raise ValueError("cannot fit a recommender on a catalog without items")
+        if item_categories is not None and len(item_categories) != interactions.n_items:
+            raise ValueError(
+                f"item_categories needs one entry per item column ({interactions.n_items}), "
+                f"got {len(item_categories)}"
+            )
         self.n_items_ = interactions.n_items
-        self._fit(interactions.matrix.tocsr().astype(np.float32), co_purchase)
+        self._fit(interactions.matrix.tocsr().astype(np.float32), co_purchase, item_categories)
         return self
 
     @abstractmethod
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None: ...
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None: ...
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):

@@ -41,15 +41,25 @@ class BlendRecommender(Recommender):
         pairs = zip(self.members, self.weights, strict=True)
         return any(member.personalised and weight != 0 for member, weight in pairs)
 
-    def fit(self, interactions: Any, co_purchase: sp.csr_matrix | None = None) -> BlendRecommender:
+    def fit(
+        self,
+        interactions: Any,
+        co_purchase: sp.csr_matrix | None = None,
+        item_categories: np.ndarray | None = None,
+    ) -> BlendRecommender:
         """Fit every member on the same interactions (see `from_fitted` for members fitted on
         different matrices)."""
         for member in self.members:
-            member.fit(interactions, co_purchase)
+            member.fit(interactions, co_purchase, item_categories)
         self.n_items_ = interactions.n_items
         return self
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         raise NotImplementedError  # fit() is overridden
 
     @classmethod

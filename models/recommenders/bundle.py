@@ -40,6 +40,7 @@ from models.recommenders.rules import (
 from models.recommenders.selection import (
     build_candidate,
     fit_winner,
+    item_categories,
     select_models,
 )
 
@@ -330,10 +331,7 @@ def item_rules(
     items = shop.items.copy()
     items["item_id"] = items["item_id"].astype(str)
     items = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
-    if "category" in items:
-        categories = items["category"].fillna("").astype(str).to_numpy()
-    else:
-        categories = np.full(len(item_ids), "")
+    categories = item_categories(shop, item_ids)
     if "available" in items:
         available = items["available"].fillna(True).astype(bool).to_numpy()
     else:
@@ -379,6 +377,7 @@ def fit_recommender_bundle(
         return matrices[half_life]
 
     co_purchase = co_purchase_counts(shop, as_of, item_ids)
+    categories = item_categories(shop, item_ids)
     reference = matrix_at(None)
     models: dict[str, Recommender] = {}
     model_history: dict[str, str] = {}
@@ -386,7 +385,7 @@ def fit_recommender_bundle(
     history: dict[str, sp.csr_matrix] = {}
     for role in ("discovery", "repeat"):
         winner = selection.winners[role]
-        model, half_life = fit_winner(winner, matrix_at, co_purchase, len(item_ids), seed)
+        model, half_life = fit_winner(winner, matrix_at, co_purchase, categories, seed)
         models[role] = model
         key = _history_key(None if half_life is None else half_life * window)
         history[key] = matrix_at(half_life).matrix

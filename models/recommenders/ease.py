@@ -23,7 +23,12 @@ class EASERecommender(Recommender):
         self.max_items = max_items
         self.binary = binary
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         n_items = matrix.shape[1]
         if n_items > self.max_items:
             raise ValueError(

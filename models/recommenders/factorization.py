@@ -59,7 +59,12 @@ class ALSRecommender(_FactorRecommender):
         self.random_state = random_state
         self.num_threads = num_threads
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
         # implicit checks the BLAS thread count when the model is built: build it pinned too.
@@ -107,7 +112,12 @@ class BPRRecommender(_FactorRecommender):
         self.random_state = random_state
         self.num_threads = num_threads
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
         positive = matrix.multiply(matrix > 0).tocsr()

@@ -15,7 +15,8 @@ from models.recommenders.base import Recommender
 class ItemKNNRecommender(Recommender):
     """implicit's item-item kNN: score = customer's history x item similarity (top `neighbours`).
 
-    `similarity`: "cosine" or "bm25" (with `bm25_k1`, `bm25_b`)."""
+    `similarity`: "cosine" or "bm25" (with `bm25_k1`, `bm25_b`); `binary` reads every purchase
+    as 1 (ignores quantity, recency and ratings), both when fitting and when scoring."""
 
     strategy = "item_knn"
     _array_names = ("similarity_",)
@@ -26,13 +27,20 @@ class ItemKNNRecommender(Recommender):
         neighbours: int = 50,
         bm25_k1: float = 1.2,
         bm25_b: float = 0.75,
+        binary: bool = False,
     ) -> None:
         self.similarity = similarity
+        self.binary = binary
         self.neighbours = neighbours
         self.bm25_k1 = bm25_k1
         self.bm25_b = bm25_b
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 
         if self.similarity == "cosine":
@@ -43,7 +51,7 @@ class ItemKNNRecommender(Recommender):
             )
         else:
             raise ValueError(f"similarity must be 'cosine' or 'bm25', got {self.similarity!r}")
-        positive = matrix.multiply(matrix > 0).tocsr()
+        positive = self._input(matrix)
         with threadpool_limits(1), warnings.catch_warnings():
             # implicit converts its own intermediate COO matrix and warns about it.
             warnings.filterwarnings("ignore", message="Method expects CSR input")
@@ -53,8 +61,15 @@ class ItemKNNRecommender(Recommender):
         similarity.eliminate_zeros()
         self.similarity_ = similarity
 
+    def _input(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        positive = sp.csr_matrix(matrix.multiply(matrix > 0), dtype=np.float32)
+        if self.binary:
+            positive.data[:] = 1.0
+        return positive
+
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        return np.asarray((user_items @ self.similarity_).toarray(), dtype=np.float32)
+        history = self._input(user_items)
+        return np.asarray((history @ self.similarity_).toarray(), dtype=np.float32)
 
     def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
         return self.similarity_[item_rows].toarray()

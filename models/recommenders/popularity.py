@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from models.recommenders.base import Recommender
@@ -19,7 +20,12 @@ class PopularityRecommender(Recommender):
     def __init__(self) -> None:
         pass
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         self.item_scores_ = np.bincount(
             matrix.indices[matrix.data > 0], minlength=matrix.shape[1]
         ).astype(np.float32)
@@ -35,7 +41,12 @@ class TrendingRecommender(PopularityRecommender):
 
     strategy = "trending"
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         positive = matrix.multiply(matrix > 0)
         self.item_scores_ = np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
 
@@ -54,7 +65,12 @@ class RepeatPurchaseRecommender(Recommender):
     def __init__(self, popularity_weight: float = 1.0) -> None:
         self.popularity_weight = popularity_weight
 
-    def _fit(self, matrix: sp.csr_matrix, co_purchase: sp.csr_matrix | None) -> None:
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
         positive = matrix.multiply(matrix > 0)
         totals = np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
         self.item_scores_ = totals / max(float(totals.max()), 1e-12)
@@ -65,3 +81,62 @@ class RepeatPurchaseRecommender(Recommender):
         scale = own.max(axis=1, keepdims=True)
         own = np.divide(own, scale, out=np.zeros_like(own), where=scale > 0)
         return own + np.float32(self.popularity_weight) * self.item_scores_[None, :]
+
+
+class CategoryAffinityRecommender(Recommender):
+    """Popular items of the categories this customer buys most.
+
+    score(c, i) = P(category of i | customer c) * P(i | its category), with the customer's
+    category shares (from their confidence) smoothed towards the shop-wide shares by
+    `smoothing` pseudo-purchases. Without categories (or with one) it is popularity."""
+
+    strategy = "category_affinity"
+    knows_similar_items = True
+    _array_names = ("item_category_", "category_share_", "item_share_")
+
+    def __init__(self, smoothing: float = 2.0) -> None:
+        self.smoothing = smoothing
+
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
+        labels = (
+            np.zeros(matrix.shape[1], dtype=object)
+            if item_categories is None
+            else np.asarray(item_categories, dtype=object)
+        )
+        codes, _ = pd.factorize(pd.Series(labels).fillna(""))
+        self.item_category_ = codes.astype(np.int64)
+        buyers = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
+        buyers = buyers.astype(np.float64) + 0.5  # an unsold item still has a tiny chance
+        per_category = np.bincount(self.item_category_, weights=buyers)
+        self.item_share_ = (buyers / per_category[self.item_category_]).astype(np.float32)
+        self.category_share_ = (per_category / per_category.sum()).astype(np.float32)
+
+    def _customer_category_shares(self, user_items: sp.csr_matrix) -> np.ndarray:
+        positive = sp.csr_matrix(user_items.multiply(user_items > 0), dtype=np.float32)
+        n_categories = len(self.category_share_)
+        to_category = sp.csr_matrix(
+            (
+                np.ones(len(self.item_category_), dtype=np.float32),
+                (np.arange(len(self.item_category_)), self.item_category_),
+            ),
+            shape=(len(self.item_category_), n_categories),
+        )
+        totals = np.asarray((positive @ to_category).toarray())
+        # Shares of the customer's purchases, smoothed towards the shop-wide shares.
+        counts = totals / np.maximum(totals.sum(axis=1, keepdims=True), 1e-12)
+        counts *= np.minimum(np.diff(positive.indptr), 50)[:, None]
+        smoothed = counts + self.smoothing * self.category_share_[None, :]
+        return smoothed / smoothed.sum(axis=1, keepdims=True)
+
+    def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        shares = self._customer_category_shares(user_items)
+        return shares[:, self.item_category_] * self.item_share_[None, :]
+
+    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
+        same = self.item_category_[item_rows][:, None] == self.item_category_[None, :]
+        return np.where(same, self.item_share_[None, :], 0.0).astype(np.float32)

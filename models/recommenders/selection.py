@@ -45,6 +45,7 @@ from models.recommenders.evaluation import metrics_from_columns
 from models.recommenders.factorization import ALSRecommender, BPRRecommender
 from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import (
+    CategoryAffinityRecommender,
     PopularityRecommender,
     RepeatPurchaseRecommender,
     TrendingRecommender,
@@ -97,6 +98,20 @@ class SelectionResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def item_categories(shop: Shop, item_ids: np.ndarray) -> np.ndarray:
+    """Category per item column as str ("" when the shop does not say)."""
+    items = shop.items
+    if "category" not in items:
+        return np.full(len(item_ids), "", dtype=object).astype(str)
+    categories = (
+        items.assign(item_id=items["item_id"].astype(str))
+        .drop_duplicates("item_id")
+        .set_index("item_id")["category"]
+        .reindex(item_ids)
+    )
+    return categories.fillna("").astype(str).to_numpy()
+
+
 def validation_window_days(shop: Shop, as_of: pd.Timestamp, horizon_days: float = 90.0) -> float:
     """W: the serving horizon, capped at a quarter of the history before `as_of` (days)."""
     purchases = shop.purchases.loc[shop.purchases["ordered_at"] < as_of, "ordered_at"]
@@ -140,6 +155,14 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
                 half_life,
             )
         )
+        for smoothing in (1.0, 5.0):
+            cheap.append(
+                CandidateSpec(
+                    f"category_affinity_s{smoothing:g}_{tag}",
+                    lambda v=smoothing: CategoryAffinityRecommender(smoothing=v),
+                    half_life,
+                )
+            )
         for exponent in (0.0, 0.5):
             cheap.append(
                 CandidateSpec(
@@ -148,8 +171,16 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
                     half_life,
                 )
             )
+    for neighbours in (50, 200):
+        cheap.append(
+            CandidateSpec(
+                f"item_knn_cosine_k{neighbours}_binary",
+                lambda n=neighbours: ItemKNNRecommender("cosine", neighbours=n, binary=True),
+                None,
+            )
+        )
     if n_items <= EASE_MAX_ITEMS:
-        for l2 in (50.0, 500.0):
+        for l2 in (100.0, 500.0, 2000.0):
             cheap.append(CandidateSpec(f"ease_l{l2:g}", lambda v=l2: EASERecommender(l2=v), None))
     factor_models: list[CandidateSpec] = []
     grid = [
@@ -198,6 +229,7 @@ class ValidationData:
         self.window_days = window_days
         self.cut = as_of - pd.Timedelta(days=window_days)
         self.item_ids = item_ids
+        self.item_categories = item_categories(shop, item_ids)
         self._matrices: dict[float | None, Interactions] = {}
         self.co_purchase = co_purchase_counts(shop, self.cut, item_ids)
         reference = self.matrix(None)
@@ -303,7 +335,7 @@ def select_models(
         fit_started = time.perf_counter()
         matrix = data.matrix(spec.half_life)
         try:
-            model = spec.make().fit(matrix, data.co_purchase)
+            model = spec.make().fit(matrix, data.co_purchase, data.item_categories)
         except (ValueError, MemoryError) as error:
             report["skipped"].append(f"{spec.name}: {error}")
             continue
@@ -459,7 +491,7 @@ def fit_winner(
     winner: WinnerSpec,
     matrices: Callable[[float | None], Interactions],
     co_purchase: sp.csr_matrix,
-    n_items: int,
+    categories: np.ndarray,
     seed: int,
 ) -> tuple[Recommender, float | None]:
     """Fit the winner's members on the full data; returns the model and its serving half-life
@@ -467,8 +499,8 @@ def fit_winner(
     fitted: list[Recommender] = []
     serving_half_life: float | None = None
     for name in winner.members:
-        model, spec = build_candidate(name, n_items, seed)
-        model.fit(matrices(spec.half_life), co_purchase)
+        model, spec = build_candidate(name, len(categories), seed)
+        model.fit(matrices(spec.half_life), co_purchase, categories)
         fitted.append(model)
         if spec.personalised:
             serving_half_life = spec.half_life

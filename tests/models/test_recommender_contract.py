@@ -20,6 +20,7 @@ from models.recommenders import (
     ALSRecommender,
     BlendRecommender,
     BPRRecommender,
+    CategoryAffinityRecommender,
     CoPurchaseRecommender,
     EASERecommender,
     ItemKNNRecommender,
@@ -68,12 +69,14 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "bpr": lambda: BPRRecommender(factors=8, learning_rate=0.01, iterations=1000),
     "co_purchase": lambda: CoPurchaseRecommender(min_orders=1),
     "ease": lambda: EASERecommender(l2=10.0),
+    "category_affinity": lambda: CategoryAffinityRecommender(smoothing=0.1),
     "blend": lambda: BlendRecommender(
         [ItemKNNRecommender("cosine", neighbours=20), TrendingRecommender()], [1.0, 0.1]
     ),
 }
 LEARNS_STRUCTURE = {"item_knn_cosine", "item_knn_bm25", "als", "bpr", "co_purchase", "ease"}
-LEARNS_STRUCTURE |= {"blend"}
+LEARNS_STRUCTURE |= {"blend", "category_affinity"}
+CATEGORIES = np.array(["left"] * ITEMS_PER_GROUP + ["right"] * ITEMS_PER_GROUP)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +87,8 @@ def data() -> tuple[Interactions, sp.csr_matrix]:
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def fitted(request: pytest.FixtureRequest, data) -> tuple[str, Recommender]:
     interactions, co_purchase = data
-    return request.param, MODELS[request.param]().fit(interactions, co_purchase)
+    model = MODELS[request.param]().fit(interactions, co_purchase, item_categories=CATEGORIES)
+    return request.param, model
 
 
 def _all_rows(interactions: Interactions) -> np.ndarray:
