@@ -39,12 +39,57 @@ def get_services(request: Request) -> Services:
     return services
 
 
+_QUERY_NAMES: dict[int, frozenset[str]] = {}
+
+
+def _known_query_names(route: Any) -> frozenset[str]:
+    names = _QUERY_NAMES.get(id(route))
+    if names is None:
+        names = frozenset(_query_aliases(getattr(route, "dependant", None)))
+        _QUERY_NAMES[id(route)] = names
+    return names
+
+
+def _query_aliases(dependant: Any) -> list[str]:
+    if dependant is None:
+        return []
+    names = [f.alias for f in dependant.query_params]
+    for sub in dependant.dependencies:
+        names += _query_aliases(sub)
+    return names
+
+
+def reject_unknown_query_params(request: Request) -> None:
+    """422 for a query parameter the route does not take (a typo like `?K=5` must not be
+    silently ignored) or one given twice."""
+    if not request.scope.get("query_string"):
+        return
+    known = _known_query_names(request.scope.get("route"))
+    given = request.query_params
+    unknown = sorted(set(given) - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no query parameters"
+        raise ApiError(
+            422,
+            "unknown_query_parameter",
+            f"unknown query parameter(s) {', '.join(map(repr, unknown))}; this route takes {takes}",
+        )
+    repeated = sorted({name for name in given if len(given.getlist(name)) > 1})
+    if repeated:  # every parameter here is a single value; which one was meant is a guess
+        raise ApiError(
+            422,
+            "repeated_query_parameter",
+            f"give query parameter(s) {', '.join(map(repr, repeated))} once",
+        )
+
+
 def _require(scope: str) -> Callable[..., Awaitable[Services]]:
     async def check_key(
         request: Request, api_key: Annotated[str | None, Security(api_key_header)]
     ) -> Services:
         services: Services = request.app.state.services
         services.keys.check(api_key, scope)
+        reject_unknown_query_params(request)  # here, not a dependency of its own: it is cheaper
         return services
 
     check_key.__name__ = f"require_{scope}_key"

@@ -46,13 +46,19 @@ class ApiError(Exception):
 
 
 def error_response(
-    status: int, code: str, detail: str, rejected: Sequence[dict[str, Any]] | None = None
+    status: int,
+    code: str,
+    detail: str,
+    rejected: Sequence[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """A JSON error response in the house shape."""
     body: dict[str, Any] = {"error": code, "detail": detail}
     if rejected is not None:
         body["rejected"] = list(rejected)
-    headers = {"WWW-Authenticate": "X-API-Key"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "X-API-Key"
     return Response(
         json.dumps(body, default=str), status, headers=headers, media_type="application/json"
     )
@@ -104,15 +110,22 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # e.g. a body that is not UTF-8 JSON
+            return error_response(
+                422, "invalid_request", f"the request body cannot be parsed: {exc.detail}"
+            )
         if exc.status_code == 404:
             return error_response(
                 404, "not_found", f"no route {request.url.path}; see /docs for the API"
             )
         if exc.status_code == 405:
             return error_response(
-                405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+                405,
+                "method_not_allowed",
+                f"{request.method} is not allowed on {request.url.path}",
+                headers=exc.headers,  # keeps `Allow` (RFC 9110)
             )
-        return error_response(exc.status_code, "http_error", str(exc.detail))
+        return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> Response:
         # Logged with the route, never with headers (they may hold an API key).

@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+FeedbackKind = Literal[
+    "rating", "review", "complaint", "return"
+]  # features.contract.FEEDBACK_KINDS
 ExcludePurchased = Literal["non-repeatable", "all", "none"]
 MAX_K = 100
 MAX_BASKET = 100
@@ -155,12 +158,14 @@ class PurchaseEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    order_id: str
-    customer_id: str
-    item_id: str
-    quantity: int = Field(description="integer >= 1")
-    unit_price: float | None = Field(default=None, description=">= 0")
-    ordered_at: str = Field(description="ISO 8601; no zone means UTC; not in the future")
+    order_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    item_id: str = Field(min_length=1)
+    quantity: int = Field(ge=1, le=2**63 - 1)
+    unit_price: float | None = Field(default=None, ge=0)
+    ordered_at: str = Field(
+        min_length=1, description="ISO 8601; no zone means UTC; not in the future"
+    )
     channel: str | None = None
 
 
@@ -169,12 +174,14 @@ class FeedbackEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_id: str
-    created_at: str = Field(description="ISO 8601; no zone means UTC; not in the future")
-    kind: str = Field(description="rating, review, complaint or return")
+    customer_id: str = Field(min_length=1)
+    created_at: str = Field(
+        min_length=1, description="ISO 8601; no zone means UTC; not in the future"
+    )
+    kind: FeedbackKind
     item_id: str | None = None
     order_id: str | None = None
-    rating: int | None = Field(default=None, description="1-5, required for kind=rating")
+    rating: int | None = Field(default=None, ge=1, le=5, description="required for kind=rating")
     text: str | None = None
 
 

@@ -14,6 +14,7 @@ router = APIRouter(tags=["admin"])
 ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ErrorBody, "description": "no or unknown API key"},
     403: {"model": ErrorBody, "description": "API key without the admin scope"},
+    422: {"model": ErrorBody, "description": "invalid parameters; `detail` says what to fix"},
 }
 
 

@@ -199,3 +199,14 @@ def test_metrics_count_requests_by_route_template(client: TestClient) -> None:
     assert 'patronage_model_info{name="churn",role="churn",version="1"} 1.0' in text
     assert "patronage_http_request_duration_seconds_bucket" in text
     assert "c2" not in text  # customer ids never become labels
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [("K=5", "unknown_query_parameter"), ("k=2&k=3", "repeated_query_parameter")],
+)
+def test_unknown_or_repeated_query_parameter_is_422(
+    client: TestClient, query: str, error: str
+) -> None:
+    answer = client.get(f"/v1/customers/c1/recommendations?{query}", headers=STOREFRONT)
+    assert answer.status_code == 422 and answer.json()["error"] == error
