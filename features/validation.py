@@ -270,7 +270,7 @@ def _fast_then_slow(
             result[mask] = values[mask]
         handled |= mask
     if result is None:
-        return slow(text)
+        return np.array(slow(text))  # a writable copy: callers mask values in place
     rest = text.notna().to_numpy() & ~handled
     if rest.any():
         result[rest] = slow(text[rest])

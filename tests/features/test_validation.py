@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from features.loading import DataRejected, LoadedShop, load_shop
 from features.validation import REASONS
@@ -259,3 +261,63 @@ def test_quantity_forms(tmp_path: Path, written: str, accepted: int | None) -> N
         assert loaded.report.tables["purchases"].rejected_by_reason == {"bad_integer": 1}
     else:
         assert quantities["B"] == accepted
+
+
+CORRUPTIONS = {
+    "quantity": ["0", "-1", "x", "1.5", ""],
+    "ordered_at": ["2025-13-01", "yesterday", "01/02/2025", "", "2025-02-30T00:00:00Z"],
+    "customer_id": ["", "   "],
+    "unit_price": ["-0.01", "free", "nan"],
+}
+GOOD_TIMES = [
+    "2025-01-02",
+    "2025-01-02T03:04:05Z",
+    "2025-01-02 03:04:05+01:00",
+    " 2025-01-02T03:04 ",
+]
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(GOOD_TIMES),
+            st.integers(1, 99),
+            st.one_of(st.none(), st.sampled_from(sorted(CORRUPTIONS))),
+            st.integers(0, 4),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_exactly_the_corrupted_lines_are_rejected(tmp_path: Path, rows: list) -> None:
+    """Random valid lines, some with one corrupted value: the rejects are exactly those lines,
+    whatever mix of well-formed (Arrow) and odd (pandas) values each column holds."""
+    lines = ["order_id,customer_id,item_id,quantity,unit_price,ordered_at"]
+    corrupted = set()
+    for number, (when, quantity, column, pick) in enumerate(rows):
+        values = {
+            "order_id": f"O{number}",
+            "customer_id": f"{number % 7:05d}",
+            "item_id": f"I{number % 3}",
+            "quantity": str(quantity),
+            "unit_price": f"{quantity / 4:.2f}",
+            "ordered_at": when,
+        }
+        if column is not None:
+            options = CORRUPTIONS[column]
+            values[column] = options[pick % len(options)]
+            corrupted.add(number + 2)
+        lines.append(",".join(f'"{v}"' for v in values.values()))
+    directory = tmp_path / f"shop{len(list(tmp_path.iterdir()))}"
+    directory.mkdir()
+    (directory / "purchases.csv").write_text("\n".join(lines) + "\n")
+    loaded = load_shop(directory, as_of=AS_OF, max_reject_rate=1.0)
+    table = loaded.report.tables["purchases"]
+    assert table.read == len(rows)
+    assert table.accepted + table.rejected == table.read
+    rejected_lines = set((table.rejected_rows + 2).tolist())
+    assert rejected_lines == corrupted
+    assert loaded.shop.purchases["customer_id"].str.len().eq(5).all()
