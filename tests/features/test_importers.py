@@ -148,3 +148,25 @@ def test_import_refuses_to_overwrite(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["import", "online-retail", source, "--out", out]) == 1
     assert "--overwrite" in capsys.readouterr().err
     assert main(["import", "online-retail", source, "--out", out, "--overwrite"]) == 0
+
+
+def test_groceries_day_first_dates_and_bad_lines(tmp_path: Path) -> None:
+    source = tmp_path / "groceries.csv"
+    source.write_text(
+        "Member_number,Date,itemDescription\n"
+        "1808,21-07-2015,tropical fruit\n"
+        "1808,21-07-2015,tropical fruit\n"
+        "1808,21-07-2015,whole milk\n"
+        "2552,2015-05-01,whole milk\n"
+        "2552,someday,whole milk\n"
+        ",2015-05-01,whole milk\n"
+    )
+    summary = import_groceries(source, tmp_path / "out", max_reject_rate=1.0)
+    assert (summary.input_rows, summary.accepted, summary.rejected) == (6, 4, 2)
+    assert summary.rejected_by_reason == {"bad_timestamp": 1, "missing_value": 1}
+    purchases = load_shop(tmp_path / "out").shop.purchases
+    assert purchases[["order_id", "item_id", "quantity"]].values.tolist() == [
+        ["2552-20150501", "whole-milk", 1],
+        ["1808-20150721", "tropical-fruit", 2],
+        ["1808-20150721", "whole-milk", 1],
+    ]
