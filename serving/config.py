@@ -84,6 +84,13 @@ class Settings(BaseModel):
     future_tolerance_seconds: float = Field(
         default=300.0, ge=0, description="events dated further in the future are rejected"
     )
+    precompute_top_k: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="precompute this many default recommendations per known customer at load "
+        "(0: score every request)",
+    )
     load_on_start: bool = Field(
         default=True, description="load the champion models in a background thread at start"
     )

@@ -1,27 +1,327 @@
 """Loads the champion models from the MLflow registry into a `ServingModels` snapshot.
 
 Only this module imports mlflow (lazily), and only the model store's background thread calls it:
-nothing on the request path touches MLflow or disk.
+nothing on the request path touches MLflow or disk. Each version is downloaded to a temporary
+directory, its `python_model.pkl` is checked by `models.pyfunc.check_model_dir` (a tampered
+artifact cannot run code), loaded with `mlflow.pyfunc.load_model`, unwrapped to the in-memory
+objects (`.bundle`, `.scores`) and the directory removed: the snapshot holds everything in memory.
+A role whose version did not change is reused from the previous snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from serving.config import Settings
-from serving.model_store import Role, ServingModels
+from serving.model_store import (
+    ROLES,
+    CustomerScoreTable,
+    LoadedModel,
+    RecommendationList,
+    Role,
+    ServingModels,
+)
+
+logger = logging.getLogger("patronage.serving")
+METRIC_TAG_PREFIX = "patronage.metric."
+"""Version tags holding the key backtest metrics (written by training/registry.py)."""
+POPULAR = "popular"
+EXCLUDE_DEFAULT = "non-repeatable"
+
+
+class ModelNotFound(LookupError):
+    """A registered model or its alias is missing; the message says what to run."""
+
+
+class BundleRecommender:
+    """A `RecommenderBundle` as the routes need it: the bundle's own answers, with its fallback
+    for a new customer, an unknown basket or an unknown item (`trending (new customer)`) named
+    strategy `popular`, and why in `note`."""
+
+    def __init__(self, bundle: Any, precompute_k: int = 0) -> None:
+        self.bundle = bundle
+        self.precomputed: PrecomputedLists | None = None
+        if precompute_k > 0:
+            self.precomputed = PrecomputedLists.build(bundle, precompute_k)
+
+    @staticmethod
+    def _convert(answer: Any) -> RecommendationList:
+        strategy, note = str(answer.strategy), None
+        # The bundle marks a cold-start answer as "trending (<why>)".
+        if strategy.startswith("trending (") and strategy.endswith(")"):
+            strategy, note = POPULAR, strategy.removeprefix("trending (").removesuffix(")")
+        return RecommendationList(tuple(answer.item_ids), tuple(answer.scores), strategy, note)
+
+    def recommend_for(
+        self,
+        customer_id: str,
+        k: int,
+        category: str | None,
+        exclude_purchased: str,
+        extra_purchased: Sequence[str],
+    ) -> RecommendationList:
+        """Top-k for one customer (new customers: popular). The default question (no category,
+        `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
+        answered from the lists computed at load time: the same numbers, no scoring."""
+        if (
+            self.precomputed is not None
+            and category is None
+            and exclude_purchased == PrecomputedLists.EXCLUDE
+            and not extra_purchased
+            and k <= self.precomputed.depth
+        ):
+            answer = self.precomputed.lookup(customer_id, k)
+            if answer is not None:
+                return answer
+            # Every new customer gets the same list for this question: computed once.
+            cold = self.precomputed.cold
+            if cold is None:
+                cold = self._convert(
+                    self.bundle.recommend_for(
+                        customer_id, k=self.precomputed.depth, exclude_purchased=EXCLUDE_DEFAULT
+                    )
+                )
+                self.precomputed.cold = cold
+            return RecommendationList(cold.item_ids[:k], cold.scores[:k], cold.strategy, cold.note)
+        return self._convert(
+            self.bundle.recommend_for(
+                customer_id,
+                k=k,
+                category=category,
+                exclude_purchased=exclude_purchased,
+                extra_purchased=extra_purchased,
+            )
+        )
+
+    def cross_sell(
+        self, item_ids: Sequence[str], customer_id: str | None, k: int
+    ) -> RecommendationList:
+        """Top-k for a basket."""
+        return self._convert(self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k))
+
+    def similar(self, item_id: str, k: int) -> RecommendationList:
+        """Top-k similar items (an unknown item: popular)."""
+        return self._convert(self.bundle.similar(item_id, k=k))
+
+
+class PrecomputedLists:
+    """Top-K items of every known customer for the default question, as arrays.
+
+    Built once per loaded recommender version, off the request path (the load thread), with the
+    bundle's own batched `recommend_many`; a request only slices a row."""
+
+    EXCLUDE = EXCLUDE_DEFAULT
+
+    def __init__(
+        self,
+        index: dict[str, int],
+        items: np.ndarray,
+        scores: np.ndarray,
+        lengths: np.ndarray,
+        item_ids: list[str],
+        strategy: str,
+    ) -> None:
+        self.index = index
+        self.items = items
+        self.scores = scores
+        self.lengths = lengths
+        self.item_ids = item_ids
+        self.strategy = strategy
+        self.depth = items.shape[1]
+        self.cold: RecommendationList | None = None
+        """The answer for any new customer, filled on first use."""
+
+    @classmethod
+    def build(cls, bundle: Any, depth: int, batch: int = 4096) -> PrecomputedLists:
+        """Ask the bundle for the top `depth` of every customer it knows, `batch` at a time."""
+        customer_ids = [str(c) for c in bundle.customer_ids]
+        item_ids = [str(i) for i in bundle.item_ids]
+        column = {item: position for position, item in enumerate(item_ids)}
+        items = np.full((len(customer_ids), depth), -1, dtype=np.int32)
+        scores = np.zeros((len(customer_ids), depth), dtype=np.float32)
+        lengths = np.zeros(len(customer_ids), dtype=np.int16)
+        strategy = ""
+        for start in range(0, len(customer_ids), batch):
+            chunk = customer_ids[start : start + batch]
+            answers = bundle.recommend_many(chunk, k=depth, exclude_purchased=cls.EXCLUDE)
+            for offset, answer in enumerate(answers):
+                row = start + offset
+                n = len(answer.item_ids)
+                items[row, :n] = [column[i] for i in answer.item_ids]
+                scores[row, :n] = answer.scores
+                lengths[row] = n
+                strategy = answer.strategy
+        index = {customer_id: row for row, customer_id in enumerate(customer_ids)}
+        return cls(index, items, scores, lengths, item_ids, strategy)
+
+    def lookup(self, customer_id: str, k: int) -> RecommendationList | None:
+        """The precomputed top-k, or None (unknown customer, or k deeper than precomputed)."""
+        row = self.index.get(customer_id)
+        if row is None or k > self.depth:
+            return None
+        n = min(k, int(self.lengths[row]))
+        item_ids = self.item_ids
+        return RecommendationList(
+            tuple(item_ids[i] for i in self.items[row, :n].tolist()),
+            tuple(self.scores[row, :n].tolist()),
+            self.strategy,
+        )
 
 
 class MlflowModelSource:
-    """Reads `@champion` versions of the three registered models."""
+    """Reads the alias (default `champion`) of the three registered models."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.names: dict[Role, str] = dict(
+            zip(ROLES, settings.registered_models, strict=True)  # type: ignore[arg-type]
+        )
+        self._client: Any = None
+
+    def _mlflow_client(self) -> Any:
+        if self._client is None:
+            import mlflow
+            from mlflow import MlflowClient
+
+            uri = self.settings.tracking_uri
+            # Process-wide, but this process only ever reads this one store.
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_registry_uri(uri)
+            self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return self._client
 
     def champion_versions(self) -> dict[Role, str]:
-        """The version holding the alias for each role."""
-        raise NotImplementedError
+        """The version holding the alias for each role; raises `ModelNotFound` naming the
+        missing one."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._mlflow_client()
+        versions: dict[Role, str] = {}
+        for role, name in self.names.items():
+            try:
+                version = client.get_model_version_by_alias(name, self.settings.model_alias)
+            except MlflowException as error:
+                raise ModelNotFound(
+                    f"{name}@{self.settings.model_alias} not found in "
+                    f"{self.settings.tracking_uri} ({str(error).splitlines()[0]}); run "
+                    "`patronage train DIR` first"
+                ) from None
+            versions[role] = str(version.version)
+        return versions
 
     def load(self, versions: Mapping[Role, str], previous: ServingModels | None) -> ServingModels:
-        """Load those versions into a new snapshot."""
-        raise NotImplementedError
+        """Load the asked versions (reusing unchanged roles of `previous`) into a snapshot."""
+        client = self._mlflow_client()
+        loaded: dict[Role, tuple[LoadedModel, Any]] = {}
+        for role in ROLES:
+            version = versions[role]
+            if previous is not None and previous.versions[role].version == version:
+                continue
+            loaded[role] = self._load_one(client, role, version)
+        return self._snapshot(loaded, previous)
+
+    def _load_one(self, client: Any, role: Role, version: str) -> tuple[LoadedModel, Any]:
+        import mlflow
+
+        from models.pyfunc import check_model_dir
+
+        name = self.names[role]
+        model_version = client.get_model_version(name, version)
+        metrics = {
+            key.removeprefix(METRIC_TAG_PREFIX): float(value)
+            for key, value in (model_version.tags or {}).items()
+            if key.startswith(METRIC_TAG_PREFIX) and _is_float(value)
+        }
+        scratch = Path(tempfile.mkdtemp(prefix=f"patronage-serve-{role}-"))
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version}",
+                dst_path=str(scratch),
+                tracking_uri=self.settings.tracking_uri,
+            )
+            check_model_dir(local)
+            python_model = mlflow.pyfunc.load_model(local).unwrap_python_model()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        as_of = getattr(python_model, "as_of", None)
+        info = LoadedModel(
+            role=role,
+            name=name,
+            version=version,
+            run_id=model_version.run_id,
+            metrics=metrics,
+            as_of=None if as_of is None else pd.Timestamp(as_of).isoformat(),
+            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        logger.info("loaded %s version %s", name, version)
+        return info, python_model
+
+    def _snapshot(
+        self, loaded: Mapping[Role, tuple[LoadedModel, Any]], previous: ServingModels | None
+    ) -> ServingModels:
+        def keep(role: Role) -> bool:
+            return role not in loaded and previous is not None
+
+        if keep("recommender"):
+            assert previous is not None
+            recommender, recommender_as_of = previous.recommender, previous.recommender_as_of
+        else:
+            bundle = loaded["recommender"][1].bundle
+            recommender = BundleRecommender(bundle, self.settings.precompute_top_k)
+            recommender_as_of = _utc(bundle.as_of)
+        tables: dict[Role, CustomerScoreTable] = {}
+        for role in ("churn", "loyalty"):
+            if keep(role):
+                assert previous is not None
+                tables[role] = previous.churn if role == "churn" else previous.loyalty
+            else:
+                python_model = loaded[role][1]
+                tables[role] = CustomerScoreTable.from_frame(
+                    python_model.scores.reset_index(drop=True),
+                    _utc(python_model.as_of),
+                    _segment_thresholds(python_model),
+                )
+        versions = {
+            role: loaded[role][0] if role in loaded else previous.versions[role]  # type: ignore[union-attr]
+            for role in ROLES
+        }
+        return ServingModels(
+            recommender=recommender,
+            recommender_as_of=recommender_as_of,
+            churn=tables["churn"],
+            loyalty=tables["loyalty"],
+            versions=versions,
+            strategies={
+                "churn": "churn-model-scores-at-as_of",
+                "loyalty": "loyalty-model-scores-at-as_of",
+            },
+        )
+
+
+def _segment_thresholds(python_model: Any) -> dict[str, Any]:
+    """The scorer's documented segment rules, when it exposes them (`segment_rules_`)."""
+    scorer = getattr(python_model, "scorer", None)
+    rules = getattr(scorer, "segment_rules_", None) if scorer is not None else None
+    return dict(rules) if isinstance(rules, Mapping) else {}
+
+
+def _utc(stamp: Any) -> pd.Timestamp:
+    value = pd.Timestamp(stamp)
+    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+
+
+def _is_float(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -37,6 +37,8 @@ class RecommendationList:
     item_ids: tuple[str, ...]
     scores: tuple[float, ...]
     strategy: str
+    note: str | None = None
+    """Why a fallback strategy answered (e.g. `new customer`), else None."""
 
 
 class Recommender(Protocol):
@@ -157,19 +159,24 @@ class CustomerScoreTable:
     ) -> CustomerScoreTable:
         """Index a score frame (one row per customer, columns of `patronage score`).
 
-        Raises `ValueError` when `customer_id` is missing or repeated."""
+        Missing columns read as None. `churn_reasons` may be lists or one "; "-joined string.
+        `last_order_at` is taken from that column, or derived from `days_since_last_order` at
+        `as_of` when only that is present. Raises `ValueError` when `customer_id` is missing
+        or repeated."""
         if "customer_id" not in frame.columns:
             raise ValueError("score table has no customer_id column")
         ids = frame["customer_id"].astype(str).tolist()
         index = {customer_id: row for row, customer_id in enumerate(ids)}
         if len(index) != len(ids):
             raise ValueError("score table repeats a customer_id")
+        as_of = pd.Timestamp(as_of)
+        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        frame = _with_last_order(frame, as_of)
         columns = {
             name: _column_as_list(frame, name)
             for name in CHURN_COLUMNS + LOYALTY_COLUMNS + OPTIONAL_COLUMNS
         }
-        as_of = pd.Timestamp(as_of)
-        as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+        columns["churn_reasons"] = [_reasons_list(v) for v in columns["churn_reasons"]]
         return cls(
             as_of=as_of,
             index=index,
@@ -187,6 +194,22 @@ class CustomerScoreTable:
     def value(self, row: int, column: str) -> Any:
         """One cell by row number."""
         return self.columns[column][row]
+
+
+def _with_last_order(frame: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
+    if "last_order_at" in frame.columns or "days_since_last_order" not in frame.columns:
+        return frame
+    days = pd.to_numeric(frame["days_since_last_order"], errors="coerce")
+    return frame.assign(last_order_at=as_of - pd.to_timedelta(days, unit="D"))
+
+
+def _reasons_list(value: Any) -> list[str]:
+    """Reasons as a list of sentences, whether stored as a list or a "; "-joined string."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(";") if part.strip()]
+    return [str(v) for v in value if v is not None and str(v).strip()]
 
 
 def _segment_summary(
@@ -221,7 +244,10 @@ class ServingModels:
     recommender: Recommender
     recommender_as_of: pd.Timestamp
     """The recommender saw purchases strictly before this UTC time."""
-    customers: CustomerScoreTable
+    churn: CustomerScoreTable
+    """Churn columns, from the churn champion (its own `as_of`)."""
+    loyalty: CustomerScoreTable
+    """Loyalty columns, from the loyalty champion (may be another version than churn's)."""
     versions: Mapping[Role, LoadedModel]
     strategies: Mapping[Role, str] = field(default_factory=dict)
     """How churn and loyalty answers are produced (e.g. the churn estimator's name)."""

@@ -31,6 +31,7 @@ class RecommendationsAnswer(BaseModel):
     customer_id: str
     items: list[RecommendedItem]
     strategy: str = Field(description="what produced the list, e.g. `popular` for fallbacks")
+    note: str | None = Field(description="why a fallback answered, e.g. `new customer`")
     model_version: str = Field(description="`registered-name/version` of the recommender")
     excluded_recent_purchases: int = Field(
         description="items dropped because posted events say this customer just bought them"
@@ -54,6 +55,7 @@ class CrossSellAnswer(BaseModel):
     customer_id: str | None
     items: list[RecommendedItem]
     strategy: str
+    note: str | None
     model_version: str
 
 
@@ -63,6 +65,7 @@ class SimilarItemsAnswer(BaseModel):
     item_id: str
     items: list[RecommendedItem]
     strategy: str
+    note: str | None
     model_version: str
 
 

@@ -38,29 +38,37 @@ NOT_FOUND = {404: {"model": ErrorBody, "description": "the model has no score fo
 CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
 
 
-def _row_or_404(models: ServingModels, customer_id: str) -> int:
-    row = models.customers.row(customer_id)
+def _row_or_404(table: CustomerScoreTable, customer_id: str) -> int:
+    row = table.row(customer_id)
     if row is None:
         raise ApiError(
             404,
             "unknown_customer",
             f"no score for customer {customer_id!r}: the model scored customers with an order "
-            f"before {models.customers.as_of.isoformat()}; new customers are scored by the next "
+            f"before {table.as_of.isoformat()}; new customers are scored by the next "
             "`patronage train`",
         )
     return row
 
 
-def _churn_fields(table: CustomerScoreTable, row: int) -> dict[str, Any]:
+EMPTY_CHURN = {"churn_probability": None, "churn_risk": None, "churn_reasons": []}
+EMPTY_LOYALTY = dict.fromkeys(LOYALTY_COLUMNS)
+
+
+def _churn_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any]:
+    if row is None:
+        return dict(EMPTY_CHURN)
     columns = table.columns
     return {
         "churn_probability": columns["churn_probability"][row],
         "churn_risk": columns["churn_risk"][row],
-        "churn_reasons": columns["churn_reasons"][row] or [],
+        "churn_reasons": columns["churn_reasons"][row],
     }
 
 
-def _loyalty_fields(table: CustomerScoreTable, row: int) -> dict[str, Any]:
+def _loyalty_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any]:
+    if row is None:
+        return dict(EMPTY_LOYALTY)
     columns = table.columns
     return {name: columns[name][row] for name in LOYALTY_COLUMNS}
 
@@ -69,7 +77,7 @@ def _last_order(
     models: ServingModels, overlay: EventOverlay, customer_id: str, row: int
 ) -> tuple[str | None, float | None, int]:
     """(last order ISO, days since it now, purchase lines posted since as_of)."""
-    table = models.customers
+    table = models.loyalty
     known = table.columns["last_order_at"][row]
     posted = overlay.items_bought_since(customer_id, table.as_of)
     latest_posted = overlay.last_order_since(customer_id, table.as_of) if posted else None
@@ -94,9 +102,9 @@ def _iso_seconds(value: str) -> float:
 async def customer_churn(customer_id: CustomerId, services: CrmDep) -> Response:
     """Churn probability, risk tier and up to three reasons at the model's `as_of`."""
     models = loaded_models(services)
-    row = _row_or_404(models, customer_id)
-    answer = {"customer_id": customer_id, **_churn_fields(models.customers, row)}
-    answer["as_of"] = models.customers.as_of.isoformat()
+    row = _row_or_404(models.churn, customer_id)
+    answer = {"customer_id": customer_id, **_churn_fields(models.churn, row)}
+    answer["as_of"] = models.churn.as_of.isoformat()
     answer["model_version"] = models.version_of("churn")
     answer["strategy"] = models.strategies.get("churn", "precomputed-at-as_of")
     return json_response(answer)
@@ -112,13 +120,13 @@ async def customer_loyalty(customer_id: CustomerId, services: CrmDep) -> Respons
     """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` include purchases
     posted to /v1/events since then (the model scores themselves change only on retraining)."""
     models = loaded_models(services)
-    row = _row_or_404(models, customer_id)
+    row = _row_or_404(models.loyalty, customer_id)
     last_order_at, days_since, posted = _last_order(models, services.overlay, customer_id, row)
-    answer = {"customer_id": customer_id, **_loyalty_fields(models.customers, row)}
+    answer = {"customer_id": customer_id, **_loyalty_fields(models.loyalty, row)}
     answer["last_order_at"] = last_order_at
     answer["days_since_last_order"] = days_since
     answer["orders_posted_since_as_of"] = posted
-    answer["as_of"] = models.customers.as_of.isoformat()
+    answer["as_of"] = models.loyalty.as_of.isoformat()
     answer["model_version"] = models.version_of("loyalty")
     answer["strategy"] = models.strategies.get("loyalty", "precomputed-at-as_of")
     return json_response(answer)
@@ -140,28 +148,28 @@ async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
             f"send at most {services.settings.max_batch_customers} customer_ids per request",
         )
     models = loaded_models(services)
-    table = models.customers
+    churn, loyalty = models.churn, models.loyalty
     scores, unknown, seen = [], [], set()
     for customer_id in body.customer_ids:
         if customer_id in seen:
             continue
         seen.add(customer_id)
-        row = table.row(customer_id)
-        if row is None:
+        churn_row, loyalty_row = churn.row(customer_id), loyalty.row(customer_id)
+        if churn_row is None and loyalty_row is None:
             unknown.append(customer_id)
             continue
         scores.append(
             {
                 "customer_id": customer_id,
-                **_churn_fields(table, row),
-                **_loyalty_fields(table, row),
+                **_churn_fields(churn, churn_row),
+                **_loyalty_fields(loyalty, loyalty_row),
             }
         )
     return json_response(
         {
             "scores": scores,
             "unknown_customer_ids": unknown,
-            "as_of": table.as_of.isoformat(),
+            "as_of": churn.as_of.isoformat(),
             "model_versions": {
                 "churn": models.version_of("churn"),
                 "loyalty": models.version_of("loyalty"),
@@ -181,9 +189,9 @@ async def segments(services: CrmDep) -> Response:
     models = loaded_models(services)
     return json_response(
         {
-            "segments": list(models.customers.segments),
-            "customers": len(models.customers),
-            "as_of": models.customers.as_of.isoformat(),
+            "segments": list(models.loyalty.segments),
+            "customers": len(models.loyalty),
+            "as_of": models.loyalty.as_of.isoformat(),
             "model_version": models.version_of("loyalty"),
             "strategy": models.strategies.get("loyalty", "precomputed-at-as_of"),
         }

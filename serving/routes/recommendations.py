@@ -71,6 +71,7 @@ async def customer_recommendations(
             "customer_id": customer_id,
             "items": _items(result),
             "strategy": result.strategy,
+            "note": result.note,
             "model_version": models.version_of("recommender"),
             "excluded_recent_purchases": len(set(just_bought)),
         }
@@ -94,6 +95,7 @@ async def cross_sell(body: CrossSellRequest, services: StorefrontDep) -> Respons
             "customer_id": body.customer_id,
             "items": _items(result),
             "strategy": result.strategy,
+            "note": result.note,
             "model_version": models.version_of("recommender"),
         }
     )
@@ -126,6 +128,7 @@ async def similar_items(
             "item_id": item_id,
             "items": _items(result),
             "strategy": result.strategy,
+            "note": result.note,
             "model_version": models.version_of("recommender"),
         }
     )
