@@ -82,7 +82,10 @@ def customer_features(
 def channel_values(purchases: ir.Table, as_of: pd.Timestamp) -> ir.Table:
     """The distinct non-missing `channel` values of purchases before `as_of`, sorted."""
     lines = purchases.filter(before(purchases.ordered_at, as_of_utc(as_of)))
-    return lines.filter(lines.channel.notnull()).select("channel").distinct().order_by("channel")
+    lines = lines.filter(lines.channel.notnull())
+    # group_by, not distinct(): ibis 12 compiles filter + distinct for Spark into a DISTINCT
+    # over the filter's columns too (one row per channel and time), a wrong answer
+    return lines.group_by("channel").aggregate(lines=lines.count()).order_by("channel")
 
 
 def channel_share_column(channel: str) -> str:
@@ -108,6 +111,7 @@ def customer_feature_table(
     now = as_of_second(as_of)
     if channels is None:
         channels = channel_values(purchases, as_of).execute()["channel"].tolist()
+    channels = list(dict.fromkeys(str(value) for value in channels))
     lines = _lines_before(purchases, items, as_of)
     orders = lines.group_by(["customer_id", "order_id"]).aggregate(
         t=lines.t.min(), value=_sum_if_known(lines.value), channel=lines.channel.min()
