@@ -115,7 +115,8 @@ class TinySource:
         return ServingModels(
             recommender=TinyRecommender(tag=f"v{versions['recommender']}"),
             recommender_as_of=AS_OF,
-            customers=CustomerScoreTable.from_frame(score_frame(), AS_OF),
+            churn=CustomerScoreTable.from_frame(score_frame(), AS_OF),
+            loyalty=CustomerScoreTable.from_frame(score_frame(), AS_OF),
             versions={
                 role: LoadedModel(
                     role, names[role], version, metrics={"auc": 0.8}, loaded_at=loaded_at
