@@ -13,7 +13,8 @@ import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -602,7 +603,6 @@ def _log_contents(
     workdir: Path,
 ) -> None:
     import mlflow
-    from mlflow.models import infer_signature
 
     mlflow.log_params(
         {
@@ -632,7 +632,8 @@ def _log_contents(
         for key, value in (candidate.champion_metrics or {}).items():
             metrics[f"backtest.{short}.champion.{key}"] = value
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-    _log_dataset(data, as_of)
+    with _quiet_mlflow():
+        _log_dataset(data, as_of)
     report.summary += [
         (f"{c.name} vs champion", c.comparison or "no champion yet") for c in candidates
     ]
@@ -640,22 +641,47 @@ def _log_contents(
     report.write(report_dir)
     mlflow.log_artifacts(str(report_dir), artifact_path="report")
     requirements = pip_requirements()
-    for candidate in candidates:
-        output = _output_example(candidate)
-        signature = infer_signature(
-            candidate.input_example, output, params=candidate.predict_params
-        )
-        info = mlflow.pyfunc.log_model(
-            name=ARTIFACT_NAMES[candidate.name],
-            python_model=candidate.python_model,
-            artifacts=candidate.artifacts,
-            signature=signature,
-            input_example=candidate.input_example,
-            pip_requirements=requirements,
-            tags={"patronage.registered_model": candidate.name},
-        )
-        candidate.model_uri = info.model_uri
-        _verify_logged_model(candidate)
+    with _quiet_mlflow():
+        for candidate in candidates:
+            _log_model(candidate, requirements)
+
+
+@contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """Silence MLflow's generic advice while logging our models: the cloudpickle warning is
+    answered by `check_model_dir`, the integer-column hint does not apply (ranks never miss)."""
+    import logging
+    import warnings
+
+    logger = logging.getLogger("mlflow.pyfunc")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _log_model(candidate: Candidate, requirements: list[str]) -> None:
+    """Log one wrapper with its artifacts, signature and input example, then verify it."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    output = _output_example(candidate)
+    signature = infer_signature(candidate.input_example, output, params=candidate.predict_params)
+    info = mlflow.pyfunc.log_model(
+        name=ARTIFACT_NAMES[candidate.name],
+        python_model=candidate.python_model,
+        artifacts=candidate.artifacts,
+        signature=signature,
+        input_example=candidate.input_example,
+        pip_requirements=requirements,
+        tags={"patronage.registered_model": candidate.name},
+    )
+    candidate.model_uri = info.model_uri
+    _verify_logged_model(candidate)
 
 
 class _LocalContext:

@@ -23,7 +23,12 @@ ARTIFACTS_DIR_NAME = "artifacts"
 
 # MLflow retries an unreachable server for minutes by default; a user waiting at a terminal (or a
 # CI job) is better served by a clear error after a few seconds. The user's own settings win.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    # Per-file download bars would drown our own progress lines.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 
 class TrackingUnavailable(RuntimeError):
