@@ -177,12 +177,21 @@ class CustomerScoreTable:
             for name in CHURN_COLUMNS + LOYALTY_COLUMNS + OPTIONAL_COLUMNS
         }
         columns["churn_reasons"] = [_reasons_list(v) for v in columns["churn_reasons"]]
+        columns["last_order_seconds"] = [
+            None if v is None else pd.Timestamp(v).timestamp() for v in columns["last_order_at"]
+        ]
         return cls(
             as_of=as_of,
             index=index,
             columns=columns,
             segments=_segment_summary(frame, segment_thresholds or {}),
         )
+
+    def __post_init__(self) -> None:
+        # Formatting a Timestamp costs microseconds; answers reuse this string.
+        object.__setattr__(self, "as_of_iso", self.as_of.isoformat())
+
+    as_of_iso: str = field(init=False, default="")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -252,10 +261,13 @@ class ServingModels:
     strategies: Mapping[Role, str] = field(default_factory=dict)
     """How churn and loyalty answers are produced (e.g. the churn estimator's name)."""
 
+    def __post_init__(self) -> None:
+        labels = {role: f"{m.name}/{m.version}" for role, m in self.versions.items()}
+        object.__setattr__(self, "_labels", labels)
+
     def version_of(self, role: Role) -> str:
         """`name/version` of the model serving a role, e.g. `patronage-churn/3`."""
-        model = self.versions[role]
-        return f"{model.name}/{model.version}"
+        return self._labels[role]  # type: ignore[attr-defined, no-any-return]
 
 
 class ModelSource(Protocol):

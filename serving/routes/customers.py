@@ -9,7 +9,6 @@ date and the days since it.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
@@ -84,13 +83,13 @@ def _last_order(
     last_iso = latest_posted.isoformat() if latest_posted is not None else known
     if last_iso is None:
         return None, None, len(posted)
-    last_seconds = latest_posted.timestamp() if latest_posted is not None else _iso_seconds(known)
+    last_seconds = (
+        latest_posted.timestamp()
+        if latest_posted is not None
+        else table.columns["last_order_seconds"][row]
+    )
     days = round(max(0.0, time.time() - last_seconds) / 86400.0, 3)
     return last_iso, days, len(posted)
-
-
-def _iso_seconds(value: str) -> float:
-    return datetime.fromisoformat(value).timestamp()
 
 
 @router.get(
@@ -104,7 +103,7 @@ async def customer_churn(customer_id: CustomerId, services: CrmDep) -> Response:
     models = loaded_models(services)
     row = _row_or_404(models.churn, customer_id)
     answer = {"customer_id": customer_id, **_churn_fields(models.churn, row)}
-    answer["as_of"] = models.churn.as_of.isoformat()
+    answer["as_of"] = models.churn.as_of_iso
     answer["model_version"] = models.version_of("churn")
     answer["strategy"] = models.strategies.get("churn", "precomputed-at-as_of")
     return json_response(answer)
@@ -126,7 +125,7 @@ async def customer_loyalty(customer_id: CustomerId, services: CrmDep) -> Respons
     answer["last_order_at"] = last_order_at
     answer["days_since_last_order"] = days_since
     answer["orders_posted_since_as_of"] = posted
-    answer["as_of"] = models.loyalty.as_of.isoformat()
+    answer["as_of"] = models.loyalty.as_of_iso
     answer["model_version"] = models.version_of("loyalty")
     answer["strategy"] = models.strategies.get("loyalty", "precomputed-at-as_of")
     return json_response(answer)
@@ -169,7 +168,7 @@ async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
         {
             "scores": scores,
             "unknown_customer_ids": unknown,
-            "as_of": churn.as_of.isoformat(),
+            "as_of": churn.as_of_iso,
             "model_versions": {
                 "churn": models.version_of("churn"),
                 "loyalty": models.version_of("loyalty"),
@@ -191,7 +190,7 @@ async def segments(services: CrmDep) -> Response:
         {
             "segments": list(models.loyalty.segments),
             "customers": len(models.loyalty),
-            "as_of": models.loyalty.as_of.isoformat(),
+            "as_of": models.loyalty.as_of_iso,
             "model_version": models.version_of("loyalty"),
             "strategy": models.strategies.get("loyalty", "precomputed-at-as_of"),
         }
