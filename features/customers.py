@@ -20,13 +20,16 @@ import pandas as pd
 
 from features.engines import (
     SECONDS_PER_DAY,
+    ShopTables,
     as_of_second,
     as_of_utc,
     before,
     connect,
+    duckdb_sql,
     epoch_second,
     execute,
     last_day_before,
+    registered_shop,
     shop_tables,
 )
 from features.shop import Shop
@@ -71,12 +74,29 @@ def customer_features(
     `as_of`, engine or table."""
     as_of = as_of_utc(as_of)
     backend = connect(engine, connection)
+    if backend.name == "duckdb":
+        with registered_shop(backend, shop) as run:
+            channels = run(duckdb_sql(_channels_on, as_of))["channel"].tolist()
+            frame = run(duckdb_sql(_features_on, as_of, tuple(channels)))
+        return canonical_customer_frame(frame)
     tables = shop_tables(shop, backend)
     channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
     expression = customer_feature_table(
         tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
     )
     return canonical_customer_frame(execute(backend, expression))
+
+
+def _channels_on(tables: ShopTables, as_of: pd.Timestamp) -> ir.Table:
+    """`channel_values` over a `ShopTables` (for the cached DuckDB SQL)."""
+    return channel_values(tables.purchases, as_of)
+
+
+def _features_on(tables: ShopTables, as_of: pd.Timestamp, channels: tuple[str, ...]) -> ir.Table:
+    """`customer_feature_table` over a `ShopTables` (for the cached DuckDB SQL)."""
+    return customer_feature_table(
+        tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
+    )
 
 
 def channel_values(purchases: ir.Table, as_of: pd.Timestamp) -> ir.Table:

@@ -15,7 +15,10 @@ Both engines are switched to UTC for the session (DuckDB `SET TimeZone`, Spark
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,6 +191,53 @@ def shop_tables(shop: Shop, backend: ibis.BaseBackend | None = None) -> ShopTabl
         frame.createOrReplaceTempView(f"{prefix}_{name}")
         tables[name] = backend.table(f"{prefix}_{name}")
     return ShopTables(**tables)
+
+
+UNBOUND_NAMES = {name: f"patronage_shop_{name}" for name in SHOP_SCHEMAS}
+"""Names of the shop's tables inside a DuckDB connection while a feature query runs."""
+
+
+def unbound_shop_tables() -> ShopTables:
+    """The contract tables as unbound Ibis tables (named `UNBOUND_NAMES`), for compiling SQL."""
+    return ShopTables(
+        **{
+            name: ibis.table(ibis.Schema.from_pyarrow(schema), name=UNBOUND_NAMES[name])
+            for name, schema in SHOP_SCHEMAS.items()
+        }
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def duckdb_sql(builder: Callable[..., ir.Table], *arguments: Hashable) -> str:
+    """DuckDB SQL of `builder(unbound_shop_tables(), *arguments)`, cached per arguments.
+
+    Building and compiling a feature expression costs a few tenths of a second in Ibis, more
+    than running it on a small shop; repeated calls (tests, scoring batches) reuse the SQL."""
+    return ibis.to_sql(builder(unbound_shop_tables(), *arguments), dialect="duckdb")
+
+
+@contextmanager
+def registered_shop(
+    backend: ibis.BaseBackend, shop: Shop
+) -> Iterator[Callable[[str], pd.DataFrame]]:
+    """Register the shop's tables (Arrow, zero-copy) in a DuckDB backend under `UNBOUND_NAMES`
+    for the duration of the block; yields a function running SQL there into a DataFrame.
+
+    The registrations are temporary views of this connection only and are removed on exit;
+    do not run two feature computations on one connection at the same time."""
+    connection = backend.con
+    arrow = {name: _arrow_table(getattr(shop, name), name) for name in SHOP_SCHEMAS}
+    for name, table in arrow.items():
+        connection.register(UNBOUND_NAMES[name], table)
+
+    def run(sql: str) -> pd.DataFrame:
+        return connection.sql(sql).to_arrow_table().to_pandas()
+
+    try:
+        yield run
+    finally:
+        for name in arrow:
+            connection.unregister(UNBOUND_NAMES[name])
 
 
 def execute(backend: ibis.BaseBackend, expression: ir.Table) -> pd.DataFrame:

@@ -16,12 +16,15 @@ import pandas as pd
 
 from features.engines import (
     SECONDS_PER_DAY,
+    ShopTables,
     as_of_second,
     as_of_utc,
     before,
     connect,
+    duckdb_sql,
     epoch_second,
     execute,
+    registered_shop,
     shop_tables,
 )
 from features.shop import Shop
@@ -60,11 +63,20 @@ def item_features(
     `as_of`, engine or `half_life_days`."""
     as_of = as_of_utc(as_of)
     backend = connect(engine, connection)
-    tables = shop_tables(shop, backend)
-    expression = item_feature_table(
-        tables.purchases, tables.feedback, tables.items, as_of, half_life_days
-    )
-    frame = execute(backend, expression).sort_values("item_id", kind="stable")
+    if not half_life_days > 0:
+        raise ValueError(f"half_life_days must be positive, got {half_life_days!r}")
+    if backend.name == "duckdb":
+        with registered_shop(backend, shop) as run:
+            frame = run(duckdb_sql(_features_on, as_of, float(half_life_days)))
+    else:
+        tables = shop_tables(shop, backend)
+        frame = execute(
+            backend,
+            item_feature_table(
+                tables.purchases, tables.feedback, tables.items, as_of, half_life_days
+            ),
+        )
+    frame = frame.sort_values("item_id", kind="stable")
     frame = frame.reset_index(drop=True)
     types = {
         column: ("int64" if column in ITEM_COUNT_COLUMNS else _FLOAT)
@@ -74,6 +86,13 @@ def item_features(
     frame = frame.astype(types)
     frame["item_id"] = frame["item_id"].astype(str)
     return frame
+
+
+def _features_on(tables: ShopTables, as_of: pd.Timestamp, half_life_days: float) -> ir.Table:
+    """`item_feature_table` over a `ShopTables` (for the cached DuckDB SQL)."""
+    return item_feature_table(
+        tables.purchases, tables.feedback, tables.items, as_of, half_life_days
+    )
 
 
 def item_feature_table(
