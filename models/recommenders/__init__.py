@@ -15,6 +15,7 @@ from models.recommenders.popularity import (
     RepeatPurchaseRecommender,
     TrendingRecommender,
 )
+from models.recommenders.rerank import RerankRecommender
 
 __all__ = [
     "ALSRecommender",
@@ -28,6 +29,7 @@ __all__ = [
     "PopularityRecommender",
     "Recommender",
     "RepeatPurchaseRecommender",
+    "RerankRecommender",
     "TrendingRecommender",
     "top_k",
 ]

@@ -383,9 +383,21 @@ def fit_recommender_bundle(
     model_history: dict[str, str] = {}
     strategies: dict[str, str] = {}
     history: dict[str, sp.csr_matrix] = {}
+    counts = purchase_counts(shop, as_of, item_ids)
+    rows = pd.Index(counts.customer_ids).get_indexer(reference.customer_ids)
+    purchased = counts.matrix[np.maximum(rows, 0)]
+    repeat_rates = repeat_purchase_rates(purchased)
     for role in ("discovery", "repeat"):
         winner = selection.winners[role]
-        model, half_life = fit_winner(winner, matrix_at, co_purchase, categories, seed)
+        model, half_life = fit_winner(
+            winner,
+            matrix_at,
+            co_purchase,
+            categories,
+            seed,
+            ranker=selection.rankers.get(role),
+            repeat_rates=repeat_rates,
+        )
         models[role] = model
         key = _history_key(None if half_life is None else half_life * window)
         history[key] = matrix_at(half_life).matrix
@@ -405,9 +417,6 @@ def fit_recommender_bundle(
     for role in ("cross_sell", "similar", "trending"):
         model_history[role] = "hinf"
     history["hinf"] = reference.matrix
-    counts = purchase_counts(shop, as_of, item_ids)
-    rows = pd.Index(counts.customer_ids).get_indexer(reference.customer_ids)
-    purchased = counts.matrix[np.maximum(rows, 0)]
     rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
     report = dict(selection.report)
     report["fit_seconds"] = round(time.perf_counter() - started, 2)

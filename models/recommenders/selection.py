@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
 
 from features.interactions import (
     Interactions,
@@ -73,14 +74,19 @@ class CandidateSpec:
 
 @dataclass(frozen=True)
 class WinnerSpec:
-    """A selected model: member candidate names and blend weights."""
+    """A selected model: member candidate names and blend weights (or a re-ranker over them)."""
 
     members: tuple[str, ...]
     weights: tuple[float, ...]
+    rerank: bool = False
+    exclude_seen: bool = False
+    """For a re-ranker: candidates leave out items the customer already bought (discovery)."""
 
     @property
     def label(self) -> str:
         """e.g. "trending_h0.33" or "blend(trending_h0.33*1+repeat_purchase_p1_hW*0.1)"."""
+        if self.rerank:
+            return "rerank(" + "+".join(self.members) + ")"
         if len(self.members) == 1:
             return self.members[0]
         parts = [f"{m}*{w:g}" for m, w in zip(self.members, self.weights, strict=True)]
@@ -96,6 +102,8 @@ class SelectionResult:
     winners: dict[str, WinnerSpec]
     cross_sell_winner: str
     report: dict[str, Any] = field(default_factory=dict)
+    rankers: dict[str, Any] = field(default_factory=dict)
+    """Per protocol whose winner is a re-ranker: the classifier trained on the latest window."""
 
 
 def item_categories(shop: Shop, item_ids: np.ndarray) -> np.ndarray:
@@ -270,9 +278,11 @@ class ValidationData:
         """Interactions at the cut with a half-life of `half_life` x W (None: no decay)."""
         if half_life not in self._matrices:
             days = None if half_life is None else half_life * self.window_days
+            started = time.perf_counter()
             self._matrices[half_life] = build_interactions(
                 self.shop, self.cut, half_life_days=days, item_ids=self.item_ids
             )
+            self.build_seconds = time.perf_counter() - started
         return self._matrices[half_life]
 
     def ndcg(self, scores: np.ndarray, protocol: str, subset: np.ndarray | None = None) -> dict:
@@ -326,6 +336,7 @@ def select_models(
     say(f"validation window {window:.1f} days from {data.cut}, {len(data.eval_rows)} customers")
     specs = candidate_specs(len(items), seed)
     cached: dict[str, np.ndarray] = {}
+    fitted: dict[str, Recommender] = {}
     by_name = {spec.name: spec for spec in specs}
     report: dict[str, Any] = {"candidates": {}, "skipped": []}
     for spec in specs:
@@ -340,6 +351,7 @@ def select_models(
             report["skipped"].append(f"{spec.name}: {error}")
             continue
         cached[spec.name] = _score_block(model, data, matrix)
+        fitted[spec.name] = model
         entry: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - fit_started, 3)}
         for protocol in PROTOCOLS:
             entry[protocol] = _rounded(data.ndcg(cached[spec.name], protocol))
@@ -349,8 +361,14 @@ def select_models(
             f"repeat ndcg {entry['repeat']['ndcg']:.4f} ({entry['fit_seconds']} s)"
         )
     winners: dict[str, WinnerSpec] = {}
+    rankers: dict[str, Any] = {}
     for protocol in PROTOCOLS:
         winners[protocol], why = _greedy_blend(data, cached, by_name, protocol, report)
+        remaining = time_budget_s - (time.perf_counter() - started)
+        if _rerank_cost(data, report, protocol) < remaining:
+            outcome = _try_reranker(data, fitted, by_name, protocol, report, why, seed)
+            if outcome is not None:
+                winners[protocol], rankers[protocol], why = outcome
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
     cross_sell, cross_report = _select_cross_sell(shop, data, seed)
@@ -359,7 +377,7 @@ def select_models(
     report["validation_cut"] = data.cut.isoformat()
     report["validation_customers"] = int(len(data.eval_rows))
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
-    return SelectionResult(window, data.cut, winners, cross_sell, report)
+    return SelectionResult(window, data.cut, winners, cross_sell, report, rankers)
 
 
 def _rounded(metrics: dict[str, float]) -> dict[str, float]:
@@ -415,6 +433,9 @@ def _greedy_blend(
     )
     return winner, {
         "validation_ndcg": round(winner_ndcg, 5),
+        "validation_halves": [
+            score(list(winner.members), list(winner.weights), h) for h in data.halves
+        ],
         "best_single": ranked[0],
         "best_baseline": best_baseline,
         "baseline_ndcg": baseline_ndcg,
@@ -493,9 +514,25 @@ def fit_winner(
     co_purchase: sp.csr_matrix,
     categories: np.ndarray,
     seed: int,
+    ranker: Any = None,
+    repeat_rates: np.ndarray | None = None,
 ) -> tuple[Recommender, float | None]:
     """Fit the winner's members on the full data; returns the model and its serving half-life
-    (the half-life of its personal members, in multiples of W; None when they use no decay)."""
+    (the half-life of its personal members, in multiples of W; None when they use no decay).
+
+    A re-ranker winner needs `ranker` (the classifier selection trained on the latest window)
+    and `repeat_rates` (per item, at the same `as_of` as the matrices); it reads history with
+    a half-life of W."""
+    if winner.rerank:
+        members = []
+        for name in winner.members:
+            model, spec = build_candidate(name, len(categories), seed)
+            members.append(model.fit(matrices(spec.half_life), co_purchase, categories))
+        reranker = _reranker(members, list(winner.members), winner.exclude_seen, seed)
+        reranker.classifier_ = ranker
+        reranker.repeat_rates_ = np.asarray(repeat_rates, dtype=np.float32)
+        reranker.n_items_ = len(categories)
+        return reranker, RERANK_HALF_LIFE
     fitted: list[Recommender] = []
     serving_half_life: float | None = None
     for name in winner.members:
@@ -507,3 +544,209 @@ def fit_winner(
     if len(fitted) == 1:
         return fitted[0], serving_half_life
     return BlendRecommender.from_fitted(fitted, list(winner.weights)), serving_half_life
+
+
+RERANK_HALF_LIFE = 1.0
+"""Re-rankers read customer history with a half-life of W (train and serve alike)."""
+RERANK_TRAIN_CUSTOMERS = 3_000
+
+
+def _rerank_members(fitted: list[str], report: dict[str, Any], protocol: str) -> list[str]:
+    """The best candidate of each of the five best model families on this protocol."""
+    ranked = sorted(fitted, key=lambda name: -report["candidates"][name][protocol]["ndcg"])
+    names: list[str] = []
+    for name in ranked:
+        if _family(name) not in {_family(n) for n in names}:
+            names.append(name)
+        if len(names) == 5:
+            break
+    return names
+
+
+def _rerank_cost(data: ValidationData, report: dict[str, Any], protocol: str) -> float:
+    """Seconds a re-ranker trial is expected to take: members fitted twice more, their
+    matrices built again, and two classifier fits (a generous guess, so the budget holds)."""
+    names = _rerank_members(list(report["candidates"]), report, protocol)
+    fits = sum(report["candidates"][name]["fit_seconds"] for name in names)
+    return 2.0 * fits + (len(names) + 3) * data.build_seconds + 30.0
+
+
+def _family(name: str) -> str:
+    return name.split("_")[0]
+
+
+def _reranker(members: list[Recommender], names: list[str], exclude_seen: bool, seed: int) -> Any:
+    from models.recommenders.rerank import RerankRecommender
+
+    return RerankRecommender(members, names, exclude_seen=exclude_seen, random_state=seed)
+
+
+def window_labels(
+    shop: Shop,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    customer_ids: np.ndarray,
+    item_ids: np.ndarray,
+) -> sp.csr_matrix:
+    """Binary customers x items: 1 when the customer bought the item in [start, end)."""
+    purchases = shop.purchases
+    window = purchases.loc[(purchases["ordered_at"] >= start) & (purchases["ordered_at"] < end)]
+    rows = pd.Index(customer_ids).get_indexer(window["customer_id"].astype(str))
+    cols = pd.Index(item_ids).get_indexer(window["item_id"].astype(str))
+    known = (rows >= 0) & (cols >= 0)
+    labels = sp.csr_matrix(
+        (np.ones(int(known.sum()), dtype=np.float32), (rows[known], cols[known])),
+        shape=(len(customer_ids), len(item_ids)),
+    )
+    labels.sum_duplicates()
+    labels.data[:] = 1.0
+    return labels
+
+
+def _train_classifier(
+    reranker: Any,
+    history: Interactions,
+    labels: sp.csr_matrix,
+    exclude_seen: bool,
+    seed: int,
+) -> Any:
+    """Fit the re-ranker's classifier on (customer, candidate) pairs of one time window."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    if exclude_seen:
+        seen = sp.csr_matrix(history.matrix != 0, dtype=np.float32)
+        positives = labels - labels.multiply(seen)
+    else:
+        positives = labels
+    positives = sp.csr_matrix(positives)
+    rows = np.flatnonzero(np.diff(positives.indptr) > 0)
+    rng = np.random.default_rng(seed)
+    if len(rows) > RERANK_TRAIN_CUSTOMERS:
+        rows = np.sort(rng.choice(rows, RERANK_TRAIN_CUSTOMERS, replace=False))
+    if len(rows) < 20:
+        raise ValueError("too few customers bought in the window to train a re-ranker")
+    tables, targets = [], []
+    for start in range(0, len(rows), 500):
+        chunk = rows[start : start + 500]
+        columns, table, _ = reranker.candidate_features(chunk, history.matrix[chunk])
+        truth = positives[chunk].toarray() > 0
+        safe = np.maximum(columns, 0)
+        target = np.take_along_axis(truth, safe, axis=1) & (columns >= 0)
+        keep = (columns >= 0).reshape(-1)
+        tables.append(table[keep])
+        targets.append(target.reshape(-1)[keep])
+    y = np.concatenate(targets)
+    if y.all() or not y.any():
+        raise ValueError("re-ranker labels are all equal in the window")
+    classifier = HistGradientBoostingClassifier(
+        max_iter=reranker.max_iter,
+        learning_rate=reranker.learning_rate,
+        max_leaf_nodes=reranker.max_leaf_nodes,
+        min_samples_leaf=reranker.min_samples_leaf,
+        early_stopping=False,
+        random_state=reranker.random_state,
+    )
+    with threadpool_limits(1):  # HistGradientBoosting uses OpenMP; the machine is shared
+        return classifier.fit(np.vstack(tables), y)
+
+
+def _try_reranker(
+    data: ValidationData,
+    fitted: dict[str, Recommender],
+    specs: dict[str, CandidateSpec],
+    protocol: str,
+    report: dict[str, Any],
+    blend_why: dict[str, Any],
+    seed: int,
+) -> tuple[WinnerSpec, Any, dict[str, Any]] | None:
+    """Train a re-ranker one window earlier, judge it on the validation window; when it beats
+    the blend there (on both halves), retrain its classifier on the validation window."""
+    from features.interactions import purchase_counts as counts_at
+    from models.recommenders.rules import repeat_purchase_rates
+
+    names = _rerank_members(list(fitted), report, protocol)
+    exclude_seen = protocol == "discovery"
+    entry: dict[str, Any] = {"members": names}
+    report.setdefault("rerank", {})[protocol] = entry
+    earlier_cut = data.cut - pd.Timedelta(days=data.window_days)
+    shop_before = data.shop.before(data.cut)
+    try:
+        started = time.perf_counter()
+        # 1. Members and history one window earlier; labels = the window before validation.
+        earlier_members = []
+        for name in names:
+            spec = specs[name]
+            days = None if spec.half_life is None else spec.half_life * data.window_days
+            matrix = build_interactions(
+                shop_before, earlier_cut, half_life_days=days, item_ids=data.item_ids
+            )
+            earlier_members.append(
+                spec.make().fit(
+                    matrix,
+                    co_purchase_counts(shop_before, earlier_cut, data.item_ids),
+                    data.item_categories,
+                )
+            )
+        history = build_interactions(
+            shop_before,
+            earlier_cut,
+            half_life_days=RERANK_HALF_LIFE * data.window_days,
+            item_ids=data.item_ids,
+        )
+        reranker = _reranker(earlier_members, names, exclude_seen, seed)
+        reranker.repeat_rates_ = repeat_purchase_rates(
+            _aligned(counts_at(shop_before, earlier_cut, data.item_ids), history.customer_ids)
+        )
+        reranker.n_items_ = len(data.item_ids)
+        labels = window_labels(
+            data.shop, earlier_cut, data.cut, history.customer_ids, data.item_ids
+        )
+        classifier = _train_classifier(reranker, history, labels, exclude_seen, seed)
+        # 2. The same classifier on validation-time members and history.
+        validation_history = data.matrix(RERANK_HALF_LIFE)
+        judged = _reranker([fitted[n] for n in names], names, exclude_seen, seed)
+        judged.classifier_ = classifier
+        judged.repeat_rates_ = repeat_purchase_rates(data.bought)
+        judged.n_items_ = len(data.item_ids)
+        scores = _score_block(judged, data, validation_history)
+        halves = [data.ndcg(scores, protocol, h)["ndcg"] for h in data.halves]
+        blend_halves = blend_why["validation_halves"]
+        overall = data.ndcg(scores, protocol)["ndcg"]
+        entry.update(
+            validation_ndcg=round(overall, 5),
+            validation_halves=[round(h, 5) for h in halves],
+            blend_validation_ndcg=blend_why["validation_ndcg"],
+        )
+        if not all(r > b for r, b in zip(halves, blend_halves, strict=True)):
+            entry["chosen"] = False
+            entry["seconds"] = round(time.perf_counter() - started, 2)
+            return None
+        # 3. Retrain the classifier on the latest window (validation) for serving.
+        final_labels = window_labels(
+            data.shop, data.cut, data.as_of, validation_history.customer_ids, data.item_ids
+        )
+        final_classifier = _train_classifier(
+            judged, validation_history, final_labels, exclude_seen, seed
+        )
+        entry["chosen"] = True
+        entry["seconds"] = round(time.perf_counter() - started, 2)
+    except ValueError as error:
+        entry["error"] = str(error)
+        return None
+    winner = WinnerSpec(tuple(names), (1.0,) * len(names), True, exclude_seen)
+    why = dict(blend_why)
+    why.update(
+        validation_ndcg=round(overall, 5),
+        reason=(
+            f"re-ranker validation NDCG@{K} {overall:.4f} beats the blend "
+            f"{blend_why['validation_ndcg']:.4f} on both halves of the validation customers "
+            f"(best popularity/trending {blend_why['best_baseline']} "
+            f"{blend_why['baseline_ndcg']:.4f})"
+        ),
+    )
+    return winner, final_classifier, why
+
+
+def _aligned(counts: Interactions, customer_ids: np.ndarray) -> sp.csr_matrix:
+    rows = pd.Index(counts.customer_ids).get_indexer(customer_ids)
+    return counts.matrix[np.maximum(rows, 0)]

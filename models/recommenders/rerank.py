@@ -1,0 +1,142 @@
+"""A learned re-ranker (scikit-learn HistGradientBoosting) over candidates from member models.
+
+For each customer, the members' row-normalised scores are summed; the best `candidates` items
+of that sum are the candidates (items the customer already has are left out when
+`exclude_seen` is set, for discovery). Each (customer, candidate) pair is described by every
+member's score, its rank in the sum, the customer's own confidence for the item (and whether
+they bought it), the size of their history, and the item's repeat-purchase rate; the classifier
+gives the probability that the customer buys the item in the next window. Candidates are scored
+2 + probability, so they always precede the rest, which keep their summed score (scaled below 1).
+
+It is trained on labels from a time window (see `selection.fit_reranker`), never by `fit`.
+The classifier is saved with skops (a non-pickle format) and loaded trusting only its tree type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from models.recommenders.base import Recommender, row_normalise, top_k
+
+TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+class RerankRecommender(Recommender):
+    """Gradient-boosted re-ranking of the top candidates of fitted member models."""
+
+    strategy = "rerank"
+    _array_names = ("repeat_rates_",)
+
+    def __init__(
+        self,
+        members: list[Recommender] | None = None,
+        member_names: list[str] | None = None,
+        candidates: int = 50,
+        exclude_seen: bool = False,
+        max_iter: int = 150,
+        learning_rate: float = 0.08,
+        max_leaf_nodes: int = 31,
+        min_samples_leaf: int = 100,
+        random_state: int = 0,
+    ) -> None:
+        self.members = list(members or [])
+        self.member_names = list(member_names or [type(m).__name__ for m in self.members])
+        self.candidates = candidates
+        self.exclude_seen = exclude_seen
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.random_state = random_state
+
+    def get_params(self) -> dict[str, Any]:
+        """Plain-value parameters (members and the classifier are saved beside them)."""
+        params = super().get_params()
+        params.pop("members")
+        return params
+
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
+        raise NotImplementedError(
+            "a re-ranker learns from a later time window: use "
+            "models.recommenders.selection.fit_reranker"
+        )
+
+    # --- features ---------------------------------------------------------------------------
+    def candidate_features(
+        self, customer_rows: np.ndarray, user_items: sp.csr_matrix
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(candidate columns (n, c), features (n * c, f), summed member scores (n, items))."""
+        member_scores = [
+            row_normalise(member.scores(customer_rows, user_items)) for member in self.members
+        ]
+        summed = np.sum(member_scores, axis=0).astype(np.float32)
+        own = user_items.toarray()
+        base = summed.copy()
+        if self.exclude_seen:
+            base[own > 0] = -np.inf
+        columns, _ = top_k(base, min(self.candidates, base.shape[1]))
+        valid = columns >= 0
+        safe = np.where(valid, columns, 0)
+        n_rows, n_candidates = columns.shape
+        own_scale = np.maximum(own.max(axis=1, keepdims=True), 1e-12)
+        history_size = np.diff(sp.csr_matrix(user_items).indptr).astype(np.float32)
+        features = [np.take_along_axis(s, safe, axis=1) for s in member_scores]
+        features += [
+            np.broadcast_to(np.arange(n_candidates, dtype=np.float32), (n_rows, n_candidates)),
+            np.take_along_axis(own / own_scale, safe, axis=1),
+            (np.take_along_axis(own, safe, axis=1) > 0).astype(np.float32),
+            np.broadcast_to(history_size[:, None], (n_rows, n_candidates)),
+            np.broadcast_to(own.sum(axis=1, keepdims=True), (n_rows, n_candidates)),
+            self.repeat_rates_[safe],
+        ]
+        table = np.stack([np.asarray(f, dtype=np.float32).reshape(-1) for f in features], axis=1)
+        return np.where(valid, columns, -1), table, summed
+
+    def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        columns, table, summed = self.candidate_features(customer_rows, user_items)
+        scores = summed / np.float32(max(len(self.members), 1) + 1)
+        with threadpool_limits(1):
+            probability = self.classifier_.predict_proba(table)[:, 1].reshape(columns.shape)
+        rows = np.repeat(np.arange(len(columns)), columns.shape[1]).reshape(columns.shape)
+        valid = columns >= 0
+        scores[rows[valid], columns[valid]] = 2.0 + probability[valid]
+        return scores
+
+    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(item_rows), self.n_items_), dtype=np.float32)
+        for member in self.members:
+            if member.knows_similar_items:
+                total += row_normalise(member._similarity_scores(item_rows))
+        return total
+
+    # --- persistence ------------------------------------------------------------------------
+    def _extra_meta(self, directory: Path) -> dict[str, Any]:
+        import skops.io
+
+        for index, member in enumerate(self.members):
+            member.save(directory / f"member_{index}")
+        skops.io.dump(self.classifier_, directory / "classifier.skops")
+        return {"members": len(self.members)}
+
+    def _load_extra(self, meta: dict[str, Any], directory: Path) -> None:
+        import skops.io
+
+        self.members = [
+            Recommender.load(directory / f"member_{index}") for index in range(meta["members"])
+        ]
+        path = directory / "classifier.skops"
+        untrusted = skops.io.get_untrusted_types(file=path)
+        unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+        if unexpected:
+            raise ValueError(f"{path} holds unexpected types {unexpected}: refusing to load it")
+        self.classifier_ = skops.io.load(path, trusted=TRUSTED_TYPES)
