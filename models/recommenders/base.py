@@ -140,8 +140,11 @@ class Recommender(ABC):
             stop = min(start + step, len(rows))
             block = self.scores(rows[start:stop], user_items[start:stop])
             if exclude is not None:
-                mask = exclude[start:stop]
-                mask = mask.toarray() != 0 if sp.issparse(mask) else np.asarray(mask, dtype=bool)
+                part = exclude[start:stop]
+                if sp.issparse(part):
+                    mask = sp.csr_matrix(part).toarray() != 0
+                else:
+                    mask = np.asarray(part, dtype=bool)
                 block[mask] = -np.inf
             found_items, found_scores = top_k(block, k)
             items_out.append(found_items)
@@ -202,7 +205,7 @@ class Recommender(ABC):
         }
         meta.update(self._extra_meta(directory))
         (directory / "model.json").write_text(json.dumps(meta, indent=1))
-        np.savez(directory / "arrays.npz", **self._arrays())
+        np.savez(directory / "arrays.npz", **self._arrays())  # type: ignore[arg-type]
 
     def _extra_meta(self, directory: Path) -> dict[str, Any]:
         return {}

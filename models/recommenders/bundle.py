@@ -258,7 +258,7 @@ class RecommenderBundle:
         arrays.update(csr_to_arrays("purchased", self.purchased))
         for key, matrix in self.history.items():
             arrays.update(csr_to_arrays(f"history_{key}", matrix))
-        np.savez(directory / "bundle.npz", **arrays)
+        np.savez(directory / "bundle.npz", **arrays)  # type: ignore[arg-type]
         for role, model in self.models.items():
             model.save(directory / "models" / role)
         meta = {

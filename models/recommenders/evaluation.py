@@ -10,7 +10,8 @@ each averaged over customers. Catalog coverage = distinct items recommended / ca
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +19,8 @@ METRIC_NAMES = ("precision", "recall", "ndcg", "map", "hit_rate")
 
 
 def ranking_metrics(
-    recommended: Mapping[Hashable, Sequence[Hashable]],
-    relevant: Mapping[Hashable, set],
+    recommended: Mapping[Any, Sequence[Any]],
+    relevant: Mapping[Any, set],
     k: int = 10,
 ) -> dict[str, float]:
     """Mean precision, recall, NDCG, MAP and hit rate at `k` over customers with relevant items.
@@ -52,7 +53,7 @@ def ranking_metrics(
     return result
 
 
-def catalog_coverage(recommended: Mapping[Hashable, Sequence[Hashable]], n_items: int) -> float:
+def catalog_coverage(recommended: Mapping[Any, Sequence[Any]], n_items: int) -> float:
     """Share of the catalog (n_items items) that appears in at least one recommendation list."""
     if n_items <= 0:
         raise ValueError(f"n_items must be positive, got {n_items}")

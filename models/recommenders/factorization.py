@@ -16,6 +16,8 @@ from models.recommenders.base import Recommender
 class _FactorRecommender(Recommender):
     _array_names = ("user_factors_", "item_factors_")
     regularization: float
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         items = self.item_factors_.astype(np.float64)

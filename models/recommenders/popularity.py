@@ -110,8 +110,8 @@ class CategoryAffinityRecommender(Recommender):
         )
         codes, _ = pd.factorize(pd.Series(labels).fillna(""))
         self.item_category_ = codes.astype(np.int64)
-        buyers = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
-        buyers = buyers.astype(np.float64) + 0.5  # an unsold item still has a tiny chance
+        sold = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
+        buyers = sold.astype(np.float64) + 0.5  # an unsold item still has a tiny chance
         per_category = np.bincount(self.item_category_, weights=buyers)
         self.item_share_ = (buyers / per_category[self.item_category_]).astype(np.float32)
         self.category_share_ = (per_category / per_category.sum()).astype(np.float32)

@@ -31,6 +31,8 @@ class RerankRecommender(Recommender):
 
     strategy = "rerank"
     _array_names = ("repeat_rates_",)
+    repeat_rates_: np.ndarray
+    classifier_: Any
 
     def __init__(
         self,

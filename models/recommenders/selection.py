@@ -23,6 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -144,7 +145,7 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
             cheap.append(
                 CandidateSpec(
                     f"repeat_purchase_p{weight:g}_{tag}",
-                    lambda w=weight: RepeatPurchaseRecommender(popularity_weight=w),
+                    partial(RepeatPurchaseRecommender, popularity_weight=weight),
                     half_life,
                 )
             )
@@ -152,14 +153,14 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
             cheap.append(
                 CandidateSpec(
                     f"item_knn_cosine_k{neighbours}_{tag}",
-                    lambda n=neighbours: ItemKNNRecommender("cosine", neighbours=n),
+                    partial(ItemKNNRecommender, "cosine", neighbours=neighbours),
                     half_life,
                 )
             )
         cheap.append(
             CandidateSpec(
                 f"item_knn_bm25_k100_{tag}",
-                lambda: ItemKNNRecommender("bm25", neighbours=100),
+                partial(ItemKNNRecommender, "bm25", neighbours=100),
                 half_life,
             )
         )
@@ -167,7 +168,7 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
             cheap.append(
                 CandidateSpec(
                     f"category_affinity_s{smoothing:g}_{tag}",
-                    lambda v=smoothing: CategoryAffinityRecommender(smoothing=v),
+                    partial(CategoryAffinityRecommender, smoothing=smoothing),
                     half_life,
                 )
             )
@@ -175,7 +176,7 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
             cheap.append(
                 CandidateSpec(
                     f"co_purchase_l{exponent:g}_{tag}",
-                    lambda e=exponent: CoPurchaseRecommender(lift_exponent=e),
+                    partial(CoPurchaseRecommender, lift_exponent=exponent),
                     half_life,
                 )
             )
@@ -183,13 +184,13 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
         cheap.append(
             CandidateSpec(
                 f"item_knn_cosine_k{neighbours}_binary",
-                lambda n=neighbours: ItemKNNRecommender("cosine", neighbours=n, binary=True),
+                partial(ItemKNNRecommender, "cosine", neighbours=neighbours, binary=True),
                 None,
             )
         )
     if n_items <= EASE_MAX_ITEMS:
         for l2 in (100.0, 500.0, 2000.0):
-            cheap.append(CandidateSpec(f"ease_l{l2:g}", lambda v=l2: EASERecommender(l2=v), None))
+            cheap.append(CandidateSpec(f"ease_l{l2:g}", partial(EASERecommender, l2=l2), None))
     factor_models: list[CandidateSpec] = []
     grid = [
         (factors, reg, alpha)
@@ -202,8 +203,13 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
         factor_models.append(
             CandidateSpec(
                 f"als_f{factors}_r{reg:g}_a{alpha:g}",
-                lambda f=factors, r=reg, a=alpha: ALSRecommender(
-                    factors=f, regularization=r, alpha=a, iterations=15, random_state=seed
+                partial(
+                    ALSRecommender,
+                    factors=factors,
+                    regularization=reg,
+                    alpha=alpha,
+                    iterations=15,
+                    random_state=seed,
                 ),
                 1.0,
             )
@@ -212,7 +218,7 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
         factor_models.append(
             CandidateSpec(
                 f"bpr_f{factors}",
-                lambda f=int(factors): BPRRecommender(factors=f, iterations=100, random_state=seed),
+                partial(BPRRecommender, factors=int(factors), iterations=100, random_state=seed),
                 None,
             )
         )
@@ -496,11 +502,11 @@ def build_candidate(name: str, n_items: int, seed: int) -> tuple[Recommender, Ca
     for spec in candidate_specs(n_items, seed):
         if spec.name == name:
             return spec.make(), spec
-    cross = {
-        f"co_purchase_l{e:g}": lambda e=e: CoPurchaseRecommender(lift_exponent=e)
+    cross: dict[str, Callable[[], Recommender]] = {
+        f"co_purchase_l{e:g}": partial(CoPurchaseRecommender, lift_exponent=e)
         for e in (0.0, 0.5, 1.0)
     }
-    cross["item_knn_cosine_k200"] = lambda: ItemKNNRecommender("cosine", neighbours=200)
+    cross["item_knn_cosine_k200"] = partial(ItemKNNRecommender, "cosine", neighbours=200)
     cross["trending_h0.33"] = TrendingRecommender
     if name in cross:
         half_life = 1 / 3 if name.startswith("trending") else None
