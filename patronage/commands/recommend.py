@@ -121,8 +121,8 @@ def _fit(args: argparse.Namespace) -> int:
     from models.recommenders.bundle import fit_recommender_bundle
 
     as_of = to_utc(args.as_of) if args.as_of else None
-    loaded = load_shop(Path(args.directory), as_of=as_of)
-    shop = loaded.shop
+    # Validate against the present (rows after --as-of are legitimate history, just unused).
+    shop = load_shop(Path(args.directory)).shop
     if as_of is None:
         if shop.purchases.empty:
             raise PatronageError(f"{args.directory} holds no purchases: nothing to learn from")

@@ -132,3 +132,25 @@ def test_recommend_command_says_what_to_fix(tmp_path: Path, capsys) -> None:
     customers.write_text("a\n")
     code = main(["recommend", "--customers", str(customers), "--out", str(tmp_path / "o.csv")])
     assert code == 1 and "--model-dir" in capsys.readouterr().err
+
+
+def test_recommend_fit_command_saves_a_loadable_bundle(
+    sample_shop_dir: Path, tmp_path: Path, capsys
+) -> None:
+    code = main(
+        [
+            "recommend-fit",
+            str(sample_shop_dir),
+            "--model-dir",
+            str(tmp_path / "fitted"),
+            "--as-of",
+            "2025-12-01",
+            "--time-budget",
+            "2",
+        ]
+    )
+    assert code == 0
+    assert "discovery:" in capsys.readouterr().out
+    loaded = RecommenderBundle.load(tmp_path / "fitted")
+    assert loaded.as_of == AS_OF
+    assert len(loaded.recommend_for(str(loaded.customer_ids[0]), k=3).item_ids) == 3
