@@ -83,10 +83,8 @@ def write_shop(directory: Path, lines: int, customers: int, items: int, file_for
             "kind": pa.array(kinds),
             "item_id": purchases["item_id"].take(pa.array(feedback_line)),
             "order_id": purchases["order_id"].take(pa.array(feedback_line)),
-            "rating": pa.array(
-                np.where(kinds == "rating", rng.integers(1, 6, feedback_rows), None)
-            ),
-            "text": pa.array(np.where(kinds == "rating", None, "fine, thanks")),
+            "rating": pa.array(rng.integers(1, 6, feedback_rows), mask=kinds != "rating"),
+            "text": pa.array(np.full(feedback_rows, "fine, thanks"), mask=kinds == "rating"),
         }
     )
     item_table = pa.table(
