@@ -83,6 +83,7 @@ class Candidate:
     champion_metrics: dict[str, float] | None = None
     comparison: str = ""
     model_uri: str = ""
+    model_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -681,6 +682,7 @@ def _log_model(candidate: Candidate, requirements: list[str]) -> None:
         tags={"patronage.registered_model": candidate.name},
     )
     candidate.model_uri = info.model_uri
+    candidate.model_id = info.model_id or ""
     _verify_logged_model(candidate)
 
 
@@ -782,6 +784,7 @@ def _register(
                 client.create_registered_model(
                     name, description=f"Patronage {ARTIFACT_NAMES[name]} model (docs/training.md)"
                 )
+                undo.append(lambda n=name: client.delete_registered_model(n))
             previous_challenger = _alias_version(client, name, CHALLENGER)
             previous_champion = champion_version(client, name)
             previous_history = champion_history(client, name)
@@ -799,8 +802,13 @@ def _register(
                     if key in candidate.metrics
                 },
             }
+            # A tracking server wants the logged model's id beside a models:/ source.
             version = client.create_model_version(
-                name, candidate.model_uri, run_id=run_id, tags=tags
+                name,
+                candidate.model_uri,
+                run_id=run_id,
+                tags=tags,
+                model_id=candidate.model_id or None,
             )
             number = str(version.version)
             undo.append(lambda n=name, v=number: client.delete_model_version(n, v))

@@ -213,26 +213,52 @@ def list_versions(
     return rows
 
 
-def resolve_model_dir(uri: str) -> Path:
+def resolve_model_dir(uri: str, artifact: str | None = None) -> Path:
     """A local directory holding the MLflow model at `uri` (downloaded if needed).
 
     `uri` may be `models:/NAME@ALIAS`, `models:/NAME/VERSION`, `runs:/...`, any artifact URI, or a
-    local directory (returned as is). Uses the current tracking store (`MLFLOW_TRACKING_URI` or
-    the default `sqlite:///mlruns/mlflow.db`). Raises `RegistryError` when the model is missing."""
+    local model directory. With `artifact` (e.g. "bundle" for the recommender, "scorer" or
+    "scores" for churn and loyalty) the directory of that logged artifact is returned instead,
+    ready for `RecommenderBundle.load` / `CustomerScorer.load`. Uses the current tracking store
+    (`MLFLOW_TRACKING_URI` or the default `sqlite:///mlruns/mlflow.db`). Raises `RegistryError`
+    when the model or the artifact is missing, `TrackingUnavailable` when the store is down."""
     local = Path(uri)
     if "://" not in uri and not uri.startswith("models:") and local.is_dir():
-        return local
-    from mlflow.exceptions import MlflowException
+        model_dir = local
+    else:
+        from mlflow.exceptions import MlflowException
 
-    from training.tracking import connect
+        from training.tracking import connect
 
-    connect()
-    import mlflow
+        connect()
+        import mlflow
 
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except MlflowException as error:
+        try:
+            model_dir = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        except (MlflowException, OSError) as error:
+            raise RegistryError(
+                f"cannot find the model {uri}: {str(error).splitlines()[0]}. Train one with "
+                "`patronage train DIR` or pass --model-uri"
+            ) from error
+    if artifact is None:
+        return model_dir
+    return model_artifact_dir(model_dir, artifact)
+
+
+def model_artifact_dir(model_dir: Path, artifact: str) -> Path:
+    """The directory of a named pyfunc artifact inside a local MLflow model directory.
+
+    Raises `RegistryError` when the model has no such artifact."""
+    import yaml
+
+    meta_path = model_dir / "MLmodel"
+    if not meta_path.exists():
+        raise RegistryError(f"{model_dir} is not an MLflow model directory (no MLmodel file)")
+    meta = yaml.safe_load(meta_path.read_text())
+    artifacts = meta.get("flavors", {}).get("python_function", {}).get("artifacts") or {}
+    if artifact not in artifacts:
         raise RegistryError(
-            f"cannot find the model {uri}: {str(error).splitlines()[0]}. Train one with "
-            "`patronage train DIR` or pass --model-uri"
-        ) from error
+            f"the model in {model_dir} has no artifact {artifact!r}; it has: "
+            f"{', '.join(sorted(artifacts)) or 'none'}"
+        )
+    return model_dir / artifacts[artifact]["path"]
