@@ -743,6 +743,7 @@ def _try_reranker(
     why = dict(blend_why)
     why.update(
         validation_ndcg=round(overall, 5),
+        validation_halves=[round(h, 5) for h in halves],
         reason=(
             f"re-ranker validation NDCG@{K} {overall:.4f} beats the blend "
             f"{blend_why['validation_ndcg']:.4f} on both halves of the validation customers "
