@@ -439,16 +439,32 @@ def _first_line_of_group(
 
 
 def _reject_duplicates(
-    table: Table, parsed: pd.DataFrame, line_numbers: np.ndarray, verdicts: _Verdicts
+    table: Table,
+    parsed: pd.DataFrame,
+    line_numbers: np.ndarray,
+    verdicts: _Verdicts,
+    order_numbers: np.ndarray | None = None,
 ) -> None:
     """Later copies of a row are rejected: `duplicate_line` when every value is equal, the
-    table's key reason (e.g. `duplicate_order_item`) when only the key is equal."""
+    table's key reason (e.g. `duplicate_order_item`) when only the key is equal.
+
+    `order_numbers` (purchases): an integer per row standing for its order_id, so that the
+    (order_id, item_id) key is hashed as integers rather than as two text columns."""
     candidates = np.flatnonzero(verdicts.ok)
     rows = parsed.iloc[candidates]
     lines = line_numbers[candidates]
     all_columns = list(parsed.columns)
     key = list(table.key) or all_columns
-    in_group = rows.duplicated(subset=key, keep=False).to_numpy()
+    combined = None
+    if order_numbers is not None and key == ["order_id", "item_id"]:
+        item_codes = _codes_by_first_appearance(rows["item_id"])
+        items = int(item_codes.max(initial=0)) + 1
+        if (int(order_numbers.max(initial=0)) + 1) * items < 2**62:  # else int64 overflows
+            combined = order_numbers[candidates] * items + item_codes
+    if combined is not None:
+        in_group = pd.Series(combined).duplicated(keep=False).to_numpy()
+    else:
+        in_group = rows.duplicated(subset=key, keep=False).to_numpy()
     if not in_group.any():
         return
     group = rows[in_group]
@@ -493,18 +509,36 @@ def _first_row_of_code(codes: np.ndarray) -> np.ndarray:
     return np.flatnonzero(new)[codes]
 
 
+def _order_numbers(order_ids: pd.Series) -> np.ndarray:
+    """An integer per row for its order, numbered 0, 1, ... by first appearance.
+
+    When every order's lines are contiguous (the usual export) these are run numbers, found
+    without hashing ten million strings; otherwise Arrow's dictionary codes."""
+    if len(order_ids) == 0:
+        return np.zeros(0, dtype=np.int64)
+    arrow = _arrow_text(order_ids)
+    same_as_previous = pc.equal(arrow[1:], arrow[:-1]).to_numpy(zero_copy_only=False)
+    starts = np.concatenate(([True], ~same_as_previous))
+    first_ids = arrow.filter(pa.array(starts))
+    if pc.count_distinct(first_ids).as_py() == len(first_ids):  # no order_id in two runs
+        return np.cumsum(starts) - 1
+    return _codes_by_first_appearance(order_ids)
+
+
 def _reject_order_conflicts(
-    parsed: pd.DataFrame, line_numbers: np.ndarray, verdicts: _Verdicts
+    parsed: pd.DataFrame, line_numbers: np.ndarray, verdicts: _Verdicts, order_numbers: np.ndarray
 ) -> None:
     """An order belongs to one customer at one time: the first accepted line of an order
-    defines both; later lines that disagree are rejected as `order_conflict`."""
+    defines both; later lines that disagree are rejected as `order_conflict`.
+
+    `order_numbers`: `_order_numbers` of the rows still accepted (by position in `parsed`)."""
     candidates = np.flatnonzero(verdicts.ok)
     rows = parsed.iloc[candidates]
-    order_codes = _codes_by_first_appearance(rows["order_id"])
-    customer_codes = _codes_by_first_appearance(rows["customer_id"])
+    first = _first_row_of_code(order_numbers[candidates])
+    customers = _arrow_text(rows["customer_id"])
+    same_customer = pc.equal(customers, customers.take(pa.array(first)))
     times = rows["ordered_at"].to_numpy(dtype="datetime64[ns]").view("int64")
-    first = _first_row_of_code(order_codes)
-    conflict = (customer_codes != customer_codes[first]) | (times != times[first])
+    conflict = ~same_customer.to_numpy(zero_copy_only=False) | (times != times[first])
     if not conflict.any():
         return
     mask = np.zeros(len(parsed), dtype=bool)
@@ -606,8 +640,13 @@ def _check_table(
     if table.name == "purchases":
         # Before duplicates, so that a line reusing an order_id for another customer is
         # reported as the conflict it is, not as a duplicate of another rejected line.
-        _reject_order_conflicts(result, raw.line_numbers, verdicts)
-    _reject_duplicates(table, result, raw.line_numbers, verdicts)
+        order_numbers = np.full(len(result), -1, dtype=np.int64)
+        accepted_so_far = np.flatnonzero(verdicts.ok)
+        order_numbers[accepted_so_far] = _order_numbers(result["order_id"].iloc[accepted_so_far])
+        _reject_order_conflicts(result, raw.line_numbers, verdicts, order_numbers)
+        _reject_duplicates(table, result, raw.line_numbers, verdicts, order_numbers)
+    else:
+        _reject_duplicates(table, result, raw.line_numbers, verdicts)
     return result, verdicts, notes
 
 

@@ -321,3 +321,85 @@ def test_exactly_the_corrupted_lines_are_rejected(tmp_path: Path, rows: list) ->
     rejected_lines = set((table.rejected_rows + 2).tolist())
     assert rejected_lines == corrupted
     assert loaded.shop.purchases["customer_id"].str.len().eq(5).all()
+
+
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_order_conflicts_and_duplicates_whatever_the_line_order(
+    tmp_path: Path, contiguous: bool
+) -> None:
+    """Orders whose lines are together (checked without hashing) and orders split apart."""
+    lines = [
+        "A,c1,i1,1,2025-01-01",
+        "A,c1,i2,1,2025-01-01",
+        "A,c2,i3,1,2025-01-01",  # another customer
+        "A,c1,i4,1,2025-01-02",  # another time
+        "A,c1,i1,5,2025-01-01",  # same order and item, other quantity
+        "A,c1,i2,1,2025-01-01",  # exact repeat
+        "B,c2,i1,1,2025-01-03",
+    ]
+    if not contiguous:
+        lines.insert(2, lines.pop())  # B between A's lines
+    (tmp_path / "purchases.csv").write_text(
+        "order_id,customer_id,item_id,quantity,ordered_at\n" + "\n".join(lines) + "\n"
+    )
+    table = load_shop(tmp_path, as_of=AS_OF, max_reject_rate=1.0).report.tables["purchases"]
+    assert table.rejected_by_reason == {
+        "order_conflict": 2,
+        "duplicate_order_item": 1,
+        "duplicate_line": 1,
+    }
+    assert table.accepted == 3
+
+
+def _reference_order_rules(rows: list[tuple[str, str, str, int, str]]) -> list[str | None]:
+    """Order conflicts, then duplicates, one row at a time: the contract in plain Python."""
+    owner: dict[str, tuple[str, str]] = {}
+    reasons: list[str | None] = []
+    for order, customer, _, _, when in rows:
+        owner.setdefault(order, (customer, when))
+        reasons.append(None if owner[order] == (customer, when) else "order_conflict")
+    seen_rows: set[tuple] = set()
+    seen_keys: set[tuple[str, str]] = set()
+    for index, row in enumerate(rows):
+        if reasons[index]:
+            continue
+        if row in seen_rows:
+            reasons[index] = "duplicate_line"
+        elif (row[0], row[2]) in seen_keys:
+            reasons[index] = "duplicate_order_item"
+        seen_rows.add(row)
+        seen_keys.add((row[0], row[2]))
+    return reasons
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B", "C"]),
+            st.sampled_from(["c1", "c2"]),
+            st.sampled_from(["i1", "i2"]),
+            st.integers(1, 2),
+            st.sampled_from(["2025-01-01", "2025-01-02"]),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    grouped=st.booleans(),
+)
+def test_order_rules_match_a_plain_reference(tmp_path: Path, rows: list, grouped: bool) -> None:
+    if grouped:  # every order's lines together: the fast path without hashing
+        rows = sorted(rows, key=lambda row: row[0])
+    directory = tmp_path / f"shop{len(list(tmp_path.iterdir()))}"
+    directory.mkdir()
+    body = "\n".join(",".join(map(str, row)) for row in rows)
+    (directory / "purchases.csv").write_text(
+        "order_id,customer_id,item_id,quantity,ordered_at\n" + body + "\n"
+    )
+    table = load_shop(directory, as_of=AS_OF, max_reject_rate=1.0).report.tables["purchases"]
+    found: list[str | None] = [None] * len(rows)
+    for position, reason in zip(table.rejected_rows, table.rejected_reasons, strict=True):
+        found[position] = reason
+    assert found == _reference_order_rules(rows)
