@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -51,7 +53,21 @@ class BundleRecommender:
         self.bundle = bundle
         self.precomputed: PrecomputedLists | None = None
         if precompute_k > 0:
-            self.precomputed = PrecomputedLists.build(bundle, precompute_k)
+            self.precomputed = PrecomputedLists(bundle, precompute_k)
+
+    def on_serving(self) -> None:
+        """Called by the model store once this recommender serves: start precomputing."""
+        if self.precomputed is not None:
+            self.precomputed.start()
+
+    def on_retired(self) -> None:
+        """Called when a swap replaced this recommender: stop precomputing."""
+        if self.precomputed is not None:
+            self.precomputed.stop()
+
+    def status(self) -> dict[str, Any]:
+        """What `/v1/models` shows about the recommender's fast path."""
+        return {"precomputed": None if self.precomputed is None else self.precomputed.progress()}
 
     @staticmethod
     def _convert(answer: Any) -> RecommendationList:
@@ -116,59 +132,88 @@ class BundleRecommender:
 class PrecomputedLists:
     """Top-K items of every known customer for the default question, as arrays.
 
-    Built once per loaded recommender version, off the request path (the load thread), with the
-    bundle's own batched `recommend_many`; a request only slices a row."""
+    Filled by a background thread once the recommender is serving (`start`), in chunks, with
+    the bundle's own batched `recommend_many`; until a customer's row is filled, that customer
+    is scored live. A request only slices a filled row. `stop` ends the filling when the
+    recommender is retired by a swap."""
 
     EXCLUDE = EXCLUDE_DEFAULT
+    CHUNK = 256
 
-    def __init__(
-        self,
-        index: dict[str, int],
-        items: np.ndarray,
-        scores: np.ndarray,
-        lengths: np.ndarray,
-        item_ids: list[str],
-        strategy: str,
-    ) -> None:
-        self.index = index
-        self.items = items
-        self.scores = scores
-        self.lengths = lengths
-        self.item_ids = item_ids
-        self.strategy = strategy
-        self.depth = items.shape[1]
+    def __init__(self, bundle: Any, depth: int) -> None:
+        self.bundle = bundle
+        self.customer_ids = [str(c) for c in bundle.customer_ids]
+        self.item_ids = [str(i) for i in bundle.item_ids]
+        self.index = {customer_id: row for row, customer_id in enumerate(self.customer_ids)}
+        self.depth = depth
+        self.items = np.full((len(self.customer_ids), depth), -1, dtype=np.int32)
+        self.scores = np.zeros((len(self.customer_ids), depth), dtype=np.float32)
+        self.lengths = np.full(len(self.customer_ids), -1, dtype=np.int32)  # -1: not yet
+        self.filled = 0
+        self.strategy = ""
+        self.seconds = 0.0
         self.cold: RecommendationList | None = None
         """The answer for any new customer, filled on first use."""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    @classmethod
-    def build(cls, bundle: Any, depth: int, batch: int = 4096) -> PrecomputedLists:
-        """Ask the bundle for the top `depth` of every customer it knows, `batch` at a time."""
-        customer_ids = [str(c) for c in bundle.customer_ids]
-        item_ids = [str(i) for i in bundle.item_ids]
-        column = {item: position for position, item in enumerate(item_ids)}
-        items = np.full((len(customer_ids), depth), -1, dtype=np.int32)
-        scores = np.zeros((len(customer_ids), depth), dtype=np.float32)
-        lengths = np.zeros(len(customer_ids), dtype=np.int16)
-        strategy = ""
-        for start in range(0, len(customer_ids), batch):
-            chunk = customer_ids[start : start + batch]
-            answers = bundle.recommend_many(chunk, k=depth, exclude_purchased=cls.EXCLUDE)
-            for offset, answer in enumerate(answers):
-                row = start + offset
-                n = len(answer.item_ids)
-                items[row, :n] = [column[i] for i in answer.item_ids]
-                scores[row, :n] = answer.scores
-                lengths[row] = n
-                strategy = answer.strategy
-        index = {customer_id: row for row, customer_id in enumerate(customer_ids)}
-        return cls(index, items, scores, lengths, item_ids, strategy)
+    def start(self) -> None:
+        """Begin filling in a daemon thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._fill, name="patronage-precompute", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop filling (the lists already filled stay valid)."""
+        self._stop.set()
+
+    def _fill(self) -> None:
+        started = time.perf_counter()
+        column = {item: position for position, item in enumerate(self.item_ids)}
+        try:
+            for start in range(0, len(self.customer_ids), self.CHUNK):
+                if self._stop.is_set():
+                    return
+                chunk = self.customer_ids[start : start + self.CHUNK]
+                answers = self.bundle.recommend_many(
+                    chunk, k=self.depth, exclude_purchased=self.EXCLUDE
+                )
+                for offset, answer in enumerate(answers):
+                    row = start + offset
+                    n = len(answer.item_ids)
+                    self.items[row, :n] = [column[i] for i in answer.item_ids]
+                    self.scores[row, :n] = answer.scores
+                    self.strategy = answer.strategy
+                    self.lengths[row] = n  # last: a reader trusts a row once its length is set
+                self.filled = min(start + self.CHUNK, len(self.customer_ids))
+                time.sleep(0)  # let request threads in between chunks
+        except Exception:  # the live path still answers; say why the fast path stopped
+            logger.exception("precomputing recommendations stopped")
+        finally:
+            self.seconds = time.perf_counter() - started
+
+    def progress(self) -> dict[str, Any]:
+        """Customers filled so far, of how many, and the seconds it took (when done)."""
+        done = self.filled >= len(self.customer_ids)
+        return {
+            "customers": self.filled,
+            "of": len(self.customer_ids),
+            "depth": self.depth,
+            "done": done,
+            "seconds": round(self.seconds, 1) if done else None,
+        }
 
     def lookup(self, customer_id: str, k: int) -> RecommendationList | None:
-        """The precomputed top-k, or None (unknown customer, or k deeper than precomputed)."""
+        """The precomputed top-k, or None (unknown customer, row not filled yet, k too deep)."""
         row = self.index.get(customer_id)
         if row is None or k > self.depth:
             return None
-        n = min(k, int(self.lengths[row]))
+        length = int(self.lengths[row])
+        if length < 0:
+            return None
+        n = min(k, length)
         item_ids = self.item_ids
         return RecommendationList(
             tuple(item_ids[i] for i in self.items[row, :n].tolist()),

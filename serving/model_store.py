@@ -303,6 +303,18 @@ class ReloadOutcome:
         }
 
 
+def _notify(snapshot: ServingModels, previous: ServingModels | None) -> None:
+    """Optional hooks of a recommender: `on_serving` once it answers, `on_retired` once not."""
+    if previous is not None and previous.recommender is not snapshot.recommender:
+        retired = getattr(previous.recommender, "on_retired", None)
+        if retired is not None:
+            retired()
+    if previous is None or previous.recommender is not snapshot.recommender:
+        serving = getattr(snapshot.recommender, "on_serving", None)
+        if serving is not None:
+            serving()
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -357,6 +369,7 @@ class ModelStore:
                         listener(snapshot)
                     # The swap: one reference assignment of an immutable snapshot.
                     self._current = snapshot
+                    _notify(snapshot, previous)
                     self.reloads_loaded += 1
                     changed = ", ".join(
                         f"{role} {loaded.get(role, 'none')}->{version}"

@@ -237,6 +237,9 @@ class ModelsAnswer(BaseModel):
     poll_seconds: float
     last_reload: ReloadAnswer | None
     reload_failures: int
+    recommender_status: dict[str, Any] | None = Field(
+        description="progress of the precomputed default recommendations"
+    )
 
 
 class HealthAnswer(BaseModel):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from serving.deps import AdminDep, json_response
 from serving.errors import ErrorBody
+from serving.model_store import ServingModels
 from serving.schemas import ModelsAnswer, ReloadAnswer
 
 router = APIRouter(tags=["admin"])
@@ -37,8 +40,14 @@ async def list_models(services: AdminDep) -> Response:
             "poll_seconds": store.poll_seconds,
             "last_reload": None if last is None else last.to_json(),
             "reload_failures": store.reload_failures,
+            "recommender_status": _recommender_status(models),
         }
     )
+
+
+def _recommender_status(models: ServingModels | None) -> dict[str, Any] | None:
+    status = getattr(models.recommender, "status", None) if models is not None else None
+    return status() if status is not None else None
 
 
 @router.post(
