@@ -58,6 +58,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--access-log", action="store_true", help="log every request line (off: costs throughput)"
     )
+    parser.add_argument(
+        "--demo-keys",
+        action="store_true",
+        help="generate one random key per scope for this run and print them with example "
+        "requests (for `make run`; never for production)",
+    )
+    parser.add_argument(
+        "--examples-from",
+        default=None,
+        metavar="DIR",
+        help="with --demo-keys: a shop directory whose first customer and item ids the "
+        "printed examples use",
+    )
     parser.set_defaults(handler=_serve)
 
 
@@ -73,6 +86,10 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PATRONAGE_POLL_SECONDS"] = str(args.poll_seconds)
     if args.events_dir is not None:
         os.environ["PATRONAGE_EVENTS_DIR"] = args.events_dir
+    if args.demo_keys:
+        os.environ["PATRONAGE_API_KEYS"] = ",".join(
+            f"{scope}={key}" for scope, key in _demo_keys().items()
+        )
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     try:
@@ -82,6 +99,9 @@ def _serve(args: argparse.Namespace) -> int:
         raise PatronageError(str(error)) from None
 
     import uvicorn
+
+    if args.demo_keys:
+        print(_examples(args.host, args.port, args.examples_from), flush=True)
 
     print(
         f"serving on http://{args.host}:{args.port} (docs at /docs), models from "
@@ -98,3 +118,50 @@ def _serve(args: argparse.Namespace) -> int:
         log_level="info",
     )
     return 0
+
+
+def _demo_keys() -> dict[str, str]:
+    import secrets
+
+    return {scope: secrets.token_urlsafe(18) for scope in ("storefront", "crm", "admin")}
+
+
+def _first_ids(directory: str | None) -> tuple[str, str]:
+    """A customer id and an item id from the shop's purchases (placeholders without one)."""
+    if directory:
+        from pathlib import Path
+
+        import pandas as pd
+
+        for suffix in (".csv", ".parquet"):
+            path = Path(directory) / f"purchases{suffix}"
+            if path.exists():
+                frame = (
+                    pd.read_csv(path, dtype=str, nrows=1)
+                    if suffix == ".csv"
+                    else pd.read_parquet(path, columns=["customer_id", "item_id"]).head(1)
+                )
+                return str(frame["customer_id"].iloc[0]), str(frame["item_id"].iloc[0])
+    return "CUSTOMER_ID", "ITEM_ID"
+
+
+def _examples(host: str, port: int, directory: str | None) -> str:
+    """The demo keys and a working request per scope, ready to paste."""
+    keys = dict(pair.split("=", 1) for pair in os.environ["PATRONAGE_API_KEYS"].split(","))
+    customer_id, item_id = _first_ids(directory)
+    base = f"http://{host}:{port}"
+    lines = [
+        "demo API keys for this run (PATRONAGE_API_KEYS):",
+        *(f"  {scope}: {key}" for scope, key in keys.items()),
+        "example requests (the models load in the background: wait for "
+        f"`curl {base}/health/ready`):",
+        f"  curl -H 'X-API-Key: {keys['storefront']}' "
+        f"'{base}/v1/customers/{customer_id}/recommendations?k=5'",
+        f"  curl -H 'X-API-Key: {keys['storefront']}' -H 'Content-Type: application/json' "
+        f'-d \'{{"items": ["{item_id}"]}}\' {base}/v1/recommendations/cross-sell',
+        f"  curl -H 'X-API-Key: {keys['crm']}' {base}/v1/customers/{customer_id}/churn",
+        f"  curl -H 'X-API-Key: {keys['crm']}' {base}/v1/customers/{customer_id}/loyalty",
+        f"  curl -H 'X-API-Key: {keys['admin']}' {base}/v1/models",
+        f"  open {base}/docs",
+    ]
+    return "\n".join(lines)
