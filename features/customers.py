@@ -125,8 +125,9 @@ def customer_feature_table(
 
     Works on any engine holding the tables (DuckDB file, Spark catalog); optional columns must
     exist (all-missing is fine: `unit_price`, `channel`, `item_id`/`order_id`/`rating` of
-    feedback, `category`, `signed_up_at`). `channels` names the `channel_share_*` columns; None
-    asks the purchases' engine for the values present before `as_of` (one small query)."""
+    feedback, `category`, `signed_up_at`). `channels` names the `channel_share_*` columns and
+    must hold every channel value present before `as_of` (`top_channel_share` is the largest of
+    those shares); None asks the purchases' engine for them (one small query)."""
     as_of = as_of_utc(as_of)
     now = as_of_second(as_of)
     if channels is None:
@@ -138,10 +139,8 @@ def customer_feature_table(
     )
     parts = [
         _order_aggregates(orders, now, channels),
-        _order_gaps(orders),
-        _top_share(orders.filter(orders.channel.notnull()), "channel", "top_channel_share"),
         _line_aggregates(lines),
-        _top_share(lines.filter(lines.category.notnull()), "category", "top_category_share"),
+        _categories(lines),
         _repeat_items(lines),
         _buy_till_you_die(lines, as_of),
         _feedback_aggregates(feedback, as_of),
@@ -194,8 +193,11 @@ def _window_spend(orders: ir.Table, start: int, end: int) -> ir.FloatingScalar:
 
 
 def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir.Table:
-    """Per customer: order counts, first/last order second, spend overall and in windows."""
+    """Per customer: order counts, first/last order, gap spread, spend overall and in windows,
+    orders per channel (one pass over the orders, so the engine groups them only once)."""
     day = SECONDS_PER_DAY
+    window = ibis.window(group_by="customer_id", order_by=["t", "order_id"])
+    orders = orders.mutate(gap=(orders.t - orders.t.lag().over(window)).cast(_FLOAT) / day)
     windows = {f"orders_last_{d}d": (orders.t >= now - d * day).sum() for d in WINDOWS_DAYS}
     spends = {f"spend_last_{d}d": _window_spend(orders, now - d * day, now) for d in WINDOWS_DAYS}
     by_channel = {
@@ -205,6 +207,7 @@ def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir
         orders=orders.count(),
         first_t=orders.t.min(),
         last_t=orders.t.max(),
+        order_gap_std_days=orders.gap.std(how="pop"),
         total_spend=_sum_if_known(orders.value),
         **windows,
         **spends,
@@ -216,39 +219,32 @@ def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir
     )
 
 
-def _order_gaps(orders: ir.Table) -> ir.Table:
-    """Per customer: population std of the days between consecutive orders (missing with one)."""
-    window = ibis.window(group_by="customer_id", order_by=["t", "order_id"])
-    gaps = orders.mutate(
-        gap=(orders.t - orders.t.lag().over(window)).cast(_FLOAT) / SECONDS_PER_DAY
-    )
-    return gaps.group_by("customer_id").aggregate(order_gap_std_days=gaps.gap.std(how="pop"))
-
-
-def _top_share(rows: ir.Table, column: str, name: str) -> ir.Table:
-    """Per customer: the share of `rows` in the customer's most frequent `column` value."""
-    counts = rows.group_by(["customer_id", column]).aggregate(n=rows.count())
+def _categories(lines: ir.Table) -> ir.Table:
+    """Per customer: distinct known categories and the share of lines in the top one."""
+    known = lines.filter(lines.category.notnull())
+    counts = known.group_by(["customer_id", "category"]).aggregate(n=known.count())
     return counts.group_by("customer_id").aggregate(
-        **{name: counts.n.max().cast(_FLOAT) / counts.n.sum().cast(_FLOAT)}
+        _categories=counts.count(),
+        top_category_share=counts.n.max().cast(_FLOAT) / counts.n.sum().cast(_FLOAT),
     )
 
 
 def _line_aggregates(lines: ir.Table) -> ir.Table:
-    """Per customer: lines, units, distinct items and (known) categories."""
+    """Per customer: purchase lines and units."""
     return lines.group_by("customer_id").aggregate(
-        purchase_lines=lines.count(),
-        units=lines.quantity.sum(),
-        distinct_items=lines.item_id.nunique(),
-        _categories=lines.category.nunique(),
-        _category_known=lines.category.count(),
+        purchase_lines=lines.count(), units=lines.quantity.sum()
     )
 
 
 def _repeat_items(lines: ir.Table) -> ir.Table:
-    """Per customer: the share of distinct items bought in more than one order."""
-    per_item = lines.group_by(["customer_id", "item_id"]).aggregate(n=lines.order_id.nunique())
+    """Per customer: distinct items and the share of them bought in more than one order."""
+    per_item = lines.group_by(["customer_id", "item_id"]).aggregate(
+        # bought in two or more orders <=> two different order ids (no COUNT DISTINCT needed)
+        repeated=lines.order_id.min() != lines.order_id.max()
+    )
     return per_item.group_by("customer_id").aggregate(
-        repeat_item_share=(per_item.n > 1).sum().cast(_FLOAT) / per_item.count().cast(_FLOAT)
+        distinct_items=per_item.count(),
+        repeat_item_share=per_item.repeated.sum().cast(_FLOAT) / per_item.count().cast(_FLOAT),
     )
 
 
@@ -330,6 +326,13 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
         channel_share_column(value): _ratio(j[f"_channel_{index}"], j._channel_known)
         for index, value in enumerate(channels)
     }
+    channel_counts = [j[f"_channel_{index}"] for index in range(len(channels))]
+    if len(channel_counts) > 1:
+        top_channel_share = _ratio(ibis.greatest(*channel_counts), j._channel_known)
+    elif channel_counts:
+        top_channel_share = _ratio(channel_counts[0], j._channel_known)
+    else:
+        top_channel_share = ibis.null(_FLOAT)
     return j.select(
         "customer_id",
         "orders",
@@ -349,9 +352,7 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
         spend_trend_90d_diff=j.spend_last_90d - j.spend_previous_90d,
         spend_trend_90d_ratio=_ratio(j.spend_last_90d, j.spend_previous_90d),
         distinct_items=j.distinct_items,
-        distinct_categories=ibis.cases(
-            (j._category_known > 0, j._categories.cast(_FLOAT)), else_=ibis.null(_FLOAT)
-        ),
+        distinct_categories=j._categories.cast(_FLOAT),  # missing: no known category
         top_category_share=j.top_category_share,
         repeat_item_share=j.repeat_item_share,
         returns=returns,
@@ -364,7 +365,7 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
         days_since_last_complaint=(now - j._last_complaint_t).cast(_FLOAT) / day,
         feedback=feedback,
         negative_feedback_share=_ratio(j._negative, feedback),
-        top_channel_share=j.top_channel_share,
+        top_channel_share=top_channel_share,
         **channel_shares,
         btyd_frequency=j.btyd_frequency,
         btyd_recency_days=j.btyd_recency_days,

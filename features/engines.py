@@ -124,6 +124,8 @@ def connect(engine: str = "duckdb", connection: Any = None) -> ibis.BaseBackend:
     if engine == "duckdb":
         if connection is None or isinstance(connection, str | Path):
             backend = ibis.duckdb.connect(str(connection) if connection else ":memory:")
+            # every feature query ends in ORDER BY; keeping scan order only costs memory
+            backend.raw_sql("SET preserve_insertion_order = false")
         elif getattr(connection, "name", None) == "duckdb":
             backend = connection
         else:

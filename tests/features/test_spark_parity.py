@@ -55,16 +55,20 @@ def combined(shops: list[Shop]) -> Shop:
 
 
 def assert_same_table(duckdb_table: pd.DataFrame, spark_table: pd.DataFrame) -> None:
-    """Same columns, rows and types; integers exact, floats within 1e-9 relative, NaN alike."""
+    """Same columns, rows and types; integers exact, floats within 1e-9 relative (or 1e-9
+    absolute near zero), NaN in the same places."""
     assert list(duckdb_table.columns) == list(spark_table.columns)
     assert len(duckdb_table) == len(spark_table)
     for column in duckdb_table.columns:
         left, right = duckdb_table[column], spark_table[column]
         assert left.dtype == right.dtype, column
         if pd.api.types.is_float_dtype(left):
+            # 1e-9 absolute too: a difference of two sums (spend_trend_90d_diff) summed in
+            # another order can be 0 on one engine and 1e-14 on the other
             np.testing.assert_allclose(
-                right.to_numpy(), left.to_numpy(), rtol=1e-9, atol=0, equal_nan=True, err_msg=column
-            )
+                right.to_numpy(), left.to_numpy(), rtol=1e-9, atol=1e-9, equal_nan=True,
+                err_msg=column,
+            )  # fmt: skip
         else:
             assert left.equals(right), column
 
