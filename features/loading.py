@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.contract import FILE_SUFFIXES, TABLES, Table
 from features.shop import Shop
@@ -172,9 +174,6 @@ def _read_parquet(path: Path, table: Table) -> RawTable:
 
 def _read_csv(path: Path, table: Table) -> RawTable:
     """Read a CSV with every column as text; line numbers count the header as line 1."""
-    import pyarrow as pa
-    import pyarrow.csv as pcsv
-
     header = _read_header(path)
     for separator in (";", "\t", "|"):
         if len(header) == 1 and separator in header[0]:
@@ -182,6 +181,33 @@ def _read_csv(path: Path, table: Table) -> RawTable:
                 f"{path}: the header {header[0]!r} looks separated by {separator!r}; "
                 "Patronage reads comma-separated files (save as CSV with commas)"
             )
+    arrow, bad_rows = _arrow_csv(path, header, use_threads=True)
+    if bad_rows:  # read again in one thread: the malformed lines then come in file order
+        arrow, bad_rows = _arrow_csv(path, header, use_threads=False)
+    frame = arrow.to_pandas()
+    if len(frame.columns) == len(header):
+        frame.columns = header  # names with the spaces around them trimmed
+    embedded = _embedded_newlines(arrow)
+    if embedded.any():
+        # Quoted values span lines: number rows by counting them, if nothing else interferes.
+        line_numbers = 2 + np.arange(len(frame)) + np.concatenate(([0], np.cumsum(embedded)[:-1]))
+        if bad_rows or _physical_lines(path) != 1 + len(frame) + int(embedded.sum()):
+            return _read_csv_slowly(path, table, header)
+        return RawTable(table.name, frame, line_numbers.astype(np.int64), source=path)
+    lines = _record_lines(path, bad_rows)
+    if lines is None or len(lines[0]) != len(frame):
+        return _read_csv_slowly(path, table, header)
+    good_lines, bad_lines, bad_texts = lines
+    if not bad_texts:
+        return RawTable(table.name, frame, good_lines, source=path)
+    return _with_bad_rows(table, path, frame, header, good_lines, bad_lines, bad_texts)
+
+
+def _arrow_csv(path: Path, header: list[str], use_threads: bool) -> tuple[pa.Table, list[str]]:
+    """Every column as text; the lines with the wrong number of values are skipped and
+    returned (as their text)."""
+    import pyarrow.csv as pcsv
+
     bad_rows: list[str] = []
 
     def keep_bad_row(row: object) -> str:
@@ -191,7 +217,7 @@ def _read_csv(path: Path, table: Table) -> RawTable:
     try:
         arrow = pcsv.read_csv(
             path,
-            read_options=pcsv.ReadOptions(block_size=_CHUNK_BYTES),
+            read_options=pcsv.ReadOptions(block_size=_CHUNK_BYTES, use_threads=use_threads),
             parse_options=pcsv.ParseOptions(
                 newlines_in_values=True, invalid_row_handler=keep_bad_row
             ),
@@ -206,18 +232,91 @@ def _read_csv(path: Path, table: Table) -> RawTable:
         if "UTF8" in str(error):
             raise UnreadableTable(_encoding_problem(path)) from error
         raise UnreadableTable(f"{path}: not a readable CSV file ({error})") from error
-    frame = arrow.to_pandas()
-    if len(frame.columns) == len(header):
-        frame.columns = header  # names with the spaces around them trimmed
-    if bad_rows:
-        return _read_csv_slowly(path, table, header)
-    embedded = _embedded_newlines(arrow)
-    line_numbers = 2 + np.arange(len(frame)) + np.concatenate(([0], np.cumsum(embedded)[:-1]))
-    expected_lines = 1 + len(frame) + int(embedded.sum())
-    if len(frame) and _physical_lines(path) != expected_lines:
-        # Blank lines (skipped by the reader) shift the numbering: count lines exactly instead.
-        return _read_csv_slowly(path, table, header)
-    return RawTable(table.name, frame, line_numbers.astype(np.int64), source=path)
+    return arrow, bad_rows
+
+
+def _record_lines(
+    path: Path, bad_rows: list[str]
+) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """For a CSV without line breaks inside values: the 1-based line of every record the
+    reader kept, and of every malformed line (`bad_rows`, in file order) with its text.
+
+    Blank and whitespace-only lines are skipped, like the reader does. None when a malformed
+    line cannot be found (the caller then counts lines with Python's csv module)."""
+    data = np.memmap(path, dtype=np.uint8, mode="r")  # read-only: the input is never touched
+    newlines = np.concatenate(
+        [np.zeros(0, dtype=np.int64)]
+        + [
+            np.flatnonzero(data[i : i + _CHUNK_BYTES] == 10) + i
+            for i in range(0, len(data), _CHUNK_BYTES)
+        ]
+    )
+    ends = newlines if len(data) and data[-1] == 10 else np.append(newlines, len(data))
+    starts = np.concatenate(([0], newlines + 1))[: len(ends)]
+    lengths = ends - starts
+    carriage = lengths == 1
+    carriage[carriage] = data[starts[carriage]] == 13
+    blank = (lengths == 0) | carriage
+    bad_index: list[int] = []
+    position = 0
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as raw:
+        for text in bad_rows:
+            needle = text.encode("utf-8")
+            while True:
+                found = raw.find(needle, position)
+                if found < 0:
+                    return None
+                line = int(np.searchsorted(starts, found, side="right")) - 1
+                if starts[line] == found and ends[line] - found - len(needle) in (0, 1):
+                    break
+                position = found + 1
+            bad_index.append(line)
+            position = int(ends[line])
+    keep = ~blank
+    keep[0] = False  # the header
+    keep[bad_index] = False
+    good_lines = np.flatnonzero(keep) + 1
+    real_bad = [(i + 1, t) for i, t in zip(bad_index, bad_rows, strict=True) if t.strip()]
+    bad_lines = np.asarray([line for line, _ in real_bad], dtype=np.int64)
+    return good_lines, bad_lines, [text for _, text in real_bad]
+
+
+def _with_bad_rows(
+    table: Table,
+    path: Path,
+    frame: pd.DataFrame,
+    header: list[str],
+    good_lines: np.ndarray,
+    bad_lines: np.ndarray,
+    bad_texts: list[str],
+) -> RawTable:
+    """Put the malformed lines back among the records, in file order, rejected as `bad_row`."""
+    width = len(header)
+    records = [next(csv.reader([text])) for text in bad_texts]
+    details = [
+        f"expected {width} values, found {len(r)}: {t}"
+        for r, t in zip(records, bad_texts, strict=True)
+    ]
+    padded = [(r + [""] * width)[:width] for r in records]
+    bad_frame = pd.DataFrame(padded, columns=header, dtype="str")
+    bad_frame = bad_frame.mask(bad_frame == "")
+    lines = np.concatenate((good_lines, bad_lines))
+    order = np.argsort(lines, kind="stable")
+    combined = pd.concat([frame, bad_frame], ignore_index=True).iloc[order].reset_index(drop=True)
+    reasons = np.concatenate(
+        (np.full(len(frame), None, dtype=object), np.full(len(bad_texts), "bad_row", dtype=object))
+    )[order]
+    all_details = np.concatenate(
+        (np.full(len(frame), None, dtype=object), np.asarray(details, dtype=object))
+    )[order]
+    return RawTable(
+        table.name,
+        combined,
+        lines[order],
+        source=path,
+        preset_reasons=reasons,
+        preset_details=all_details,
+    )
 
 
 def _read_header(path: Path) -> list[str]:

@@ -215,3 +215,37 @@ def test_bom_crlf_and_spaces_around_header_names(tmp_path: Path) -> None:
     assert loaded.shop.purchases["order_id"].tolist() == ["O1"]
     rejects = pd.read_csv(directory / "_rejects" / "purchases.rejects.csv", dtype=str)
     assert rejects[["line", "reason"]].values.tolist() == [["4", "out_of_range"]]  # blank line 3
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("multiline", [False, True], ids=["one-line-values", "multi-line-value"])
+def test_line_numbers_with_blank_and_malformed_lines(
+    tmp_path: Path, newline: str, multiline: bool
+) -> None:
+    """Blank, whitespace-only and malformed lines: each path (the vectorised one, and Python's
+    csv module when a quoted value also spans lines) numbers rows the same way."""
+    channel = '"web\nshop"' if multiline else '"web, shop"'
+    rows = [
+        "order_id,customer_id,item_id,quantity,ordered_at,channel",
+        "O1,c1,i1,1,2025-01-01,web",
+        "",
+        "O2,c1,i1,0,2025-01-01,web",  # line 4: quantity 0
+        "   ",
+        "O3,c1,i1,1,2025-01-01,web,extra",  # line 6: one value too many
+        f"O4,c1,i1,1,2025-01-01,{channel}",
+        "O5,c1,i1,0,2025-01-01,web",  # line 8 (9 when the value above spans two lines)
+        "O3,c1,i1,1,2025-01-01,web,extra",  # the same malformed line again
+    ]
+    directory = _shop_dir(tmp_path)
+    (directory / "purchases.csv").write_bytes(newline.join(rows).encode() + b"\n\n")
+    loaded = load_shop(directory, as_of=AS_OF, max_reject_rate=1.0)
+    assert loaded.shop.purchases["order_id"].tolist() == ["O1", "O4"]
+    shift = 1 if multiline else 0
+    rejects = pd.read_csv(directory / "_rejects" / "purchases.rejects.csv", dtype=str)
+    assert rejects[["line", "reason", "order_id"]].values.tolist() == [
+        ["4", "out_of_range", "O2"],
+        ["6", "bad_row", "O3"],
+        [str(8 + shift), "out_of_range", "O5"],
+        [str(9 + shift), "bad_row", "O3"],
+    ]
+    assert "found 7" in rejects["detail"].iloc[1]
