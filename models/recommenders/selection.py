@@ -131,7 +131,8 @@ def validation_window_days(shop: Shop, as_of: pd.Timestamp, horizon_days: float 
 
 
 def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
-    """Every candidate, cheap baselines first, the rest in a seeded order by tier."""
+    """Every candidate: baselines, then own-history/category/co-purchase models, then item
+    neighbours and EASE, then matrix factorisation; a seeded order within each tier."""
     rng = np.random.default_rng(seed)
     baselines = [CandidateSpec("popularity", PopularityRecommender, None, personalised=False)]
     for fraction in (1 / 6, 1 / 3, 2 / 3, 1.0, 2.0, 4.0):
@@ -222,8 +223,13 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
                 None,
             )
         )
-    order = rng.permutation(len(cheap))
-    return baselines + [cheap[i] for i in order] + factor_models
+    # Within the cheap tier, models that are a sparse product or less (own history, category
+    # shares, co-purchase) go before the neighbour models, so a tight budget keeps them.
+    instant = [c for c in cheap if _family(c.name) in {"repeat", "category", "co"}]
+    neighbour = [c for c in cheap if c not in instant]
+    ordered = [instant[i] for i in rng.permutation(len(instant))]
+    ordered += [neighbour[i] for i in rng.permutation(len(neighbour))]
+    return baselines + ordered + factor_models
 
 
 class ValidationData:
