@@ -1,0 +1,427 @@
+"""Churn: will a customer place no order in the next horizon? Calibrated, tiered and explained.
+
+Training set: several rolling cut-offs before `as_of` whose label windows end at or before
+`as_of` (`cutoff + horizon <= as_of`, so no label peeks past `as_of`). At every cut-off the
+customer features come from the features layer and the BG/NBD model is refitted on that
+cut-off's history alone, so its outputs are features too (`btyd_*`).
+
+Model: gradient-boosted trees (HistGradientBoostingClassifier) with monotonic constraints where
+the direction is known (more complaints never lowers churn), trained on every cut-off; a first
+fit without the latest cut-off learns a Platt calibration on it (see ChurnModel.fit).
+
+Reasons: for each customer and each group of related features (recency, complaints, ratings,
+...), the drop in churn probability when that group is replaced by a typical retained
+customer's values (medians of the training rows that did order again). The three largest
+positive drops become plain-words reasons built from the customer's own values.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
+from threadpoolctl import threadpool_limits
+
+from models.btyd import BetaGeoModel
+
+FeatureFunction = Callable[[Any, pd.Timestamp], pd.DataFrame]
+LabelFunction = Callable[[Any, pd.Timestamp, float], pd.Series]
+
+BTYD_INPUTS = ("btyd_frequency", "btyd_recency_days", "btyd_T_days")
+BTYD_OUTPUTS = ("btyd_expected_orders", "btyd_p_alive", "btyd_p_order")
+EXCLUDED_PREFIXES = ("channel_share_",)
+"""Columns left out of the model: their set depends on the data (one per channel value)."""
+
+# +1: a larger value can only raise churn; -1: can only lower it. Only where the direction is
+# known for every shop; the rest is learned freely.
+MONOTONIC_DIRECTIONS: dict[str, int] = {
+    "days_since_last_order": 1,
+    "orders_last_30d": -1,
+    "orders_last_90d": -1,
+    "complaints": 1,
+    "complaints_last_90d": 1,
+    "rating_mean": -1,
+    "rating_min": -1,
+    "return_rate": 1,
+    "negative_feedback_share": 1,
+    "btyd_expected_orders": -1,
+    "btyd_p_order": -1,
+}
+
+REASON_GROUPS: dict[str, tuple[str, ...]] = {
+    "recency": (
+        "days_since_last_order",
+        "overdue_ratio",
+        "btyd_recency_days",
+        "btyd_expected_orders",
+        "btyd_p_alive",
+        "btyd_p_order",
+    ),
+    "recent_orders": ("orders_last_30d", "orders_last_90d", "spend_last_30d", "spend_last_90d"),
+    "frequency": (
+        "orders",
+        "btyd_frequency",
+        "orders_last_365d",
+        "order_gap_mean_days",
+        "order_gap_std_days",
+        "purchase_lines",
+        "units",
+        "distinct_items",
+        "repeat_item_share",
+    ),
+    "spend_trend": ("spend_trend_90d_diff", "spend_trend_90d_ratio", "spend_previous_90d"),
+    "spend": ("total_spend", "mean_order_value", "btyd_monetary_value", "spend_last_365d"),
+    "complaints": ("complaints", "complaints_last_90d", "days_since_last_complaint"),
+    "ratings": ("ratings", "rating_mean", "rating_min"),
+    "returns": ("returns", "return_rate"),
+    "negative_feedback": ("negative_feedback_share", "feedback"),
+    "tenure": ("tenure_days", "days_since_signup", "btyd_T_days"),
+}
+"""Features explained together: a reason is about one of these, never about a lone column."""
+
+MIN_REASON_EFFECT = 0.01
+"""A group must raise the churn probability by at least one point to be named as a reason."""
+
+
+def add_btyd_outputs(
+    features: pd.DataFrame, bgnbd: BetaGeoModel, horizon_days: float
+) -> pd.DataFrame:
+    """The features with `btyd_expected_orders`, `btyd_p_alive`, `btyd_p_order` added.
+
+    Uses the features layer's `btyd_frequency`, `btyd_recency_days`, `btyd_T_days` (days);
+    `horizon_days` is the churn horizon. Raises KeyError when those inputs are missing."""
+    x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
+    out = features.copy()
+    out["btyd_expected_orders"] = bgnbd.expected_purchases(horizon_days, x, t_x, big_t)
+    out["btyd_p_alive"] = bgnbd.probability_alive(x, t_x, big_t)
+    out["btyd_p_order"] = bgnbd.probability_of_purchase(horizon_days, x, t_x, big_t)
+    return out
+
+
+def fit_bgnbd(features: pd.DataFrame, penalizer_coef: float = 0.001) -> BetaGeoModel:
+    """BG/NBD fitted on the features layer's BTYD inputs (days).
+
+    A small default penalty keeps tiny or young shops finite; on CDNOW-sized data it moves the
+    parameters by well under 1%."""
+    return BetaGeoModel(penalizer_coef=penalizer_coef).fit(
+        *(features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
+    )
+
+
+def training_cutoffs(
+    as_of: pd.Timestamp,
+    horizon_days: float,
+    first_order_at: pd.Timestamp,
+    n_cutoffs: int = 4,
+    step_days: float = 28.0,
+    min_history_days: float = 28.0,
+) -> list[pd.Timestamp]:
+    """Cut-offs `as_of - horizon - k * step` (k = 0..n-1), latest first, with label windows
+    ending at or before `as_of`; cut-offs with under `min_history_days` of shop history are
+    dropped. Raises ValueError when fewer than two remain (the shop is too young to learn
+    churn over this horizon: shorten the horizon or wait for more history)."""
+    cutoffs = [
+        as_of - pd.Timedelta(days=horizon_days + k * step_days) for k in range(int(n_cutoffs))
+    ]
+    earliest = first_order_at + pd.Timedelta(days=min_history_days)
+    cutoffs = [c for c in cutoffs if c >= earliest]
+    if len(cutoffs) < 2:
+        raise ValueError(
+            f"the shop's history (first order {first_order_at:%Y-%m-%d}) is too short to learn "
+            f"churn over {horizon_days:g} days before {as_of:%Y-%m-%d}: need at least "
+            f"{horizon_days + step_days + min_history_days:g} days; use a shorter horizon"
+        )
+    return cutoffs
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """Stacked rows of every cut-off: features (with BTYD outputs), label (1 = churned), and
+    the cut-off number of each row (0 = latest)."""
+
+    features: pd.DataFrame
+    churned: pd.Series
+    cutoff: NDArray[np.int64]
+    cutoffs: list[pd.Timestamp]
+
+
+def build_training_set(
+    shop: Any,
+    cutoffs: Sequence[pd.Timestamp],
+    horizon_days: float,
+    feature_function: FeatureFunction,
+    label_function: LabelFunction,
+) -> TrainingSet:
+    """Features and churn labels at each cut-off, BG/NBD refitted per cut-off (no leakage:
+    features use rows before the cut-off, labels the window after it)."""
+    frames, labels, numbers = [], [], []
+    for number, cutoff in enumerate(cutoffs):
+        features = feature_function(shop, cutoff)
+        features = add_btyd_outputs(features, fit_bgnbd(features), horizon_days)
+        churned = label_function(shop, cutoff, horizon_days)
+        churned = churned.reindex(features["customer_id"].astype(str)).to_numpy()
+        if np.isnan(churned.astype(np.float64)).any():
+            raise ValueError(f"labels at {cutoff} do not cover every featured customer")
+        frames.append(features)
+        labels.append(churned.astype(np.int64))
+        numbers.append(np.full(len(features), number, dtype=np.int64))
+    return TrainingSet(
+        features=pd.concat(frames, ignore_index=True),
+        churned=pd.Series(np.concatenate(labels), name="churned"),
+        cutoff=np.concatenate(numbers),
+        cutoffs=list(cutoffs),
+    )
+
+
+def model_columns(features: pd.DataFrame) -> list[str]:
+    """The numeric feature columns the churn model uses (ids and per-channel shares left out)."""
+    return [
+        c
+        for c in features.columns
+        if c != "customer_id"
+        and not c.startswith(EXCLUDED_PREFIXES)
+        and pd.api.types.is_numeric_dtype(features[c])
+    ]
+
+
+class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
+    """Calibrated churn classifier over a feature frame; `predict_proba[:, 1]` = P(churn).
+
+    `fit(X, y, cutoff)`: `y` 1 = churned; `cutoff` numbers the training cut-offs (0 = latest),
+    the latest calibrates (Platt scaling, see fit); with one cut-off the raw probabilities are
+    used. `risk_thresholds` (medium, high) split probabilities into low / medium / high.
+    `n_threads` caps OpenMP threads (None = all): one thread is about ten times faster than two
+    on a busy 2-core machine (OpenMP spinning).
+    Learned: `feature_names_`, `classifier_`, `calibrator_` (or None), `reference_`."""
+
+    def __init__(
+        self,
+        max_iter: int = 300,
+        learning_rate: float = 0.05,
+        max_leaf_nodes: int = 7,
+        min_samples_leaf: int = 200,
+        l2_regularization: float = 1.0,
+        monotonic: bool = True,
+        calibrate: bool = True,
+        risk_thresholds: tuple[float, float] = (0.3, 0.6),
+        random_state: int = 0,
+        n_threads: int | None = 1,
+    ) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.monotonic = monotonic
+        self.calibrate = calibrate
+        self.risk_thresholds = risk_thresholds
+        self.random_state = random_state
+        self.n_threads = n_threads
+
+    def _classifier(self, n_rows: int) -> HistGradientBoostingClassifier:
+        constraints = (
+            [MONOTONIC_DIRECTIONS.get(c, 0) for c in self.feature_names_]
+            if self.monotonic
+            else None
+        )
+        return HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            # small shops: leaves must still be possible
+            min_samples_leaf=max(5, min(self.min_samples_leaf, n_rows // 50)),
+            l2_regularization=self.l2_regularization,
+            monotonic_cst=constraints,
+            early_stopping=False,
+            random_state=self.random_state,
+        )
+
+    def fit(self, X: pd.DataFrame, y: Any, cutoff: Any = None) -> ChurnModel:
+        """Fit on stacked cut-offs (see the class docstring). Raises ValueError when a class is
+        missing (every customer churned or none did)."""
+        with threadpool_limits(self.n_threads):
+            return self._fit(X, y, cutoff)
+
+    def _fit(self, X: pd.DataFrame, y: Any, cutoff: Any) -> ChurnModel:
+        y = np.asarray(y, dtype=np.int64)
+        if len(np.unique(y)) < 2:
+            raise ValueError("churn labels hold a single class: need churned and retained rows")
+        cutoff = np.zeros(len(y), dtype=np.int64) if cutoff is None else np.asarray(cutoff)
+        # a column nobody has (no ratings in the whole shop) carries nothing, and HGB's binning
+        # fails on it
+        self.feature_names_ = [c for c in model_columns(X) if X[c].notna().any()]
+        matrix = X[self.feature_names_].to_numpy(np.float64)
+        held_out = cutoff == cutoff.min()
+        self.calibrator_: LogisticRegression | None = None
+        if (
+            self.calibrate
+            and (~held_out).any()
+            and len(np.unique(y[~held_out])) == 2
+            and len(np.unique(y[held_out])) == 2
+        ):
+            # Platt scaling on the logit, learned from a model that never saw the latest
+            # cut-off, then applied to the model refitted on every cut-off: a strictly
+            # increasing map, so it fixes the level without creating ties in the ranking.
+            blind = self._classifier(int((~held_out).sum()))
+            blind.fit(matrix[~held_out], y[~held_out])
+            raw = _logit(blind.predict_proba(matrix[held_out])[:, 1])
+            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y[held_out])
+        self.classifier_ = self._classifier(len(y)).fit(matrix, y)
+        retained = matrix[y == 0]
+        with warnings.catch_warnings():
+            # "All-NaN slice": a group nobody has (no ratings at all) gets a NaN reference
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.reference_ = np.nanmedian(retained, axis=0)
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def _probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+        with threadpool_limits(self.n_threads):
+            raw = self.classifier_.predict_proba(matrix)[:, 1]
+        if self.calibrator_ is None:
+            return raw
+        return np.asarray(self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1])
+
+    def _matrix(self, X: pd.DataFrame) -> NDArray[np.float64]:
+        check_is_fitted(self, "classifier_")
+        columns = [
+            X[c].to_numpy(np.float64) if c in X else np.full(len(X), np.nan)
+            for c in self.feature_names_
+        ]
+        return np.column_stack(columns) if columns else np.empty((len(X), 0))
+
+    def predict_proba(self, X: pd.DataFrame) -> NDArray[np.float64]:
+        """Columns: P(retained), P(churned); a feature missing from X counts as unknown (NaN)."""
+        churn = self._probability(self._matrix(X))
+        return np.column_stack([1.0 - churn, churn])
+
+    def predict(self, X: pd.DataFrame) -> NDArray[np.int64]:
+        """1 = churn when P(churn) >= 0.5."""
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+
+    def risk_tier(self, churn_probability: NDArray[np.float64]) -> NDArray[np.object_]:
+        """'low' / 'medium' / 'high' by `risk_thresholds` (medium from the first, high from the
+        second threshold, both inclusive)."""
+        medium, high = self.risk_thresholds
+        return np.where(
+            churn_probability >= high,
+            "high",
+            np.where(churn_probability >= medium, "medium", "low"),
+        ).astype(object)
+
+    def group_effects(self, X: pd.DataFrame) -> pd.DataFrame:
+        """Per customer and reason group: P(churn) minus P(churn) with that group's features set
+        to a typical retained customer's values (positive = the group raises churn)."""
+        matrix = self._matrix(X)
+        base = self._probability(matrix)
+        effects = {}
+        for group, columns in REASON_GROUPS.items():
+            idx = [i for i, c in enumerate(self.feature_names_) if c in columns]
+            if not idx:
+                continue
+            changed = matrix.copy()
+            changed[:, idx] = self.reference_[idx]
+            effects[group] = base - self._probability(changed)
+        return pd.DataFrame(effects, index=X.index)
+
+    def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[str]]:
+        """Up to `top` plain-words reasons per customer, strongest first (see the module doc)."""
+        effects = self.group_effects(X)
+        names = np.array(effects.columns)
+        values = effects.to_numpy()
+        order = np.argsort(-values, axis=1)[:, :top]
+        out: list[list[str]] = []
+        records = X.to_dict("records")  # row access through pandas is the slow part
+        for row, picks in enumerate(order):
+            customer = records[row]
+            out.append(
+                [
+                    describe_reason(str(names[g]), customer)
+                    for g in picks
+                    if values[row, g] >= MIN_REASON_EFFECT
+                ]
+            )
+        return out
+
+
+def _logit(probability: NDArray[np.float64]) -> NDArray[np.float64]:
+    clipped = np.clip(probability, 1e-6, 1 - 1e-6)
+    return np.asarray(np.log(clipped) - np.log1p(-clipped))
+
+
+def _value(customer: Mapping[str, Any], column: str) -> float:
+    value = customer.get(column, np.nan)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _plural(count: float, word: str) -> str:
+    n = int(round(count))
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def describe_reason(group: str, customer: Mapping[str, Any]) -> str:
+    """Plain words for one reason group, from the customer's own feature values."""
+    v = lambda column: _value(customer, column)  # noqa: E731
+    if group == "recency":
+        days, overdue = v("days_since_last_order"), v("overdue_ratio")
+        if v("orders") <= 1 or np.isnan(overdue):
+            return f"only one order so far, {days:.0f} days ago"
+        if overdue >= 1.5:
+            return f"no order for {days:.0f} days, {overdue:.1f}x the usual gap"
+        return f"no order for {days:.0f} days"
+    if group == "recent_orders":
+        recent = v("orders_last_90d")
+        if recent == 0:
+            return "no orders in the last 90 days"
+        return f"only {_plural(recent, 'order')} in the last 90 days"
+    if group == "frequency":
+        return f"{_plural(v('orders'), 'order')} in {v('tenure_days'):.0f} days as a customer"
+    if group == "spend_trend":
+        ratio = v("spend_trend_90d_ratio")
+        if np.isfinite(ratio) and ratio < 1:
+            return f"spend down {100 * (1 - ratio):.0f}% against the previous 90 days"
+        return "spending pattern changed over the last 90 days"
+    if group == "spend":
+        return f"low spend: mean order value {v('mean_order_value'):.2f}"
+    if group == "complaints":
+        recent, total = v("complaints_last_90d"), v("complaints")
+        if recent > 0:
+            return f"{_plural(recent, 'complaint')} in the last 90 days"
+        if total > 0:
+            return (
+                f"{_plural(total, 'complaint')}, the last "
+                f"{v('days_since_last_complaint'):.0f} days ago"
+            )
+        return "no complaints, but no feedback either"
+    if group == "ratings":
+        if v("ratings") > 0:
+            return (
+                f"average rating {v('rating_mean'):.1f} of 5 "
+                f"(lowest {v('rating_min'):.0f}) over {_plural(v('ratings'), 'rating')}"
+            )
+        return "has never rated a purchase"
+    if group == "returns":
+        returns = v("returns")
+        if returns > 0:
+            return f"{_plural(returns, 'return')} ({100 * v('return_rate'):.0f}% of items bought)"
+        return "no returns"
+    if group == "negative_feedback":
+        share = v("negative_feedback_share")
+        if np.isfinite(share):
+            return f"{100 * share:.0f}% of their feedback is negative"
+        return "has never left feedback"
+    if group == "tenure":
+        return f"customer for {v('tenure_days'):.0f} days"
+    return group.replace("_", " ")

@@ -1,0 +1,308 @@
+"""The CRM's score table: churn risk with reasons, value, next order, RFM segment and loyalty.
+
+`CustomerScorer` holds the fitted BTYD models, the churn model and the RFM quintiles. It is
+fitted from a shop at `as_of` and scores a shop (or a ready customer feature frame) into one row
+per customer with exactly `SCORE_COLUMNS`. Persistence avoids pickle: parameters as JSON, the
+tree model with skops, loaded only with an explicit list of trusted types.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from models.btyd import BetaGeoModel, GammaGammaModel, discounted_clv
+from models.churn import (
+    BTYD_INPUTS,
+    ChurnModel,
+    add_btyd_outputs,
+    build_training_set,
+    fit_bgnbd,
+    training_cutoffs,
+)
+from models.loyalty import RFMScorer, loyalty_score, satisfaction_index
+
+SCORE_COLUMNS = (
+    "customer_id",
+    "churn_probability",
+    "churn_risk",
+    "churn_reasons",
+    "loyalty_score",
+    "segment",
+    "p_alive",
+    "expected_orders_90d",
+    "predicted_clv_365d",
+    "expected_next_order_at",
+    "avg_days_between_orders",
+    "satisfaction",
+)
+REASON_SEPARATOR = "; "
+FORMAT_VERSION = 1
+CHURN_MODEL_FILE = "churn_classifier.skops"
+PARAMS_FILE = "customer_scorer.json"
+
+# Every type a fitted HistGradientBoostingClassifier holds; skops refuses anything else.
+TRUSTED_SKOPS_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.Interval",
+    "sklearn._loss._loss.CyHalfBinomialLoss",
+    "numpy.dtype",
+    "builtins.slice",
+]
+
+
+def _feature_function() -> Any:
+    from features.customers import customer_features
+
+    return customer_features
+
+
+def _label_function() -> Any:
+    from features.labels import churn_labels
+
+    return churn_labels
+
+
+class CustomerScorer:
+    """Fit once per shop and `as_of`; then `score` any shop or feature frame.
+
+    Parameters: `risk_thresholds` (medium, high) on churn probability; `n_cutoffs` and
+    `step_days` place the churn training cut-offs; `annual_discount_rate` discounts the CLV;
+    `next_order_cap_days`: an expected next order further away than this is left empty.
+    Learned (after fit): `as_of_`, `churn_horizon_days_`, `bgnbd_`, `gamma_gamma_` (None when
+    the shop has no prices), `churn_model_`, `rfm_`, `cutoffs_`."""
+
+    def __init__(
+        self,
+        risk_thresholds: tuple[float, float] = (0.3, 0.6),
+        n_cutoffs: int = 4,
+        step_days: float = 28.0,
+        annual_discount_rate: float = 0.10,
+        next_order_cap_days: float = 365.0,
+        churn_params: dict[str, Any] | None = None,
+    ) -> None:
+        self.risk_thresholds = risk_thresholds
+        self.n_cutoffs = n_cutoffs
+        self.step_days = step_days
+        self.annual_discount_rate = annual_discount_rate
+        self.next_order_cap_days = next_order_cap_days
+        self.churn_params = churn_params
+
+    def fit(
+        self, shop: Any, as_of: pd.Timestamp | str, churn_horizon_days: float = 90, seed: int = 0
+    ) -> CustomerScorer:
+        """Fit every part on the shop's data before `as_of` (UTC, exclusive).
+
+        Churn learns from cut-offs whose label windows end by `as_of`. Raises ValueError when
+        the shop is too young for the horizon or has no customers before `as_of`."""
+        as_of = _utc(as_of)
+        features = _feature_function()(shop, as_of)
+        if len(features) == 0:
+            raise ValueError(f"no customer ordered before {as_of}; choose a later --as-of")
+        first_order = shop.purchases["ordered_at"].min()
+        self.cutoffs_ = training_cutoffs(
+            as_of, churn_horizon_days, first_order, self.n_cutoffs, self.step_days
+        )
+        training = build_training_set(
+            shop, self.cutoffs_, churn_horizon_days, _feature_function(), _label_function()
+        )
+        params = dict(self.churn_params or {})
+        params.setdefault("risk_thresholds", self.risk_thresholds)
+        self.churn_model_ = ChurnModel(random_state=seed, **params).fit(
+            training.features, training.churned, training.cutoff
+        )
+        self.bgnbd_ = fit_bgnbd(features)
+        self.gamma_gamma_ = _fit_spend(features)
+        self.rfm_ = RFMScorer().fit(features)
+        self.as_of_ = as_of
+        self.churn_horizon_days_ = float(churn_horizon_days)
+        return self
+
+    def score(self, shop_or_features: Any, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame:
+        """One row per customer who ordered before `as_of` (default: the fit's `as_of`), with
+        exactly `SCORE_COLUMNS`; sorted by customer_id.
+
+        Accepts a Shop (features computed here) or a frame from `customer_features`. Times are
+        UTC; `expected_next_order_at` is NaT when a next order within `next_order_cap_days` is
+        not more likely than not."""
+        if not hasattr(self, "churn_model_"):
+            raise ValueError("the scorer is not fitted: call fit or load a saved scorer")
+        as_of = self.as_of_ if as_of is None else _utc(as_of)
+        if isinstance(shop_or_features, pd.DataFrame):
+            features = shop_or_features.reset_index(drop=True)
+        else:
+            features = _feature_function()(shop_or_features, as_of)
+        features = add_btyd_outputs(features, self.bgnbd_, self.churn_horizon_days_)
+        x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
+
+        churn = self.churn_model_.predict_proba(features)[:, 1]
+        reasons = self.churn_model_.reasons(features)
+        satisfaction = satisfaction_index(features)
+        rfm = self.rfm_.transform(features)
+        wait_days = self.bgnbd_.median_time_to_next_purchase(x, t_x, big_t)
+        soon = wait_days <= self.next_order_cap_days
+        next_order = pd.Series(pd.NaT, index=features.index, dtype="datetime64[ns, UTC]")
+        next_order[soon] = as_of + pd.to_timedelta(wait_days[soon], unit="D")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gap = np.where(x > 0, t_x / np.where(x > 0, x, 1.0), np.nan)
+
+        table = pd.DataFrame(
+            {
+                "customer_id": features["customer_id"].astype(str),
+                "churn_probability": np.round(churn, 4),
+                "churn_risk": self.churn_model_.risk_tier(churn),
+                "churn_reasons": [REASON_SEPARATOR.join(r) for r in reasons],
+                "loyalty_score": loyalty_score(rfm, churn, satisfaction),
+                "segment": rfm["segment"].to_numpy(),
+                "p_alive": self.bgnbd_.probability_alive(x, t_x, big_t),
+                "expected_orders_90d": self.bgnbd_.expected_purchases(90.0, x, t_x, big_t),
+                "predicted_clv_365d": self._clv(features, x, t_x, big_t),
+                "expected_next_order_at": next_order.dt.round("s"),
+                "avg_days_between_orders": gap,
+                "satisfaction": np.round(satisfaction, 1),
+            }
+        )
+        return table.sort_values("customer_id", ignore_index=True)[list(SCORE_COLUMNS)]
+
+    def _clv(
+        self, features: pd.DataFrame, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
+    ) -> np.ndarray:
+        if self.gamma_gamma_ is None or "btyd_monetary_value" not in features:
+            return np.full(len(features), np.nan)
+        value = features["btyd_monetary_value"].to_numpy(np.float64)
+        return discounted_clv(
+            self.bgnbd_,
+            self.gamma_gamma_,
+            x,
+            t_x,
+            big_t,
+            np.nan_to_num(value),
+            horizon_days=365.0,
+            annual_discount_rate=self.annual_discount_rate,
+        )
+
+    # ----- persistence --------------------------------------------------------------------
+    def save(self, directory: Path | str) -> Path:
+        """Write the fitted scorer to `directory` (created): JSON parameters plus the churn
+        trees as skops. Returns the directory."""
+        import skops.io
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        churn = self.churn_model_
+        calibrator = churn.calibrator_
+        data = {
+            "format_version": FORMAT_VERSION,
+            "config": {
+                "risk_thresholds": list(self.risk_thresholds),
+                "n_cutoffs": self.n_cutoffs,
+                "step_days": self.step_days,
+                "annual_discount_rate": self.annual_discount_rate,
+                "next_order_cap_days": self.next_order_cap_days,
+                "churn_params": self.churn_params,
+            },
+            "as_of": self.as_of_.isoformat(),
+            "churn_horizon_days": self.churn_horizon_days_,
+            "cutoffs": [c.isoformat() for c in self.cutoffs_],
+            "bgnbd": self.bgnbd_.to_dict(),
+            "gamma_gamma": None if self.gamma_gamma_ is None else self.gamma_gamma_.to_dict(),
+            "rfm": self.rfm_.to_dict(),
+            "churn": {
+                "params": {
+                    k: list(v) if isinstance(v, tuple) else v for k, v in churn.get_params().items()
+                },
+                "feature_names": churn.feature_names_,
+                "reference": [None if np.isnan(v) else float(v) for v in churn.reference_],
+                "calibration": None
+                if calibrator is None
+                else {
+                    "slope": float(calibrator.coef_[0, 0]),
+                    "intercept": float(calibrator.intercept_[0]),
+                },
+            },
+        }
+        (directory / PARAMS_FILE).write_text(json.dumps(data, indent=1))
+        skops.io.dump(churn.classifier_, directory / CHURN_MODEL_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str) -> CustomerScorer:
+        """Read a scorer written by `save`. Raises ValueError when the directory is not a saved
+        scorer or the tree file holds a type outside `TRUSTED_SKOPS_TYPES`."""
+        import skops.io
+
+        directory = Path(directory)
+        params_path = directory / PARAMS_FILE
+        if not params_path.exists():
+            raise ValueError(f"{directory} holds no saved scorer ({PARAMS_FILE} is missing)")
+        data = json.loads(params_path.read_text())
+        if data.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"unsupported scorer format {data.get('format_version')!r}")
+        config = data["config"]
+        scorer = cls(
+            risk_thresholds=tuple(config["risk_thresholds"]),
+            n_cutoffs=config["n_cutoffs"],
+            step_days=config["step_days"],
+            annual_discount_rate=config["annual_discount_rate"],
+            next_order_cap_days=config["next_order_cap_days"],
+            churn_params=config["churn_params"],
+        )
+        scorer.as_of_ = pd.Timestamp(data["as_of"])
+        scorer.churn_horizon_days_ = float(data["churn_horizon_days"])
+        scorer.cutoffs_ = [pd.Timestamp(c) for c in data["cutoffs"]]
+        scorer.bgnbd_ = BetaGeoModel.from_dict(data["bgnbd"])
+        spend = data["gamma_gamma"]
+        scorer.gamma_gamma_ = None if spend is None else GammaGammaModel.from_dict(spend)
+        scorer.rfm_ = RFMScorer.from_dict(data["rfm"])
+
+        model_path = directory / CHURN_MODEL_FILE
+        untrusted = skops.io.get_untrusted_types(file=model_path)
+        unexpected = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
+        if unexpected:
+            raise ValueError(f"{model_path} holds types that are not trusted: {unexpected}")
+        churn_data = data["churn"]
+        churn_params = dict(churn_data["params"])
+        churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
+        churn = ChurnModel(**churn_params)
+        churn.classifier_ = skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES)
+        churn.feature_names_ = list(churn_data["feature_names"])
+        churn.reference_ = np.array(
+            [np.nan if v is None else v for v in churn_data["reference"]], dtype=np.float64
+        )
+        churn.classes_ = np.array([0, 1])
+        churn.calibrator_ = None
+        calibration = churn_data["calibration"]
+        if calibration is not None:
+            calibrator = LogisticRegression()
+            calibrator.coef_ = np.array([[calibration["slope"]]])
+            calibrator.intercept_ = np.array([calibration["intercept"]])
+            calibrator.classes_ = np.array([0, 1])
+            churn.calibrator_ = calibrator
+        scorer.churn_model_ = churn
+        return scorer
+
+
+def _fit_spend(features: pd.DataFrame) -> GammaGammaModel | None:
+    """Gamma-Gamma on repeat customers with a known repeat value; None when too few (no
+    prices in the shop): the CLV column is then left empty rather than guessed."""
+    if "btyd_monetary_value" not in features:
+        return None
+    value = features["btyd_monetary_value"].to_numpy(np.float64)
+    frequency = features["btyd_frequency"].to_numpy(np.float64)
+    known = np.isfinite(value) & (value > 0) & (frequency > 0)
+    if known.sum() < 10:
+        return None
+    return GammaGammaModel(penalizer_coef=0.001).fit(frequency[known], value[known])
+
+
+def _utc(as_of: pd.Timestamp | str) -> pd.Timestamp:
+    stamp = pd.Timestamp(as_of)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")

@@ -1,0 +1,151 @@
+"""`patronage score`: the CRM score table (churn risk with reasons, value, segment, loyalty).
+
+Exit codes: 0 written, 1 an error (bad argument, unreadable data, too little history), 2 the
+data directory has more rejected rows than allowed (see `patronage validate`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+EXIT_REJECTED = 2
+OUTPUT_SUFFIXES = (".csv", ".parquet")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `score` subcommand."""
+    parser = subparsers.add_parser(
+        "score",
+        help="score every customer: churn risk with reasons, CLV, next order, RFM segment",
+        description=(
+            "Load and validate the shop in DIR and write one row per customer who ordered "
+            "before --as-of: customer_id, churn_probability, churn_risk, churn_reasons, "
+            "loyalty_score, segment, p_alive, expected_orders_90d, predicted_clv_365d, "
+            "expected_next_order_at, avg_days_between_orders, satisfaction. With --model-dir "
+            "a scorer saved earlier (--save-model) is used; without it the models are fitted "
+            "here on the data before --as-of. Definitions: docs/churn-and-loyalty.md."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
+    parser.add_argument(
+        "--as-of",
+        metavar="TS",
+        default=None,
+        help="scoring time, ISO 8601 (no zone = UTC); only rows before it are used "
+        "(default: the end of the data, i.e. just after the last order)",
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="where to write the table; .csv or .parquet (chosen by the extension)",
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="a scorer saved with --save-model; default: fit on the fly",
+    )
+    parser.add_argument(
+        "--save-model",
+        type=Path,
+        metavar="DIR",
+        default=None,
+        help="after fitting on the fly, save the scorer here (JSON + skops, no pickle)",
+    )
+    parser.add_argument(
+        "--churn-horizon-days",
+        type=float,
+        default=90.0,
+        metavar="N",
+        help="churn = no order in the next N days (when fitting on the fly)",
+    )
+    parser.add_argument(
+        "--risk-thresholds",
+        type=float,
+        nargs=2,
+        default=(0.3, 0.6),
+        metavar=("MEDIUM", "HIGH"),
+        help="churn probabilities from which the risk is medium and high (when fitting)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the churn model")
+    parser.add_argument(
+        "--max-reject-rate",
+        type=float,
+        default=0.01,
+        metavar="RATE",
+        help="largest allowed share of rejected rows per table when loading DIR",
+    )
+    parser.set_defaults(handler=run_score)
+
+
+def run_score(args: argparse.Namespace) -> int:
+    """Load DIR, fit or load the scorer, score every customer and write the table."""
+    import pandas as pd
+
+    from features.engines import as_of_utc
+    from features.loading import DataRejected, load_shop
+    from models.customer_scores import CustomerScorer
+    from patronage.cli import PatronageError
+
+    started = time.perf_counter()
+    if args.out.suffix not in OUTPUT_SUFFIXES:
+        raise PatronageError(f"--out must end in .csv or .parquet, got {args.out}")
+    if not args.directory.is_dir():
+        raise PatronageError(f"{args.directory} is not a directory holding a shop's tables")
+    low, high = args.risk_thresholds
+    if not 0 < low <= high < 1:
+        raise PatronageError("--risk-thresholds need 0 < MEDIUM <= HIGH < 1")
+    try:
+        loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
+    except DataRejected as rejected:
+        print(rejected.report.summary_text())
+        print(f"error: {rejected}", file=sys.stderr)
+        return EXIT_REJECTED
+    shop = loaded.shop
+    if len(shop.purchases) == 0:
+        raise PatronageError(f"{args.directory} holds no purchases to score")
+    if args.as_of is None:
+        # just after the last order, on a whole second, so that every order counts
+        as_of = shop.purchases["ordered_at"].max().floor("s") + pd.Timedelta(seconds=1)
+    else:
+        try:
+            as_of = as_of_utc(args.as_of)
+        except ValueError as error:
+            raise PatronageError(f"--as-of: {error}") from None
+
+    if args.model_dir is not None:
+        try:
+            scorer = CustomerScorer.load(args.model_dir)
+        except ValueError as error:
+            raise PatronageError(f"--model-dir: {error}") from None
+        print(f"scorer loaded from {args.model_dir} (fitted at {scorer.as_of_.isoformat()})")
+    else:
+        scorer = CustomerScorer(risk_thresholds=(low, high))
+        try:
+            scorer.fit(shop, as_of, churn_horizon_days=args.churn_horizon_days, seed=args.seed)
+        except ValueError as error:
+            raise PatronageError(f"cannot fit the scorer: {error}") from None
+        print(f"scorer fitted at {as_of.isoformat()} on {len(scorer.cutoffs_)} churn cut-offs")
+        if args.save_model is not None:
+            scorer.save(args.save_model)
+            print(f"scorer saved to {args.save_model}")
+    table = scorer.score(shop, as_of)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.suffix == ".csv":
+        table.to_csv(args.out, index=False)
+    else:
+        table.to_parquet(args.out, index=False)
+    risk = table["churn_risk"].value_counts().to_dict()
+    print(
+        f"{len(table):,} customers scored at {as_of.isoformat()} -> {args.out} "
+        f"(churn risk high {risk.get('high', 0):,}, medium {risk.get('medium', 0):,}, "
+        f"low {risk.get('low', 0):,}); took {time.perf_counter() - started:.1f} s"
+    )
+    return 0

@@ -1,0 +1,154 @@
+"""Churn model and the CRM score table on the generated sample shop: shape, no leakage,
+persistence, direction of complaints and ratings, plain-words reasons, and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.loading import load_shop
+from features.shop import Shop
+from models.churn import ChurnModel, describe_reason, training_cutoffs
+from models.customer_scores import SCORE_COLUMNS, CustomerScorer
+from patronage.cli import main
+
+AS_OF = pd.Timestamp("2025-11-01", tz="UTC")
+HORIZON_DAYS = 60
+
+
+@pytest.fixture(scope="module")
+def shop(sample_shop_dir: Path) -> Shop:
+    return load_shop(sample_shop_dir).shop
+
+
+@pytest.fixture(scope="module")
+def cli_run(sample_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """`patronage score` fitted on the fly, table as CSV, scorer saved."""
+    out = tmp_path_factory.mktemp("score")
+    paths = {"table": out / "scores.csv", "model": out / "model"}
+    code = main(
+        [
+            "score",
+            str(sample_shop_dir),
+            "--as-of",
+            AS_OF.isoformat(),
+            "--churn-horizon-days",
+            str(HORIZON_DAYS),
+            "--out",
+            str(paths["table"]),
+            "--save-model",
+            str(paths["model"]),
+        ]
+    )
+    assert code == 0
+    return paths
+
+
+@pytest.fixture(scope="module")
+def scorer(cli_run: dict[str, Path]) -> CustomerScorer:
+    return CustomerScorer.load(cli_run["model"])
+
+
+def test_cutoffs_keep_label_windows_before_as_of() -> None:
+    first = pd.Timestamp("2025-01-01", tz="UTC")
+    cutoffs = training_cutoffs(AS_OF, 90, first, n_cutoffs=6, step_days=28)
+    assert all(c + pd.Timedelta(days=90) <= AS_OF for c in cutoffs)
+    assert cutoffs == sorted(cutoffs, reverse=True) and len(cutoffs) == 6
+    with pytest.raises(ValueError, match="too short"):
+        training_cutoffs(AS_OF, 250, first)
+
+
+def test_score_table_has_the_crm_columns(cli_run: dict[str, Path], shop: Shop) -> None:
+    table = pd.read_csv(cli_run["table"], dtype={"customer_id": str})
+    assert tuple(table.columns) == SCORE_COLUMNS
+    buyers = shop.purchases.loc[shop.purchases["ordered_at"] < AS_OF, "customer_id"].unique()
+    assert sorted(table["customer_id"]) == sorted(buyers)
+    assert table["churn_probability"].between(0, 1).all()
+    assert table["loyalty_score"].between(0, 100).all()
+    assert table["satisfaction"].between(0, 100).all()
+    assert set(table["churn_risk"]) == {"low", "medium", "high"}
+    high = table[table["churn_risk"] == "high"]
+    assert (high["churn_probability"] >= 0.6).all()
+    assert high["churn_reasons"].fillna("").str.len().gt(0).mean() > 0.9
+    # P(alive) is 1 for one-time buyers, which is why it is never the churn score
+    one_timers = table["avg_days_between_orders"].isna()
+    assert (table.loc[one_timers, "p_alive"] == 1.0).all()
+    next_order = pd.to_datetime(table["expected_next_order_at"], utc=True)
+    assert (next_order.dropna() >= AS_OF).all()
+    assert (next_order.dropna() <= AS_OF + pd.Timedelta(days=365)).all()
+
+
+def test_saved_scorer_reproduces_the_table_as_parquet(
+    cli_run: dict[str, Path], sample_shop_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "again.parquet"
+    args = ["score", str(sample_shop_dir), "--as-of", AS_OF.isoformat(), "--out", str(out)]
+    assert main([*args, "--model-dir", str(cli_run["model"])]) == 0
+    again = pd.read_parquet(out)
+    first = pd.read_csv(cli_run["table"], dtype={"customer_id": str})
+    assert list(again["customer_id"]) == list(first["customer_id"])
+    np.testing.assert_allclose(again["churn_probability"], first["churn_probability"])
+    assert list(again["churn_reasons"].fillna("")) == list(first["churn_reasons"].fillna(""))
+
+
+def test_rows_after_as_of_change_nothing(shop: Shop, scorer: CustomerScorer) -> None:
+    """No leakage: a scorer fitted on the shop cut at as_of gives the same churn scores."""
+    blind = CustomerScorer().fit(shop.before(AS_OF), AS_OF, HORIZON_DAYS, seed=0)
+    ours = scorer.score(shop, AS_OF)
+    theirs = blind.score(shop.before(AS_OF), AS_OF)
+    np.testing.assert_allclose(ours["churn_probability"], theirs["churn_probability"])
+
+
+def _with_feedback(shop: Shop, customers: list[str], **row: object) -> Shop:
+    when = AS_OF - pd.Timedelta(days=10)
+    extra = pd.DataFrame(
+        [{"customer_id": c, "created_at": when, **row} for c in customers for _ in range(2)]
+    )
+    extra = extra.astype({"created_at": shop.feedback["created_at"].dtype})
+    if "rating" in extra:
+        extra["rating"] = extra["rating"].astype(shop.feedback["rating"].dtype)
+    feedback = pd.concat([shop.feedback, extra], ignore_index=True)
+    return Shop(shop.purchases, feedback, shop.items, shop.customers)
+
+
+@pytest.mark.parametrize(
+    "feedback",
+    [{"kind": "complaint"}, {"kind": "rating", "rating": 1}],
+    ids=["complaints", "1-star"],
+)
+def test_bad_feedback_raises_churn_all_else_equal(
+    shop: Shop, scorer: CustomerScorer, feedback: dict[str, object]
+) -> None:
+    before = scorer.score(shop, AS_OF).set_index("customer_id")
+    quiet = shop.feedback.loc[shop.feedback["created_at"] < AS_OF, "customer_id"].unique()
+    customers = [c for c in before.index if c not in set(quiet)][:60]
+    after = scorer.score(_with_feedback(shop, customers, **feedback), AS_OF)
+    after = after.set_index("customer_id")
+    change = after.loc[customers, "churn_probability"] - before.loc[customers, "churn_probability"]
+    untouched = before.index.difference(customers)
+    np.testing.assert_allclose(
+        after.loc[untouched, "churn_probability"], before.loc[untouched, "churn_probability"]
+    )
+    assert change.mean() > 0.02
+    assert (change >= -1e-9).mean() >= 0.95
+    assert (after.loc[customers, "satisfaction"] < before.loc[customers, "satisfaction"]).all()
+
+
+def test_reason_texts_use_the_customers_values() -> None:
+    lapsed = {"days_since_last_order": 94.0, "overdue_ratio": 3.1, "orders": 4}
+    assert describe_reason("recency", lapsed) == "no order for 94 days, 3.1x the usual gap"
+    assert describe_reason("complaints", {"complaints_last_90d": 2, "complaints": 3}) == (
+        "2 complaints in the last 90 days"
+    )
+    assert describe_reason("recency", {"days_since_last_order": 40.0, "orders": 1}) == (
+        "only one order so far, 40 days ago"
+    )
+
+
+def test_single_class_labels_are_refused() -> None:
+    frame = pd.DataFrame({"customer_id": ["a", "b"], "orders": [1, 2]})
+    with pytest.raises(ValueError, match="single class"):
+        ChurnModel().fit(frame, [1, 1])
