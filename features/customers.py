@@ -30,7 +30,7 @@ from features.engines import (
     execute,
     last_day_before,
     registered_shop,
-    shop_tables,
+    spark_shop_tables,
 )
 from features.shop import Shop
 
@@ -79,12 +79,12 @@ def customer_features(
             channels = run(duckdb_sql(_channels_on, as_of))["channel"].tolist()
             frame = run(duckdb_sql(_features_on, as_of, tuple(channels)))
         return canonical_customer_frame(frame)
-    tables = shop_tables(shop, backend)
-    channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
-    expression = customer_feature_table(
-        tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
-    )
-    return canonical_customer_frame(execute(backend, expression))
+    with spark_shop_tables(backend, shop) as tables:
+        channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
+        expression = customer_feature_table(
+            tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
+        )
+        return canonical_customer_frame(execute(backend, expression))
 
 
 def _channels_on(tables: ShopTables, as_of: pd.Timestamp) -> ir.Table:
@@ -108,9 +108,21 @@ def channel_values(purchases: ir.Table, as_of: pd.Timestamp) -> ir.Table:
     return lines.group_by("channel").aggregate(lines=lines.count()).order_by("channel")
 
 
-def channel_share_column(channel: str) -> str:
-    """The feature name of one channel's share of orders, e.g. `channel_share_web`."""
-    return "channel_share_" + (re.sub(r"[^0-9a-z]+", "_", str(channel).lower()).strip("_") or "_")
+def channel_share_columns(channels: Sequence[str]) -> list[str]:
+    """Feature names of the channels' order shares, e.g. `channel_share_web`, one per channel.
+
+    Lower-cased, runs of other characters than a-z and 0-9 become `_`; values that would share
+    a name ("Web", "web") get `_2`, `_3`... in the order given."""
+    names: list[str] = []
+    for channel in channels:
+        base = "channel_share_" + (
+            re.sub(r"[^0-9a-z]+", "_", str(channel).lower()).strip("_") or "_"
+        )
+        name, suffix = base, 2
+        while name in names:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        names.append(name)
+    return names
 
 
 def customer_feature_table(
@@ -323,8 +335,8 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
     complaints_recent = f"complaints_last_{COMPLAINT_WINDOW_DAYS}d"
     feedback = j.feedback.fill_null(0)
     channel_shares = {
-        channel_share_column(value): _ratio(j[f"_channel_{index}"], j._channel_known)
-        for index, value in enumerate(channels)
+        name: _ratio(j[f"_channel_{index}"], j._channel_known)
+        for index, name in enumerate(channel_share_columns(channels))
     }
     channel_counts = [j[f"_channel_{index}"] for index in range(len(channels))]
     if len(channel_counts) > 1:

@@ -175,24 +175,35 @@ def local_spark_session(cores: int = 2, shuffle_partitions: int = 2) -> SparkSes
     )
 
 
-def shop_tables(shop: Shop, backend: ibis.BaseBackend | None = None) -> ShopTables:
-    """The shop's tables as Ibis tables on `backend` (None: in-memory tables for any engine).
+def shop_tables(shop: Shop) -> ShopTables:
+    """The shop's tables as Ibis in-memory tables, usable on any engine.
 
     Columns are cast to `SHOP_SCHEMAS` (Arrow, zero-copy where the pandas types already match);
-    optional columns the shop lacks become all-missing. On Spark the tables become cached
-    temporary views, so the many sub-queries of a feature table do not convert them again.
-    Raises ValueError naming a missing required column."""
-    arrow = {name: _arrow_table(getattr(shop, name), name) for name in SHOP_SCHEMAS}
-    if backend is None or backend.name != "pyspark":
-        return ShopTables(**{name: ibis.memtable(table) for name, table in arrow.items()})
-    session = backend._session
+    optional columns the shop lacks become all-missing. Raises ValueError naming a missing
+    required column."""
+    return ShopTables(
+        **{name: ibis.memtable(_arrow_table(getattr(shop, name), name)) for name in SHOP_SCHEMAS}
+    )
+
+
+@contextmanager
+def spark_shop_tables(backend: ibis.BaseBackend, shop: Shop) -> Iterator[ShopTables]:
+    """The shop's tables as cached temporary views of a PySpark backend, for one block.
+
+    Cached, so the many sub-queries of a feature table do not convert them again; the views
+    are dropped and the cache released on exit. Raises ValueError as `shop_tables`."""
+    session = backend._session  # type: ignore[attr-defined]
     prefix = f"patronage_{uuid.uuid4().hex[:12]}"
-    tables = {}
-    for name, table in arrow.items():
-        frame = session.createDataFrame(table).cache()
-        frame.createOrReplaceTempView(f"{prefix}_{name}")
-        tables[name] = backend.table(f"{prefix}_{name}")
-    return ShopTables(**tables)
+    frames = {}
+    try:
+        for name in SHOP_SCHEMAS:
+            frames[name] = session.createDataFrame(_arrow_table(getattr(shop, name), name)).cache()
+            frames[name].createOrReplaceTempView(f"{prefix}_{name}")
+        yield ShopTables(**{name: backend.table(f"{prefix}_{name}") for name in SHOP_SCHEMAS})
+    finally:
+        for name, frame in frames.items():
+            session.catalog.dropTempView(f"{prefix}_{name}")
+            frame.unpersist()
 
 
 UNBOUND_NAMES = {name: f"patronage_shop_{name}" for name in SHOP_SCHEMAS}

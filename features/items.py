@@ -25,7 +25,7 @@ from features.engines import (
     epoch_second,
     execute,
     registered_shop,
-    shop_tables,
+    spark_shop_tables,
 )
 from features.shop import Shop
 
@@ -69,13 +69,11 @@ def item_features(
         with registered_shop(backend, shop) as run:
             frame = run(duckdb_sql(_features_on, as_of, float(half_life_days)))
     else:
-        tables = shop_tables(shop, backend)
-        frame = execute(
-            backend,
-            item_feature_table(
+        with spark_shop_tables(backend, shop) as tables:
+            expression = item_feature_table(
                 tables.purchases, tables.feedback, tables.items, as_of, half_life_days
-            ),
-        )
+            )
+            frame = execute(backend, expression)
     frame = frame.sort_values("item_id", kind="stable")
     frame = frame.reset_index(drop=True)
     types = {

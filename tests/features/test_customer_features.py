@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.customers import COUNT_COLUMNS, customer_features
+from features.customers import COUNT_COLUMNS, channel_share_columns, customer_features
 from features.engines import connect
 from features.shop import Shop
 
@@ -444,3 +444,12 @@ def test_cli_rejects_a_bad_out_suffix(sample_shop_dir, tmp_path, capsys) -> None
     code = main(["features", str(sample_shop_dir), "--as-of", "2025-10-01", "--out", "x.csv"])
     assert code == 1
     assert ".parquet" in capsys.readouterr().err
+
+
+def test_channel_share_columns_are_unique_names() -> None:
+    assert channel_share_columns(["web", "Web", "in store", ""]) == [
+        "channel_share_web",
+        "channel_share_web_2",
+        "channel_share_in_store",
+        "channel_share__",
+    ]

@@ -105,3 +105,17 @@ def test_item_features_duckdb_equals_spark(parity_shop, spark_session) -> None:
     on_duckdb = item_features(parity_shop, AS_OF)
     on_spark = item_features(parity_shop, AS_OF, engine="spark", connection=spark_session)
     assert_same_table(on_duckdb, on_spark)
+
+
+def test_cli_spark_engine_writes_the_duckdb_table(sample_shop_dir, tmp_path, spark_session) -> None:
+    """`patronage features --engine spark` (reusing this session) writes the DuckDB table."""
+    from patronage.cli import main
+
+    written = {}
+    for engine in ("duckdb", "spark"):
+        out = tmp_path / f"{engine}.parquet"
+        arguments = ["features", str(sample_shop_dir), "--as-of", "2025-10-01", "--out", str(out)]
+        assert main([*arguments, "--engine", engine]) == 0
+        written[engine] = pd.read_parquet(out)
+    assert spark_session.sparkContext._jsc is not None  # the CLI reused, did not stop, it
+    assert_same_table(written["duckdb"], written["spark"])
