@@ -182,7 +182,10 @@ def shop_tables(shop: Shop) -> ShopTables:
     optional columns the shop lacks become all-missing. Raises ValueError naming a missing
     required column."""
     return ShopTables(
-        **{name: ibis.memtable(_arrow_table(getattr(shop, name), name)) for name in SHOP_SCHEMAS}
+        **{
+            name: ibis.memtable(contract_arrow_table(getattr(shop, name), name))
+            for name in SHOP_SCHEMAS
+        }
     )
 
 
@@ -197,7 +200,9 @@ def spark_shop_tables(backend: ibis.BaseBackend, shop: Shop) -> Iterator[ShopTab
     frames = {}
     try:
         for name in SHOP_SCHEMAS:
-            frames[name] = session.createDataFrame(_arrow_table(getattr(shop, name), name)).cache()
+            frames[name] = session.createDataFrame(
+                contract_arrow_table(getattr(shop, name), name)
+            ).cache()
             frames[name].createOrReplaceTempView(f"{prefix}_{name}")
         yield ShopTables(**{name: backend.table(f"{prefix}_{name}") for name in SHOP_SCHEMAS})
     finally:
@@ -239,7 +244,7 @@ def registered_shop(
     The registrations are temporary views of this connection only and are removed on exit;
     do not run two feature computations on one connection at the same time."""
     connection = backend.con
-    arrow = {name: _arrow_table(getattr(shop, name), name) for name in SHOP_SCHEMAS}
+    arrow = {name: contract_arrow_table(getattr(shop, name), name) for name in SHOP_SCHEMAS}
     for name, table in arrow.items():
         connection.register(UNBOUND_NAMES[name], table)
 
@@ -258,8 +263,12 @@ def execute(backend: ibis.BaseBackend, expression: ir.Table) -> pd.DataFrame:
     return backend.execute(expression).reset_index(drop=True)
 
 
-def _arrow_table(frame: pd.DataFrame, name: str) -> pa.Table:
-    """`frame` as an Arrow table with exactly the columns and types of `SHOP_SCHEMAS[name]`."""
+def contract_arrow_table(frame: pd.DataFrame, name: str) -> pa.Table:
+    """One contract table (`name`) as Arrow with exactly the columns and types of `SHOP_SCHEMAS`.
+
+    Use it to load a shop into a warehouse that `customer_feature_table` then reads. Optional
+    columns the frame lacks become all-missing; ids of another type become text. Raises
+    ValueError naming a missing required column."""
     schema = SHOP_SCHEMAS[name]
     required = {
         "purchases": ("order_id", "customer_id", "item_id", "quantity", "ordered_at"),

@@ -331,7 +331,7 @@ def assert_same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
 
 
 @settings(
-    max_examples=15,
+    max_examples=30,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -453,3 +453,23 @@ def test_channel_share_columns_are_unique_names() -> None:
         "channel_share_in_store",
         "channel_share__",
     ]
+
+
+def test_feature_table_on_warehouse_tables_without_pandas(tmp_path) -> None:
+    """The lower-level expression runs on tables stored in a DuckDB file (a warehouse)."""
+    from features.customers import canonical_customer_frame, customer_feature_table
+    from features.engines import SHOP_SCHEMAS, contract_arrow_table
+
+    shop = tiny_shop()
+    warehouse = connect("duckdb", tmp_path / "warehouse.duckdb")
+    for name in SHOP_SCHEMAS:
+        warehouse.create_table(name, contract_arrow_table(getattr(shop, name), name))
+    expression = customer_feature_table(
+        warehouse.table("purchases"),
+        warehouse.table("feedback"),
+        warehouse.table("items"),
+        warehouse.table("customers"),
+        TINY_AS_OF,
+    )  # channels=None: asked from the warehouse
+    from_warehouse = canonical_customer_frame(warehouse.execute(expression))
+    pd.testing.assert_frame_equal(from_warehouse, customer_features(shop, TINY_AS_OF))

@@ -65,7 +65,7 @@ def test_bad_half_life_raises() -> None:
 
 
 @settings(
-    max_examples=10,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
