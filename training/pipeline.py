@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,10 @@ class TrainOptions:
     max_reject_rate: float = 0.01
     progress: bool = True
     tracking_uri: str | None = None
+    extra_purchases: pd.DataFrame | None = None
+    """Purchases received since the files were written (the serving event log), canonical types."""
+    extra_feedback: pd.DataFrame | None = None
+    events_source: str = ""
 
 
 @dataclass
@@ -80,6 +85,11 @@ class Candidate:
     cut: pd.Timestamp
     evaluate_champion: Callable[[Any], dict[str, float]]
     predict_params: dict[str, Any] | None = None
+    backtest_dir: str = ""
+    """Local directory of the backtest model (fitted before `cut`), logged with the run."""
+    backtest_loader: Callable[[Path], Any] | None = None
+    """Reads a logged backtest model into an object `evaluate_champion` accepts."""
+    backtest_model_uri: str = ""
     champion_metrics: dict[str, float] | None = None
     comparison: str = ""
     model_uri: str = ""
@@ -156,9 +166,14 @@ def train(options: TrainOptions) -> TrainResult:
             progress.step("comparing with the current champions")
             for candidate in candidates:
                 _compare_with_champion(client, candidate)
-        except (ValueError, FileNotFoundError, RuntimeError, KeyError) as error:
+        except Exception as error:  # any failure before logging leaves the registry alone
             progress.close()
-            raise TrainingFailed(f"training failed, registry unchanged: {error}") from error
+            kind = (
+                ""
+                if isinstance(error, ValueError | FileNotFoundError)
+                else (f"{type(error).__name__}: ")
+            )
+            raise TrainingFailed(f"training failed, registry unchanged: {kind}{error}") from error
         progress.step("logging the run, report and models to MLflow")
         run_id = _log_run(options, experiment_id, as_of, data, candidates, report, workdir)
         progress.step("registering versions and moving aliases")
@@ -205,13 +220,17 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
         if options.as_of is not None
         else last.floor("D") + pd.Timedelta(days=1)
     )
+    shop, events = _merge_events(shop, options)
     shop = shop.before(as_of)
     if shop.purchases.empty:
         raise ValueError(f"no purchase before --as-of {as_of.isoformat()}")
     rejected = sum(int(table.rejected) for table in loaded.report.tables.values())
+    sha256 = _content_hash(directory)
+    if events:
+        sha256 = hashlib.sha256(f"{sha256}+{events}".encode()).hexdigest()
     data = DataSummary(
-        source=str(directory.resolve()),
-        sha256=_content_hash(directory),
+        source=str(directory.resolve()) + (f" + events {options.events_source}" if events else ""),
+        sha256=sha256,
         rows={
             "purchases": len(shop.purchases),
             "feedback": len(shop.feedback),
@@ -223,6 +242,39 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
         rejected_rows=rejected,
     )
     return shop, as_of, data
+
+
+def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
+    """The shop with the event log's purchases and feedback appended; returns (shop, events hash).
+
+    A purchase already in the files (same order_id and item_id) is kept once; events naming an
+    item the catalog does not know are dropped (the catalog comes from the files)."""
+    from features.shop import Shop
+
+    frames = [f for f in (options.extra_purchases, options.extra_feedback) if f is not None]
+    if not any(len(f) for f in frames):
+        return shop, ""
+    purchases, feedback = shop.purchases, shop.feedback
+    if options.extra_purchases is not None and len(options.extra_purchases):
+        known_items = set(shop.items["item_id"].astype(str))
+        extra = options.extra_purchases[
+            options.extra_purchases["item_id"].astype(str).isin(known_items)
+        ]
+        purchases = pd.concat([purchases, extra[purchases.columns.intersection(extra.columns)]])
+        purchases = purchases.drop_duplicates(["order_id", "item_id"], keep="first")
+        purchases = purchases.sort_values("ordered_at", kind="stable").reset_index(drop=True)
+    if options.extra_feedback is not None and len(options.extra_feedback):
+        extra_feedback = options.extra_feedback
+        feedback = pd.concat(
+            [feedback, extra_feedback[feedback.columns.intersection(extra_feedback.columns)]]
+        ).reset_index(drop=True)
+    digest = hashlib.sha256()
+    for frame in frames:
+        digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
+    merged = Shop(
+        purchases=purchases, feedback=feedback, items=shop.items, customers=shop.customers
+    )
+    return merged, digest.hexdigest()
 
 
 def _content_hash(directory: Path) -> str:
@@ -346,6 +398,14 @@ def _recommender_candidate(
     def evaluate_champion(wrapper: Any) -> dict[str, float]:
         return evaluate_lists(bundle_lists(wrapper.bundle, truth), truth, n_items).metrics
 
+    backtest_dir = workdir / "backtest" / "recommender_bundle"
+    backtest_bundle.save(backtest_dir)
+
+    def load_backtest(directory: Path) -> Any:
+        from models.recommenders.bundle import RecommenderBundle
+
+        return SimpleNamespace(bundle=RecommenderBundle.load(directory))
+
     return Candidate(
         name=RECOMMENDER,
         python_model=RecommenderModel(),
@@ -357,6 +417,8 @@ def _recommender_candidate(
         backtest_key=_backtest_key(data, RECOMMENDER, cut, as_of, options),
         cut=cut,
         evaluate_champion=evaluate_champion,
+        backtest_dir=str(backtest_dir),
+        backtest_loader=load_backtest,
     )
 
 
@@ -456,6 +518,12 @@ def _customer_candidates(
             return wrapper.scorer.score(past, cut)
         return wrapper.scores.reset_index(drop=True)
 
+    backtest_dir = workdir / "backtest" / "customer_scorer"
+    backtest_scorer.save(backtest_dir)
+
+    def load_backtest(directory: Path) -> Any:
+        return SimpleNamespace(scorer=CustomerScorer.load(directory), scores=None)
+
     def champion_churn(wrapper: Any) -> dict[str, float]:
         return evaluate(rescore(wrapper))[0]
 
@@ -473,6 +541,8 @@ def _customer_candidates(
             backtest_key=_backtest_key(data, CHURN, cut, as_of, options),
             cut=cut,
             evaluate_champion=champion_churn,
+            backtest_dir=str(backtest_dir),
+            backtest_loader=load_backtest,
         ),
         Candidate(
             name=LOYALTY,
@@ -484,6 +554,8 @@ def _customer_candidates(
             backtest_key=_backtest_key(data, LOYALTY, cut, as_of, options),
             cut=cut,
             evaluate_champion=champion_loyalty,
+            backtest_dir=str(backtest_dir),
+            backtest_loader=load_backtest,
         ),
     ]
 
@@ -503,10 +575,14 @@ def _recorded_metrics(version: Any) -> dict[str, float]:
 def _compare_with_champion(client: Any, candidate: Candidate) -> None:
     """Fill `champion_metrics` and `comparison`: the champion on this candidate's backtest.
 
-    Same backtest key (same data, window, settings): the champion's recorded metrics are exactly
-    what re-running its backtest would give. Champion fitted at or before the cut: it is loaded
-    and evaluated on this window (out of sample for it). Otherwise it saw the window while
-    training, so only its own recorded backtest is fair, and the reason says so."""
+    In order of preference:
+    1. same backtest key (same data, window, settings): the champion's recorded metrics are
+       exactly what re-running its backtest gives;
+    2. champion fitted at or before this cut: the served champion itself is evaluated on this
+       window (out of sample for it);
+    3. champion's own backtest model (fitted before its cut, which is at or before this one):
+       evaluated on this window, the champion's procedure on the same backtest, leak-free;
+    4. otherwise (a champion from a later as_of): its recorded backtest, and the reason says so."""
     champion = champion_version(client, candidate.name)
     if champion is None:
         return
@@ -517,6 +593,7 @@ def _compare_with_champion(client: Any, candidate: Candidate) -> None:
         candidate.champion_metrics = recorded
         candidate.comparison = f"same backtest as champion v{version}"
         return
+    problems = []
     champion_as_of = tags.get("patronage.as_of")
     if champion_as_of and pd.Timestamp(champion_as_of) <= candidate.cut:
         try:
@@ -527,15 +604,34 @@ def _compare_with_champion(client: Any, candidate: Candidate) -> None:
             candidate.comparison = f"champion v{version} evaluated on this backtest window"
             return
         except Exception as error:  # a broken champion must not block training
-            candidate.champion_metrics = recorded
+            problems.append(f"loading it failed ({type(error).__name__}: {str(error)[:200]})")
+    champion_cut = tags.get("patronage.backtest_cut")
+    backtest_uri = tags.get("patronage.backtest_model_uri")
+    if (
+        backtest_uri
+        and champion_cut
+        and candidate.backtest_loader is not None
+        and pd.Timestamp(champion_cut) <= candidate.cut
+    ):
+        try:
+            import mlflow
+
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=backtest_uri))
+            model = candidate.backtest_loader(local)
+            candidate.champion_metrics = candidate.evaluate_champion(model)
             candidate.comparison = (
-                f"champion v{version} could not be loaded ({type(error).__name__}: "
-                f"{str(error)[:200]}); compared with its recorded backtest"
+                f"backtest model of champion v{version} (fitted before {champion_cut}) "
+                "evaluated on this backtest window"
             )
             return
+        except Exception as error:
+            problems.append(
+                f"its backtest model failed ({type(error).__name__}: {str(error)[:200]})"
+            )
     candidate.champion_metrics = recorded
+    why = "; ".join(problems) or "it has no leak-free model for this window"
     candidate.comparison = (
-        f"champion v{version} was trained on this window; compared with its recorded backtest"
+        f"champion v{version}: {why}; compared with its recorded backtest on its own window"
     )
 
 
@@ -641,6 +737,16 @@ def _log_contents(
     report_dir = workdir / "report"
     report.write(report_dir)
     mlflow.log_artifacts(str(report_dir), artifact_path="report")
+    run_id = mlflow.active_run().info.run_id  # type: ignore[union-attr]
+    logged: dict[str, str] = {}
+    for candidate in candidates:
+        if not candidate.backtest_dir:
+            continue
+        if candidate.backtest_dir not in logged:
+            name = Path(candidate.backtest_dir).name
+            mlflow.log_artifacts(candidate.backtest_dir, artifact_path=f"backtest/{name}")
+            logged[candidate.backtest_dir] = f"runs:/{run_id}/backtest/{name}"
+        candidate.backtest_model_uri = logged[candidate.backtest_dir]
     requirements = pip_requirements()
     with _quiet_mlflow():
         for candidate in candidates:
@@ -792,6 +898,7 @@ def _register(
                 "patronage.as_of": as_of.isoformat(),
                 "patronage.backtest_key": candidate.backtest_key,
                 "patronage.backtest_cut": candidate.cut.isoformat(),
+                "patronage.backtest_model_uri": candidate.backtest_model_uri,
                 "patronage.data_sha256": data.sha256,
                 "patronage.seed": str(options.seed),
                 "patronage.decision": decision.decision,

@@ -2,8 +2,9 @@
 
 A challenger is "no worse" than the champion when, on the same backtest, every metric listed for
 its registered model is at least the champion's (higher-is-better metrics) or at most the
-champion's (lower-is-better), allowing a tolerance for ties within numerical noise. The list is
-the contract documented in docs/training.md; keep both in step.
+champion's (lower-is-better), less a small tolerance: differences that small are backtest noise
+(a few customers either way), and a stale champion must not block fresher models on noise.
+The list is the contract documented in docs/training.md; keep both in step.
 """
 
 from __future__ import annotations
@@ -22,28 +23,31 @@ class PromotionMetric:
     name: str
     higher_is_better: bool
     tolerance: float = 1e-9
-    """Absolute slack: a challenger this close to the champion still counts as no worse."""
+    """Slack: a challenger this close to the champion still counts as no worse (noise)."""
+    relative: bool = False
+    """When True, `tolerance` is a share of the champion's value (for unbounded metrics)."""
 
     def no_worse(self, challenger: float, champion: float) -> bool:
         """True when `challenger` is no worse than `champion` on this metric."""
+        slack = self.tolerance * abs(champion) if self.relative else self.tolerance
         if self.higher_is_better:
-            return challenger >= champion - self.tolerance
-        return challenger <= champion + self.tolerance
+            return challenger >= champion - slack
+        return challenger <= champion + slack
 
 
 PROMOTION_METRICS: dict[str, tuple[PromotionMetric, ...]] = {
     RECOMMENDER: (
-        PromotionMetric("ndcg_at_10", higher_is_better=True),
-        PromotionMetric("recall_at_10", higher_is_better=True),
+        PromotionMetric("ndcg_at_10", higher_is_better=True, tolerance=0.002),
+        PromotionMetric("recall_at_10", higher_is_better=True, tolerance=0.002),
     ),
     CHURN: (
-        PromotionMetric("roc_auc", higher_is_better=True),
-        PromotionMetric("average_precision", higher_is_better=True),
-        PromotionMetric("brier", higher_is_better=False),
+        PromotionMetric("roc_auc", higher_is_better=True, tolerance=0.002),
+        PromotionMetric("average_precision", higher_is_better=True, tolerance=0.002),
+        PromotionMetric("brier", higher_is_better=False, tolerance=0.001),
     ),
     LOYALTY: (
-        PromotionMetric("orders_spearman", higher_is_better=True),
-        PromotionMetric("orders_mae", higher_is_better=False),
+        PromotionMetric("orders_spearman", higher_is_better=True, tolerance=0.005),
+        PromotionMetric("orders_mae", higher_is_better=False, tolerance=0.01, relative=True),
     ),
 }
 

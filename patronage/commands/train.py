@@ -84,6 +84,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         default=0.01,
         help="refuse the data when more than this share of rows is rejected",
     )
+    parser.add_argument(
+        "--events",
+        default=None,
+        metavar="DIR",
+        help="also train on the events posted to the server (its event log directory, e.g. "
+        "data/events); they count in the data hash",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_train)
 
@@ -132,6 +139,16 @@ def _train(args: argparse.Namespace) -> int:
     from training.pipeline import TrainingFailed, TrainOptions, train
     from training.tracking import TrackingUnavailable
 
+    extra_purchases = extra_feedback = None
+    if args.events:
+        from pathlib import Path
+
+        if not Path(args.events).is_dir():
+            raise PatronageError(f"--events {args.events}: no such directory")
+        # The CLI is the one place that may import both serving and training.
+        from serving.events import read_event_log
+
+        extra_purchases, extra_feedback = read_event_log(args.events)
     options = TrainOptions(
         directory=args.directory,
         as_of=args.as_of,
@@ -143,6 +160,9 @@ def _train(args: argparse.Namespace) -> int:
         force=args.force,
         max_reject_rate=args.max_reject_rate,
         progress=not args.quiet,
+        extra_purchases=extra_purchases,
+        extra_feedback=extra_feedback,
+        events_source=args.events or "",
     )
     try:
         result = train(options)

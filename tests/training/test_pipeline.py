@@ -1,0 +1,417 @@
+"""`patronage train` end to end on the small sample shop, against a real MLflow SQLite store.
+
+Three runs share one store (module fixture), on the same data and seed:
+- A at as_of = last day - 30 days: version 1 of each model, champion (nothing to compare with);
+- B at the default as_of: compared with A on B's backtest window (the recommender: A itself, fitted
+  exactly at B's cut; churn and loyalty: A's backtest model, fitted before A's own cut);
+- C like B but with a recommender search budget of 0 s (only baselines are tried), so its
+  recommender is genuinely worse on the same backtest and must not become champion, while churn
+  and loyalty are identical to B's.
+Tests that change the registry work on a copy of the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from patronage.cli import main
+from training.pipeline import TrainOptions, TrainResult, train
+from training.registry import CHALLENGER, CHAMPION, CHURN, LOYALTY, RECOMMENDER
+
+EARLIER_AS_OF = "2025-12-02T00:00:00Z"
+"""30 days before the default as_of of the sample shop (365 days from 2025-01-01)."""
+GENEROUS_BUDGET_S = 120.0
+"""Far above what the small shop needs, so the search is never cut short (determinism)."""
+
+
+@dataclass(frozen=True)
+class TrainedStore:
+    """A store after two training runs."""
+
+    root: Path
+    first: TrainResult
+    second: TrainResult
+    third: TrainResult
+
+
+def _use_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    import mlflow
+
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def trained(
+    sample_shop_dir: Path, migrated_mlflow_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedStore:
+    """Two `train` runs on the sample shop in one store (see the module docstring)."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("trained") / "mlruns"
+    root.mkdir()
+    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        _use_store(root, monkeypatch)
+        options = {"directory": sample_shop_dir, "seed": 3, "progress": False}
+        first = train(TrainOptions(**options, as_of=EARLIER_AS_OF, time_budget_s=GENEROUS_BUDGET_S))
+        second = train(TrainOptions(**options, time_budget_s=GENEROUS_BUDGET_S))
+        third = train(TrainOptions(**options, time_budget_s=0.0))
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    return TrainedStore(root, first, second, third)
+
+
+@pytest.fixture
+def store_copy(trained: TrainedStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private copy of the trained store's database (artifacts stay shared, read-only)."""
+    import mlflow
+
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copyfile(trained.root / "mlflow.db", root / "mlflow.db")
+    _use_store(root, monkeypatch)
+    yield root
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def registry_snapshot() -> dict[str, object]:
+    """Every version with its aliases and tags, plus registered-model tags and aliases."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    snapshot: dict[str, object] = {}
+    for model in client.search_registered_models():
+        versions = client.search_model_versions(f"name = '{model.name}'")
+        snapshot[model.name] = {
+            "aliases": dict(sorted(model.aliases.items())),
+            "tags": dict(model.tags),
+            "versions": sorted((str(v.version), tuple(sorted(v.tags.items()))) for v in versions),
+        }
+    return snapshot
+
+
+def _outcome(result: TrainResult, name: str):  # type: ignore[no-untyped-def]
+    return next(o for o in result.outcomes if o.name == name)
+
+
+def test_runs_register_challengers_and_promote_only_when_no_worse(trained: TrainedStore) -> None:
+    for name in (RECOMMENDER, CHURN, LOYALTY):
+        first = _outcome(trained.first, name)
+        assert (first.version, first.decision, first.champion) == ("1", "first", "1")
+        assert _outcome(trained.second, name).version == "2"
+        assert _outcome(trained.third, name).version == "3"
+
+    # B vs A on B's window: A's recommender was fitted exactly at B's cut, on the same data, so
+    # it is the same model as B's backtest model: equal metrics, no worse, promoted.
+    second = _outcome(trained.second, RECOMMENDER)
+    assert "champion v1 evaluated on this backtest window" in second.reason
+    assert second.decision == "promoted" and second.champion == "2"
+    for name in (CHURN, LOYALTY):
+        outcome = _outcome(trained.second, name)
+        assert "backtest model of champion v1" in outcome.reason
+        assert outcome.champion == ("2" if outcome.decision == "promoted" else "1")
+
+    # C: a genuinely worse recommender on the same backtest as the champion (B) is kept out.
+    worse = _outcome(trained.third, RECOMMENDER)
+    assert worse.metrics["ndcg_at_10"] < second.metrics["ndcg_at_10"] - 0.002
+    assert worse.decision == "kept" and worse.champion == "2"
+    assert "worse on ndcg_at_10" in worse.reason
+    for name in (CHURN, LOYALTY):
+        second, third = _outcome(trained.second, name), _outcome(trained.third, name)
+        if second.decision == "promoted":  # then C meets B on the same backtest, as an equal
+            assert "same backtest as champion v2" in third.reason
+            assert third.decision == "promoted" and third.champion == "3", third.reason
+        else:  # A stayed champion, and C (identical to B) is judged exactly like B
+            assert third.decision == "kept" and third.champion == "1", third.reason
+            assert third.reason == second.reason
+
+
+def test_same_data_and_seed_give_the_same_metrics(trained: TrainedStore) -> None:
+    for name in (CHURN, LOYALTY):
+        assert _outcome(trained.second, name).metrics == _outcome(trained.third, name).metrics
+    # The recommender's baselines do not depend on the search budget: identical too.
+    second = trained.second.backtest[RECOMMENDER]
+    third = trained.third.backtest[RECOMMENDER]
+    assert second["popularity"] == third["popularity"]
+    assert second["trending"] == third["trending"]
+
+
+def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store_copy) -> None:  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    run = client.get_run(trained.first.run_id)
+    assert run.data.params["seed"] == "3"
+    assert len(run.data.params["data.sha256"]) == 64
+    metrics = run.data.metrics
+    for key in (
+        "backtest.recommender.model.ndcg_at_10",
+        "backtest.recommender.popularity.ndcg_at_10",
+        "backtest.recommender.trending.ndcg_at_10",
+        "backtest.churn.model.roc_auc",
+        "backtest.churn.recency.roc_auc",
+        "backtest.churn.base_rate.brier",
+        "backtest.loyalty.model.orders_spearman",
+        "backtest.loyalty.past_rate.orders_spearman",
+    ):
+        assert key in metrics, key
+    # B's run logged the champion (A) evaluated on B's backtest beside B's own model.
+    second = client.get_run(trained.second.run_id).data.metrics
+    assert (
+        second["backtest.recommender.champion.ndcg_at_10"]
+        == second["backtest.recommender.model.ndcg_at_10"]
+    )
+    assert "backtest.churn.champion.roc_auc" in second
+    backtest = {Path(a.path).name for a in client.list_artifacts(trained.first.run_id, "backtest")}
+    assert backtest == {"recommender_bundle", "customer_scorer"}
+    inputs = run.inputs.dataset_inputs
+    assert len(inputs) == 1
+    tags = {t.key: t.value for t in inputs[0].tags}
+    assert tags["sha256"] == run.data.params["data.sha256"]
+    assert "/" in tags["time_range"]
+    report = {Path(a.path).name for a in client.list_artifacts(trained.first.run_id, "report")}
+    assert {"report.html", "churn_roc.png", "churn_calibration.png", "churn_lift.png"} <= report
+    assert any(name.startswith("recommendations_ndcg") for name in report)
+    assert "segments.png" in report
+
+
+def test_rollback_restores_the_previous_champion_and_models_lists_it(store_copy, capsys) -> None:  # type: ignore[no-untyped-def]
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+
+    def champion(name: str) -> str:
+        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+
+    assert champion(RECOMMENDER) == "2"
+    assert main(["rollback", RECOMMENDER]) == 0
+    assert champion(RECOMMENDER) == "1"
+    assert str(client.get_model_version_by_alias(RECOMMENDER, CHALLENGER).version) == "3"
+    # Version 1 was the first champion: nothing earlier to roll back to.
+    assert main(["rollback", RECOMMENDER]) == 1
+    assert "no earlier champion" in capsys.readouterr().err
+    assert champion(RECOMMENDER) == "1"
+    assert main(["promote", RECOMMENDER, "3", "--reason", "test"]) == 0
+    assert champion(RECOMMENDER) == "3"
+    assert main(["rollback", RECOMMENDER]) == 0
+    assert champion(RECOMMENDER) == "1"
+
+    capsys.readouterr()
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    by_key = {(r["name"], r["version"]): r for r in rows}
+    assert len(rows) == 9
+    assert by_key[(RECOMMENDER, "1")]["aliases"] == [CHAMPION]
+    assert by_key[(RECOMMENDER, "1")]["decision"] == "rollback"
+    assert by_key[(RECOMMENDER, "3")]["aliases"] == [CHALLENGER]
+    assert "roc_auc" in by_key[(CHURN, "2")]["metrics"]
+    assert main(["models"]) == 0
+    assert "champion" in capsys.readouterr().out
+
+
+def test_failing_fit_leaves_the_registry_as_it_was(store_copy, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from features.sample_shop import generate_shop
+
+    before = registry_snapshot()
+    too_short = tmp_path / "too_short"
+    generate_shop(too_short, customers=60, items=20, days=20, seed=1)
+    assert main(["train", str(too_short), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "fit failed" in error and "registry unchanged" in error
+    assert registry_snapshot() == before
+
+
+def test_corrupt_artifact_leaves_the_registry_as_it_was(
+    store_copy, sample_shop_dir, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    import mlflow.pyfunc
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    original = mlflow.pyfunc.log_model
+    experiment = mlflow.get_experiment_by_name("patronage")
+    artifacts = Path(local_file_uri_to_path(experiment.artifact_location))
+    damaged = []
+
+    def log_then_corrupt(*args, **kwargs):  # type: ignore[no-untyped-def]
+        info = original(*args, **kwargs)
+        # Damage the stored copy, as a bad disk or a partial upload would.
+        for path in artifacts.glob(f"**/{info.model_id}/**/*.npz"):
+            path.write_bytes(path.read_bytes()[:100])
+            damaged.append(path)
+        return info
+
+    monkeypatch.setattr(mlflow.pyfunc, "log_model", log_then_corrupt)
+    before = registry_snapshot()
+    code = main(
+        [
+            "train",
+            str(sample_shop_dir),
+            "--quiet",
+            "--seed",
+            "3",
+            "--time-budget",
+            str(GENEROUS_BUDGET_S),
+        ]
+    )
+    assert code == 1 and damaged
+    error = capsys.readouterr().err
+    assert "does not load back" in error and "registry unchanged" in error
+    assert registry_snapshot() == before
+
+
+def test_unreachable_tracking_server_is_a_clear_error(sample_shop_dir, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    started = time.perf_counter()
+    assert main(["train", str(sample_shop_dir), "--quiet"]) == 1
+    assert "cannot reach the MLflow tracking store at http://127.0.0.1:9" in capsys.readouterr().err
+    assert time.perf_counter() - started < 20
+
+
+def test_champions_load_and_predict_in_a_fresh_process(store_copy, sample_shop_dir) -> None:  # type: ignore[no-untyped-def]
+    customers = pd.read_csv(sample_shop_dir / "purchases.csv", usecols=["customer_id"])
+    known = customers["customer_id"].astype(str).iloc[0]
+    script = f"""
+import json, mlflow.pyfunc, pandas as pd
+frame = pd.DataFrame({{"customer_id": [{known!r}, "never-seen"]}})
+out = {{}}
+for name in ("patronage-churn", "patronage-loyalty", "patronage-recommender"):
+    model = mlflow.pyfunc.load_model(f"models:/{{name}}@champion")
+    answer = model.predict(frame, params={{"k": 3}} if name.endswith("recommender") else None)
+    out[name] = json.loads(answer.to_json(orient="records", date_format="iso"))
+print(json.dumps(out))
+"""
+    env = dict(os.environ)
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=store_copy.parent,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    churn = answers[CHURN]
+    assert [row["customer_id"] for row in churn] == [known, "never-seen"]
+    assert 0.0 <= churn[0]["churn_probability"] <= 1.0
+    assert churn[1]["churn_probability"] is None and churn[1]["churn_risk"] == "unknown"
+    loyalty = answers[LOYALTY]
+    assert loyalty[0]["segment"] not in ("", "unknown")
+    assert 0.0 <= loyalty[0]["loyalty_score"] <= 100.0
+    recommendations = answers[RECOMMENDER]
+    assert [r["rank"] for r in recommendations if r["customer_id"] == known] == [1, 2, 3]
+    assert all(r["strategy"] for r in recommendations)
+    cold = [r for r in recommendations if r["customer_id"] == "never-seen"]
+    assert len(cold) == 3 and cold[0]["strategy"].startswith("trending")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def mlflow_server(migrated_mlflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts) for one test."""
+    import signal
+    import urllib.request
+
+    import mlflow
+
+    shutil.copyfile(migrated_mlflow_db, tmp_path / "server.db")
+    port = _free_port()
+    command = [
+        str(Path(sys.executable).with_name("mlflow")), "server",
+        "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+        "--serve-artifacts", "--artifacts-destination", str(tmp_path / "served-artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"mlflow server did not start: {(tmp_path / 'server.log').read_text()}")
+            time.sleep(0.3)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        yield url
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn worker, nothing else
+        try:
+            server.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def test_training_against_a_real_tracking_server(
+    mlflow_server, sample_shop_dir, trained: TrainedStore
+) -> None:  # type: ignore[no-untyped-def]
+    import mlflow.pyfunc
+
+    result = train(
+        TrainOptions(sample_shop_dir, seed=3, time_budget_s=GENEROUS_BUDGET_S, progress=False)
+    )
+    assert result.tracking_uri == mlflow_server
+    assert {o.name: o.decision for o in result.outcomes} == dict.fromkeys(
+        (RECOMMENDER, CHURN, LOYALTY), "first"
+    )
+    # Same data and seed in another store: the same backtest metrics, to the last digit.
+    for outcome in result.outcomes:
+        assert outcome.metrics == _outcome(trained.second, outcome.name).metrics
+    model = mlflow.pyfunc.load_model(f"models:/{CHURN}@champion")  # artifacts via the server
+    answer = model.predict(pd.DataFrame({"customer_id": ["never-seen"]}))
+    assert list(answer.columns) == [
+        "customer_id",
+        "churn_probability",
+        "churn_risk",
+        "churn_reasons",
+    ]
+
+
+def test_resolve_model_dir_gives_loadable_artifacts(store_copy) -> None:  # type: ignore[no-untyped-def]
+    from models.recommenders.bundle import RecommenderBundle
+    from training.registry import RegistryError, resolve_model_dir
+
+    bundle = RecommenderBundle.load(
+        resolve_model_dir(f"models:/{RECOMMENDER}@champion", artifact="bundle")
+    )
+    assert len(bundle.item_ids) > 0
+    scores = resolve_model_dir(f"models:/{CHURN}@champion", artifact="scores")
+    assert (scores / "scores.parquet").exists()
+    with pytest.raises(RegistryError, match="no artifact"):
+        resolve_model_dir(f"models:/{CHURN}@champion", artifact="bundle")
+    with pytest.raises(RegistryError, match="cannot find the model"):
+        resolve_model_dir(f"models:/{CHURN}@nonexistent")
