@@ -168,20 +168,30 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
     ) -> FloatArray:
         """Conditional expected number of purchases in (T, T + t] given the history.
 
-        `t` is in the unit of the inputs. Uses Euler's transformation of the hypergeometric term,
-        2F1(r+x, b+x; a+b+x-1; z) = (1-z)^(a-1-r-x) 2F1(a+b-1-r, a-1; a+b+x-1; z), whose
-        parameters do not grow with x, so frequent buyers stay finite."""
+        `t` is in the unit of the inputs. The hypergeometric term of the paper,
+        ((alpha+T)/(alpha+T+t))^(r+x) 2F1(r+x, b+x; a+b+x-1; t/(alpha+T+t)), is rewritten with
+        Pfaff's transformation as 2F1(a-1, r+x; a+b+x-1; -t/(alpha+T)): no power of a large
+        number multiplies a tiny one, so frequent buyers and near-degenerate fits (a, b in the
+        millions, i.e. an almost fixed drop-out chance) stay finite."""
         check_is_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
-        r, alpha, a, b = self.r_, self.alpha_, self.a_, self.b_
+        r, a, b = self.r_, self.a_, self.b_
         if abs(a - 1.0) < 1e-6:
             a = 1.0 + 1e-6  # the formula has a removable singularity at a = 1
         if t <= 0:
             return np.zeros(len(x))
-        z = t / (alpha + big_t + t)
-        log_ratio = np.log(alpha + big_t) - np.log(alpha + big_t + t)
-        hyper = hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, z)
-        numerator = (a + b + x - 1.0) / (a - 1.0) * -np.expm1((a - 1.0) * log_ratio + np.log(hyper))
+        w = -t / (self.alpha_ + big_t)
+        hyper = np.empty(len(x))
+        near = w >= -0.5
+        hyper[near] = hyp2f1(a - 1.0, r + x[near], a + b + x[near] - 1.0, w[near])
+        # far horizons (|w| > 1/2): the paper's own form converges there (z = w / (w - 1) >= 1/3)
+        far = ~near
+        z = w[far] / (w[far] - 1.0)
+        hyper[far] = np.exp(
+            (r + x[far]) * np.log1p(-z)
+            + np.log(hyp2f1(r + x[far], b + x[far], a + b + x[far] - 1.0, z))
+        )
+        numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyper)
         return numerator * self.probability_alive(x, t_x, big_t)
 
     def probability_of_purchase(

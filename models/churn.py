@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from models.btyd import BetaGeoModel
+from models.btyd import BetaGeoModel, BTYDFitError
 
 FeatureFunction = Callable[[Any, pd.Timestamp], pd.DataFrame]
 LabelFunction = Callable[[Any, pd.Timestamp, float], pd.Series]
@@ -107,14 +107,17 @@ def add_btyd_outputs(
     return out
 
 
-def fit_bgnbd(features: pd.DataFrame, penalizer_coef: float = 0.001) -> BetaGeoModel:
+def fit_bgnbd(features: pd.DataFrame, penalizer_coef: float = 0.0) -> BetaGeoModel:
     """BG/NBD fitted on the features layer's BTYD inputs (days).
 
-    A small default penalty keeps tiny or young shops finite; on CDNOW-sized data it moves the
-    parameters by well under 1%."""
-    return BetaGeoModel(penalizer_coef=penalizer_coef).fit(
-        *(features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
-    )
+    Unpenalised by default: the L2 penalty acts on raw parameters, and alpha in days is ~30, so
+    even 0.001 visibly biases the fit (CDNOW: BTYD AUC 0.764 instead of 0.769). When the plain
+    fit fails (a tiny or degenerate shop) it is retried with a penalty of 0.01."""
+    inputs = [features[c].to_numpy(np.float64) for c in BTYD_INPUTS]
+    try:
+        return BetaGeoModel(penalizer_coef=penalizer_coef).fit(*inputs)
+    except BTYDFitError:
+        return BetaGeoModel(penalizer_coef=max(penalizer_coef, 0.01)).fit(*inputs)
 
 
 def training_cutoffs(

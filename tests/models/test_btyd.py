@@ -191,3 +191,29 @@ def test_penalizer_shrinks_parameters(cdnow_summary: pd.DataFrame) -> None:
     shrunk = BetaGeoModel(penalizer_coef=0.1).fit(s["frequency"], s["recency"], s["T"])
     assert shrunk.alpha_ < plain.alpha_
     assert shrunk.log_likelihood_ < plain.log_likelihood_
+
+
+def test_expected_purchases_stay_finite_for_a_near_degenerate_fit() -> None:
+    """a, b in the millions (an almost fixed drop-out chance) happen on real shops."""
+    model = BetaGeoModel.from_dict(
+        {
+            "model": "bgnbd",
+            "penalizer_coef": 0.0,
+            "params": {"r": 1.035, "alpha": 31.16, "a": 37765.9, "b": 3111195.6},
+            "log_likelihood": 0.0,
+            "n_customers": 1,
+        }
+    )
+    x, t_x, big_t = (
+        np.array([0.0, 5.0, 7.0]),
+        np.array([0.0, 89.0, 88.0]),
+        np.array([56.0, 300, 123]),
+    )
+    horizons = [1.0, 30.0, 90.0, 365.0, 2000.0]
+    curves = np.array([model.expected_purchases(h, x, t_x, big_t) for h in horizons])
+    assert np.all(np.isfinite(curves)) and np.all(np.diff(curves, axis=0) > 0)
+    # the two hypergeometric forms meet where the code switches (t = (alpha + T) / 2)
+    switch = (model.alpha_ + big_t[1]) / 2
+    below = model.expected_purchases(switch * (1 - 1e-9), x[[1]], t_x[[1]], big_t[[1]])
+    above = model.expected_purchases(switch * (1 + 1e-9), x[[1]], t_x[[1]], big_t[[1]])
+    assert below[0] == pytest.approx(above[0], rel=1e-6)
