@@ -66,6 +66,11 @@ def _distinct_rows(*columns: FloatArray) -> tuple[list[FloatArray], FloatArray]:
     return [unique[:, i] for i in range(unique.shape[1])], counts.astype(np.float64)
 
 
+LOG_PARAM_BOUND = 18.0
+"""Log parameters stay within +-18 (about 1.5e-8 .. 6.6e7): the line search never overflows, and a
+degenerate shop (no sign of drop-out) ends at the bound instead of at infinity."""
+
+
 def _minimise(
     objective: Any, start: FloatArray, what: str, max_iterations: int = 2000
 ) -> FloatArray:
@@ -74,6 +79,7 @@ def _minimise(
         start,
         jac=True,
         method="L-BFGS-B",
+        bounds=[(-LOG_PARAM_BOUND, LOG_PARAM_BOUND)] * len(start),
         options={"maxiter": max_iterations, "gtol": 1e-10, "ftol": 1e-15},
     )
     # L-BFGS may stop on "abnormal termination in line search" right at the optimum when the

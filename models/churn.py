@@ -344,11 +344,12 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         order = np.argsort(-values, axis=1)[:, :top]
         out: list[list[str]] = []
         records = X.to_dict("records")  # row access through pandas is the slow part
+        typical = dict(zip(self.feature_names_, self.reference_.tolist(), strict=True))
         for row, picks in enumerate(order):
             customer = records[row]
             out.append(
                 [
-                    describe_reason(str(names[g]), customer)
+                    describe_reason(str(names[g]), customer, typical)
                     for g in picks
                     if values[row, g] >= MIN_REASON_EFFECT
                 ]
@@ -374,8 +375,12 @@ def _plural(count: float, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def describe_reason(group: str, customer: Mapping[str, Any]) -> str:
-    """Plain words for one reason group, from the customer's own feature values."""
+def describe_reason(
+    group: str, customer: Mapping[str, Any], typical: Mapping[str, Any] | None = None
+) -> str:
+    """Plain words for one reason group, from the customer's own feature values; `typical`
+    (a retained customer's median values) adds a comparison where words alone would mislead."""
+    typical = typical or {}
     v = lambda column: _value(customer, column)  # noqa: E731
     if group == "recency":
         days, overdue = v("days_since_last_order"), v("overdue_ratio")
@@ -397,7 +402,12 @@ def describe_reason(group: str, customer: Mapping[str, Any]) -> str:
             return f"spend down {100 * (1 - ratio):.0f}% against the previous 90 days"
         return "spending pattern changed over the last 90 days"
     if group == "spend":
-        return f"low spend: mean order value {v('mean_order_value'):.2f}"
+        value, usual = v("mean_order_value"), _value(typical, "mean_order_value")
+        if np.isfinite(usual) and value < usual:
+            return f"low spend: mean order value {value:.2f} against a typical {usual:.2f}"
+        if np.isfinite(usual):
+            return f"spending pattern: mean order value {value:.2f} (typical {usual:.2f})"
+        return f"spending pattern: mean order value {value:.2f}"
     if group == "complaints":
         recent, total = v("complaints_last_90d"), v("complaints")
         if recent > 0:

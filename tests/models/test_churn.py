@@ -152,3 +152,11 @@ def test_single_class_labels_are_refused() -> None:
     frame = pd.DataFrame({"customer_id": ["a", "b"], "orders": [1, 2]})
     with pytest.raises(ValueError, match="single class"):
         ChurnModel().fit(frame, [1, 1])
+
+
+def test_spend_reason_compares_with_a_typical_customer() -> None:
+    typical = {"mean_order_value": 40.0}
+    low = describe_reason("spend", {"mean_order_value": 12.5}, typical)
+    high = describe_reason("spend", {"mean_order_value": 95.0}, typical)
+    assert low == "low spend: mean order value 12.50 against a typical 40.00"
+    assert not high.startswith("low spend")
