@@ -331,7 +331,7 @@ def assert_same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
 
 
 @settings(
-    max_examples=30,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
