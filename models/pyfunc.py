@@ -28,9 +28,9 @@ import pickletools
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 RECOMMENDATION_COLUMNS = ("customer_id", "rank", "item_id", "score", "strategy")
 CHURN_COLUMNS = ("churn_probability", "churn_risk", "churn_reasons")
@@ -64,7 +64,7 @@ def _customer_ids(model_input: Any) -> list[str]:
     raise ValueError("input must be a DataFrame with a customer_id column")
 
 
-class RecommenderModel(mlflow.pyfunc.PythonModel):
+class RecommenderModel(PythonModel):
     """`patronage-recommender`: top-k items per customer from a `RecommenderBundle`."""
 
     bundle: Any
@@ -112,7 +112,7 @@ class RecommenderModel(mlflow.pyfunc.PythonModel):
         )
 
 
-class _CustomerScoresModel(mlflow.pyfunc.PythonModel):
+class _CustomerScoresModel(PythonModel):
     """Shared part of the churn and loyalty wrappers: a per-customer score table at `as_of`."""
 
     output_columns: tuple[str, ...] = ()
@@ -246,16 +246,16 @@ def _pickle_globals(data: bytes) -> list[tuple[str, str]]:
         elif name == "MEMOIZE":
             memo[len(memo)] = top[-1] if top else None
         elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = top[-1] if top else None
+            memo[int(str(arg))] = top[-1] if top else None
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            top.append(memo.get(int(arg)))
+            top.append(memo.get(int(str(arg))))
         elif name == "GLOBAL":
             module, attribute = str(arg).split(" ", 1)
             found.append((module, attribute))
             top.append(None)
         elif name == "STACK_GLOBAL":
-            module, attribute = (top[-2], top[-1]) if len(top) >= 2 else (None, None)
-            found.append((module or "?", attribute or "?"))
+            pair = (top[-2], top[-1]) if len(top) >= 2 else (None, None)
+            found.append((pair[0] or "?", pair[1] or "?"))
             top.append(None)
         elif name not in ("PROTO", "FRAME", "STOP", "MARK"):
             top.append(None)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -288,7 +289,7 @@ def _content_hash(directory: Path) -> str:
             if path.exists():
                 digest.update(path.name.encode())
                 with path.open("rb") as handle:
-                    for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    while block := handle.read(1 << 20):
                         digest.update(block)
     return digest.hexdigest()
 
@@ -432,7 +433,6 @@ def _customer_candidates(
     report: Any,
 ) -> list[Candidate]:
     from models.customer_scores import CustomerScorer
-
     from models.pyfunc import ChurnModel, LoyaltyModel, write_score_table
     from training.customer_backtest import (
         churn_metrics,
@@ -817,9 +817,9 @@ def _log_dataset(data: DataSummary, as_of: pd.Timestamp) -> None:
             "rows": list(data.rows.values()),
         }
     )
-    dataset = mlflow.data.from_pandas(
-        frame, source=data.source, name="shop", digest=data.sha256[:32]
-    )
+    from mlflow.data.pandas_dataset import from_pandas
+
+    dataset = from_pandas(frame, source=data.source, name="shop", digest=data.sha256[:32])
     mlflow.log_input(
         dataset,
         context="training",
@@ -890,7 +890,7 @@ def _register(
                 client.create_registered_model(
                     name, description=f"Patronage {ARTIFACT_NAMES[name]} model (docs/training.md)"
                 )
-                undo.append(lambda n=name: client.delete_registered_model(n))
+                undo.append(partial(client.delete_registered_model, name))
             previous_challenger = _alias_version(client, name, CHALLENGER)
             previous_champion = champion_version(client, name)
             previous_history = champion_history(client, name)
@@ -918,16 +918,12 @@ def _register(
                 model_id=candidate.model_id or None,
             )
             number = str(version.version)
-            undo.append(lambda n=name, v=number: client.delete_model_version(n, v))
-            undo.append(
-                lambda n=name, p=previous_challenger: _restore_alias(client, n, CHALLENGER, p)
-            )
+            undo.append(partial(client.delete_model_version, name, number))
+            undo.append(partial(_restore_alias, client, name, CHALLENGER, previous_challenger))
             client.set_registered_model_alias(name, CHALLENGER, number)
             if decision.promote:
                 undo.append(
-                    lambda n=name, p=previous_champion, h=previous_history: _restore_champion(
-                        client, n, p, h
-                    )
+                    partial(_restore_champion, client, name, previous_champion, previous_history)
                 )
                 set_champion(client, name, number, decision.decision, decision.reason)
                 champion = number
