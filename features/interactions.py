@@ -105,32 +105,83 @@ def build_interactions(
     Rows: customers with at least one purchase line before `as_of`, sorted by id. Columns:
     `item_ids` when given (lines of other items are dropped), else `catalog_item_ids(shop)`.
     `as_of` must be a timezone-aware UTC timestamp; raises ValueError for a naive one or a
-    non-positive half-life."""
-    _check_as_of(as_of)
-    if half_life_days is not None and half_life_days <= 0:
-        raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
-    items = catalog_item_ids(shop) if item_ids is None else np.asarray(item_ids).astype(str)
-    lines = _lines_before(shop, as_of)
-    columns = _item_codes(lines["item_id"], items)
-    lines = lines.loc[columns >= 0]
-    columns = columns[columns >= 0]
-    customer_codes, customers = pd.factorize(lines["customer_id"].astype(str), sort=True)
-    weight = 1.0 + np.log(np.maximum(lines["quantity"].to_numpy(dtype=np.float64), 1.0))
-    if half_life_days is not None:
-        age_days = (as_of - lines["ordered_at"]).dt.total_seconds().to_numpy() / 86400.0
-        weight = weight * np.exp2(-age_days / half_life_days)
-    shape = (len(customers), len(items))
-    matrix = sp.csr_matrix((weight, (customer_codes, columns)), shape=shape, dtype=np.float64)
-    matrix.sum_duplicates()
-    customer_ids = np.asarray(customers, dtype=object).astype(str)
-    feedback = shop.feedback.loc[shop.feedback["created_at"] < as_of]
-    feedback = feedback.loc[feedback["item_id"].notna()] if "item_id" in feedback else feedback[:0]
-    if use_ratings:
-        matrix = _apply_ratings(matrix, feedback, customer_ids, items)
-    if returns != "ignore":
-        matrix = _apply_returns(matrix, feedback, customer_ids, items, lines, weight, returns)
-    matrix.eliminate_zeros()
-    return Interactions(matrix.astype(np.float32).tocsr(), customer_ids, items)
+    non-positive half-life. For several half-lives at one `as_of`, use `InteractionsBuilder`."""
+    builder = InteractionsBuilder(shop, as_of, returns, use_ratings, item_ids)
+    return builder.build(half_life_days)
+
+
+class InteractionsBuilder:
+    """Reads the lines before `as_of` once; `build(half_life_days)` then gives the confidence
+    matrix for any half-life without touching ids again (model selection tries several).
+
+    Same arguments and result as `build_interactions`."""
+
+    def __init__(
+        self,
+        shop: Shop,
+        as_of: pd.Timestamp,
+        returns: ReturnsPolicy = "remove",
+        use_ratings: bool = True,
+        item_ids: np.ndarray | None = None,
+    ) -> None:
+        _check_as_of(as_of)
+        self.as_of = as_of
+        self.returns = returns
+        self.use_ratings = use_ratings
+        items = catalog_item_ids(shop) if item_ids is None else np.asarray(item_ids).astype(str)
+        self.item_ids = items
+        lines = _lines_before(shop, as_of)
+        columns = _item_codes(lines["item_id"], items)
+        lines = lines.loc[columns >= 0]
+        columns = columns[columns >= 0]
+        rows, customers = pd.factorize(lines["customer_id"].astype(str), sort=True)
+        self.customer_ids = np.asarray(customers, dtype=object).astype(str)
+        self._base = 1.0 + np.log(np.maximum(lines["quantity"].to_numpy(dtype=np.float64), 1.0))
+        self._age_days = (as_of - lines["ordered_at"]).dt.total_seconds().to_numpy() / 86400.0
+        # Group the lines by (customer, item) once: a build is then one reduceat.
+        order = np.lexsort((columns, rows))
+        rows_sorted, cols_sorted = rows[order], columns[order]
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = (rows_sorted[1:] != rows_sorted[:-1]) | (cols_sorted[1:] != cols_sorted[:-1])
+        self._order = order
+        self._starts = np.flatnonzero(first)
+        self._pair_cols = cols_sorted[self._starts].astype(np.int32)
+        pair_rows = rows_sorted[self._starts]
+        self._indptr = np.searchsorted(pair_rows, np.arange(len(customers) + 1))
+        self._lines_per_pair = np.diff(np.append(self._starts, len(order))).astype(np.float64)
+        feedback = shop.feedback.loc[shop.feedback["created_at"] < as_of]
+        has_item = "item_id" in feedback
+        self._feedback = feedback.loc[feedback["item_id"].notna()] if has_item else feedback[:0]
+
+    def _pairs(self, values: np.ndarray) -> sp.csr_matrix:
+        shape = (len(self.customer_ids), len(self.item_ids))
+        return sp.csr_matrix((values, self._pair_cols, self._indptr), shape=shape)
+
+    def build(self, half_life_days: float | None = 90.0) -> Interactions:
+        """The confidence matrix with this recency half-life (days; None: no decay)."""
+        if half_life_days is not None and half_life_days <= 0:
+            raise ValueError(f"half_life_days must be positive or None, got {half_life_days}")
+        weight = self._base
+        if half_life_days is not None:
+            weight = weight * np.exp2(-self._age_days / half_life_days)
+        if len(self._order):
+            sums = np.add.reduceat(weight[self._order], self._starts)
+        else:
+            sums = np.zeros(0, dtype=np.float64)
+        matrix = self._pairs(sums.astype(np.float64))
+        if self.use_ratings:
+            matrix = _apply_ratings(matrix, self._feedback, self.customer_ids, self.item_ids)
+        if self.returns != "ignore":
+            matrix = _apply_returns(
+                matrix,
+                self._feedback,
+                self.customer_ids,
+                self.item_ids,
+                self._pairs(self._lines_per_pair),
+                self.returns,
+            )
+        matrix.eliminate_zeros()
+        return Interactions(matrix.astype(np.float32).tocsr(), self.customer_ids, self.item_ids)
 
 
 def _feedback_cells(
@@ -175,8 +226,7 @@ def _apply_returns(
     feedback: pd.DataFrame,
     customer_ids: np.ndarray,
     item_ids: np.ndarray,
-    lines: pd.DataFrame,
-    line_weight: np.ndarray,
+    lines_per_pair: sp.csr_matrix,
     policy: ReturnsPolicy,
 ) -> sp.csr_matrix:
     returned = feedback.loc[feedback["kind"] == "return"]
@@ -194,15 +244,8 @@ def _apply_returns(
         new_values[current == 0] = 0.0
     else:
         # One return removes the weight of one average line of that pair.
-        line_rows = pd.Index(customer_ids).get_indexer(lines["customer_id"].astype(str))
-        line_cols = pd.Index(item_ids).get_indexer(lines["item_id"].astype(str))
-        n_lines = sp.csr_matrix(
-            (np.ones(len(lines)), (line_rows, line_cols)), shape=matrix.shape, dtype=np.float64
-        )
-        lines_per_pair = np.asarray(n_lines[pair_rows, pair_cols]).ravel()
-        mean_line = np.divide(
-            current, lines_per_pair, out=np.zeros_like(current), where=lines_per_pair > 0
-        )
+        n_lines = np.asarray(lines_per_pair[pair_rows, pair_cols], dtype=np.float64).ravel()
+        mean_line = np.divide(current, n_lines, out=np.zeros_like(current), where=n_lines > 0)
         new_values = np.maximum(current - counts.to_numpy() * mean_line, 0.0)
         new_values[new_values < 1e-9 * np.maximum(current, 1e-30)] = 0.0
     delta = sp.csr_matrix((new_values - current, (pair_rows, pair_cols)), shape=matrix.shape)

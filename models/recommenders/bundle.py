@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from features.interactions import (
     Interactions,
-    build_interactions,
+    InteractionsBuilder,
     catalog_item_ids,
     co_purchase_counts,
     purchase_counts,
@@ -367,13 +367,11 @@ def fit_recommender_bundle(
     )
     window = selection.window_days
     matrices: dict[float | None, Interactions] = {}
+    builder = InteractionsBuilder(shop, as_of, item_ids=item_ids)
 
     def matrix_at(half_life: float | None) -> Interactions:
         if half_life not in matrices:
-            days = None if half_life is None else half_life * window
-            matrices[half_life] = build_interactions(
-                shop, as_of, half_life_days=days, item_ids=item_ids
-            )
+            matrices[half_life] = builder.build(None if half_life is None else half_life * window)
         return matrices[half_life]
 
     co_purchase = co_purchase_counts(shop, as_of, item_ids)

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 
 from features.interactions import (
     Interactions,
-    build_interactions,
+    InteractionsBuilder,
     catalog_item_ids,
     co_purchase_counts,
     purchase_counts,
@@ -251,6 +251,9 @@ class ValidationData:
         self.item_ids = item_ids
         self.item_categories = item_categories(shop, item_ids)
         self._matrices: dict[float | None, Interactions] = {}
+        started = time.perf_counter()
+        self._builder = InteractionsBuilder(shop, self.cut, item_ids=item_ids)
+        self.prepare_seconds = time.perf_counter() - started
         self.co_purchase = co_purchase_counts(shop, self.cut, item_ids)
         reference = self.matrix(None)
         self.customer_ids = reference.customer_ids
@@ -291,9 +294,7 @@ class ValidationData:
         if half_life not in self._matrices:
             days = None if half_life is None else half_life * self.window_days
             started = time.perf_counter()
-            self._matrices[half_life] = build_interactions(
-                self.shop, self.cut, half_life_days=days, item_ids=self.item_ids
-            )
+            self._matrices[half_life] = self._builder.build(days)
             self.build_seconds = time.perf_counter() - started
         return self._matrices[half_life]
 
@@ -580,7 +581,7 @@ def _rerank_cost(data: ValidationData, report: dict[str, Any], protocol: str) ->
     matrices built again, and two classifier fits (a generous guess, so the budget holds)."""
     names = _rerank_members(list(report["candidates"]), report, protocol)
     fits = sum(report["candidates"][name]["fit_seconds"] for name in names)
-    return 2.0 * fits + (len(names) + 3) * data.build_seconds + 30.0
+    return 2.0 * fits + 2 * data.prepare_seconds + (len(names) + 3) * data.build_seconds + 30.0
 
 
 def _family(name: str) -> str:
@@ -686,25 +687,15 @@ def _try_reranker(
         started = time.perf_counter()
         # 1. Members and history one window earlier; labels = the window before validation.
         earlier_members = []
+        builder = InteractionsBuilder(shop_before, earlier_cut, item_ids=data.item_ids)
+        earlier_co_purchase = co_purchase_counts(shop_before, earlier_cut, data.item_ids)
         for name in names:
             spec = specs[name]
             days = None if spec.half_life is None else spec.half_life * data.window_days
-            matrix = build_interactions(
-                shop_before, earlier_cut, half_life_days=days, item_ids=data.item_ids
-            )
             earlier_members.append(
-                spec.make().fit(
-                    matrix,
-                    co_purchase_counts(shop_before, earlier_cut, data.item_ids),
-                    data.item_categories,
-                )
+                spec.make().fit(builder.build(days), earlier_co_purchase, data.item_categories)
             )
-        history = build_interactions(
-            shop_before,
-            earlier_cut,
-            half_life_days=RERANK_HALF_LIFE * data.window_days,
-            item_ids=data.item_ids,
-        )
+        history = builder.build(RERANK_HALF_LIFE * data.window_days)
         reranker = _reranker(earlier_members, names, exclude_seen, seed)
         reranker.repeat_rates_ = repeat_purchase_rates(
             _aligned(counts_at(shop_before, earlier_cut, data.item_ids), history.customer_ids)
