@@ -123,3 +123,20 @@ def test_co_purchase_counts_orders_containing_both() -> None:
 def test_naive_as_of_is_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         build_interactions(_shop(LINES), pd.Timestamp("2025-03-01"))
+
+
+def test_builder_gives_each_half_life_like_a_fresh_build() -> None:
+    from features.interactions import InteractionsBuilder
+
+    feedback = [
+        ("bob", "2025-02-03 00:00", "return", "jam", pd.NA),
+        ("ann", "2025-02-28 13:00", "rating", "milk", 4),
+    ]
+    shop = _shop(list(reversed(LINES)), feedback)  # unsorted input
+    builder = InteractionsBuilder(shop, AS_OF)
+    for half_life in (None, 7.0, 30.0):
+        expected = build_interactions(shop, AS_OF, half_life_days=half_life).matrix.toarray()
+        np.testing.assert_allclose(builder.build(half_life).matrix.toarray(), expected)
+    # And by hand for one cell: ann's milk, lines 0.5 and 30 days old, 4 stars.
+    cell = builder.build(30.0).matrix.toarray()[0, 2]
+    assert cell == pytest.approx((2 ** (-0.5 / 30) + 0.5) * 2**0.5, rel=1e-5)
