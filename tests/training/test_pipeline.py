@@ -437,3 +437,52 @@ def test_resolve_model_dir_gives_loadable_artifacts(store_copy) -> None:  # type
         resolve_model_dir(f"models:/{CHURN}@champion", artifact="bundle")
     with pytest.raises(RegistryError, match="cannot find the model"):
         resolve_model_dir(f"models:/{CHURN}@nonexistent")
+
+
+def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) -> None:  # type: ignore[no-untyped-def]
+    """The server going away mid-way: aliases, history and versions are restored."""
+    from mlflow import MlflowClient
+
+    from training.pipeline import Candidate, DataSummary, TrainingFailed, _register
+
+    client = MlflowClient()
+    before = registry_snapshot()
+    candidates = []
+    for name in (RECOMMENDER, CHURN, LOYALTY):
+        logged = client.get_model_version(name, "2")
+        candidates.append(
+            Candidate(
+                name=name,
+                python_model=None,
+                artifacts={},
+                input_example=pd.DataFrame(),
+                metrics=dict(_outcome(trained.second, name).metrics),
+                baselines={},
+                backtest_key="test",
+                cut=pd.Timestamp("2025-12-02T00:00:00Z"),
+                evaluate_champion=lambda wrapper: {},
+                model_uri=logged.source,
+                model_id=getattr(logged, "model_id", "") or "",
+            )
+        )
+
+    class ServerGoesAway:
+        """The real client, until the third model's version is created."""
+
+        def __getattr__(self, attribute: str):  # type: ignore[no-untyped-def]
+            return getattr(client, attribute)
+
+        def create_model_version(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if name == LOYALTY:
+                raise ConnectionError("connection refused")
+            return client.create_model_version(name, *args, **kwargs)
+
+    data = DataSummary("test", "0" * 64, {"purchases": 1}, pd.Timestamp("2025-01-01", tz="UTC"),
+                       pd.Timestamp("2025-12-31", tz="UTC"), 0)  # fmt: skip
+    options = TrainOptions("unused", force=True)  # moves champion of the first two first
+    with pytest.raises(TrainingFailed, match="put back as it was"):
+        _register(
+            ServerGoesAway(), candidates, options, pd.Timestamp("2026-01-01", tz="UTC"),
+            trained.second.run_id, data,
+        )  # fmt: skip
+    assert registry_snapshot() == before
