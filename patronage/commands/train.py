@@ -46,7 +46,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="TS",
         help="train on data strictly before this time (ISO 8601, UTC if no zone); "
-        "default: just after the last purchase",
+        "default: midnight UTC after the last purchase",
     )
     parser.add_argument(
         "--churn-horizon-days",
