@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Response, Security
+from fastapi.security import APIKeyHeader
 
-from serving.auth import KeyRing, api_key_header
+from serving.auth import API_KEY_HEADER, KeyRing, api_key_header
 from serving.config import Settings
 from serving.errors import ApiError
 from serving.events import EventLog, EventOverlay
@@ -83,22 +83,30 @@ def reject_unknown_query_params(request: Request) -> None:
         )
 
 
-def _require(scope: str) -> Callable[..., Awaitable[Services]]:
-    async def check_key(
-        request: Request, api_key: Annotated[str | None, Security(api_key_header)]
-    ) -> Services:
+class ScopedApiKey(APIKeyHeader):
+    """The `X-API-Key` security scheme of one scope, checked in the scheme itself: one
+    dependency per request instead of two (this runs on every storefront call)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(
+            name=API_KEY_HEADER,
+            scheme_name="ApiKey",
+            description=api_key_header.model.description,
+            auto_error=False,
+        )
+        self.scope = scope
+
+    async def __call__(self, request: Request) -> Services:  # type: ignore[override]
+        """Check the key (401/403) and the query parameters (422); the app's services."""
         services: Services = request.app.state.services
-        services.keys.check(api_key, scope)
-        reject_unknown_query_params(request)  # here, not a dependency of its own: it is cheaper
+        services.keys.check(request.headers.get(API_KEY_HEADER), self.scope)
+        reject_unknown_query_params(request)
         return services
 
-    check_key.__name__ = f"require_{scope}_key"
-    return check_key
 
-
-StorefrontDep = Annotated[Services, Depends(_require("storefront"))]
-CrmDep = Annotated[Services, Depends(_require("crm"))]
-AdminDep = Annotated[Services, Depends(_require("admin"))]
+StorefrontDep = Annotated[Services, Security(ScopedApiKey("storefront"))]
+CrmDep = Annotated[Services, Security(ScopedApiKey("crm"))]
+AdminDep = Annotated[Services, Security(ScopedApiKey("admin"))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
