@@ -249,21 +249,31 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def prepare(workdir: Path, customers: int, items: int) -> tuple[Path, str, dict[str, float]]:
-    """Generate and train; returns (shop dir, tracking URI, seconds per step)."""
+def prepare(
+    workdir: Path, customers: int, items: int, time_budget_s: float
+) -> tuple[Path, str, dict[str, float]]:
+    """Generate and train (skipped when `workdir` already holds both from an earlier run with
+    `--workdir`); returns (shop dir, tracking URI, seconds per step)."""
     from features.sample_shop import generate_shop
     from training.pipeline import TrainOptions, train
 
     seconds: dict[str, float] = {}
     shop_dir = workdir / "shop"
+    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
+    if (workdir / "trained.json").exists():
+        return shop_dir, uri, json.loads((workdir / "trained.json").read_text())
     started = time.perf_counter()
     generate_shop(shop_dir, customers=customers, items=items, days=365, seed=0,
                   file_format="parquet")  # fmt: skip
     seconds["generate"] = round(time.perf_counter() - started, 1)
-    uri = f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}"
     started = time.perf_counter()
-    train(TrainOptions(directory=shop_dir, tracking_uri=uri, progress=False))
+    train(
+        TrainOptions(
+            directory=shop_dir, tracking_uri=uri, progress=False, time_budget_s=time_budget_s
+        )
+    )
     seconds["train"] = round(time.perf_counter() - started, 1)
+    (workdir / "trained.json").write_text(json.dumps(seconds))
     return shop_dir, uri, seconds
 
 
@@ -272,21 +282,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--items", type=int, default=50_000)
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured seconds per route")
+    parser.add_argument(
+        "--seconds", type=float, default=12.0, help="measured seconds per route (all rounds)"
+    )
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
+        default=6,
         help="routes are measured in interleaved rounds, so a change of machine load hits all",
     )
     parser.add_argument("--client-processes", type=int, default=2)
     parser.add_argument("--wrk", action="store_true", help="use wrk when installed")
     parser.add_argument("--quick", action="store_true", help="small shop, 3 s per route")
-    parser.add_argument("--workdir", default=None, help="keep the shop and store here")
+    parser.add_argument(
+        "--workdir", default=None, help="keep the shop and store here (reused when present)"
+    )
+    parser.add_argument(
+        "--time-budget", type=float, default=30.0, help="training's model-search budget, s"
+    )
     args = parser.parse_args()
     if args.quick:
-        args.customers, args.items, args.seconds = 5000, 500, 3.0
+        args.customers, args.items, args.seconds = 5000, 500, 6.0
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     use_wrk = args.wrk and shutil.which("wrk") is not None
 
@@ -294,7 +311,7 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"[serving] generating {args.customers} customers x {args.items} items, training",
           flush=True)  # fmt: skip
-    shop_dir, uri, setup_seconds = prepare(workdir, args.customers, args.items)
+    shop_dir, uri, setup_seconds = prepare(workdir, args.customers, args.items, args.time_budget)
     print(f"[serving] set-up {setup_seconds}", flush=True)
 
     import pandas as pd
@@ -310,6 +327,8 @@ def main() -> int:
         PATRONAGE_API_KEYS=",".join(f"{s}={k}" for s, k in KEYS.items()),
         PATRONAGE_EVENTS_DIR=str(workdir / "events"),
         OPENBLAS_NUM_THREADS="1",
+        # `mlflow models serve` runs `uvicorn` from PATH: use this environment's.
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     )
     port = _free_port()
     server_log = workdir / "patronage-serve.log"
@@ -343,7 +362,8 @@ def main() -> int:
             ),
             "cross_sell": (
                 port, "POST", ["/v1/recommendations/cross-sell"], storefront,
-                [json.dumps({"items": [top_items[i], top_items[(i * 7 + 3) % 500]], "k": 10})
+                [json.dumps({"items": [top_items[i % len(top_items)],
+                                       top_items[(i * 7 + 3) % len(top_items)]], "k": 10})
                  .encode() for i in range(500)],
             ),
             "churn": (port, "GET", [f"/v1/customers/{c}/churn" for c in customer_ids], crm,
@@ -391,13 +411,39 @@ def main() -> int:
         _stop(mlflow_server)
 
     noop = results["noop_health_live"]["requests_per_second"]
+    # Ratios per round (each route against the no-op of the same round), then the median over
+    # rounds: a burst of load from other work on the machine then skews one round, not all.
     ratios = {
-        name: round(results[name]["requests_per_second"] / noop, 3)
+        name: round(
+            float(
+                np.median(
+                    [
+                        mine / ceiling
+                        for mine, ceiling in zip(
+                            results[name]["rps_per_round"],
+                            results["noop_health_live"]["rps_per_round"],
+                            strict=True,
+                        )
+                    ]
+                )
+            ),
+            3,
+        )
         for name in ("recommendations", "cross_sell", "churn", "loyalty")
     }
     vs_mlflow = round(
-        results["churn"]["requests_per_second"]
-        / max(results["mlflow_models_serve_churn"]["requests_per_second"], 1e-9),
+        float(
+            np.median(
+                [
+                    mine / max(other, 1e-9)
+                    for mine, other in zip(
+                        results["churn"]["rps_per_round"],
+                        results["mlflow_models_serve_churn"]["rps_per_round"],
+                        strict=True,
+                    )
+                ]
+            )
+        ),
         1,
     )
     checks = {f"{name} >= {t}x no-op": ratios[name] >= t for name, t in TARGETS.items()}
@@ -406,7 +452,7 @@ def main() -> int:
         {
             "route": name,
             **{k: v for k, v in figures.items() if k != "rps_per_round"},
-            "x no-op": round(figures["requests_per_second"] / noop, 3),
+            "x no-op": ratios.get(name, round(figures["requests_per_second"] / noop, 3)),
         }
         for name, figures in results.items()
     ]
@@ -425,6 +471,8 @@ def main() -> int:
             "Recommendations ask the default question (k=10, non-repeatable excluded) for "
             "known customers, answered from lists precomputed at load; churn and loyalty from "
             "the score table held in memory.",
+            "Ratios: median over rounds of (route req/s) / (no-op req/s of the same round); "
+            "throughput and percentiles pool all rounds. "
             "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()),
         ],
         "tables": {"Routes": rows},

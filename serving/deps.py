@@ -124,10 +124,19 @@ def loaded_models(services: Services) -> ServingModels:
     return models
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps(payload: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return _ENCODER.encode(payload).encode()
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> Response:
+    """A response whose JSON body is already encoded."""
+    return Response(body, status, media_type="application/json")
+
+
 def json_response(payload: Any, status: int = 200) -> Response:
     """A JSON response built directly (no response-model round trip on hot routes)."""
-    return Response(
-        json.dumps(payload, separators=(",", ":"), ensure_ascii=False),
-        status,
-        media_type="application/json",
-    )
+    return Response(dumps(payload), status, media_type="application/json")

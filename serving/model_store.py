@@ -190,8 +190,12 @@ class CustomerScoreTable:
     def __post_init__(self) -> None:
         # Formatting a Timestamp costs microseconds; answers reuse this string.
         object.__setattr__(self, "as_of_iso", self.as_of.isoformat())
+        object.__setattr__(self, "answer_cache", [None] * len(self.index))
 
     as_of_iso: str = field(init=False, default="")
+    answer_cache: list[bytes | None] = field(init=False, default_factory=list, repr=False)
+    """Per row, the JSON of the answer that depends only on this table (filled on first ask:
+    the answers are a pure function of the loaded model, so computing one twice is waste)."""
 
     def __len__(self) -> int:
         return len(self.index)
