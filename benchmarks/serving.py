@@ -469,8 +469,9 @@ def main() -> int:
             f"warm-up each), on the same {os.cpu_count()}-core machine as the servers (shared "
             "with other work: compare ratios measured in the same run, not absolute figures).",
             "Recommendations ask the default question (k=10, non-repeatable excluded) for "
-            "known customers, answered from lists precomputed at load; churn and loyalty from "
-            "the score table held in memory.",
+            "known customers, answered from the lists the server precomputes in the background "
+            "after loading (the run waits until they are done); churn and loyalty from the "
+            "score table held in memory. Cross-sell scores every basket live (no target).",
             "Ratios: median over rounds of (route req/s) / (no-op req/s of the same round); "
             "throughput and percentiles pool all rounds. "
             "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()),

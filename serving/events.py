@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from features.contract import FEEDBACK, PURCHASES, Column, Table
@@ -144,6 +145,49 @@ def validate_event_rows(
         else:
             clean.append(values)
     return clean, rejected
+
+
+# Rules about the shop's other tables: the posted rows are checked against them when the next
+# training merges the log with the shop (features/validation.py runs again there).
+REFERENCE_REASONS = frozenset(
+    {"unknown_customer", "unknown_item", "unknown_order", "order_customer_mismatch"}
+)
+
+
+def contract_rejects(
+    purchases: Sequence[Mapping[str, Any]],
+    feedback: Sequence[Mapping[str, Any]],
+    latest: datetime,
+) -> list[RejectedEvent]:
+    """Run the data contract's own validation (`features.validation.validate_tables`, the code
+    `patronage validate` runs) over posted rows; every per-row rule counts, references to the
+    shop's other tables do not (see REFERENCE_REASONS). `latest` (UTC) plays `as_of`."""
+    from features.validation import RawTable, validate_tables
+
+    raw = {
+        name: RawTable(
+            name,
+            pd.DataFrame.from_records(
+                [dict(r) for r in rows], columns=[c.name for c in table.columns]
+            ),
+            np.arange(1, len(rows) + 1),
+        )
+        for name, rows, table in (
+            ("purchases", purchases, PURCHASES),
+            ("feedback", feedback, FEEDBACK),
+        )
+    }
+    verdicts = validate_tables(raw, pd.Timestamp(latest).tz_convert("UTC"))
+    rejected = []
+    for name in ("purchases", "feedback"):
+        verdict = verdicts[name]
+        for row in verdict.rejected_rows:
+            if verdict.reasons[row] in REFERENCE_REASONS:
+                continue
+            rejected.append(
+                RejectedEvent(name, int(row), f"{verdict.reasons[row]}: {verdict.details[row]}")
+            )
+    return rejected
 
 
 def _to_json_line(event: str, values: Mapping[str, Any], received_at: str) -> str:

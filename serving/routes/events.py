@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from features.contract import FEEDBACK, PURCHASES
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody
-from serving.events import validate_event_rows
+from serving.events import contract_rejects, validate_event_rows
 from serving.schemas import EventsAnswer, EventsRequest
 
 router = APIRouter(tags=["crm"])
@@ -60,6 +60,15 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         settings.future_tolerance_seconds,
     )
     rejected += rejected_feedback
+    if not rejected:
+        # The contract's own validation, as `patronage validate` runs it, has the last word.
+        latest = received_at + timedelta(seconds=settings.future_tolerance_seconds)
+        rejected = await run_in_threadpool(
+            contract_rejects,
+            [p.model_dump() for p in body.purchases],
+            [f.model_dump() for f in body.feedback],
+            latest,
+        )
     if rejected:
         raise ApiError(
             422,

@@ -186,3 +186,25 @@ def test_events_survive_a_restart_in_the_overlay(
             if answer.json()["items"][0]["item_id"] == "i1":
                 break
         assert answer.json()["items"][0]["item_id"] == "i1"
+
+
+def test_the_contracts_own_validation_has_the_last_word(
+    client: TestClient, settings: Settings
+) -> None:
+    # One order cannot belong to two customers: a rule of features/validation.py.
+    rows = [_purchase(customer_id="c1"), _purchase(customer_id="c2", item_id="i5")]
+    answer = client.post("/v1/events", json={"purchases": rows}, headers=CRM)
+    assert answer.status_code == 422
+    rejected = answer.json()["rejected"]
+    assert [(r["table"], r["row"]) for r in rejected] == [("purchases", 1)]
+    assert rejected[0]["reason"].startswith("order_conflict")
+    assert _log_lines(settings) == []
+
+
+def test_references_to_the_shop_are_left_to_training(client: TestClient) -> None:
+    # Feedback about an order and item this request does not contain is fine here: the shop's
+    # tables are checked when the next training merges the log.
+    feedback = {"customer_id": "c9", "created_at": "2026-01-02T00:00:00Z", "kind": "complaint",
+                "order_id": "o-old", "item_id": "i-old", "text": "late"}  # fmt: skip
+    answer = client.post("/v1/events", json={"feedback": [feedback]}, headers=CRM)
+    assert answer.status_code == 201, answer.text

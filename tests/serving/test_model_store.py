@@ -29,18 +29,19 @@ def test_readers_never_see_a_missing_or_mixed_snapshot_during_swaps() -> None:
             tag = models.recommender.recommend_for("c1", 1, None, "non-repeatable", []).strategy
             if len(versions) != 1 or tag != f"tiny-v{versions.pop()}":
                 problems.append(f"mixed snapshot {tag}")
+            time.sleep(0.0002)  # leave the GIL to the loader now and then
 
     readers = [threading.Thread(target=read) for _ in range(3)]
     for reader in readers:
         reader.start()
-    for version in range(2, 12):
+    for version in range(2, 8):
         source.version = str(version)
         assert store.reload().outcome == "loaded"
     stop.set()
     for reader in readers:
         reader.join()
     assert problems == []
-    assert store.current is not None and store.current.version_of("churn") == "churn/11"
+    assert store.current is not None and store.current.version_of("churn") == "churn/7"
 
 
 def test_unchanged_versions_do_not_reload_unless_forced() -> None:
