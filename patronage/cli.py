@@ -15,6 +15,16 @@ from collections.abc import Sequence
 COMMAND_MODULES = ("generate", "data", "features", "recommend", "score", "train", "serve")
 
 
+EXIT_REJECTED = 2
+
+
+def _is_data_rejected(error: Exception) -> bool:
+    """Whether `error` is the loader's "too many rejected rows" (exit code 2)."""
+    from features.loading import DataRejected
+
+    return isinstance(error, DataRejected)
+
+
 class PatronageError(Exception):
     """An error the user can fix; printed without a traceback."""
 
@@ -45,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = args.handler(args)
     except (PatronageError, ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return EXIT_REJECTED if _is_data_rejected(error) else 1
     return int(code or 0)
 
 

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "header line 'customer_id' is allowed) to --out as CSV with columns customer_id, "
             "rank, item_id, score, strategy. A customer unknown to the model gets trending "
             "items (strategy 'trending (new customer)'). The model is a saved recommender "
-            "bundle directory (--model-dir, from `patronage recommend-fit`)."
+            "bundle: by default the registered champion (--model-uri), or a directory saved by "
+            "`patronage recommend-fit` (--model-dir, which wins when given)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -39,6 +40,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which past purchases to leave out: all, only those not usually re-bought, none",
     )
     parser.add_argument("--category", default=None, help="only items of this category")
+    parser.add_argument(
+        "--model-uri",
+        metavar="URI",
+        default=None,
+        help="MLflow model URI of the recommender (default: "
+        "models:/patronage-recommender@champion)",
+    )
     parser.add_argument(
         "--model-dir", metavar="DIR", default=None, help="a saved recommender bundle directory"
     )
@@ -90,9 +98,11 @@ def _read_customer_ids(path: Path) -> list[str]:
 def _recommend(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise PatronageError(f"--k must be a positive number of items, got {args.k}")
-    if args.model_dir is None:
-        raise PatronageError("pass --model-dir DIR (a bundle saved by `patronage recommend-fit`)")
     from models.recommenders.bundle import RecommenderBundle
+    from patronage.commands._registry import RECOMMENDER_CHAMPION, model_artifact
+
+    if args.model_dir is None:
+        args.model_dir = model_artifact(args.model_uri or RECOMMENDER_CHAMPION, "bundle")
 
     customers = _read_customer_ids(Path(args.customers))
     try:

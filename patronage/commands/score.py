@@ -24,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Load and validate the shop in DIR and write one row per customer who ordered "
             "before --as-of: customer_id, churn_probability, churn_risk, churn_reasons, "
             "loyalty_score, segment, p_alive, expected_orders_90d, predicted_clv_365d, "
-            "expected_next_order_at, avg_days_between_orders, satisfaction. With --model-dir "
-            "a scorer saved earlier (--save-model) is used; without it the models are fitted "
-            "here on the data before --as-of. Definitions: docs/churn-and-loyalty.md."
+            "expected_next_order_at, avg_days_between_orders, satisfaction. The scorer is the "
+            "registered champion by default (--model-uri), a directory saved earlier with "
+            "--save-model (--model-dir), or fitted here on the data before --as-of (--fit). "
+            "Definitions: docs/churn-and-loyalty.md."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -46,11 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="where to write the table; .csv or .parquet (chosen by the extension)",
     )
     parser.add_argument(
+        "--model-uri",
+        metavar="URI",
+        default=None,
+        help="MLflow model URI of the churn scorer (default: models:/patronage-churn@champion)",
+    )
+    parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="fit the scorer here on the data before --as-of instead of using a saved one",
+    )
+    parser.add_argument(
         "--model-dir",
         type=Path,
         metavar="DIR",
         default=None,
-        help="a scorer saved with --save-model; default: fit on the fly",
+        help="a scorer saved with --save-model (wins over --model-uri)",
     )
     parser.add_argument(
         "--save-model",
@@ -120,6 +132,10 @@ def run_score(args: argparse.Namespace) -> int:
         except ValueError as error:
             raise PatronageError(f"--as-of: {error}") from None
 
+    if args.model_dir is None and not args.fit:
+        from patronage.commands._registry import CHURN_CHAMPION, model_artifact
+
+        args.model_dir = model_artifact(args.model_uri or CHURN_CHAMPION, "scorer")
     if args.model_dir is not None:
         try:
             scorer = CustomerScorer.load(args.model_dir)

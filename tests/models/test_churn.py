@@ -41,6 +41,7 @@ def cli_run(sample_shop_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
             str(paths["table"]),
             "--save-model",
             str(paths["model"]),
+            "--fit",
         ]
     )
     assert code == 0

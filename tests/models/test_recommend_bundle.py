@@ -127,11 +127,12 @@ def test_recommend_command_writes_the_csv(bundle: RecommenderBundle, tmp_path: P
     assert [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
 
 
-def test_recommend_command_says_what_to_fix(tmp_path: Path, capsys) -> None:
+def test_recommend_command_says_what_to_fix(tmp_path: Path, capsys, mlflow_store) -> None:
+    """No --model-dir and no champion in the (empty) registry: a clear error, exit 1."""
     customers = tmp_path / "customers.txt"
     customers.write_text("a\n")
     code = main(["recommend", "--customers", str(customers), "--out", str(tmp_path / "o.csv")])
-    assert code == 1 and "--model-dir" in capsys.readouterr().err
+    assert code == 1 and "patronage train" in capsys.readouterr().err
 
 
 def test_recommend_fit_command_saves_a_loadable_bundle(

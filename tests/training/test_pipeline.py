@@ -486,3 +486,20 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
             trained.second.run_id, data,
         )  # fmt: skip
     assert registry_snapshot() == before
+
+
+def test_recommend_and_score_default_to_the_registered_champions(  # type: ignore[no-untyped-def]
+    store_copy, sample_shop_dir: Path, tmp_path: Path
+) -> None:
+    """`patronage recommend` and `patronage score` without a model option use @champion."""
+    customers = tmp_path / "customers.txt"
+    shop_customers = pd.read_csv(sample_shop_dir / "purchases.csv", dtype=str)["customer_id"]
+    customers.write_text("\n".join(sorted(shop_customers.unique())[:5]) + "\n")
+    recs = tmp_path / "recs.csv"
+    assert main(["recommend", "--customers", str(customers), "--k", "3", "--out", str(recs)]) == 0
+    table = pd.read_csv(recs, dtype=str)
+    assert len(table) == 15 and table["strategy"].notna().all()
+    scores = tmp_path / "scores.csv"
+    assert main(["score", str(sample_shop_dir), "--out", str(scores)]) == 0
+    scored = pd.read_csv(scores, dtype={"customer_id": str})
+    assert scored["churn_probability"].between(0, 1).all() and len(scored) > 100
