@@ -8,7 +8,7 @@ PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install install-dev run test lint bench clean
+.PHONY: install install-dev run train test lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,12 +29,23 @@ install-dev: $(VENV)/.installed-dev
 $(SAMPLE)/purchases.csv: | $(VENV)/.installed
 	$(BIN)/patronage generate --out $(SAMPLE)
 
-run: $(VENV)/.installed $(SAMPLE)/purchases.csv
-	$(BIN)/patronage validate $(SAMPLE)
+# Train once per sample shop (later runs of `make run` reuse the registered champions;
+# `make train` retrains and promotes only if no worse).
+mlruns/.sample-trained: $(SAMPLE)/purchases.csv | $(VENV)/.installed
+	$(BIN)/patronage train $(SAMPLE)
+	touch $@
+
+train: $(VENV)/.installed $(SAMPLE)/purchases.csv
+	$(BIN)/patronage train $(SAMPLE) $(if $(wildcard data/events),--events data/events)
+	touch mlruns/.sample-trained
+
+run: $(VENV)/.installed mlruns/.sample-trained
+	$(BIN)/patronage serve --host $(HOST) --port $(PORT) --demo-keys --examples-from $(SAMPLE)
 
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy features models training serving
 
 test: lint
 	$(BIN)/python -m pytest
