@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -50,7 +50,7 @@ def error_response(
     code: str,
     detail: str,
     rejected: Sequence[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> Response:
     """A JSON error response in the house shape."""
     body: dict[str, Any] = {"error": code, "detail": detail}

@@ -233,7 +233,7 @@ def _segment_summary(
         return ()
     total = len(frame)
     grouped = frame.groupby("segment", sort=True, observed=True)
-    summary = []
+    summary: list[dict[str, Any]] = []
     for segment, rows in grouped:
         score = rows["loyalty_score"] if "loyalty_score" in rows else pd.Series(dtype=float)
         summary.append(
@@ -293,7 +293,7 @@ class ReloadOutcome:
     at: str
     outcome: Literal["loaded", "unchanged", "failed"]
     detail: str
-    versions: Mapping[str, str]
+    versions: Mapping[Role, str]
     seconds: float
 
     def to_json(self) -> dict[str, Any]:
@@ -351,7 +351,7 @@ class ModelStore:
         with self._reload_lock:
             started = time.perf_counter()
             previous = self._current
-            versions: Mapping[str, str] = {}
+            versions: Mapping[Role, str] = {}
             try:
                 versions = self.source.champion_versions()
                 loaded = (

@@ -27,13 +27,15 @@ from serving.schemas import (
 
 router = APIRouter(tags=["crm"])
 
-CRM_ERRORS: dict[int | str, dict[str, object]] = {
+CRM_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "no or unknown API key"},
     403: {"model": ErrorBody, "description": "API key without the crm scope"},
     422: {"model": ErrorBody, "description": "invalid request; `detail` says what to fix"},
     503: {"model": ErrorBody, "description": "models not loaded yet"},
 }
-NOT_FOUND = {404: {"model": ErrorBody, "description": "the model has no score for this customer"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "the model has no score for this customer"}
+}
 CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
 
 
@@ -50,7 +52,7 @@ def _row_or_404(table: CustomerScoreTable, customer_id: str) -> int:
     return row
 
 
-EMPTY_CHURN = {"churn_probability": None, "churn_risk": None, "churn_reasons": []}
+EMPTY_CHURN: dict[str, Any] = {"churn_probability": None, "churn_risk": None, "churn_reasons": []}
 EMPTY_LOYALTY = dict.fromkeys(LOYALTY_COLUMNS)
 
 
