@@ -4,6 +4,7 @@ and reflected at once in recommendations and loyalty."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -181,10 +182,12 @@ def test_events_survive_a_restart_in_the_overlay(
     store = ModelStore(tiny_source, poll_seconds=0)  # type: ignore[arg-type]
     store.reload()
     with TestClient(create_app(settings, model_store=store)) as restarted:
-        for _ in range(100):  # the replay runs in a background thread at start-up
+        deadline = time.monotonic() + 10  # the replay runs in a background thread at start-up
+        while time.monotonic() < deadline:
             answer = restarted.get("/v1/customers/c2/recommendations?k=1", headers=STOREFRONT)
             if answer.json()["items"][0]["item_id"] == "i1":
                 break
+            time.sleep(0.01)
         assert answer.json()["items"][0]["item_id"] == "i1"
 
 
