@@ -113,6 +113,10 @@ def before(column: ir.TimestampValue, as_of: pd.Timestamp) -> ir.BooleanValue:
     return column < ibis.literal(as_of.to_pydatetime(), type="timestamp('UTC')")
 
 
+DUCKDB_THREADS = 1
+"""DuckDB threads for feature queries; more than one makes float sums order-dependent."""
+
+
 def connect(engine: str = "duckdb", connection: Any = None) -> ibis.BaseBackend:
     """An Ibis backend for `engine` ("duckdb" or "spark"), switched to UTC.
 
@@ -126,6 +130,10 @@ def connect(engine: str = "duckdb", connection: Any = None) -> ibis.BaseBackend:
             backend = ibis.duckdb.connect(str(connection) if connection else ":memory:")
             # every feature query ends in ORDER BY; keeping scan order only costs memory
             backend.raw_sql("SET preserve_insertion_order = false")
+            # Parallel float sums add in a thread-dependent order: last-bit differences (seen:
+            # 2.8e-14 in btyd_monetary_value) flip tree splits, so the same data and seed gave
+            # different churn models. One thread makes features bit-for-bit reproducible.
+            backend.raw_sql(f"SET threads = {DUCKDB_THREADS}")
         elif getattr(connection, "name", None) == "duckdb":
             backend = connection
         else:
