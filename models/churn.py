@@ -5,9 +5,12 @@ Training set: several rolling cut-offs before `as_of` whose label windows end at
 customer features come from the features layer and the BG/NBD model is refitted on that
 cut-off's history alone, so its outputs are features too (`btyd_*`).
 
-Model: gradient-boosted trees (HistGradientBoostingClassifier) with monotonic constraints where
-the direction is known (more complaints never lowers churn), trained on every cut-off; a first
-fit without the latest cut-off learns a Platt calibration on it (see ChurnModel.fit).
+Model: a bag of gradient-boosted tree models (HistGradientBoostingClassifier) with monotonic
+constraints where the direction is known (more complaints never lowers churn), each on its own
+seeded random half of the features (random subspaces), trained on every cut-off and averaged.
+The averaged probabilities are used as they are: log-loss trees fitted on every cut-off
+measured better calibrated than any Platt map tried (see ChurnModel.fit); `calibrate=True`
+adds a Platt map fitted on the latest cut-off.
 
 Reasons: for each customer and each group of related features (recency, complaints, ratings,
 ...), the drop in churn probability when that group is replaced by a typical retained
@@ -200,11 +203,14 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
     """Calibrated churn classifier over a feature frame; `predict_proba[:, 1]` = P(churn).
 
     `fit(X, y, cutoff)`: `y` 1 = churned; `cutoff` numbers the training cut-offs (0 = latest),
-    the latest calibrates (Platt scaling, see fit); with one cut-off the raw probabilities are
-    used. `risk_thresholds` (medium, high) split probabilities into low / medium / high.
+    with `calibrate` the latest calibrates (Platt scaling, see fit). `n_bags` tree models,
+    each on a random `feature_fraction` of the features (drawn with seed `random_state + k`),
+    are averaged; `n_bags=1` uses every feature. `risk_thresholds` (medium, high) split
+    probabilities into low / medium / high.
     `n_threads` caps OpenMP threads (None = all): one thread is about ten times faster than two
     on a busy 2-core machine (OpenMP spinning).
-    Learned: `feature_names_`, `classifier_`, `calibrator_` (or None), `reference_`."""
+    Learned: `feature_names_`, `bag_columns_` (feature positions per bag), `classifiers_`,
+    `calibrator_` (or None), `reference_`."""
 
     def __init__(
         self,
@@ -214,7 +220,9 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         min_samples_leaf: int = 200,
         l2_regularization: float = 1.0,
         monotonic: bool = True,
-        calibrate: bool = True,
+        feature_fraction: float = 0.5,
+        n_bags: int = 5,
+        calibrate: bool = False,
         risk_thresholds: tuple[float, float] = (0.3, 0.6),
         random_state: int = 0,
         n_threads: int | None = 1,
@@ -225,17 +233,15 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.monotonic = monotonic
+        self.feature_fraction = feature_fraction
+        self.n_bags = n_bags
         self.calibrate = calibrate
         self.risk_thresholds = risk_thresholds
         self.random_state = random_state
         self.n_threads = n_threads
 
-    def _classifier(self, n_rows: int) -> HistGradientBoostingClassifier:
-        constraints = (
-            [MONOTONIC_DIRECTIONS.get(c, 0) for c in self.feature_names_]
-            if self.monotonic
-            else None
-        )
+    def _classifier(self, n_rows: int, columns: Sequence[str]) -> HistGradientBoostingClassifier:
+        constraints = [MONOTONIC_DIRECTIONS.get(c, 0) for c in columns] if self.monotonic else None
         return HistGradientBoostingClassifier(
             max_iter=self.max_iter,
             learning_rate=self.learning_rate,
@@ -262,23 +268,40 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         # a column nobody has (no ratings in the whole shop) carries nothing, and HGB's binning
         # fails on it
         self.feature_names_ = [c for c in model_columns(X) if X[c].notna().any()]
-        matrix = X[self.feature_names_].to_numpy(np.float64)
-        held_out = cutoff == cutoff.min()
+        matrix = _steady(X[self.feature_names_].to_numpy(np.float64))
+        # averaging models that each see a random half of the features: a little steadier
+        # ranking than one model (CDNOW: AUC +0.0006, AP +0.0024; HGB's per-split max_features
+        # measured about the same).
+        n_features = len(self.feature_names_)
+        if self.n_bags <= 1 or n_features < 2:
+            self.bag_columns_ = [list(range(n_features))]
+        else:
+            size = max(1, int(round(self.feature_fraction * n_features)))
+            self.bag_columns_ = [
+                sorted(
+                    np.random.default_rng(self.random_state + bag)
+                    .permutation(n_features)[:size]
+                    .tolist()
+                )
+                for bag in range(self.n_bags)
+            ]
+        self.classifiers_ = [
+            self._classifier(len(y), [self.feature_names_[i] for i in columns]).fit(
+                matrix[:, columns], y
+            )
+            for columns in self.bag_columns_
+        ]
+        latest = cutoff == cutoff.min()
         self.calibrator_: LogisticRegression | None = None
-        if (
-            self.calibrate
-            and (~held_out).any()
-            and len(np.unique(y[~held_out])) == 2
-            and len(np.unique(y[held_out])) == 2
-        ):
-            # Platt scaling on the logit, learned from a model that never saw the latest
-            # cut-off, then applied to the model refitted on every cut-off: a strictly
-            # increasing map, so it fixes the level without creating ties in the ranking.
-            blind = self._classifier(int((~held_out).sum()))
-            blind.fit(matrix[~held_out], y[~held_out])
-            raw = _logit(blind.predict_proba(matrix[held_out])[:, 1])
-            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y[held_out])
-        self.classifier_ = self._classifier(len(y)).fit(matrix, y)
+        if self.calibrate and len(np.unique(y[latest])) == 2:
+            # Platt scaling on the logit, fitted on the latest cut-off (its label window ends
+            # closest to as_of): older windows carry an older churn rate, and the model trained
+            # on all of them sits between. Strictly increasing, so no ties and no reordering.
+            # Off by default: measured ECE with / without it, CDNOW 0.016 / 0.013, generated
+            # shop 0.049 / 0.038. (A blind model fitted without the latest cut-off, as before,
+            # corrected the drift twice once applied to the full model: CDNOW ECE 0.021.)
+            raw = _logit(self._raw_probability(matrix[latest]))
+            self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y[latest])
         retained = matrix[y == 0]
         with warnings.catch_warnings():
             # "All-NaN slice": a group nobody has (no ratings at all) gets a NaN reference
@@ -287,20 +310,31 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         self.classes_ = np.array([0, 1])
         return self
 
-    def _probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _raw_probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
         with threadpool_limits(self.n_threads):
-            raw = self.classifier_.predict_proba(matrix)[:, 1]
+            return np.asarray(
+                np.mean(
+                    [
+                        c.predict_proba(matrix[:, columns])[:, 1]
+                        for c, columns in zip(self.classifiers_, self.bag_columns_, strict=True)
+                    ],
+                    axis=0,
+                )
+            )
+
+    def _probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+        raw = self._raw_probability(matrix)
         if self.calibrator_ is None:
             return raw
         return np.asarray(self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1])
 
     def _matrix(self, X: pd.DataFrame) -> NDArray[np.float64]:
-        check_is_fitted(self, "classifier_")
+        check_is_fitted(self, "classifiers_")
         columns = [
             X[c].to_numpy(np.float64) if c in X else np.full(len(X), np.nan)
             for c in self.feature_names_
         ]
-        return np.column_stack(columns) if columns else np.empty((len(X), 0))
+        return _steady(np.column_stack(columns)) if columns else np.empty((len(X), 0))
 
     def predict_proba(self, X: pd.DataFrame) -> NDArray[np.float64]:
         """Columns: P(retained), P(churned); a feature missing from X counts as unknown (NaN)."""
@@ -355,6 +389,14 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
                 ]
             )
         return out
+
+
+def _steady(matrix: NDArray[np.float64]) -> NDArray[np.float64]:
+    # Feature values are not bit-reproducible (e.g. btyd_monetary_value differs in the last
+    # bits between two computations on the same shop: summation order), and the trees' bin
+    # edges sit between observed values, so last-bit noise moved rows across edges and refits
+    # on the same data differed. Six decimals is far below any meaningful difference.
+    return np.asarray(np.round(matrix, 6))
 
 
 def _logit(probability: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -42,7 +42,7 @@ SCORE_COLUMNS = (
     "satisfaction",
 )
 REASON_SEPARATOR = "; "
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the churn trees are a list (bagged)
 CHURN_MODEL_FILE = "churn_classifier.skops"
 PARAMS_FILE = "customer_scorer.json"
 
@@ -220,6 +220,7 @@ class CustomerScorer:
                     k: list(v) if isinstance(v, tuple) else v for k, v in churn.get_params().items()
                 },
                 "feature_names": churn.feature_names_,
+                "bag_columns": churn.bag_columns_,
                 "reference": [None if np.isnan(v) else float(v) for v in churn.reference_],
                 "calibration": None
                 if calibrator is None
@@ -230,7 +231,7 @@ class CustomerScorer:
             },
         }
         (directory / PARAMS_FILE).write_text(json.dumps(data, indent=1))
-        skops.io.dump(churn.classifier_, directory / CHURN_MODEL_FILE)
+        skops.io.dump(churn.classifiers_, directory / CHURN_MODEL_FILE)
         return directory
 
     @classmethod
@@ -272,8 +273,9 @@ class CustomerScorer:
         churn_params = dict(churn_data["params"])
         churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
         churn = ChurnModel(**churn_params)
-        churn.classifier_ = skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES)
+        churn.classifiers_ = list(skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES))
         churn.feature_names_ = list(churn_data["feature_names"])
+        churn.bag_columns_ = [list(columns) for columns in churn_data["bag_columns"]]
         churn.reference_ = np.array(
             [np.nan if v is None else v for v in churn_data["reference"]], dtype=np.float64
         )
