@@ -18,6 +18,7 @@ from benchmarks.report import RESULTS_DIR, write_report
 
 BENCHMARKS = (
     "generate_scale",
+    "load_shop",
     "features_scale",
     "recommenders",
     "churn_cdnow",
