@@ -505,8 +505,14 @@ def _customer_candidates(
         }
     scorer_dir = workdir / "customer_scorer"
     scorer.save(scorer_dir)
+    # The served loyalty answer counts days since the last order from this column (UTC).
+    known_orders = shop.purchases[shop.purchases["ordered_at"] < as_of]
+    last_order_at = known_orders.groupby("customer_id")["ordered_at"].max()
+    served_table = scores.assign(
+        last_order_at=scores["customer_id"].astype(str).map(last_order_at).to_numpy()
+    )
     scores_dir = write_score_table(
-        scores, workdir / "customer_scores", as_of, {"churn_horizon_days": horizon}
+        served_table, workdir / "customer_scores", as_of, {"churn_horizon_days": horizon}
     )
     artifacts = {"scores": str(scores_dir), "scorer": str(scorer_dir)}
     known = scores["customer_id"].astype(str).head(3).tolist()

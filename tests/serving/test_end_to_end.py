@@ -191,6 +191,8 @@ def test_answers_equal_the_champion_models(
             float(loyalty_expected["loyalty_score"].iloc[position])
         )
         assert loyalty["model_version"] == "patronage-loyalty/1"
+        # every scored customer ordered before as_of: the answer knows when, and how long ago
+        assert loyalty["last_order_at"] is not None and loyalty["days_since_last_order"] > 0
 
 
 def test_unknown_customers(server: RunningServer) -> None:
