@@ -83,7 +83,7 @@ class CustomerScorer:
     def __init__(
         self,
         risk_thresholds: tuple[float, float] = (0.3, 0.6),
-        n_cutoffs: int = 4,
+        n_cutoffs: int = 6,
         step_days: float = 28.0,
         annual_discount_rate: float = 0.10,
         next_order_cap_days: float = 365.0,
