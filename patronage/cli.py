@@ -54,8 +54,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = args.handler(args)
     except (PatronageError, ValueError, FileNotFoundError) as error:
+        rejected = _is_data_rejected(error)
+        if rejected:
+            print(error.report.summary_text())  # type: ignore[attr-defined]
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_REJECTED if _is_data_rejected(error) else 1
+        return EXIT_REJECTED if rejected else 1
     return int(code or 0)
 
 

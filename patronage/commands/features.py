@@ -7,11 +7,8 @@ rejected rows than allowed (see `patronage validate`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
-
-EXIT_REJECTED = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,15 +62,10 @@ def run_features(args: argparse.Namespace) -> int:
     from patronage.cli import PatronageError
 
     started = time.perf_counter()
-    try:
-        from features.loading import DataRejected, load_shop
-    except ImportError as error:  # the loading layer has not landed in this checkout
-        raise PatronageError(
-            f"cannot load shops yet: features.loading is not available ({error})"
-        ) from None
     from features.customers import customer_features
     from features.engines import as_of_utc
     from features.items import item_features
+    from features.loading import load_shop
 
     try:
         as_of = as_of_utc(args.as_of)
@@ -83,12 +75,7 @@ def run_features(args: argparse.Namespace) -> int:
         raise PatronageError(f"{args.directory} is not a directory holding a shop's tables")
     if args.out.suffix != ".parquet":
         raise PatronageError(f"--out must name a .parquet file, got {args.out}")
-    try:
-        loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
-    except DataRejected as rejected:
-        print(rejected.report.summary_text())
-        print(f"error: {rejected}", file=sys.stderr)
-        return EXIT_REJECTED
+    loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
     connection = None
     if args.engine == "spark":
         from features.engines import local_spark_session

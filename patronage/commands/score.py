@@ -7,11 +7,9 @@ data directory has more rejected rows than allowed (see `patronage validate`).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-EXIT_REJECTED = 2
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
@@ -102,7 +100,7 @@ def run_score(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from features.engines import as_of_utc
-    from features.loading import DataRejected, load_shop
+    from features.loading import load_shop
     from models.customer_scores import CustomerScorer
     from patronage.cli import PatronageError
 
@@ -114,12 +112,7 @@ def run_score(args: argparse.Namespace) -> int:
     low, high = args.risk_thresholds
     if not 0 < low <= high < 1:
         raise PatronageError("--risk-thresholds need 0 < MEDIUM <= HIGH < 1")
-    try:
-        loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
-    except DataRejected as rejected:
-        print(rejected.report.summary_text())
-        print(f"error: {rejected}", file=sys.stderr)
-        return EXIT_REJECTED
+    loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
     shop = loaded.shop
     if len(shop.purchases) == 0:
         raise PatronageError(f"{args.directory} holds no purchases to score")
