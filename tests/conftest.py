@@ -17,6 +17,30 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
+REPO_DEFAULT_EXPERIMENT_DIR = PROJECT_ROOT / "mlruns" / "0"
+"""Where MLflow puts runs of its "Default" experiment when a store was created in the repository."""
+
+
+def _entries(directory: Path) -> set[str]:
+    return {entry.name for entry in directory.iterdir()} if directory.is_dir() else set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_mlflow_runs_in_the_repository() -> Iterator[None]:
+    """Fail the session when a test logged MLflow runs into the repository's `mlruns/0`.
+
+    Tests keep their stores and artifacts under their temporary directories (`mlflow_store`);
+    runs already there before the session (e.g. by hand) are left alone and not counted."""
+    before = _entries(REPO_DEFAULT_EXPERIMENT_DIR)
+    yield
+    new = sorted(_entries(REPO_DEFAULT_EXPERIMENT_DIR) - before)
+    if new:
+        pytest.fail(
+            f"a test wrote MLflow runs into the repository ({REPO_DEFAULT_EXPERIMENT_DIR}: "
+            f"{', '.join(new[:5])}); log into a store under tmp_path (the mlflow_store fixture)"
+        )
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """`../shared/data`; fails (never skips) when it is missing, saying where it was looked for."""
@@ -57,12 +81,17 @@ class MlflowStore:
 def migrated_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An empty MLflow SQLite database with every migration applied, made once per session.
 
-    A new store spends about 2 s on migrations; `mlflow_store` copies this file instead."""
-    from mlflow import MlflowClient
+    A new store spends about 2 s on migrations; `mlflow_store` copies this file instead.
+    MLflow writes the artifact location of the "Default" experiment (id 0) into the database
+    when it creates it, by default `./mlruns/0` of the current directory, i.e. the repository:
+    here it is a directory beside the template, so a run logged without an experiment stays
+    in the test's temporary files."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    path = tmp_path_factory.mktemp("mlflow_template") / "mlflow.db"
-    uri = f"sqlite:///{path}"
-    MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments(max_results=1)
+    directory = tmp_path_factory.mktemp("mlflow_template")
+    path = directory / "mlflow.db"
+    store = SqlAlchemyStore(f"sqlite:///{path}", default_artifact_root=str(directory / "artifacts"))
+    store.engine.dispose()
     return path
 
 

@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 
 from patronage.cli import main
+from tests.conftest import PROJECT_ROOT
 from training import registry
 from training.promotion import decide
-from training.tracking import TrackingUnavailable, connect, resolve_store
+from training.tracking import (
+    DEFAULT_EXPERIMENT,
+    TrackingUnavailable,
+    connect,
+    ensure_experiment,
+    resolve_store,
+)
 
 
 class _ConstantModel(mlflow.pyfunc.PythonModel):
@@ -23,10 +30,11 @@ class _ConstantModel(mlflow.pyfunc.PythonModel):
 
 
 def _register_versions(name: str, count: int) -> list[str]:
-    client = connect()[1]
+    store, client = connect()
+    experiment_id = ensure_experiment(client, store, DEFAULT_EXPERIMENT)
     versions = []
     for _ in range(count):
-        with mlflow.start_run():
+        with mlflow.start_run(experiment_id=experiment_id):
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=_ConstantModel(), pip_requirements=["pandas"]
             )
@@ -58,6 +66,24 @@ def test_promote_rollback_and_listing(mlflow_store, capsys) -> None:  # type: ig
     table = capsys.readouterr().out
     assert table.count(registry.CHURN) == 3
     assert "champion" in table and "rollback" in table
+
+
+def test_runs_keep_their_artifacts_in_the_test_store(mlflow_store) -> None:  # type: ignore[no-untyped-def]
+    """A run in the project's experiment and one in MLflow's "Default" experiment (id 0, whose
+    location MLflow fixed when it created the database) both write under tmp, never into the
+    repository's `mlruns/`."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    store, client = connect()
+    project = ensure_experiment(client, store, DEFAULT_EXPERIMENT)
+    for experiment_id in (project, "0"):
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_dict({"checked": True}, "check.json")
+        artifacts = Path(local_file_uri_to_path(run.info.artifact_uri)).resolve()
+        assert (artifacts / "check.json").is_file()
+        assert not artifacts.is_relative_to(PROJECT_ROOT), artifacts
+        if experiment_id == project:
+            assert artifacts.is_relative_to(mlflow_store.root.resolve()), artifacts
 
 
 def test_promote_unknown_version_is_a_clear_error(mlflow_store, capsys) -> None:  # type: ignore[no-untyped-def]
