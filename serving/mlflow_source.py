@@ -31,12 +31,12 @@ from serving.model_store import (
     RecommendationList,
     Role,
     ServingModels,
+    strategy_and_note,
 )
 
 logger = logging.getLogger("patronage.serving")
 METRIC_TAG_PREFIX = "patronage.metric."
 """Version tags holding the key backtest metrics (written by training/registry.py)."""
-POPULAR = "popular"
 EXCLUDE_DEFAULT = "non-repeatable"
 
 
@@ -45,9 +45,9 @@ class ModelNotFound(LookupError):
 
 
 class BundleRecommender:
-    """A `RecommenderBundle` as the routes need it: the bundle's own answers, with its fallback
-    for a new customer, an unknown basket or an unknown item (`trending (new customer)`) named
-    strategy `popular`, and why in `note`."""
+    """A `RecommenderBundle` as the routes need it: the bundle's own answers; its fallback for a
+    new customer, an unknown basket or an unknown item (`trending (new customer)`) is strategy
+    `trending` with why in `note` (`strategy_and_note`, the same split as `patronage recommend`)."""
 
     def __init__(self, bundle: Any, precompute_k: int = 0) -> None:
         self.bundle = bundle
@@ -71,10 +71,7 @@ class BundleRecommender:
 
     @staticmethod
     def _convert(answer: Any) -> RecommendationList:
-        strategy, note = str(answer.strategy), None
-        # The bundle marks a cold-start answer as "trending (<why>)".
-        if strategy.startswith("trending (") and strategy.endswith(")"):
-            strategy, note = POPULAR, strategy.removeprefix("trending (").removesuffix(")")
+        strategy, note = strategy_and_note(str(answer.strategy))
         return RecommendationList(tuple(answer.item_ids), tuple(answer.scores), strategy, note)
 
     def recommend_for(
@@ -85,7 +82,7 @@ class BundleRecommender:
         exclude_purchased: str,
         extra_purchased: Sequence[str],
     ) -> RecommendationList:
-        """Top-k for one customer (new customers: popular). The default question (no category,
+        """Top-k for one customer (new customers: trending). The default question (no category,
         `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
         answered from the lists computed at load time: the same numbers, no scoring."""
         if (
@@ -125,7 +122,7 @@ class BundleRecommender:
         return self._convert(self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k))
 
     def similar(self, item_id: str, k: int) -> RecommendationList:
-        """Top-k similar items (an unknown item: popular)."""
+        """Top-k similar items (an unknown item: trending)."""
         return self._convert(self.bundle.similar(item_id, k=k))
 
 

@@ -30,6 +30,23 @@ Role = Literal["recommender", "churn", "loyalty"]
 ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
 
 
+FALLBACK_STRATEGY = "trending"
+"""The strategy named when a recommender answers without personal data (a new customer, an
+unknown basket or item): the bundle's trending list, i.e. recency-weighted best sellers whose
+half-life was chosen on the validation window (all-time sales when plain popularity won there)."""
+
+
+def strategy_and_note(strategy: str) -> tuple[str, str | None]:
+    """Split a recommender bundle's strategy into (strategy, note) as the CLI and the API show it.
+
+    The bundle names a fallback answer `trending (<why>)`, e.g. `trending (new customer)`: that
+    becomes (`trending`, `new customer`); any other strategy comes back with note None."""
+    prefix = f"{FALLBACK_STRATEGY} ("
+    if strategy.startswith(prefix) and strategy.endswith(")"):
+        return FALLBACK_STRATEGY, strategy.removeprefix(prefix).removesuffix(")")
+    return strategy, None
+
+
 @dataclass(frozen=True)
 class RecommendationList:
     """Items best first, their scores (higher is better) and the strategy that produced them."""

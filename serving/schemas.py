@@ -30,7 +30,7 @@ class RecommendationsAnswer(BaseModel):
 
     customer_id: str
     items: list[RecommendedItem]
-    strategy: str = Field(description="what produced the list, e.g. `popular` for fallbacks")
+    strategy: str = Field(description="what produced the list, e.g. `trending` for fallbacks")
     note: str | None = Field(description="why a fallback answered, e.g. `new customer`")
     model_version: str = Field(description="`registered-name/version` of the recommender")
     excluded_recent_purchases: int = Field(

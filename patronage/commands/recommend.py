@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Write the top-k items for every customer id in --customers (one id per line; a "
             "header line 'customer_id' is allowed) to --out as CSV with columns customer_id, "
-            "rank, item_id, score, strategy. A customer unknown to the model gets trending "
-            "items (strategy 'trending (new customer)'). The model is a saved recommender "
+            "rank, item_id, score, strategy, note. A customer unknown to the model gets "
+            "trending items (strategy 'trending', note 'new customer', as in the HTTP API); "
+            "note is empty for personal lists. The model is a saved recommender "
             "bundle: by default the registered champion (--model-uri), or a directory saved by "
             "`patronage recommend-fit` (--model-dir, which wins when given)."
         ),
@@ -100,6 +101,7 @@ def _recommend(args: argparse.Namespace) -> int:
         raise PatronageError(f"--k must be a positive number of items, got {args.k}")
     from models.recommenders.bundle import RecommenderBundle
     from patronage.commands._registry import RECOMMENDER_CHAMPION, model_artifact
+    from serving.model_store import strategy_and_note
 
     if args.model_dir is None:
         args.model_dir = model_artifact(args.model_uri or RECOMMENDER_CHAMPION, "bundle")
@@ -116,10 +118,11 @@ def _recommend(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["customer_id", "rank", "item_id", "score", "strategy"])
+        writer.writerow(["customer_id", "rank", "item_id", "score", "strategy", "note"])
         for customer, answer in zip(customers, answers, strict=True):
+            strategy, note = strategy_and_note(answer.strategy)
             for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores, strict=True)):
-                writer.writerow([customer, rank + 1, item, f"{score:.6g}", answer.strategy])
+                writer.writerow([customer, rank + 1, item, f"{score:.6g}", strategy, note or ""])
     print(f"wrote {len(customers):,} customers x top {args.k} to {out}")
     return 0
 

@@ -55,8 +55,9 @@ async def customer_recommendations(
         Query(description="drop items the customer bought: all, non-repeatable ones, or none"),
     ] = "non-repeatable",
 ) -> Response:
-    """Top-k items; an unknown customer gets trending items (strategy `popular`). Items the
-    customer bought in events posted since the model's `as_of` count as purchased."""
+    """Top-k items; an unknown customer gets trending items (strategy `trending`, note
+    `new customer`). Items the customer bought in events posted since the model's `as_of` count
+    as purchased."""
     models = loaded_models(services)
     just_bought = (
         services.overlay.items_bought_since(customer_id, models.recommender_as_of)

@@ -121,9 +121,10 @@ def test_recommend_command_writes_the_csv(bundle: RecommenderBundle, tmp_path: P
     )
     assert code == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score", "strategy"]
+    assert list(rows[0]) == ["customer_id", "rank", "item_id", "score", "strategy", "note"]
     assert len(rows) == 16
-    assert rows[-1]["strategy"] == "trending (new customer)"
+    assert (rows[-1]["strategy"], rows[-1]["note"]) == ("trending", "new customer")
+    assert rows[0]["note"] == ""
     assert [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
 
 

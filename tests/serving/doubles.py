@@ -44,9 +44,10 @@ class TinyRecommender:
         exclude_purchased: str,
         extra_purchased: Sequence[str],
     ) -> RecommendationList:
-        """Known customers: popularity minus their purchases; unknown: `popular`."""
+        """Known customers: popularity minus their purchases; unknown: `trending`, a note."""
         if customer_id not in self.purchased:
-            return self._top(k, set(extra_purchased), "popular")
+            answer = self._top(k, set(extra_purchased), "trending")
+            return RecommendationList(answer.item_ids, answer.scores, "trending", "new customer")
         bought = self.purchased[customer_id] | set(extra_purchased)
         exclude = set() if exclude_purchased == "none" else bought
         return self._top(k, exclude, f"tiny-{self.tag}")

@@ -197,7 +197,8 @@ def test_answers_equal_the_champion_models(
 
 def test_unknown_customers(server: RunningServer) -> None:
     answer = _get(server, "/v1/customers/never-seen/recommendations?k=3", "storefront").json()
-    assert answer["strategy"] == "popular" and len(answer["items"]) == 3
+    assert (answer["strategy"], answer["note"]) == ("trending", "new customer")
+    assert len(answer["items"]) == 3
     for route in ("churn", "loyalty"):
         missing = _get(server, f"/v1/customers/never-seen/{route}", "crm")
         assert missing.status_code == 404 and missing.json()["error"] == "unknown_customer"

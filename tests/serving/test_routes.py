@@ -23,10 +23,10 @@ def test_known_customer_gets_personal_items_without_purchases(client: TestClient
     assert scores == sorted(scores, reverse=True)
 
 
-def test_unknown_customer_falls_back_to_popular(client: TestClient) -> None:
+def test_unknown_customer_falls_back_to_trending(client: TestClient) -> None:
     answer = client.get("/v1/customers/nobody/recommendations?k=2", headers=STOREFRONT)
     assert answer.status_code == 200
-    assert answer.json()["strategy"] == "popular"
+    assert (answer.json()["strategy"], answer.json()["note"]) == ("trending", "new customer")
     assert [i["item_id"] for i in answer.json()["items"]] == ["i0", "i1"]
 
 
