@@ -143,8 +143,7 @@ class CustomerScorer:
         features = add_btyd_outputs(features, self.bgnbd_, self.churn_horizon_days_)
         x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
 
-        churn = self.churn_model_.predict_proba(features)[:, 1]
-        reasons = self.churn_model_.reasons(features)
+        churn, reasons = self.churn_model_.explain(features)
         satisfaction = satisfaction_index(features)
         rfm = self.rfm_.transform(features)
         wait_days = self.bgnbd_.median_time_to_next_purchase(x, t_x, big_t)

@@ -161,3 +161,31 @@ def test_spend_reason_compares_with_a_typical_customer() -> None:
     high = describe_reason("spend", {"mean_order_value": 95.0}, typical)
     assert low == "low spend: mean order value 12.50 against a typical 40.00"
     assert not high.startswith("low spend")
+
+
+def test_reason_effects_equal_predicting_every_bag_on_every_row(
+    shop: Shop, scorer: CustomerScorer
+) -> None:
+    """The explanation skips bags and rows that cannot change; the effects must be exactly
+    those of replacing each group and predicting everything again."""
+    from features.customers import customer_features
+    from models.churn import REASON_GROUPS, add_btyd_outputs
+
+    features = add_btyd_outputs(
+        customer_features(shop, AS_OF), scorer.bgnbd_, scorer.churn_horizon_days_
+    )
+    model = scorer.churn_model_
+    effects = model.group_effects(features)
+    matrix = model._matrix(features)
+    base = model._probability(matrix)
+    assert len(model.bag_columns_) > 1
+    for group, columns in REASON_GROUPS.items():
+        idx = [i for i, c in enumerate(model.feature_names_) if c in columns]
+        if not idx:
+            continue
+        changed = matrix.copy()
+        changed[:, idx] = model.reference_[idx]
+        np.testing.assert_array_equal(effects[group], base - model._probability(changed))
+    churn, reasons = model.explain(features)
+    np.testing.assert_array_equal(churn, model.predict_proba(features)[:, 1])
+    assert reasons == model.reasons(features)
