@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
+
+if TYPE_CHECKING:
+    from features.loading import DataRejected
 
 TRACKING_HELP = (
     "The MLflow store is MLFLOW_TRACKING_URI when set (a SQLite URI or a server "
@@ -167,9 +171,25 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = train(options)
     except (TrackingUnavailable, TrainingFailed) as error:
+        rejected = _data_rejected_cause(error)
+        if rejected is not None:
+            # Reaches the CLI as the loader's error: rejects summary printed, exit code 2.
+            raise type(rejected)(str(error), rejected.report) from None
         raise PatronageError(str(error)) from None
     print(result.describe())
     return 0
+
+
+def _data_rejected_cause(error: BaseException) -> DataRejected | None:
+    """The loader's `DataRejected` behind a training failure, else None."""
+    from features.loading import DataRejected
+
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, DataRejected):
+            return cause
+        cause = cause.__cause__
+    return None
 
 
 def _client():  # type: ignore[no-untyped-def]
