@@ -8,6 +8,7 @@ from models.recommenders.base import NotFittedError, Recommender, top_k
 from models.recommenders.blend import BlendRecommender
 from models.recommenders.ease import EASERecommender
 from models.recommenders.factorization import ALSRecommender, BPRRecommender
+from models.recommenders.latent import LatentClassRecommender
 from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import (
     CategoryAffinityRecommender,
@@ -25,6 +26,7 @@ __all__ = [
     "CoPurchaseRecommender",
     "EASERecommender",
     "ItemKNNRecommender",
+    "LatentClassRecommender",
     "NotFittedError",
     "PopularityRecommender",
     "Recommender",

@@ -6,11 +6,13 @@ The same code runs for every shop; nothing here knows a data set:
    learn from; models are fitted on data before `as_of - W` and judged on purchases in
    `[as_of - W, as_of)`, never on anything at or after `as_of`;
 2. candidates (popularity, trending at several half-lives, own-history repeat purchase,
-   implicit item kNN, co-purchase, EASE where the catalog is small, implicit ALS and BPR with
-   sampled hyper-parameters) are fitted in a seeded order until the time budget is used; the
-   grids are expressed in multiples of W, not in days picked for one shop;
+   implicit item kNN, co-purchase, latent taste classes, EASE where the catalog is small,
+   implicit ALS and BPR with sampled hyper-parameters) are fitted in a seeded order until the
+   time budget is used; the grids are expressed in multiples of W, not in days picked for one
+   shop;
 3. a greedy blend over the best candidates adds a member only when it improves validation
-   NDCG on both halves of the validation customers (a guard against tuning noise);
+   NDCG on both halves of the validation customers and by more than one standard error of the
+   paired per-customer gain (guards against tuning noise);
 4. two protocols are selected separately: "discovery" (items the customer never bought;
    bought items excluded) and "repeat" (all items, repeats allowed);
 5. the winners are refitted on all data before `as_of`. A winner never loses to trending on
@@ -45,6 +47,7 @@ from models.recommenders.blend import BlendRecommender
 from models.recommenders.ease import EASERecommender
 from models.recommenders.evaluation import metrics_from_columns
 from models.recommenders.factorization import ALSRecommender, BPRRecommender
+from models.recommenders.latent import LatentClassRecommender
 from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import (
     CategoryAffinityRecommender,
@@ -189,6 +192,20 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
                 None,
             )
         )
+    for n_classes in (10, 30):
+        for level in ("item", "category"):
+            cheap.append(
+                CandidateSpec(
+                    f"latent_class_k{n_classes}_{level}",
+                    partial(
+                        LatentClassRecommender,
+                        n_classes=n_classes,
+                        level=level,
+                        random_state=seed,
+                    ),
+                    None,
+                )
+            )
     if n_items <= EASE_MAX_ITEMS:
         for l2 in (100.0, 500.0, 2000.0):
             cheap.append(CandidateSpec(f"ease_l{l2:g}", partial(EASERecommender, l2=l2), None))
@@ -224,8 +241,9 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
             )
         )
     # Within the cheap tier, models that are a sparse product or less (own history, category
-    # shares, co-purchase) go before the neighbour models, so a tight budget keeps them.
-    instant = [c for c in cheap if _family(c.name) in {"repeat", "category", "co"}]
+    # shares, co-purchase, latent classes fitted on a capped sample) go before the neighbour
+    # models, so a tight budget keeps them.
+    instant = [c for c in cheap if _family(c.name) in {"repeat", "category", "co", "latent"}]
     neighbour = [c for c in cheap if c not in instant]
     ordered = [instant[i] for i in rng.permutation(len(instant))]
     ordered += [neighbour[i] for i in rng.permutation(len(neighbour))]
@@ -297,6 +315,31 @@ class ValidationData:
             self._matrices[half_life] = self._builder.build(days)
             self.build_seconds = time.perf_counter() - started
         return self._matrices[half_life]
+
+    def per_customer_ndcg(self, scores: np.ndarray, protocol: str) -> np.ndarray:
+        """NDCG@K of each evaluated customer of `protocol` (rows with relevant items, in
+        `eval_rows` order), as `ndcg` averages it; for paired comparisons of two score blocks."""
+        rows = np.fromiter(sorted(self.relevant[protocol]), dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)[rows]
+        exclude = self.exclude[protocol]
+        if exclude is not None:
+            scores = np.where(exclude[rows], -np.inf, scores)
+        items, _ = top_k(scores, K)
+        relevant = self._relevance(protocol)[rows]
+        hits = np.take_along_axis(relevant, np.maximum(items, 0), axis=1) & (items >= 0)
+        discounts = 1.0 / np.log2(np.arange(K) + 2.0)
+        ideal = np.cumsum(discounts)[np.minimum(relevant.sum(axis=1), K) - 1]
+        return (hits @ discounts) / ideal
+
+    def _relevance(self, protocol: str) -> np.ndarray:
+        """Dense bool (eval rows, items): the protocol's relevant items (built once)."""
+        cache = self.__dict__.setdefault("_relevance_cache", {})
+        if protocol not in cache:
+            dense = np.zeros((len(self.eval_rows), len(self.item_ids)), dtype=bool)
+            for row, columns in self.relevant[protocol].items():
+                dense[row, list(columns)] = True
+            cache[protocol] = dense
+        return cache[protocol]
 
     def ndcg(self, scores: np.ndarray, protocol: str, subset: np.ndarray | None = None) -> dict:
         """Validation metrics at K of a dense score block over `eval_rows` (optionally a subset)."""
@@ -408,14 +451,20 @@ def _greedy_blend(
         total = sum(w * cached[m] for m, w in zip(members, weights, strict=True))
         return data.ndcg(np.asarray(total, dtype=np.float32), protocol, subset)["ndcg"]
 
+    def per_customer(members: list[str], weights: list[float]) -> np.ndarray:
+        total = sum(w * cached[m] for m, w in zip(members, weights, strict=True))
+        return data.per_customer_ndcg(np.asarray(total, dtype=np.float32), protocol)
+
     ranked = sorted(cached, key=lambda name: -report["candidates"][name][protocol]["ndcg"])
     trending = [n for n in ranked if n.startswith("trending") or n == "popularity"]
     best_baseline = trending[0]
     members, weights = [ranked[0]], [1.0]
-    halves = [score(members, weights, half) for half in data.halves]
+    positions = np.fromiter(sorted(data.relevant[protocol]), dtype=np.int64)
+    in_half = [np.isin(positions, half) for half in data.halves]
+    current = per_customer(members, weights)
     history_half_life = {specs[m].half_life for m in members if specs[m].personalised}
     for _ in range(2):  # at most three members
-        best: tuple[float, str, float, list[float]] | None = None
+        best: tuple[float, str, float, np.ndarray] | None = None
         for name in ranked[:8]:
             if name in members:
                 continue
@@ -423,13 +472,13 @@ def _greedy_blend(
             if spec.personalised and history_half_life and spec.half_life not in history_half_life:
                 continue  # personal members must read the same serving matrix
             for weight in (0.03, 0.1, 0.3, 1.0, 3.0):
-                trial = [score(members + [name], weights + [weight], h) for h in data.halves]
-                gains = [t - b for t, b in zip(trial, halves, strict=True)]
-                if min(gains) > 0 and (best is None or sum(gains) > best[0]):
-                    best = (sum(gains), name, weight, trial)
+                trial = per_customer(members + [name], weights + [weight])
+                gain = trial - current
+                if _significant(gain, in_half) and (best is None or gain.mean() > best[0]):
+                    best = (float(gain.mean()), name, weight, trial)
         if best is None:
             break
-        _, name, weight, halves = best
+        _, name, weight, current = best
         members.append(name)
         weights.append(weight)
         if specs[name].personalised:
@@ -454,6 +503,20 @@ def _greedy_blend(
         "baseline_ndcg": baseline_ndcg,
         "reason": reason,
     }
+
+
+BLEND_MIN_STANDARD_ERRORS = 1.0
+"""A blend member must raise validation NDCG by at least this many standard errors of the
+paired per-customer gain (and on both halves of the customers): tiny gains are tuning noise."""
+
+
+def _significant(gain: np.ndarray, in_half: list[np.ndarray]) -> bool:
+    """True when the per-customer NDCG gain is positive on both halves and its mean exceeds
+    `BLEND_MIN_STANDARD_ERRORS` standard errors."""
+    if len(gain) < 2 or not all(gain[half].mean() > 0 for half in in_half if half.any()):
+        return False
+    standard_error = gain.std(ddof=1) / np.sqrt(len(gain))
+    return bool(gain.mean() > BLEND_MIN_STANDARD_ERRORS * standard_error)
 
 
 def _select_cross_sell(shop: Shop, data: ValidationData, seed: int) -> tuple[str, dict[str, Any]]:

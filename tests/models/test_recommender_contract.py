@@ -24,6 +24,7 @@ from models.recommenders import (
     CoPurchaseRecommender,
     EASERecommender,
     ItemKNNRecommender,
+    LatentClassRecommender,
     PopularityRecommender,
     Recommender,
     RepeatPurchaseRecommender,
@@ -70,12 +71,16 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "co_purchase": lambda: CoPurchaseRecommender(min_orders=1),
     "ease": lambda: EASERecommender(l2=10.0),
     "category_affinity": lambda: CategoryAffinityRecommender(smoothing=0.1),
+    "latent_class_item": lambda: LatentClassRecommender(n_classes=2, smoothing=0.1),
+    "latent_class_category": lambda: LatentClassRecommender(
+        n_classes=2, level="category", smoothing=0.1
+    ),
     "blend": lambda: BlendRecommender(
         [ItemKNNRecommender("cosine", neighbours=20), TrendingRecommender()], [1.0, 0.1]
     ),
 }
 LEARNS_STRUCTURE = {"item_knn_cosine", "item_knn_bm25", "als", "bpr", "co_purchase", "ease"}
-LEARNS_STRUCTURE |= {"blend", "category_affinity"}
+LEARNS_STRUCTURE |= {"blend", "category_affinity", "latent_class_item", "latent_class_category"}
 CATEGORIES = np.array(["left"] * ITEMS_PER_GROUP + ["right"] * ITEMS_PER_GROUP)
 
 
@@ -191,3 +196,21 @@ def test_wrong_user_items_shape_is_refused(fitted, data) -> None:
     interactions, _ = data
     with pytest.raises(ValueError, match="user_items"):
         model.recommend(np.array([0, 1]), interactions.matrix[[0]], k=3)
+
+
+def test_latent_classes_recover_the_two_groups(data) -> None:
+    interactions, co_purchase = data
+    model = LatentClassRecommender(n_classes=2, smoothing=0.1).fit(interactions, co_purchase)
+    posterior = model.posterior(interactions.matrix)
+    classes = posterior.argmax(axis=1)
+    assert (posterior.max(axis=1) > 0.99).all()
+    # The two groups of customers land in different classes, each group in one.
+    assert len(set(classes[:GROUP_SIZE])) == 1 and len(set(classes[GROUP_SIZE:])) == 1
+    assert classes[0] != classes[-1]
+
+
+def test_category_level_latent_classes_need_categories(data) -> None:
+    interactions, co_purchase = data
+    model = LatentClassRecommender(n_classes=2, level="category")
+    with pytest.raises(ValueError, match="two item categories"):
+        model.fit(interactions, co_purchase, item_categories=np.full(interactions.n_items, "x"))
