@@ -64,6 +64,8 @@ class TrainOptions:
     time_budget_s: float = 30.0
     force: bool = False
     max_reject_rate: float = 0.01
+    rejects_dir: str | Path | None = None
+    """Where the rejected rows and their reasons go (None: `directory/_rejects/`)."""
     progress: bool = True
     tracking_uri: str | None = None
     extra_purchases: pd.DataFrame | None = None
@@ -209,7 +211,10 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
 
     directory = Path(options.directory)
     try:
-        loaded = load_shop(directory, max_reject_rate=options.max_reject_rate)
+        rejects_dir = Path(options.rejects_dir) if options.rejects_dir is not None else None
+        loaded = load_shop(
+            directory, max_reject_rate=options.max_reject_rate, rejects_dir=rejects_dir
+        )
     except DataRejected as error:
         raise ValueError(f"the data in {directory} was refused: {error}") from error
     shop = loaded.shop

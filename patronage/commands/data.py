@@ -10,7 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-DEFAULT_MAX_REJECT_RATE = 0.01
+from patronage.commands._rejects import add_reject_options, reject_options
+
 EXIT_REJECTED = 2
 
 
@@ -66,21 +67,7 @@ def _add_validation_options(parser: argparse.ArgumentParser, rejects_dir: bool =
         metavar="TS",
         help="reject rows dated after this ISO 8601 time (no zone = UTC; default: now)",
     )
-    parser.add_argument(
-        "--max-reject-rate",
-        type=float,
-        default=DEFAULT_MAX_REJECT_RATE,
-        metavar="RATE",
-        help="largest allowed share of rejected rows per table, a fraction "
-        f"(default {DEFAULT_MAX_REJECT_RATE})",
-    )
-    if rejects_dir:
-        parser.add_argument(
-            "--rejects-dir",
-            type=Path,
-            metavar="D",
-            help="where to write NAME.rejects.csv (default: DIR/_rejects)",
-        )
+    add_reject_options(parser, rejects_dir=rejects_dir)
 
 
 def _as_of(text: str | None):  # noqa: ANN202 - pandas is imported lazily
@@ -95,24 +82,11 @@ def _as_of(text: str | None):  # noqa: ANN202 - pandas is imported lazily
         raise PatronageError(f"--as-of {text!r} is not an ISO 8601 timestamp") from error
 
 
-def _check_rate(rate: float) -> None:
-    from patronage.cli import PatronageError
-
-    if not 0 <= rate <= 1:
-        raise PatronageError(f"--max-reject-rate must be between 0 and 1 (a fraction), not {rate}")
-
-
 def run_validate(args: argparse.Namespace) -> int:
     """Validate DIR, print the summary; 0 within the limit, 2 above it."""
     from features.loading import load_shop
 
-    _check_rate(args.max_reject_rate)
-    loaded = load_shop(
-        args.directory,
-        as_of=_as_of(args.as_of),
-        max_reject_rate=args.max_reject_rate,
-        rejects_dir=args.rejects_dir,
-    )
+    loaded = load_shop(args.directory, as_of=_as_of(args.as_of), **reject_options(args))
     print(loaded.report.summary_text())
     return 0
 
@@ -122,14 +96,14 @@ def run_import(args: argparse.Namespace) -> int:
     from features import importers
     from patronage.cli import PatronageError
 
-    _check_rate(args.max_reject_rate)
+    max_reject_rate = reject_options(args)["max_reject_rate"]
     if not args.source.is_file():
         raise PatronageError(f"source file {args.source} does not exist")
     options = {
         "file_format": args.file_format,
         "overwrite": args.overwrite,
         "as_of": _as_of(args.as_of),
-        "max_reject_rate": args.max_reject_rate,
+        "max_reject_rate": max_reject_rate,
     }
     if args.format == "groceries":
         summary = importers.import_groceries(args.source, args.out, **options)

@@ -10,6 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
+from patronage.commands._rejects import add_reject_options, reject_options
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `features` subcommand."""
@@ -47,13 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="also write the item features (one row per item) to this Parquet file",
     )
-    parser.add_argument(
-        "--max-reject-rate",
-        type=float,
-        default=0.01,
-        metavar="RATE",
-        help="largest allowed share of rejected rows per table when loading DIR",
-    )
+    add_reject_options(parser)
     parser.set_defaults(handler=run_features)
 
 
@@ -75,7 +71,7 @@ def run_features(args: argparse.Namespace) -> int:
         raise PatronageError(f"{args.directory} is not a directory holding a shop's tables")
     if args.out.suffix != ".parquet":
         raise PatronageError(f"--out must name a .parquet file, got {args.out}")
-    loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
+    loaded = load_shop(args.directory, **reject_options(args))
     connection = None
     if args.engine == "spark":
         from features.engines import local_spark_session

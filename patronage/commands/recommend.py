@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from patronage.cli import PatronageError
+from patronage.commands._rejects import add_reject_options, reject_options
 
 EXCLUDE_CHOICES = ("all", "non-repeatable", "none")
 
@@ -82,6 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     fit.add_argument(
         "--horizon-days", type=float, default=90.0, help="serving horizon = validation window"
     )
+    add_reject_options(fit)
     fit.set_defaults(handler=_fit)
 
 
@@ -135,7 +137,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     as_of = to_utc(args.as_of) if args.as_of else None
     # Validate against the present (rows after --as-of are legitimate history, just unused).
-    shop = load_shop(Path(args.directory)).shop
+    shop = load_shop(Path(args.directory), **reject_options(args)).shop
     if as_of is None:
         if shop.purchases.empty:
             raise PatronageError(f"{args.directory} holds no purchases: nothing to learn from")

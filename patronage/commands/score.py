@@ -10,6 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
+from patronage.commands._rejects import add_reject_options, reject_options
+
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
 
@@ -85,13 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="churn probabilities from which the risk is medium and high (when fitting)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the churn model")
-    parser.add_argument(
-        "--max-reject-rate",
-        type=float,
-        default=0.01,
-        metavar="RATE",
-        help="largest allowed share of rejected rows per table when loading DIR",
-    )
+    add_reject_options(parser)
     parser.set_defaults(handler=run_score)
 
 
@@ -112,7 +108,7 @@ def run_score(args: argparse.Namespace) -> int:
     low, high = args.risk_thresholds
     if not 0 < low <= high < 1:
         raise PatronageError("--risk-thresholds need 0 < MEDIUM <= HIGH < 1")
-    loaded = load_shop(args.directory, max_reject_rate=args.max_reject_rate)
+    loaded = load_shop(args.directory, **reject_options(args))
     shop = loaded.shop
     if len(shop.purchases) == 0:
         raise PatronageError(f"{args.directory} holds no purchases to score")

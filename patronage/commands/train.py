@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
+from patronage.commands._rejects import add_reject_options, reject_options
 
 if TYPE_CHECKING:
     from features.loading import DataRejected
@@ -82,12 +83,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="make the new versions champion even when they are worse than the current ones",
     )
-    parser.add_argument(
-        "--max-reject-rate",
-        type=float,
-        default=0.01,
-        help="refuse the data when more than this share of rows is rejected",
-    )
+    add_reject_options(parser)
     parser.add_argument(
         "--events",
         default=None,
@@ -162,7 +158,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         time_budget_s=args.time_budget,
         force=args.force,
-        max_reject_rate=args.max_reject_rate,
+        **reject_options(args),
         progress=not args.quiet,
         extra_purchases=extra_purchases,
         extra_feedback=extra_feedback,
