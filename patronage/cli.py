@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PatronageError, ValueError, FileNotFoundError) as error:
         rejected = _is_data_rejected(error)
         if rejected:
-            print(error.report.summary_text())  # type: ignore[attr-defined]
+            print(error.report.summary_text())  # type: ignore[union-attr]
         print(f"error: {error}", file=sys.stderr)
         return EXIT_REJECTED if rejected else 1
     return int(code or 0)
