@@ -10,7 +10,8 @@ Input and output (documented in docs/training.md):
 - `patronage-recommender`: a DataFrame with column `customer_id` (str); params `k` (int, 10),
   `exclude_purchased` (`all` | `non-repeatable` | `none`, default `non-repeatable`) and
   `category` (str, "" = any). Output: one row per recommendation, columns
-  `customer_id, rank, item_id, score, strategy` (rank 1 = best).
+  `customer_id, rank, item_id, score, strategy, note` (rank 1 = best; note says why the
+  trending fallback answered, e.g. `new customer`, empty for a personal list).
 - `patronage-churn`: column `customer_id`. Output: `customer_id, churn_probability,
   churn_risk, churn_reasons` as scored at the model's `as_of` (NaN / "unknown" for a customer
   the model never saw).
@@ -32,18 +33,9 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-RECOMMENDATION_COLUMNS = ("customer_id", "rank", "item_id", "score", "strategy")
-CHURN_COLUMNS = ("churn_probability", "churn_risk", "churn_reasons")
-LOYALTY_COLUMNS = (
-    "loyalty_score",
-    "segment",
-    "p_alive",
-    "expected_orders_90d",
-    "predicted_clv_365d",
-    "expected_next_order_at",
-    "avg_days_between_orders",
-    "satisfaction",
-)
+from models.customer_scores import CHURN_COLUMNS, LOYALTY_COLUMNS
+
+RECOMMENDATION_COLUMNS = ("customer_id", "rank", "item_id", "score", "strategy", "note")
 SCORE_TABLE_FILE = "scores.parquet"
 SCORE_META_FILE = "scores.json"
 TRUSTED_PICKLE_MODULES = ("models.pyfunc",)
@@ -80,7 +72,8 @@ class RecommenderModel(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        """Recommendations as rows `customer_id, rank, item_id, score, strategy`."""
+        """Recommendations as rows `customer_id, rank, item_id, score, strategy, note` (note:
+        why the trending fallback answered, e.g. `new customer`; empty for personal lists)."""
         params = params or {}
         customers = _customer_ids(model_input)
         k = int(params.get("k", 10))
@@ -101,6 +94,7 @@ class RecommenderModel(PythonModel):
                 rows["item_id"].append(item)
                 rows["score"].append(float(score))
                 rows["strategy"].append(answer.strategy)
+                rows["note"].append(answer.note or "")
         return pd.DataFrame(
             {
                 "customer_id": pd.Series(rows["customer_id"], dtype=object),
@@ -108,6 +102,7 @@ class RecommenderModel(PythonModel):
                 "item_id": pd.Series(rows["item_id"], dtype=object),
                 "score": pd.Series(rows["score"], dtype="float64"),
                 "strategy": pd.Series(rows["strategy"], dtype=object),
+                "note": pd.Series(rows["note"], dtype=object),
             }
         )
 

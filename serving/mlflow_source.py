@@ -31,7 +31,6 @@ from serving.model_store import (
     RecommendationList,
     Role,
     ServingModels,
-    strategy_and_note,
 )
 
 logger = logging.getLogger("patronage.serving")
@@ -46,8 +45,8 @@ class ModelNotFound(LookupError):
 
 class BundleRecommender:
     """A `RecommenderBundle` as the routes need it: the bundle's own answers; its fallback for a
-    new customer, an unknown basket or an unknown item (`trending (new customer)`) is strategy
-    `trending` with why in `note` (`strategy_and_note`, the same split as `patronage recommend`)."""
+    new customer, an unknown basket or an unknown item is strategy `trending` with why in
+    `note` (e.g. `new customer`), exactly as `patronage recommend` writes it."""
 
     def __init__(self, bundle: Any, precompute_k: int = 0) -> None:
         self.bundle = bundle
@@ -71,8 +70,9 @@ class BundleRecommender:
 
     @staticmethod
     def _convert(answer: Any) -> RecommendationList:
-        strategy, note = strategy_and_note(str(answer.strategy))
-        return RecommendationList(tuple(answer.item_ids), tuple(answer.scores), strategy, note)
+        return RecommendationList(
+            tuple(answer.item_ids), tuple(answer.scores), str(answer.strategy), answer.note
+        )
 
     def recommend_for(
         self,

@@ -24,27 +24,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from models.customer_scores import CHURN_COLUMNS, LOYALTY_COLUMNS
+
 logger = logging.getLogger("patronage.serving")
 
 Role = Literal["recommender", "churn", "loyalty"]
 ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
-
-
-FALLBACK_STRATEGY = "trending"
-"""The strategy named when a recommender answers without personal data (a new customer, an
-unknown basket or item): the bundle's trending list, i.e. recency-weighted best sellers whose
-half-life was chosen on the validation window (all-time sales when plain popularity won there)."""
-
-
-def strategy_and_note(strategy: str) -> tuple[str, str | None]:
-    """Split a recommender bundle's strategy into (strategy, note) as the CLI and the API show it.
-
-    The bundle names a fallback answer `trending (<why>)`, e.g. `trending (new customer)`: that
-    becomes (`trending`, `new customer`); any other strategy comes back with note None."""
-    prefix = f"{FALLBACK_STRATEGY} ("
-    if strategy.startswith(prefix) and strategy.endswith(")"):
-        return FALLBACK_STRATEGY, strategy.removeprefix(prefix).removesuffix(")")
-    return strategy, None
 
 
 @dataclass(frozen=True)
@@ -108,17 +93,6 @@ class LoadedModel:
         }
 
 
-CHURN_COLUMNS = ("churn_probability", "churn_risk", "churn_reasons")
-LOYALTY_COLUMNS = (
-    "loyalty_score",
-    "segment",
-    "p_alive",
-    "expected_orders_90d",
-    "predicted_clv_365d",
-    "expected_next_order_at",
-    "avg_days_between_orders",
-    "satisfaction",
-)
 OPTIONAL_COLUMNS = ("last_order_at",)
 
 

@@ -48,13 +48,21 @@ BUNDLE_FORMAT = 1
 ROLES = ("discovery", "repeat", "cross_sell", "similar", "trending")
 
 
+FALLBACK_STRATEGY = "trending"
+"""The strategy named when the bundle answers without personal data (a new customer, an unknown
+basket or item): recency-weighted best sellers whose half-life was chosen on the validation
+window (all-time sales when plain popularity won there); `Recommendation.note` says why."""
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """One answer: item ids best first, their scores, and the strategy that produced them."""
+    """One answer: item ids best first, their scores, the strategy that produced them, and why
+    the fallback answered (`note`, e.g. `new customer`; None for a personal answer)."""
 
     item_ids: list[str]
     scores: list[float]
     strategy: str
+    note: str | None = None
 
 
 @dataclass
@@ -239,8 +247,8 @@ class RecommenderBundle:
             sp.csr_matrix((1, len(self.item_ids))), "none", category=category
         )
         items, scores = self._top(self._trending_scores[None, :], blocked, k)
-        answer = self._answer(items[0], scores[0], "trending", k)
-        return Recommendation(answer.item_ids, answer.scores, f"trending ({note})")
+        answer = self._answer(items[0], scores[0], FALLBACK_STRATEGY, k)
+        return Recommendation(answer.item_ids, answer.scores, FALLBACK_STRATEGY, note)
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

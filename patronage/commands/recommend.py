@@ -103,7 +103,6 @@ def _recommend(args: argparse.Namespace) -> int:
         raise PatronageError(f"--k must be a positive number of items, got {args.k}")
     from models.recommenders.bundle import RecommenderBundle
     from patronage.commands._registry import RECOMMENDER_CHAMPION, model_artifact
-    from serving.model_store import strategy_and_note
 
     if args.model_dir is None:
         args.model_dir = model_artifact(args.model_uri or RECOMMENDER_CHAMPION, "bundle")
@@ -122,9 +121,9 @@ def _recommend(args: argparse.Namespace) -> int:
         writer = csv.writer(handle)
         writer.writerow(["customer_id", "rank", "item_id", "score", "strategy", "note"])
         for customer, answer in zip(customers, answers, strict=True):
-            strategy, note = strategy_and_note(answer.strategy)
+            strategy, note = answer.strategy, answer.note or ""
             for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores, strict=True)):
-                writer.writerow([customer, rank + 1, item, f"{score:.6g}", strategy, note or ""])
+                writer.writerow([customer, rank + 1, item, f"{score:.6g}", strategy, note])
     print(f"wrote {len(customers):,} customers x top {args.k} to {out}")
     return 0
 

@@ -65,8 +65,14 @@ def test_extra_purchases_are_excluded_too(bundle: RecommenderBundle) -> None:
 
 def test_unknown_customer_and_empty_basket_get_trending(bundle: RecommenderBundle) -> None:
     answer = bundle.recommend_for("nobody-ever", k=5)
-    assert answer.strategy == "trending (new customer)" and len(answer.item_ids) == 5
-    assert bundle.cross_sell(["no-such-item"], k=3).strategy.startswith("trending")
+    assert (answer.strategy, answer.note) == ("trending", "new customer")
+    assert len(answer.item_ids) == 5
+    basket = bundle.cross_sell(["no-such-item"], k=3)
+    assert (basket.strategy, basket.note) == ("trending", "empty or unknown basket")
+    similar = bundle.similar("no-such-item", k=3)
+    assert (similar.strategy, similar.note) == ("trending", "unknown item")
+    known = bundle.recommend_for(str(bundle.customer_ids[0]), k=5)
+    assert known.note is None and known.strategy != "trending"
 
 
 def test_cross_sell_never_returns_the_basket(bundle: RecommenderBundle) -> None:

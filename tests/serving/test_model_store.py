@@ -107,13 +107,13 @@ def test_serve_refuses_to_start_without_keys() -> None:
 
 
 def test_bundle_fallbacks_are_named_trending_with_a_note() -> None:
-    """The bundle's `trending (<why>)` answers as strategy `trending` and note `<why>`, the same
-    split `patronage recommend` writes; a model's own strategy passes through without a note."""
+    """The bundle's fallback answers keep strategy `trending` and their note, as `patronage
+    recommend` writes them; a model's own strategy passes through without a note."""
     from models.recommenders.bundle import Recommendation
     from serving.mlflow_source import BundleRecommender
 
     for why in ("new customer", "empty or unknown basket", "unknown item"):
-        cold = BundleRecommender._convert(Recommendation(["i1"], [1.0], f"trending ({why})"))
+        cold = BundleRecommender._convert(Recommendation(["i1"], [1.0], "trending", why))
         assert (cold.strategy, cold.note) == ("trending", why)
     own = BundleRecommender._convert(Recommendation(["i1"], [1.0], "co_purchase_l0"))
     assert (own.strategy, own.note) == ("co_purchase_l0", None)
