@@ -22,6 +22,7 @@ BENCHMARKS = (
     "features_scale",
     "recommenders",
     "churn_cdnow",
+    "scores_scale",
     "train_sample",
     "serving",
 )
