@@ -18,7 +18,7 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 REPORT_PATH = PROJECT_ROOT / "BENCHMARKS.md"
-SPECIAL_KEYS = {"title", "command", "notes", "tables"}
+SPECIAL_KEYS = {"title", "command", "notes", "tables", "measured_at"}
 
 
 def _flatten(prefix: str, value: Any) -> Iterable[tuple[str, Any]]:
@@ -70,6 +70,19 @@ def render_section(name: str, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _measured_at(result_path: Path, result: dict) -> datetime:
+    """When the benchmark wrote `result_path` (UTC). The file's modification time is only true
+    in the tree the benchmark ran in (a clone stamps every file with the clone's time), so the
+    first report built there records it in the JSON as `measured_at`, and later reports read it
+    back."""
+    if "measured_at" in result:
+        return datetime.fromisoformat(result["measured_at"])
+    measured = datetime.fromtimestamp(result_path.stat().st_mtime, UTC)
+    result["measured_at"] = measured.isoformat(timespec="seconds")
+    result_path.write_text(json.dumps(result, indent=1, default=str))
+    return measured
+
+
 def write_report(results_dir: Path = RESULTS_DIR, path: Path = REPORT_PATH) -> Path:
     """Write BENCHMARKS.md from every `results_dir/*.json`; returns the path written."""
     lines = [
@@ -86,7 +99,7 @@ def write_report(results_dir: Path = RESULTS_DIR, path: Path = REPORT_PATH) -> P
     ]
     for result_path in sorted(results_dir.glob("*.json")):
         result = json.loads(result_path.read_text())
-        measured = datetime.fromtimestamp(result_path.stat().st_mtime, UTC)
+        measured = _measured_at(result_path, result)
         lines += render_section(result_path.stem, result)
         lines += [f"_Measured {measured:%Y-%m-%d %H:%M} UTC (`{result_path.name}`)._", ""]
     path.write_text("\n".join(lines))
