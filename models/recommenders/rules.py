@@ -29,7 +29,14 @@ def repeat_purchase_rates(order_counts: sp.csr_matrix, prior_strength: float = 5
     buyers = np.bincount(counts.indices[counts.data > 0], minlength=counts.shape[1])
     repeaters = np.bincount(counts.indices[counts.data >= 2], minlength=counts.shape[1])
     overall = repeaters.sum() / max(buyers.sum(), 1)
-    return ((repeaters + prior_strength * overall) / (buyers + prior_strength)).astype(np.float32)
+    weight = buyers + prior_strength
+    rates = np.divide(
+        repeaters + prior_strength * overall,
+        weight,
+        out=np.full(len(buyers), overall),
+        where=weight > 0,
+    )
+    return rates.astype(np.float32)
 
 
 @dataclass

@@ -26,7 +26,7 @@ PURCHASED = sp.csr_matrix(np.array([[1, 1, 0, 0, 0]], dtype=np.float32))
 def test_repeat_rates_are_learned_and_shrunk() -> None:
     counts = sp.csr_matrix(np.array([[3, 1, 0], [2, 1, 0], [1, 1, 0]], dtype=np.float32))
     rates = repeat_purchase_rates(counts, prior_strength=0.0)
-    assert rates[:2].tolist() == pytest.approx([2 / 3, 0.0])
+    assert rates.tolist() == pytest.approx([2 / 3, 0.0, 2 / 6])  # unbought: the shop-wide share
     shrunk = repeat_purchase_rates(counts, prior_strength=5.0)
     overall = 2 / 6
     assert shrunk[0] == pytest.approx((2 + 5 * overall) / (3 + 5))
