@@ -26,22 +26,8 @@ from models.churn import (
     training_cutoffs,
 )
 from models.loyalty import RFMScorer, loyalty_score, satisfaction_index
+from models.score_columns import SCORE_COLUMNS
 
-CHURN_COLUMNS = ("churn_probability", "churn_risk", "churn_reasons")
-"""What the CRM asks about churn, per customer (the churn model's output)."""
-LOYALTY_COLUMNS = (
-    "loyalty_score",
-    "segment",
-    "p_alive",
-    "expected_orders_90d",
-    "predicted_clv_365d",
-    "expected_next_order_at",
-    "avg_days_between_orders",
-    "satisfaction",
-)
-"""What the CRM asks about value and loyalty, per customer (the loyalty model's output)."""
-SCORE_COLUMNS = ("customer_id", *CHURN_COLUMNS, *LOYALTY_COLUMNS)
-"""The score table's columns, in order (`patronage score`, the training pipeline)."""
 REASON_SEPARATOR = "; "
 FORMAT_VERSION = 2  # 2: the churn trees are a list (bagged)
 CHURN_MODEL_FILE = "churn_classifier.skops"

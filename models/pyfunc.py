@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
-from models.customer_scores import CHURN_COLUMNS, LOYALTY_COLUMNS
+from models.score_columns import CHURN_COLUMNS, LOYALTY_COLUMNS
 
 RECOMMENDATION_COLUMNS = ("customer_id", "rank", "item_id", "score", "strategy", "note")
 SCORE_TABLE_FILE = "scores.parquet"

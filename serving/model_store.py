@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
-from models.customer_scores import CHURN_COLUMNS, LOYALTY_COLUMNS
+from models.score_columns import CHURN_COLUMNS, LOYALTY_COLUMNS
 
 logger = logging.getLogger("patronage.serving")
 
