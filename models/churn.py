@@ -300,7 +300,7 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
             # Off by default: ECE with / without it (4 cut-offs), CDNOW 0.016 / 0.013, generated
             # shop 0.049 / 0.038. (A blind model fitted without the latest cut-off, as before,
             # corrected the drift twice once applied to the full model: CDNOW ECE 0.021.)
-            raw = _logit(self._raw_probability(matrix[latest]))
+            raw = _logit(self._probability(matrix[latest]))  # no map yet: the bags' mean
             self.calibrator_ = LogisticRegression(C=1e6).fit(raw[:, None], y[latest])
         retained = matrix[y == 0]
         with warnings.catch_warnings():
@@ -327,9 +327,6 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         if self.calibrator_ is None:
             return raw
         return np.asarray(self.calibrator_.predict_proba(_logit(raw)[:, None])[:, 1])
-
-    def _raw_probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
-        return np.asarray(np.mean(self._bag_probabilities(matrix), axis=0))
 
     def _probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._combined(self._bag_probabilities(matrix))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -257,8 +257,8 @@ class RecommenderBundle:
             sp.csr_matrix((1, len(self.item_ids))), "none", category=category
         )
         items, scores = self._top(self._trending_scores[None, :], blocked, k)
-        answer = self._answer(items[0], scores[0], FALLBACK_STRATEGY, k)
-        return Recommendation(answer.item_ids, answer.scores, FALLBACK_STRATEGY, note)
+        answer = self._answer(items[0], scores[0], "trending", k)
+        return replace(answer, strategy=FALLBACK_STRATEGY, note=note)
 
     # --- persistence ------------------------------------------------------------------------
     def save(self, directory: str | Path) -> None:

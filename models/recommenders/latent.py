@@ -132,10 +132,18 @@ class LatentClassRecommender(Recommender):
     def posterior(self, user_items: sp.csr_matrix) -> np.ndarray:
         """(n, n_classes) probability of each class given each row's purchases."""
         grouped = self._grouped(_binary(user_items))
-        log_joint = np.asarray(grouped @ np.log(self.profiles_).T, dtype=np.float64)
+        log_joint = np.asarray(grouped @ self._log_profiles().T, dtype=np.float64)
         log_joint += np.log(self.class_share_)[None, :]
         weights = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
         return weights / weights.sum(axis=1, keepdims=True)
+
+    def _log_profiles(self) -> np.ndarray:
+        """log(profiles_), computed once per fitted or loaded profiles (not per request)."""
+        cached = self.__dict__.get("_log_profiles_of")
+        if cached is None or cached[0] is not self.profiles_:
+            cached = (self.profiles_, np.log(self.profiles_))
+            self.__dict__["_log_profiles_of"] = cached
+        return cached[1]
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         group_probability = self.posterior(user_items).astype(np.float32) @ self.profiles_
