@@ -31,7 +31,7 @@ import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Any, TypedDict  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
@@ -47,8 +47,9 @@ K = 10
 
 def _peer_module() -> Any:
     spec = importlib.util.spec_from_file_location("recs_peers", PEERS)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"cannot load the peer script {PEERS}: set PATRONAGE_SHARED_DATA")
     module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
     spec.loader.exec_module(module)
     return module
 
@@ -186,8 +187,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.scale:
-        result = scale(args.seed)
-        (RESULTS / "recommenders_scale.json").write_text(json.dumps(result, indent=1))
+        (RESULTS / "recommenders_scale.json").write_text(json.dumps(scale(args.seed), indent=1))
         return 0
     result: dict[str, Any] = {
         "title": "Recommendations: Patronage vs peers (same split, same metric code)",
@@ -233,9 +233,17 @@ def _short(metrics: dict[str, Any]) -> dict[str, Any]:
     return {key: metrics[key] for key in keys if key in metrics}
 
 
-GENERATED_SIZE = {"customers": 20_000, "items": 1_000, "days": 365}
+class ShopSize(TypedDict):
+    """The size arguments of features.sample_shop.generate_shop (days of history)."""
+
+    customers: int
+    items: int
+    days: int
+
+
+GENERATED_SIZE: ShopSize = {"customers": 20_000, "items": 1_000, "days": 365}
 GENERATED_TEST_DAYS = 90
-IMPLICIT_PEERS = ("implicit_als_f32", "implicit_als_f64", "implicit_als_f128")
+IMPLICIT_PEERS: tuple[str, ...] = ("implicit_als_f32", "implicit_als_f64", "implicit_als_f128")
 IMPLICIT_PEERS += ("implicit_bpr_f64", "implicit_item_cosine", "implicit_item_bm25")
 
 
@@ -368,7 +376,7 @@ def _pairs_found(bundle: Any, pairs: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-SCALE_SIZE = {"customers": 1_000_000, "items": 50_000, "days": 365}
+SCALE_SIZE: ShopSize = {"customers": 1_000_000, "items": 50_000, "days": 365}
 
 
 def scale(seed: int) -> dict[str, Any]:

@@ -67,9 +67,11 @@ def main() -> int:
             print(f"training failed with exit code {process.returncode}", file=sys.stderr)
             return 1
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-        runs = client.search_runs(
-            [client.get_experiment_by_name("patronage").experiment_id], max_results=1
-        )
+        experiment = client.get_experiment_by_name("patronage")
+        if experiment is None:
+            print("training logged no 'patronage' experiment", file=sys.stderr)
+            return 1
+        runs = client.search_runs([experiment.experiment_id], max_results=1)
         metrics = runs[0].data.metrics
         key = {
             name: round(metrics[name], 4)
