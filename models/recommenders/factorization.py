@@ -6,6 +6,9 @@ squares on the item factors (the same projection ALS makes for a user)."""
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
@@ -14,10 +17,37 @@ from models.recommenders.base import Recommender
 
 
 class _FactorRecommender(Recommender):
+    """An implicit factorisation model whose constructor parameters are implicit's own.
+
+    Subclasses name the implicit model (`_implicit_model`) and, when it wants other input than
+    the confidence matrix, `_training_matrix`; fitting and scoring are shared."""
+
     _array_names = ("user_factors_", "item_factors_")
     regularization: float
     user_factors_: np.ndarray
     item_factors_: np.ndarray
+
+    @abstractmethod
+    def _implicit_model(self) -> Any:
+        """A new, unfitted implicit model built from `get_params()` (names are implicit's)."""
+
+    def _training_matrix(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """What the implicit model is fitted on: the customers x items confidence matrix."""
+        return matrix
+
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
+        training = self._training_matrix(matrix)
+        # implicit checks the BLAS thread count when the model is built: build it pinned too.
+        with threadpool_limits(1):
+            model = self._implicit_model()
+            model.fit(training, show_progress=False)
+        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
+        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         items = self.item_factors_.astype(np.float64)
@@ -61,27 +91,10 @@ class ALSRecommender(_FactorRecommender):
         self.random_state = random_state
         self.num_threads = num_threads
 
-    def _fit(
-        self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
+    def _implicit_model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        # implicit checks the BLAS thread count when the model is built: build it pinned too.
-        with threadpool_limits(1):
-            model = AlternatingLeastSquares(
-                factors=self.factors,
-                regularization=self.regularization,
-                alpha=self.alpha,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            model.fit(matrix, show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        return AlternatingLeastSquares(**self.get_params())
 
 
 class BPRRecommender(_FactorRecommender):
@@ -114,24 +127,11 @@ class BPRRecommender(_FactorRecommender):
         self.random_state = random_state
         self.num_threads = num_threads
 
-    def _fit(
-        self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
+    def _implicit_model(self) -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        positive = matrix.multiply(matrix > 0).tocsr()
-        with threadpool_limits(1):
-            model = BayesianPersonalizedRanking(
-                factors=self.factors,
-                learning_rate=self.learning_rate,
-                regularization=self.regularization,
-                iterations=self.iterations,
-                random_state=self.random_state,
-                num_threads=self.num_threads,
-            )
-            model.fit(positive, show_progress=False)
-        self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
-        self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
+        return BayesianPersonalizedRanking(**self.get_params())
+
+    def _training_matrix(self, matrix: sp.csr_matrix) -> sp.csr_matrix:
+        """The cells of positive confidence only: BPR ranks every stored cell as a liked item."""
+        return matrix.multiply(matrix > 0).tocsr()
