@@ -460,7 +460,8 @@ def _customer_candidates(
     except ValueError as error:
         raise ValueError(f"churn/loyalty backtest fit failed: {error}") from error
 
-    def evaluate(scores: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
+    def evaluate(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Backtest metrics of a score table, keyed CHURN and LOYALTY."""
         table = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index(
             "customer_id"
         )
@@ -469,9 +470,10 @@ def _customer_candidates(
         churn = churn_metrics(truth.churned.to_numpy(), probability.to_numpy())
         expected = table["expected_orders_90d"].astype(float) * (horizon / 90.0)
         loyalty = order_forecast_metrics(truth.orders.to_numpy(), expected.to_numpy())
-        return churn, loyalty
+        return {CHURN: churn, LOYALTY: loyalty}
 
-    churn_eval, loyalty_eval = evaluate(backtest_scores)
+    backtest_metrics = evaluate(backtest_scores)
+    churn_eval, loyalty_eval = backtest_metrics[CHURN], backtest_metrics[LOYALTY]
     labels = truth.churned.to_numpy()
     recency = truth.days_since_last_order.fillna(truth.days_since_last_order.max()).to_numpy()
     churn_baselines = {
@@ -535,39 +537,31 @@ def _customer_candidates(
     def load_backtest(directory: Path) -> Any:
         return SimpleNamespace(scorer=CustomerScorer.load(directory), scores=None)
 
-    def champion_churn(wrapper: Any) -> dict[str, float]:
-        return evaluate(rescore(wrapper))[0]
+    def candidate(
+        name: str, python_model: Any, baselines: dict[str, dict[str, float]]
+    ) -> Candidate:
+        # Churn and loyalty share the scorer, its backtest and the score table; only the
+        # metrics they are judged on differ.
+        def evaluate_champion(wrapper: Any) -> dict[str, float]:
+            return evaluate(rescore(wrapper))[name]
 
-    def champion_loyalty(wrapper: Any) -> dict[str, float]:
-        return evaluate(rescore(wrapper))[1]
+        return Candidate(
+            name=name,
+            python_model=python_model,
+            artifacts=artifacts,
+            input_example=example,
+            metrics=backtest_metrics[name],
+            baselines=baselines,
+            backtest_key=_backtest_key(data, name, cut, as_of, options),
+            cut=cut,
+            evaluate_champion=evaluate_champion,
+            backtest_dir=str(backtest_dir),
+            backtest_loader=load_backtest,
+        )
 
     return [
-        Candidate(
-            name=CHURN,
-            python_model=ChurnModel(),
-            artifacts=artifacts,
-            input_example=example,
-            metrics=churn_eval,
-            baselines=churn_baselines,
-            backtest_key=_backtest_key(data, CHURN, cut, as_of, options),
-            cut=cut,
-            evaluate_champion=champion_churn,
-            backtest_dir=str(backtest_dir),
-            backtest_loader=load_backtest,
-        ),
-        Candidate(
-            name=LOYALTY,
-            python_model=LoyaltyModel(),
-            artifacts=artifacts,
-            input_example=example,
-            metrics=loyalty_eval,
-            baselines=loyalty_baselines,
-            backtest_key=_backtest_key(data, LOYALTY, cut, as_of, options),
-            cut=cut,
-            evaluate_champion=champion_loyalty,
-            backtest_dir=str(backtest_dir),
-            backtest_loader=load_backtest,
-        ),
+        candidate(CHURN, ChurnModel(), churn_baselines),
+        candidate(LOYALTY, LoyaltyModel(), loyalty_baselines),
     ]
 
 
