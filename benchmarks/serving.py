@@ -277,6 +277,22 @@ def prepare(
     return shop_dir, uri, seconds
 
 
+Scenario = tuple[int, str, list[str], dict[str, str], list[bytes | None]]
+"""(port, method, paths, headers, bodies) of one route's load."""
+
+
+def _measure(scenario: Scenario, seconds: float, args: argparse.Namespace, use_wrk: bool) -> dict:
+    """Drive one route for `seconds` with the run's load settings; its figures."""
+    target, method, paths, headers, bodies = scenario
+    if use_wrk and len(bodies) == 1:
+        return drive_wrk(target, method, paths, headers, bodies[0], seconds, args.connections)
+    requests = [
+        _encode(method, paths[i % len(paths)], headers, bodies[i % len(bodies)])
+        for i in range(max(len(paths), len(bodies)))
+    ]
+    return drive(target, requests, seconds, args.connections, args.client_processes)
+
+
 def main() -> int:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -348,7 +364,7 @@ def main() -> int:
          "-h", "127.0.0.1", "-w", "1"],
         cwd=workdir, env=env, stdout=mlflow_log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     try:
         ready_s = _wait_http(f"http://127.0.0.1:{port}/health/ready", server, 900, server_log)
         precompute_s = _wait_precomputed(port, server, 1800)
@@ -357,7 +373,7 @@ def main() -> int:
         )
         storefront = {"X-API-Key": KEYS["storefront"]}
         crm = {"X-API-Key": KEYS["crm"]}
-        scenarios: dict[str, tuple[int, str, list[str], dict[str, str], list[bytes | None]]] = {
+        scenarios: dict[str, Scenario] = {
             "noop_health_live": (port, "GET", ["/health/live"], {}, [None]),
             "recommendations": (
                 port, "GET", [f"/v1/customers/{c}/recommendations?k=10" for c in customer_ids],
@@ -381,21 +397,22 @@ def main() -> int:
         }  # fmt: skip
         per_round = args.seconds / args.rounds
         rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in scenarios}
+        # Each route is measured right after a no-op slice of its own, and the routes run in a
+        # seeded shuffled order per round: a route then meets the same machine load as the
+        # no-op it is compared with, whatever its place in the round (in a fixed order the
+        # last routes were compared with a no-op measured half a minute earlier).
+        paired: dict[str, list[float]] = {name: [] for name in scenarios}
+        order_rng = np.random.default_rng(0)
+        routes = [name for name in scenarios if name != "noop_health_live"]
         for round_number in range(args.rounds):
-            for name, (target, method, paths, headers, bodies) in scenarios.items():
-                if use_wrk and len(bodies) == 1:
-                    figures = drive_wrk(target, method, paths, headers, bodies[0], per_round,
-                                        args.connections)  # fmt: skip
-                else:
-                    requests = [
-                        _encode(method, paths[i % len(paths)], headers, bodies[i % len(bodies)])
-                        for i in range(max(len(paths), len(bodies)))
-                    ]
-                    figures = drive(target, requests, per_round, args.connections,
-                                    args.client_processes)  # fmt: skip
-                rounds[name].append(figures)
-                shown = {k: v for k, v in figures.items() if not k.startswith("_")}
-                print(f"[serving] round {round_number + 1} {name}: {shown}", flush=True)
+            for name in order_rng.permutation(routes).tolist():
+                for step in ("noop_health_live", name):
+                    figures = _measure(scenarios[step], per_round, args, use_wrk)
+                    rounds[step].append(figures)
+                    shown = {k: v for k, v in figures.items() if not k.startswith("_")}
+                    print(f"[serving] round {round_number + 1} {step}: {shown}", flush=True)
+                noop_rps = rounds["noop_health_live"][-1]["requests_per_second"]
+                paired[name].append(figures["requests_per_second"] / max(noop_rps, 1e-9))
         for name, measured in rounds.items():
             combined = summarise(
                 [m["_latencies"] for m in measured if "_latencies" in m],
@@ -408,30 +425,18 @@ def main() -> int:
                 combined["p50_ms"] = float(np.median([m["p50_ms"] for m in measured]))
                 combined["p99_ms"] = float(max(m["p99_ms"] for m in measured))
             combined["rps_per_round"] = [m["requests_per_second"] for m in measured]
+            if name in paired and paired[name]:
+                combined["x_noop_per_round"] = [round(r, 3) for r in paired[name]]
             results[name] = combined
     finally:
         _stop(server)
         _stop(mlflow_server)
 
     noop = results["noop_health_live"]["requests_per_second"]
-    # Ratios per round (each route against the no-op of the same round), then the median over
-    # rounds: a burst of load from other work on the machine then skews one round, not all.
+    # Ratios per round (each route against the no-op slice measured just before it), then the
+    # median over rounds: a burst of load from other work then skews one round, not all.
     ratios = {
-        name: round(
-            float(
-                np.median(
-                    [
-                        mine / ceiling
-                        for mine, ceiling in zip(
-                            results[name]["rps_per_round"],
-                            results["noop_health_live"]["rps_per_round"],
-                            strict=True,
-                        )
-                    ]
-                )
-            ),
-            3,
-        )
+        name: round(float(np.median(results[name]["x_noop_per_round"])), 3)
         for name in ("recommendations", "cross_sell", "churn", "loyalty")
     }
     vs_mlflow = round(
@@ -454,7 +459,7 @@ def main() -> int:
     rows = [
         {
             "route": name,
-            **{k: v for k, v in figures.items() if k != "rps_per_round"},
+            **{k: v for k, v in figures.items() if k not in ("rps_per_round", "x_noop_per_round")},
             "x no-op": ratios.get(name, round(figures["requests_per_second"] / noop, 3)),
         }
         for name, figures in results.items()
@@ -475,7 +480,8 @@ def main() -> int:
             "known customers, answered from the lists the server precomputes in the background "
             "after loading (the run waits until they are done); churn and loyalty from the "
             "score table held in memory. Cross-sell scores every basket live (no target).",
-            "Ratios: median over rounds of (route req/s) / (no-op req/s of the same round); "
+            "Ratios: median over rounds of (route req/s) / (req/s of the no-op slice measured "
+            "just before it; routes in a seeded shuffled order per round); "
             "throughput and percentiles pool all rounds. "
             "Targets: " + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()),
         ],
