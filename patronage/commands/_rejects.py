@@ -1,13 +1,17 @@
 """The options of every command that loads a shop directory: how many rejected rows it accepts
-and where the rejected rows go (`validate`, `features`, `score`, `train`, `recommend-fit`)."""
+and where the rejected rows go (`validate`, `features`, `score`, `train`, `recommend-fit`); and
+the checks of DIR and --as-of that `features` and `score` share."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patronage.cli import PatronageError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_MAX_REJECT_RATE = 0.01
 
@@ -41,3 +45,19 @@ def reject_options(args: argparse.Namespace) -> dict[str, Any]:
     if not 0 <= rate <= 1:
         raise PatronageError(f"--max-reject-rate must be between 0 and 1 (a fraction), not {rate}")
     return {"max_reject_rate": rate, "rejects_dir": getattr(args, "rejects_dir", None)}
+
+
+def check_shop_directory(directory: Path) -> None:
+    """Raise PatronageError unless `directory` (the DIR argument) is an existing directory."""
+    if not directory.is_dir():
+        raise PatronageError(f"{directory} is not a directory holding a shop's tables")
+
+
+def as_of_option(text: str) -> pd.Timestamp:
+    """`--as-of` as a UTC Timestamp (no zone = UTC); PatronageError when it is not a time."""
+    from features.engines import as_of_utc
+
+    try:
+        return as_of_utc(text)
+    except ValueError as error:
+        raise PatronageError(f"--as-of: {error}") from None

@@ -10,7 +10,12 @@ import argparse
 import time
 from pathlib import Path
 
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import (
+    add_reject_options,
+    as_of_option,
+    check_shop_directory,
+    reject_options,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -59,16 +64,11 @@ def run_features(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     from features.customers import customer_features
-    from features.engines import as_of_utc
     from features.items import item_features
     from features.loading import load_shop
 
-    try:
-        as_of = as_of_utc(args.as_of)
-    except ValueError as error:
-        raise PatronageError(f"--as-of: {error}") from None
-    if not args.directory.is_dir():
-        raise PatronageError(f"{args.directory} is not a directory holding a shop's tables")
+    as_of = as_of_option(args.as_of)
+    check_shop_directory(args.directory)
     if args.out.suffix != ".parquet":
         raise PatronageError(f"--out must name a .parquet file, got {args.out}")
     loaded = load_shop(args.directory, **reject_options(args))

@@ -10,7 +10,12 @@ import argparse
 import time
 from pathlib import Path
 
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import (
+    add_reject_options,
+    as_of_option,
+    check_shop_directory,
+    reject_options,
+)
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
 
@@ -95,7 +100,6 @@ def run_score(args: argparse.Namespace) -> int:
     """Load DIR, fit or load the scorer, score every customer and write the table."""
     import pandas as pd
 
-    from features.engines import as_of_utc
     from features.loading import load_shop
     from models.customer_scores import CustomerScorer
     from patronage.cli import PatronageError
@@ -103,8 +107,7 @@ def run_score(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.out.suffix not in OUTPUT_SUFFIXES:
         raise PatronageError(f"--out must end in .csv or .parquet, got {args.out}")
-    if not args.directory.is_dir():
-        raise PatronageError(f"{args.directory} is not a directory holding a shop's tables")
+    check_shop_directory(args.directory)
     low, high = args.risk_thresholds
     if not 0 < low <= high < 1:
         raise PatronageError("--risk-thresholds need 0 < MEDIUM <= HIGH < 1")
@@ -116,10 +119,7 @@ def run_score(args: argparse.Namespace) -> int:
         # just after the last order, on a whole second, so that every order counts
         as_of = shop.purchases["ordered_at"].max().floor("s") + pd.Timedelta(seconds=1)
     else:
-        try:
-            as_of = as_of_utc(args.as_of)
-        except ValueError as error:
-            raise PatronageError(f"--as-of: {error}") from None
+        as_of = as_of_option(args.as_of)
 
     if args.model_dir is None and not args.fit:
         from patronage.commands._registry import CHURN_CHAMPION, model_artifact
