@@ -13,8 +13,9 @@ import json
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,7 @@ from features.interactions import (
 )
 from features.shop import Shop
 from models.recommenders.base import Recommender, csr_from_arrays, csr_to_arrays, top_k
-from models.recommenders.neighbours import ItemKNNRecommender
+from models.recommenders.neighbours import ItemKNNRecommender, weighted_rows_sum
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,
@@ -64,6 +65,66 @@ def batch_rows(n_items: int) -> int:
     return max(8, min(2048, BATCH_SCORES // max(1, n_items)))
 
 
+@runtime_checkable
+class SparseScorer(Protocol):
+    """A model whose basket and similar-item scores reach few items (co-purchase, item kNN):
+    `cross_sell` and `similar` then rank only those columns plus the trending filler instead of
+    a dense row over the catalog. Other models answer through their dense `scores`."""
+
+    def basket_scores(
+        self, columns: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`scores` of one anonymous basket as (columns, float32 values), 0 elsewhere."""
+        ...
+
+    def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """`_similarity_scores` of one item as (columns, float32 values), 0 elsewhere."""
+        ...
+
+
+@dataclass(frozen=True)
+class StaticRanking:
+    """Every available item ordered by a score that does not depend on the request: what a
+    column scores in `RecommenderBundle._top` when the model gives it `base`."""
+
+    base: np.ndarray
+    """float32 per item column, the model's score before the tie-break."""
+    scores: np.ndarray
+    """float32 per item column: `base` plus the trending tie-break, exactly as `_top` adds it."""
+    order: np.ndarray
+    """The available item columns by `scores` descending, the lower column first on ties."""
+    finite: bool
+    """False when some available item's score is infinite or NaN (then rank densely)."""
+
+    @classmethod
+    def of(cls, base: np.ndarray, tie_break: np.ndarray, available: np.ndarray) -> StaticRanking:
+        """The ranking of `base` (float32 per column) for the `available` items (bool)."""
+        scores = np.asarray(base, dtype=np.float32) + tie_break
+        order = np.argsort(-scores, kind="stable")
+        order = order[available[order]]
+        finite = bool(np.isfinite(scores[order]).all())
+        return cls(np.asarray(base, dtype=np.float32), scores, order, finite)
+
+    def first(self, n: int, skip: np.ndarray) -> np.ndarray:
+        """The first `n` columns of `order` not in `skip` (sorted, unique columns)."""
+        head = self.order[: n + len(skip)]  # `skip` can take at most len(skip) places in it
+        return head[~_is_in(head, skip)][:n]
+
+
+@cache
+def _scores_sparsely(model_class: type) -> bool:
+    """Does the class implement `SparseScorer`? (cached: a Protocol check costs ~20 µs)"""
+    return issubclass(model_class, SparseScorer)
+
+
+def _is_in(columns: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """bool per column: is it in `sorted_set` (ascending, unique)? For few columns, no sort."""
+    if len(sorted_set) == 0:
+        return np.zeros(len(columns), dtype=bool)
+    place = np.minimum(np.searchsorted(sorted_set, columns), len(sorted_set) - 1)
+    return sorted_set[place] == columns
+
+
 @dataclass(frozen=True)
 class Recommendation:
     """One answer: item ids best first, their scores, the strategy that produced them, and why
@@ -95,21 +156,39 @@ class RecommenderBundle:
 
     def __post_init__(self) -> None:
         self._customer_index = pd.Index(self.customer_ids)
-        self._item_index = pd.Index(self.item_ids)
+        # Dicts for one-id lookups: pandas' get_indexer costs 0.4 ms per call on 50k ids.
+        self._customer_rows = {str(c): row for row, c in enumerate(self.customer_ids.tolist())}
+        self._item_columns = {str(i): column for column, i in enumerate(self.item_ids.tolist())}
         fallback = self.models["trending"].scores(
             np.array([-1]), sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)
         )[0]
         self._trending_scores = fallback
+        # A blocked item can never win; trending breaks ties and fills short lists.
+        tie_break = fallback / max(float(np.abs(fallback).max()), 1e-12)
+        self._tie_break = np.float32(1e-6) * tie_break
+        # The rankings one-row answers merge their few scored columns into. `rules` (and with
+        # it availability) are fixed once the bundle is built.
+        available = np.asarray(self.rules.available, dtype=bool)
+        self._filler = StaticRanking.of(np.zeros_like(fallback), self._tie_break, available)
+        self._cold_ranking = StaticRanking.of(fallback, self._tie_break, available)
 
     # --- lookups ----------------------------------------------------------------------------
     def customer_row(self, customer_id: str) -> int:
         """Row of a customer, -1 when unknown (no purchase before `as_of`)."""
-        return int(self._customer_index.get_indexer([str(customer_id)])[0])
+        return self._customer_rows.get(str(customer_id), -1)
 
     def item_columns(self, item_ids: Iterable[str]) -> np.ndarray:
-        """Columns of item ids; unknown ids are dropped."""
-        columns = self._item_index.get_indexer([str(i) for i in item_ids])
-        return columns[columns >= 0]
+        """Columns of item ids, in their order; unknown ids are dropped."""
+        columns = [self._item_columns.get(str(i), -1) for i in item_ids]
+        found = np.array(columns, dtype=np.int64)
+        return found[found >= 0]
+
+    def _purchased_columns(self, row: int) -> np.ndarray:
+        """Item columns a customer row bought before `as_of` (none for -1)."""
+        if row < 0:
+            return np.empty(0, dtype=np.int64)
+        columns, counts = weighted_rows_sum(self.purchased, np.array([row]), np.ones(1))
+        return columns[counts != 0]
 
     def _row_of(self, matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
         known = rows >= 0
@@ -179,31 +258,47 @@ class RecommenderBundle:
         columns = self.item_columns(item_ids)
         if len(columns) == 0:
             return self._cold(k, None, note="empty or unknown basket")
-        n_items = len(self.item_ids)
-        basket = sp.csr_matrix(
-            (np.ones(len(columns), dtype=np.float32), (np.zeros(len(columns)), columns)),
-            shape=(1, n_items),
-        )
+        basket, quantities = np.unique(columns, return_counts=True)
         row = self.customer_row(customer_id) if customer_id is not None else -1
-        purchased = self._row_of(self.purchased, np.array([row]))
-        blocked = self.rules.blocked(purchased, "non-repeatable", basket=basket)
-        scores = self.models["cross_sell"].scores(np.array([-1]), basket)
-        return self._finish(scores, blocked, "cross_sell", k)
+        blocked = self.rules.blocked_columns(
+            self._purchased_columns(row), "non-repeatable", basket_columns=basket
+        )
+        scored, scores = self._basket_scores(basket, quantities.astype(np.float32))
+        items, values = self._top_of_row(self._filler, scored, scores, blocked, k)
+        return self._answer(items, values, "cross_sell", k)
 
     def similar(self, item_id: str, k: int = 10) -> Recommendation:
         """Items most similar to one item (available ones only); unknown item -> trending."""
         columns = self.item_columns([item_id])
         if len(columns) == 0:
             return self._cold(k, None, note="unknown item")
-        model = self.models["similar"]
-        scores = np.asarray(model._similarity_scores(columns), dtype=np.float32).copy()
-        blocked = self.rules.blocked(
-            sp.csr_matrix((1, len(self.item_ids))), "none", basket=None, category=None
-        )
-        blocked[0, columns[0]] = True
-        return self._finish(scores, blocked, "similar", k)
+        scored, scores = self._similar_scores(int(columns[0]))
+        items, values = self._top_of_row(self._filler, scored, scores, columns[:1], k)
+        return self._answer(items, values, "similar", k)
 
     # --- internals --------------------------------------------------------------------------
+    def _basket_scores(
+        self, basket: np.ndarray, quantities: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The cross-sell model's scores of an anonymous basket (ascending unique columns and
+        their float32 quantities) as (columns, scores); columns not listed score 0."""
+        model = self.models["cross_sell"]
+        if _scores_sparsely(type(model)):
+            return cast(SparseScorer, model).basket_scores(basket, quantities)
+        n_items = len(self.item_ids)
+        user_items = sp.csr_matrix(
+            (quantities, (np.zeros(len(basket)), basket)), shape=(1, n_items)
+        )
+        return np.arange(n_items), model.scores(np.array([-1]), user_items)[0]
+
+    def _similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """The similar-items model's scores of one item as (columns, scores); others score 0."""
+        model = self.models["similar"]
+        if _scores_sparsely(type(model)):
+            return cast(SparseScorer, model).similar_scores(column)
+        dense = np.asarray(model._similarity_scores(np.array([column])), dtype=np.float32)
+        return np.arange(len(self.item_ids)), dense[0]
+
     def _ranked(
         self,
         role: str,
@@ -229,10 +324,7 @@ class RecommenderBundle:
     def _top(
         self, scores: np.ndarray, blocked: np.ndarray, k: int
     ) -> tuple[np.ndarray, np.ndarray]:
-        scores = np.asarray(scores, dtype=np.float32).copy()
-        # A blocked item can never win; trending breaks ties and fills short lists.
-        tie_break = self._trending_scores / max(float(np.abs(self._trending_scores).max()), 1e-12)
-        scores = scores + np.float32(1e-6) * tie_break[None, :]
+        scores = np.asarray(scores, dtype=np.float32) + self._tie_break[None, :]
         scores[blocked] = -np.inf
         wanted = k * 3 if self.rules.max_per_category else k
         items, values = top_k(scores, wanted)
@@ -240,24 +332,68 @@ class RecommenderBundle:
             items, values = self.rules.diversify(items, values, k)
         return items, values
 
+    def _top_of_row(
+        self,
+        ranking: StaticRanking,
+        scored: np.ndarray,
+        scores: np.ndarray,
+        blocked: np.ndarray,
+        k: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`_top` of one row that is `scores` at the `scored` columns (unique) and
+        `ranking.base` elsewhere, where `blocked` (sorted, unique columns) and the unavailable
+        items are blocked; the same items, order and scores, padded with -1 / -inf.
+
+        Instead of a dense row, the scored columns compete with the first unblocked columns of
+        the static `ranking`: any other column has that many above it. Cost O(scored + k)."""
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        scores = np.asarray(scores, dtype=np.float32)
+        if not (ranking.finite and np.isfinite(scores).all()):
+            # -inf/NaN follow `top_k`'s own rules: take the dense path.
+            dense = ranking.base.copy()
+            dense[scored] = scores
+            mask = ~np.asarray(self.rules.available, dtype=bool)
+            mask[blocked] = True
+            items, values = self._top(dense[None, :], mask[None, :], k)
+            return items[0], values[0]
+        wanted = k * 3 if self.rules.max_per_category else k
+        scores = scores + self._tie_break[scored]
+        allowed = self.rules.available[scored] & ~_is_in(scored, blocked)
+        filler = ranking.first(wanted, np.union1d(scored, blocked))
+        pool = np.concatenate([scored[allowed], filler])
+        pool_scores = np.concatenate([scores[allowed], ranking.scores[filler]])
+        best = np.lexsort((pool, -pool_scores))[:wanted]  # score descending, lower column first
+        items = np.full(wanted, -1, dtype=np.int64)
+        values = np.full(wanted, -np.inf, dtype=np.float32)
+        items[: len(best)] = pool[best]
+        values[: len(best)] = pool_scores[best]
+        if self.rules.max_per_category:
+            diverse_items, diverse_values = self.rules.diversify(items[None], values[None], k)
+            return diverse_items[0], diverse_values[0]
+        return items, values
+
     def _answer(self, items: np.ndarray, scores: np.ndarray, role: str, k: int) -> Recommendation:
         keep = items >= 0
         return Recommendation(
-            [str(self.item_ids[i]) for i in items[keep]][:k],
-            [float(s) for s in scores[keep]][:k],
+            [str(i) for i in self.item_ids[items[keep][:k]].tolist()],
+            scores[keep][:k].astype(np.float32).tolist(),
             self.strategies[role],
         )
 
-    def _finish(self, scores: np.ndarray, blocked: np.ndarray, role: str, k: int) -> Recommendation:
-        items, values = self._top(scores, blocked, k)
-        return self._answer(items[0], values[0], role, k)
-
     def _cold(self, k: int, category: str | None, note: str) -> Recommendation:
-        blocked = self.rules.blocked(
-            sp.csr_matrix((1, len(self.item_ids))), "none", category=category
-        )
-        items, scores = self._top(self._trending_scores[None, :], blocked, k)
-        answer = self._answer(items[0], scores[0], "trending", k)
+        if category is None:
+            nothing = np.empty(0, dtype=np.int64)
+            items, scores = self._top_of_row(
+                self._cold_ranking, nothing, np.empty(0, np.float32), nothing, k
+            )
+        else:
+            blocked = self.rules.blocked(
+                sp.csr_matrix((1, len(self.item_ids))), "none", category=category
+            )
+            top_items, top_scores = self._top(self._trending_scores[None, :], blocked, k)
+            items, scores = top_items[0], top_scores[0]
+        answer = self._answer(items, scores, "trending", k)
         return replace(answer, strategy=FALLBACK_STRATEGY, note=note)
 
     # --- persistence ------------------------------------------------------------------------

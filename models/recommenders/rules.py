@@ -57,9 +57,15 @@ class BusinessRules:
     @property
     def repeatable(self) -> np.ndarray:
         """bool per item column: may be recommended again to a customer who bought it."""
-        repeatable = self.repeat_rates >= self.repeat_threshold
-        for category, allowed in self.repeatable_categories.items():
-            repeatable = np.where(self.categories == category, bool(allowed), repeatable)
+        return self.repeatable_at(np.arange(len(self.repeat_rates)))
+
+    def repeatable_at(self, columns: np.ndarray) -> np.ndarray:
+        """`repeatable` of the given item columns only (as cheap as they are few)."""
+        repeatable = self.repeat_rates[columns] >= self.repeat_threshold
+        if self.repeatable_categories:
+            categories = self.categories[columns]
+            for category, allowed in self.repeatable_categories.items():
+                repeatable = np.where(categories == category, bool(allowed), repeatable)
         return repeatable
 
     def blocked(
@@ -91,6 +97,33 @@ class BusinessRules:
         if basket is not None:
             blocked |= sp.csr_matrix(basket).toarray() != 0
         return blocked
+
+    def blocked_columns(
+        self,
+        purchased_columns: np.ndarray,
+        exclude_purchased: ExcludePurchased = "non-repeatable",
+        basket_columns: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Sorted item columns one customer must not get for their purchases and basket: the
+        one-row sparse counterpart of `blocked`, without the unavailable items (`available`
+        stays the caller's to apply) and without a category filter.
+
+        `purchased_columns` are the columns the customer bought. Raises ValueError on an
+        unknown `exclude_purchased`."""
+        if exclude_purchased not in EXCLUDE_CHOICES:
+            raise ValueError(
+                f"exclude_purchased must be one of {', '.join(EXCLUDE_CHOICES)}, "
+                f"got {exclude_purchased!r}"
+            )
+        parts = [np.empty(0, dtype=np.int64)]
+        if basket_columns is not None:
+            parts.append(np.asarray(basket_columns, dtype=np.int64))
+        if exclude_purchased != "none":
+            bought = np.asarray(purchased_columns, dtype=np.int64)
+            if exclude_purchased == "non-repeatable":
+                bought = bought[~self.repeatable_at(bought)]
+            parts.append(bought)
+        return np.unique(np.concatenate(parts))
 
     def diversify(
         self, items: np.ndarray, scores: np.ndarray, k: int
