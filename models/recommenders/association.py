@@ -69,8 +69,8 @@ class CoPurchaseRecommender(Recommender):
     def basket_scores(
         self, columns: np.ndarray, weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`scores` of one anonymous basket, as (item columns, float32 scores); every other
-        column scores 0. `columns` ascending and unique, `weights` their quantities."""
+        """`scores` of one anonymous basket, as (item columns, sorted; float32 scores); every
+        other column scores 0. `columns` ascending and unique, `weights` their quantities."""
         self._check_fitted()
         weights = np.asarray(weights, dtype=np.float32)
         positive = weights > 0
@@ -79,8 +79,8 @@ class CoPurchaseRecommender(Recommender):
         )
 
     def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
-        """`_similarity_scores` of one item as (item columns, float32 scores); other columns
-        score 0."""
+        """`_similarity_scores` of one item as (item columns, sorted; float32 scores); other
+        columns score 0."""
         self._check_fitted()
         return weighted_rows_sum(self.association_, np.array([column]), np.ones(1, np.float32))
 

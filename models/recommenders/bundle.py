@@ -69,16 +69,19 @@ def batch_rows(n_items: int) -> int:
 class SparseScorer(Protocol):
     """A model whose basket and similar-item scores reach few items (co-purchase, item kNN):
     `cross_sell` and `similar` then rank only those columns plus the trending filler instead of
-    a dense row over the catalog. Other models answer through their dense `scores`."""
+    a dense row over the catalog. Other models answer through their dense `scores`.
+
+    Both methods return (item columns, float32 scores): the columns sorted and unique, every
+    column not listed scoring 0, the numbers bit for bit those of the dense methods."""
 
     def basket_scores(
         self, columns: np.ndarray, weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`scores` of one anonymous basket as (columns, float32 values), 0 elsewhere."""
+        """`scores` of one anonymous basket (ascending `columns`, their quantities)."""
         ...
 
     def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
-        """`_similarity_scores` of one item as (columns, float32 values), 0 elsewhere."""
+        """`_similarity_scores` of one item column."""
         ...
 
 
@@ -105,10 +108,14 @@ class StaticRanking:
         finite = bool(np.isfinite(scores[order]).all())
         return cls(np.asarray(base, dtype=np.float32), scores, order, finite)
 
-    def first(self, n: int, skip: np.ndarray) -> np.ndarray:
-        """The first `n` columns of `order` not in `skip` (sorted, unique columns)."""
-        head = self.order[: n + len(skip)]  # `skip` can take at most len(skip) places in it
-        return head[~_is_in(head, skip)][:n]
+    def first(self, n: int, *skip: np.ndarray) -> np.ndarray:
+        """The first `n` columns of `order` in none of the `skip` arrays (each sorted, unique)."""
+        # The skipped columns can take at most as many places in the head as they are many.
+        head = self.order[: n + sum(len(columns) for columns in skip)]
+        keep = np.ones(len(head), dtype=bool)
+        for columns in skip:
+            keep &= ~_is_in(head, columns)
+        return head[keep][:n]
 
 
 @cache
@@ -340,7 +347,7 @@ class RecommenderBundle:
         blocked: np.ndarray,
         k: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`_top` of one row that is `scores` at the `scored` columns (unique) and
+        """`_top` of one row that is `scores` at the `scored` columns (sorted, unique) and
         `ranking.base` elsewhere, where `blocked` (sorted, unique columns) and the unavailable
         items are blocked; the same items, order and scores, padded with -1 / -inf.
 
@@ -360,7 +367,7 @@ class RecommenderBundle:
         wanted = k * 3 if self.rules.max_per_category else k
         scores = scores + self._tie_break[scored]
         allowed = self.rules.available[scored] & ~_is_in(scored, blocked)
-        filler = ranking.first(wanted, np.union1d(scored, blocked))
+        filler = ranking.first(wanted, scored, blocked)
         pool = np.concatenate([scored[allowed], filler])
         pool_scores = np.concatenate([scores[allowed], ranking.scores[filler]])
         best = np.lexsort((pool, -pool_scores))[:wanted]  # score descending, lower column first

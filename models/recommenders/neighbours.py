@@ -77,8 +77,8 @@ class ItemKNNRecommender(Recommender):
     def basket_scores(
         self, columns: np.ndarray, weights: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """`scores` of one anonymous basket, as (item columns, float32 scores); every other
-        column scores 0. `columns` ascending and unique, `weights` their quantities."""
+        """`scores` of one anonymous basket, as (item columns, sorted; float32 scores); every
+        other column scores 0. `columns` ascending and unique, `weights` their quantities."""
         self._check_fitted()
         weights = np.asarray(weights, dtype=np.float32)
         positive = weights > 0
@@ -86,8 +86,8 @@ class ItemKNNRecommender(Recommender):
         return weighted_rows_sum(self.similarity_, np.asarray(columns)[positive], weights)
 
     def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
-        """`_similarity_scores` of one item as (item columns, float32 scores); other columns
-        score 0."""
+        """`_similarity_scores` of one item as (item columns, sorted; float32 scores); other
+        columns score 0."""
         self._check_fitted()
         return weighted_rows_sum(self.similarity_, np.array([column]), np.ones(1, np.float32))
 
