@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,13 @@ logger = logging.getLogger("patronage.serving")
 METRIC_TAG_PREFIX = "patronage.metric."
 """Version tags holding the key backtest metrics (written by training/registry.py)."""
 EXCLUDE_DEFAULT = "non-repeatable"
+HiddenItems = Callable[[], frozenset[str]]
+"""Items no answer may show right now (posted `available: false` since training)."""
+
+
+def no_hidden_items() -> frozenset[str]:
+    """The default: the catalog as the model was trained on it."""
+    return frozenset()
 
 
 class ModelNotFound(LookupError):
@@ -48,11 +55,16 @@ class BundleRecommender:
     new customer, an unknown basket or an unknown item is strategy `trending` with why in
     `note` (e.g. `new customer`), exactly as `patronage recommend` writes it."""
 
-    def __init__(self, bundle: Any, precompute_k: int = 0) -> None:
+    def __init__(
+        self, bundle: Any, precompute_k: int = 0, hidden_items: HiddenItems = no_hidden_items
+    ) -> None:
         self.bundle = bundle
+        self.hidden_items = hidden_items
         self.precomputed: PrecomputedLists | None = None
         if precompute_k > 0:
             self.precomputed = PrecomputedLists(bundle, precompute_k)
+        self._catalog = frozenset(str(i) for i in bundle.item_ids)
+        self._hidden_depth: tuple[frozenset[str], int] = (frozenset(), 0)
 
     def on_serving(self) -> None:
         """Called by the model store once this recommender serves: start precomputing."""
@@ -74,6 +86,25 @@ class BundleRecommender:
             tuple(answer.item_ids), tuple(answer.scores), str(answer.strategy), answer.note
         )
 
+    def _extra_depth(self, hidden: frozenset[str]) -> int:
+        """How many hidden items this model knows: asking for k + that many, then dropping the
+        hidden ones, gives exactly the top-k of the items still shown."""
+        seen, count = self._hidden_depth
+        if hidden is not seen:  # the overlay hands out a new set only when it changes
+            count = len(hidden & self._catalog)
+            self._hidden_depth = (hidden, count)
+        return count
+
+    @staticmethod
+    def _shown(answer: RecommendationList, hidden: frozenset[str], k: int) -> RecommendationList:
+        keep = [i for i, item in enumerate(answer.item_ids) if item not in hidden][:k]
+        return RecommendationList(
+            tuple(answer.item_ids[i] for i in keep),
+            tuple(answer.scores[i] for i in keep),
+            answer.strategy,
+            answer.note,
+        )
+
     def recommend_for(
         self,
         customer_id: str,
@@ -84,46 +115,67 @@ class BundleRecommender:
     ) -> RecommendationList:
         """Top-k for one customer (new customers: trending). The default question (no category,
         `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
-        answered from the lists computed at load time: the same numbers, no scoring."""
+        answered from the lists computed at load time: the same numbers, no scoring. Items
+        posted as unavailable since training never appear."""
+        hidden = self.hidden_items()
+        extra = self._extra_depth(hidden) if hidden else 0
+        precomputed = self.precomputed
         if (
-            self.precomputed is not None
+            precomputed is not None
             and category is None
             and exclude_purchased == PrecomputedLists.EXCLUDE
             and not extra_purchased
-            and k <= self.precomputed.depth
+            and k <= precomputed.depth
         ):
-            answer = self.precomputed.lookup(customer_id, k)
-            if answer is not None:
-                return answer
-            # Every new customer gets the same list for this question: computed once.
-            cold = self.precomputed.cold
-            if cold is None:
-                cold = self._convert(
-                    self.bundle.recommend_for(
-                        customer_id, k=self.precomputed.depth, exclude_purchased=EXCLUDE_DEFAULT
+            if customer_id in precomputed.index:
+                answer = precomputed.lookup(customer_id, precomputed.depth if extra else k)
+                if answer is not None:  # None: this customer's row is not filled yet
+                    shown = self._shown(answer, hidden, k) if extra else answer
+                    # Enough left after hiding, or the list held every candidate there is.
+                    if len(shown.item_ids) == k or len(answer.item_ids) < precomputed.depth:
+                        return shown
+            else:
+                # Every new customer gets the same list for this question: computed once.
+                cold = precomputed.cold
+                if cold is None:
+                    cold = self._convert(
+                        self.bundle.recommend_for(
+                            customer_id, k=precomputed.depth, exclude_purchased=EXCLUDE_DEFAULT
+                        )
                     )
-                )
-                self.precomputed.cold = cold
-            return RecommendationList(cold.item_ids[:k], cold.scores[:k], cold.strategy, cold.note)
-        return self._convert(
+                    precomputed.cold = cold
+                shown = self._shown(cold, hidden, k)
+                if len(shown.item_ids) == k or len(cold.item_ids) < precomputed.depth:
+                    return shown
+        answer = self._convert(
             self.bundle.recommend_for(
                 customer_id,
-                k=k,
+                k=k + extra,
                 category=category,
                 exclude_purchased=exclude_purchased,
                 extra_purchased=extra_purchased,
             )
         )
+        return self._shown(answer, hidden, k) if extra else answer
 
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int
     ) -> RecommendationList:
-        """Top-k for a basket."""
-        return self._convert(self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k))
+        """Top-k for a basket; items posted as unavailable since training never appear."""
+        hidden = self.hidden_items()
+        extra = self._extra_depth(hidden) if hidden else 0
+        answer = self._convert(
+            self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k + extra)
+        )
+        return self._shown(answer, hidden, k) if extra else answer
 
     def similar(self, item_id: str, k: int) -> RecommendationList:
-        """Top-k similar items (an unknown item: trending)."""
-        return self._convert(self.bundle.similar(item_id, k=k))
+        """Top-k similar items (an unknown item: trending); items posted as unavailable since
+        training never appear."""
+        hidden = self.hidden_items()
+        extra = self._extra_depth(hidden) if hidden else 0
+        answer = self._convert(self.bundle.similar(item_id, k=k + extra))
+        return self._shown(answer, hidden, k) if extra else answer
 
 
 class PrecomputedLists:
@@ -222,8 +274,9 @@ class PrecomputedLists:
 class MlflowModelSource:
     """Reads the alias (default `champion`) of the three registered models."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hidden_items: HiddenItems = no_hidden_items) -> None:
         self.settings = settings
+        self.hidden_items = hidden_items
         self.names: dict[Role, str] = dict(
             zip(ROLES, settings.registered_models, strict=True)  # type: ignore[arg-type]
         )
@@ -318,7 +371,9 @@ class MlflowModelSource:
             recommender, recommender_as_of = previous.recommender, previous.recommender_as_of
         else:
             bundle = loaded["recommender"][1].bundle
-            recommender = BundleRecommender(bundle, self.settings.precompute_top_k)
+            recommender = BundleRecommender(
+                bundle, self.settings.precompute_top_k, self.hidden_items
+            )
             recommender_as_of = _utc(bundle.as_of)
         tables: dict[Role, CustomerScoreTable] = {}
         for role in ("churn", "loyalty"):

@@ -1,0 +1,108 @@
+"""The server's recommender over a real bundle: precomputed lists, new customers, and items
+posted as unavailable since training (hidden exactly as the bundle's own availability rule
+would hide them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.loading import load_shop
+from models.recommenders.bundle import RecommenderBundle, fit_recommender_bundle
+from serving.mlflow_source import BundleRecommender
+from serving.model_store import RecommendationList
+
+AS_OF = pd.Timestamp("2025-12-01", tz="UTC")
+DEFAULT = "non-repeatable"
+
+
+@pytest.fixture(scope="module")
+def bundle(sample_shop_dir: Path) -> RecommenderBundle:
+    shop = load_shop(sample_shop_dir, as_of=pd.Timestamp("2026-01-01", tz="UTC")).shop
+    return fit_recommender_bundle(shop.before(AS_OF), AS_OF, seed=0, time_budget_s=4.0)
+
+
+def _with_unavailable(
+    bundle: RecommenderBundle, items: frozenset[str], directory: Path
+) -> RecommenderBundle:
+    """The same bundle, saved and loaded with `items` marked unavailable in its catalog: the
+    bundle's own rule is the reference answer."""
+    bundle.save(directory)
+    with np.load(directory / "bundle.npz", allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    arrays["available"] = arrays["available"] & ~np.isin(arrays["item_ids"], sorted(items))
+    np.savez(directory / "bundle.npz", **arrays)  # type: ignore[arg-type]
+    return RecommenderBundle.load(directory)
+
+
+def _same(answer: RecommendationList, reference: RecommendationList) -> None:
+    assert answer.item_ids == reference.item_ids
+    np.testing.assert_allclose(answer.scores, reference.scores, rtol=1e-6)
+    assert (answer.strategy, answer.note) == (reference.strategy, reference.note)
+
+
+def test_hidden_items_are_hidden_as_the_bundles_own_rule_would(
+    bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    customers = [str(c) for c in bundle.customer_ids[:40]]
+    # Hide what these customers would be shown first, so every answer loses items.
+    shown = BundleRecommender(bundle)
+    top = {shown.recommend_for(c, 3, None, DEFAULT, []).item_ids[0] for c in customers}
+    basket = [str(bundle.item_ids[0]), str(bundle.item_ids[1])]
+    top |= set(shown.cross_sell(basket, None, 2).item_ids)
+    top |= set(shown.similar(basket[0], 2).item_ids)
+    top |= set(shown.recommend_for("someone-new", 2, None, DEFAULT, []).item_ids)
+    hidden = frozenset(top) | {"not-in-this-catalog"}
+    reference = BundleRecommender(_with_unavailable(bundle, hidden, tmp_path / "ref"))
+    served = BundleRecommender(bundle, precompute_k=10, hidden_items=lambda: hidden)
+    assert served.precomputed is not None
+    served.precomputed._fill()  # as the background thread does after loading
+
+    for k in (1, 5, 10, 20):  # 20: deeper than the precomputed lists
+        for customer_id in [*customers, "someone-new"]:
+            for exclude in (DEFAULT, "all", "none"):
+                _same(
+                    served.recommend_for(customer_id, k, None, exclude, []),
+                    reference.recommend_for(customer_id, k, None, exclude, []),
+                )
+        _same(served.cross_sell(basket, None, k), reference.cross_sell(basket, None, k))
+        _same(
+            served.cross_sell(basket, customers[0], k),
+            reference.cross_sell(basket, customers[0], k),
+        )
+        _same(served.similar(basket[0], k), reference.similar(basket[0], k))
+    for answer in (
+        served.recommend_for(customers[0], 10, None, DEFAULT, []),
+        served.cross_sell(basket, None, 10),
+        served.similar(basket[0], 10),
+    ):
+        assert not hidden & set(answer.item_ids) and len(answer.item_ids) == 10
+
+
+def test_without_hidden_items_answers_are_the_bundles(bundle: RecommenderBundle) -> None:
+    served = BundleRecommender(bundle, precompute_k=10)
+    assert served.precomputed is not None
+    served.precomputed._fill()
+    for customer_id in [str(c) for c in bundle.customer_ids[:20]]:
+        _same(
+            served.recommend_for(customer_id, 10, None, DEFAULT, []),
+            BundleRecommender._convert(bundle.recommend_for(customer_id, k=10)),
+        )
+
+
+def test_known_customer_before_their_list_is_precomputed_gets_their_own_list(
+    bundle: RecommenderBundle,
+) -> None:
+    """Until the background fill reaches a customer, they are scored live; the list every new
+    customer shares is never one known customer's personal list."""
+    served = BundleRecommender(bundle, precompute_k=10)  # nothing filled yet
+    known = str(bundle.customer_ids[0])
+    own = served.recommend_for(known, 5, None, DEFAULT, [])
+    _same(own, BundleRecommender._convert(bundle.recommend_for(known, k=5)))
+    assert own.strategy != "trending"
+    new = served.recommend_for("someone-new", 5, None, DEFAULT, [])
+    assert (new.strategy, new.note) == ("trending", "new customer")
+    _same(new, BundleRecommender._convert(bundle.recommend_for("someone-new", k=5)))
