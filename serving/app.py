@@ -42,12 +42,13 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     `model_store` to serve from another source (tests)."""
     settings = settings or Settings.from_env()
     settings.check_can_start()
+    overlay = EventOverlay()
     if model_store is None:
         from serving.mlflow_source import MlflowModelSource
 
-        model_store = ModelStore(MlflowModelSource(settings), settings.poll_seconds)
+        source = MlflowModelSource(settings, hidden_items=overlay.hidden_items)
+        model_store = ModelStore(source, settings.poll_seconds)
     store = model_store
-    overlay = EventOverlay()
     metrics = ServingMetrics(store)
     services = Services(
         settings=settings,
@@ -95,7 +96,11 @@ def _replay_events(services: Services) -> None:
     try:
         count = services.overlay.replay(services.settings.events_dir)
         if count:
-            logger.info("replayed %d purchase events from %s", count, services.settings.events_dir)
+            logger.info(
+                "replayed %d purchase and item events from %s",
+                count,
+                services.settings.events_dir,
+            )
     except OSError as error:
         logger.error("could not replay the event log: %s", error)
 

@@ -1,15 +1,18 @@
-"""The event log: purchases and feedback posted to `POST /v1/events`, appended durably.
+"""The event log: purchases, feedback and item updates posted to `POST /v1/events`, appended
+durably.
 
 Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON object per line:
-`{"event": "purchase"|"feedback", "received_at": ISO-UTC, <the contract's columns>}`.
+`{"event": "purchase"|"feedback"|"item", "received_at": ISO-UTC, <the contract's columns>}`.
 Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
 exclusive `flock`, followed by `flush` + `os.fsync` (and an fsync of the directory when the day's
 file is new) before the server answers 2xx, so an acknowledged event survives a crash.
 
-`read_event_log(directory)` gives the log back as two DataFrames in the canonical types of
-`features.shop.Shop`; the next `patronage train` merges them with the shop's own tables.
+`read_event_log(directory)` gives the purchases and feedback back as two DataFrames in the
+canonical types of `features.shop.Shop`, `read_item_updates(directory)` the latest posted row
+of each item; the next `patronage train --events` merges them with the shop's own tables.
 The in-memory `EventOverlay` reflects events at once where that is cheap and honest: items just
-bought leave that customer's recommendations, and the last order date moves.
+bought leave that customer's recommendations, the last order date moves, and an item posted
+with `available: false` leaves every recommendation answer.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import FEEDBACK, PURCHASES, Column, Table
+from features.contract import FEEDBACK, ITEMS, PURCHASES, Column, Table
 
 EVENT_FILE_GLOB = "events-*.jsonl"
 INT64_MAX = 2**63 - 1
-EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK}
+EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK, "item": ITEMS}
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,10 @@ def _check_cell(column: Column, value: Any, latest: pd.Timestamp) -> tuple[Any, 
         if not isinstance(value, str):
             return None, f"{column.name} must be text"
         return value, None
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            return None, f"{column.name} must be true or false"
+        return value, None
     if column.minimum is not None and value < column.minimum:
         return None, f"{column.name} must be >= {column.minimum:g}"
     if column.maximum is not None and value > column.maximum:
@@ -158,6 +165,7 @@ def contract_rejects(
     purchases: Sequence[Mapping[str, Any]],
     feedback: Sequence[Mapping[str, Any]],
     latest: datetime,
+    items: Sequence[Mapping[str, Any]] = (),
 ) -> list[RejectedEvent]:
     """Run the data contract's own validation (`features.validation.validate_tables`, the code
     `patronage validate` runs) over posted rows; every per-row rule counts, references to the
@@ -175,11 +183,12 @@ def contract_rejects(
         for name, rows, table in (
             ("purchases", purchases, PURCHASES),
             ("feedback", feedback, FEEDBACK),
+            ("items", items, ITEMS),
         )
     }
     verdicts = validate_tables(raw, pd.Timestamp(latest).tz_convert("UTC"))
     rejected = []
-    for name in ("purchases", "feedback"):
+    for name in ("purchases", "feedback", "items"):
         verdict = verdicts[name]
         for row in verdict.rejected_rows:
             if verdict.reasons[row] in REFERENCE_REASONS:
@@ -214,6 +223,7 @@ class EventLog:
         purchases: Sequence[Mapping[str, Any]],
         feedback: Sequence[Mapping[str, Any]],
         received_at: datetime,
+        items: Sequence[Mapping[str, Any]] = (),
     ) -> Path:
         """Append validated rows and make them durable before returning; returns the file.
 
@@ -221,6 +231,7 @@ class EventLog:
         stamp = received_at.astimezone(UTC).isoformat()
         lines = [_to_json_line("purchase", row, stamp) for row in purchases]
         lines += [_to_json_line("feedback", row, stamp) for row in feedback]
+        lines += [_to_json_line("item", row, stamp) for row in items]
         payload = ("\n".join(lines) + "\n").encode()
         path = self.path_for(received_at)
         with self._lock:
@@ -301,11 +312,36 @@ def read_event_log(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     purchases: list[dict[str, Any]] = []
     feedback: list[dict[str, Any]] = []
     for record in iter_event_records(Path(directory)):
-        (purchases if record["event"] == "purchase" else feedback).append(record)
+        if record["event"] == "purchase":
+            purchases.append(record)
+        elif record["event"] == "feedback":
+            feedback.append(record)
     purchase_frame = _canonical_frame(PURCHASES, purchases)
     purchase_frame = purchase_frame.drop_duplicates(list(PURCHASES.key), keep="first")
     feedback_frame = _canonical_frame(FEEDBACK, feedback)
     return purchase_frame.reset_index(drop=True), feedback_frame.reset_index(drop=True)
+
+
+def read_item_updates(directory: Path | str) -> pd.DataFrame:
+    """What the posted item rows say about each item, in the contract's `items` columns plus
+    `received_at` of its latest row: per column the latest value given (log order), so a later
+    row that only changes `available` keeps an earlier price. A missing directory or no item
+    events give an empty frame. The next `patronage train --events` applies them."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in iter_event_records(Path(directory)):
+        if record["event"] == "item":
+            given = {name: value for name, value in record.items() if value is not None}
+            latest.setdefault(str(record["item_id"]), {}).update(given)
+    names = [c.name for c in ITEMS.columns]
+    frame = pd.DataFrame.from_records(
+        [{n: r.get(n) for n in [*names, "received_at"]} for r in latest.values()],
+        columns=[*names, "received_at"],
+    )
+    frame["item_id"] = frame["item_id"].astype(object)
+    frame["price"] = pd.to_numeric(frame["price"]).astype("float64")
+    frame["available"] = frame["available"].astype("boolean")
+    frame["received_at"] = pd.to_datetime(frame["received_at"], utc=True, format="ISO8601")
+    return frame.reset_index(drop=True)
 
 
 class EventOverlay:
@@ -315,8 +351,39 @@ class EventOverlay:
 
     def __init__(self) -> None:
         self._purchases: dict[str, list[tuple[float, str]]] = {}
+        self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
+        self._hidden: frozenset[str] = frozenset()
         self._lock = threading.Lock()
         self.events_received = 0
+
+    def add_items(
+        self, rows: Iterable[Mapping[str, Any]], received_at: datetime | None = None
+    ) -> None:
+        """Remember each item's latest posted `available` (rows without it leave it as is).
+
+        Rows are ordered by `received_at` (the argument, else each row's own, as the log holds
+        it), so a replay of the log at start-up never undoes a newer post."""
+        with self._lock:
+            for row in rows:
+                if row.get("available") is None:
+                    continue
+                when = received_at if received_at is not None else row["received_at"]
+                stamp = (
+                    _parse_timestamp(when).timestamp()
+                    if isinstance(when, str)
+                    else (when.timestamp())
+                )
+                item = str(row["item_id"])
+                if item not in self._available or stamp >= self._available[item][0]:
+                    self._available[item] = (stamp, bool(row["available"]))
+            # One new frozenset per update: readers take it without a lock.
+            self._hidden = frozenset(i for i, (_, ok) in self._available.items() if not ok)
+
+    def hidden_items(self) -> frozenset[str]:
+        """Items whose latest posted row says `available: false`: no answer may show them.
+
+        The same object until an item update changes it (callers may cache by identity)."""
+        return self._hidden
 
     def add_purchases(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO."""
@@ -329,10 +396,13 @@ class EventOverlay:
                 entries.append((ordered_at.timestamp(), str(row["item_id"])))
 
     def replay(self, directory: Path) -> int:
-        """Load the purchases already in the log; returns how many."""
-        rows = [r for r in iter_event_records(directory) if r["event"] == "purchase"]
+        """Load the purchases and item updates already in the log; returns how many."""
+        records = list(iter_event_records(directory))
+        rows = [r for r in records if r["event"] == "purchase"]
+        items = [r for r in records if r["event"] == "item"]
         self.add_purchases(rows)
-        return len(rows)
+        self.add_items(items)
+        return len(rows) + len(items)
 
     def items_bought_since(self, customer_id: str, since: pd.Timestamp) -> list[str]:
         """Items this customer bought at or after `since` according to posted events."""

@@ -188,13 +188,31 @@ class FeedbackEvent(BaseModel):
     text: str | None = None
 
 
+class ItemEvent(BaseModel):
+    """One item row in the contract's `items` shape: a catalog change (e.g. out of stock).
+
+    `available: false` takes the item out of every recommendation answer at once; the other
+    fields, and `available: true` for an item the model was trained as unavailable, take effect
+    at the next `patronage train --events`. Strict types: `available` must be a JSON boolean
+    (not "no" or 0), `price` a JSON number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    item_id: str = Field(min_length=1)
+    available: bool
+    name: str | None = None
+    category: str | None = None
+    price: float | None = Field(default=None, ge=0)
+
+
 class EventsRequest(BaseModel):
-    """Purchases and/or feedback, one or many (at least one in total)."""
+    """Purchases, feedback and/or item updates, one or many (at least one row in total)."""
 
     model_config = ConfigDict(extra="forbid")
 
     purchases: list[PurchaseEvent] = Field(default_factory=list)
     feedback: list[FeedbackEvent] = Field(default_factory=list)
+    items: list[ItemEvent] = Field(default_factory=list)
 
 
 class EventsAnswer(BaseModel):
@@ -202,6 +220,7 @@ class EventsAnswer(BaseModel):
 
     accepted_purchases: int
     accepted_feedback: int
+    accepted_items: int
     received_at: str
     log_file: str
 

@@ -71,6 +71,9 @@ class TrainOptions:
     extra_purchases: pd.DataFrame | None = None
     """Purchases received since the files were written (the serving event log), canonical types."""
     extra_feedback: pd.DataFrame | None = None
+    extra_items: pd.DataFrame | None = None
+    """The latest posted row of each item (`serving.events.read_item_updates`): catalog changes
+    such as `available: false`, applied over the files' items table."""
     events_source: str = ""
 
 
@@ -251,18 +254,24 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
 
 
 def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
-    """The shop with the event log's purchases and feedback appended; returns (shop, events hash).
+    """The shop with the event log's item updates applied and its purchases and feedback
+    appended; returns (shop, events hash).
 
     A purchase already in the files (same order_id and item_id) is kept once; events naming an
-    item the catalog does not know are dropped (the catalog comes from the files)."""
+    item the catalog does not know (the files' items plus items posted as events) are dropped."""
     from features.shop import Shop
 
-    frames = [f for f in (options.extra_purchases, options.extra_feedback) if f is not None]
+    frames = [
+        f
+        for f in (options.extra_purchases, options.extra_feedback, options.extra_items)
+        if f is not None
+    ]
     if not any(len(f) for f in frames):
         return shop, ""
+    items = apply_item_updates(shop.items, options.extra_items)
     purchases, feedback = shop.purchases, shop.feedback
     if options.extra_purchases is not None and len(options.extra_purchases):
-        known_items = set(shop.items["item_id"].astype(str))
+        known_items = set(items["item_id"].astype(str))
         extra = options.extra_purchases[
             options.extra_purchases["item_id"].astype(str).isin(known_items)
         ]
@@ -277,10 +286,36 @@ def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
     digest = hashlib.sha256()
     for frame in frames:
         digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
-    merged = Shop(
-        purchases=purchases, feedback=feedback, items=shop.items, customers=shop.customers
-    )
+    merged = Shop(purchases=purchases, feedback=feedback, items=items, customers=shop.customers)
     return merged, digest.hexdigest()
+
+
+def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.DataFrame:
+    """The catalog with posted item rows applied (a new frame; `items` is not modified).
+
+    `updates` holds one row per item (`serving.events.read_item_updates`: per column the latest
+    value posted); its non-empty values replace the catalog's. Items the catalog does not have
+    are added (available unless the update says otherwise)."""
+    if updates is None or not len(updates):
+        return items
+    updates = updates.drop_duplicates("item_id", keep="last").set_index(
+        updates["item_id"].astype(str).rename(None)
+    )
+    catalog = items.set_index(items["item_id"].astype(str).rename(None), drop=False)
+    new_ids = updates.index.difference(catalog.index)
+    if len(new_ids):
+        added = pd.DataFrame({"item_id": list(new_ids)}, index=new_ids)
+        catalog = pd.concat([catalog, added.reindex(columns=catalog.columns)])
+        catalog.loc[new_ids, "item_id"] = list(new_ids)
+        catalog.loc[new_ids, "available"] = True
+    for column in ("available", "name", "category", "price"):
+        if column not in updates.columns or column not in catalog.columns:
+            continue
+        given = updates[column].dropna()
+        if len(given):
+            catalog.loc[given.index, column] = given.to_numpy()
+    catalog["available"] = catalog["available"].astype(bool)
+    return catalog.astype(items.dtypes.to_dict()).reset_index(drop=True)
 
 
 def _content_hash(directory: Path) -> str:

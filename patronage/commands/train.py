@@ -139,16 +139,17 @@ def _train(args: argparse.Namespace) -> int:
     from training.pipeline import TrainingFailed, TrainOptions, train
     from training.tracking import TrackingUnavailable
 
-    extra_purchases = extra_feedback = None
+    extra_purchases = extra_feedback = extra_items = None
     if args.events:
         from pathlib import Path
 
         if not Path(args.events).is_dir():
             raise PatronageError(f"--events {args.events}: no such directory")
         # The CLI is the one place that may import both serving and training.
-        from serving.events import read_event_log
+        from serving.events import read_event_log, read_item_updates
 
         extra_purchases, extra_feedback = read_event_log(args.events)
+        extra_items = read_item_updates(args.events)
     options = TrainOptions(
         directory=args.directory,
         as_of=args.as_of,
@@ -162,6 +163,7 @@ def _train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         extra_purchases=extra_purchases,
         extra_feedback=extra_feedback,
+        extra_items=extra_items,
         events_source=args.events or "",
     )
     try:

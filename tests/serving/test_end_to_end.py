@@ -249,6 +249,36 @@ def test_posted_purchase_is_durable_and_reflected(
     assert loyalty["last_order_at"] == now and loyalty["days_since_last_order"] < 0.01
 
 
+def test_item_posted_unavailable_leaves_every_answer_at_once(
+    server: RunningServer, trained_registry: TrainedRegistry
+) -> None:
+    customer_id = _known_customers(trained_registry.shop_dir, 4)[3]
+    path = f"/v1/customers/{customer_id}/recommendations?k=5"
+    before = _get(server, path, "storefront").json()
+    basket = {"items": [before["items"][0]["item_id"]], "k": 5}
+    cross_before = _post(server, "/v1/recommendations/cross-sell", "storefront", basket).json()
+    gone = {before["items"][1]["item_id"], cross_before["items"][0]["item_id"]}
+
+    def post(available: bool) -> None:
+        rows = [{"item_id": item, "available": available} for item in sorted(gone)]
+        answer = _post(server, "/v1/events", "crm", {"items": rows})
+        assert answer.status_code == 201 and answer.json()["accepted_items"] == len(gone)
+
+    post(False)
+    try:
+        after = _get(server, path, "storefront").json()
+        cross = _post(server, "/v1/recommendations/cross-sell", "storefront", basket).json()
+        for answer in (after, cross):
+            items = [i["item_id"] for i in answer["items"]]
+            assert not gone & set(items) and len(items) == 5
+        # The rest keep their order: the next items move up.
+        kept = [i["item_id"] for i in before["items"] if i["item_id"] not in gone]
+        assert [i["item_id"] for i in after["items"]][: len(kept)] == kept
+    finally:
+        post(True)
+    assert _get(server, path, "storefront").json()["items"] == before["items"]
+
+
 def _new_champion_versions(tracking_uri: str, source_of: dict[str, str] | None = None) -> None:
     """Register a new champion version of each model in `source_of` (its source) or, without
     it, of every model (same artifacts)."""

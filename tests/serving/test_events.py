@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.config import Settings
-from serving.events import EventLog, read_event_log
+from serving.events import EventLog, EventOverlay, read_event_log, read_item_updates
 from tests.serving.conftest import key
 
 CRM, STOREFRONT = key("crm"), key("storefront")
@@ -211,3 +212,64 @@ def test_references_to_the_shop_are_left_to_training(client: TestClient) -> None
                 "order_id": "o-old", "item_id": "i-old", "text": "late"}  # fmt: skip
     answer = client.post("/v1/events", json={"feedback": [feedback]}, headers=CRM)
     assert answer.status_code == 201, answer.text
+
+
+def test_item_update_is_logged_and_hides_the_item_until_shown_again(
+    client: TestClient, settings: Settings
+) -> None:
+    overlay = client.app.state.services.overlay  # type: ignore[attr-defined]
+    hide = {"items": [{"item_id": "i1", "available": False}]}
+    answer = client.post("/v1/events", json=hide, headers=CRM)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["accepted_items"] == 1 and answer.json()["accepted_purchases"] == 0
+    assert overlay.hidden_items() == {"i1"}
+    assert _log_lines(settings)[-1] == {
+        "event": "item", "received_at": answer.json()["received_at"], "item_id": "i1",
+        "name": None, "category": None, "price": None, "available": False,
+    }  # fmt: skip
+    show = {"items": [{"item_id": "i1", "available": True, "price": 2.5}]}
+    assert client.post("/v1/events", json=show, headers=CRM).status_code == 201
+    assert overlay.hidden_items() == frozenset()
+    updates = read_item_updates(settings.events_dir)
+    assert updates["item_id"].tolist() == ["i1"]  # the latest row per item
+    assert updates.loc[0, "available"] and updates.loc[0, "price"] == 2.5
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"item_id": "i1"}, "available"),
+        ({"item_id": "i1", "available": False, "price": -1}, "price"),
+        ({"item_id": "", "available": False}, "item_id"),
+        ({"item_id": "i1", "available": False, "stock": 3}, "stock"),
+    ],
+)
+def test_bad_item_rows_are_rejected_and_nothing_is_written(
+    client: TestClient, settings: Settings, row: dict[str, object], field: str
+) -> None:
+    answer = client.post(
+        "/v1/events", json={"purchases": [_purchase()], "items": [row]}, headers=CRM
+    )
+    assert answer.status_code == 422 and field in answer.json()["detail"]
+    assert _log_lines(settings) == []
+    assert client.app.state.services.overlay.hidden_items() == frozenset()  # type: ignore[attr-defined]
+
+
+def test_replaying_the_log_never_undoes_a_newer_item_update(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events")
+    earlier = pd.Timestamp("2026-01-10T12:00:00Z").to_pydatetime()
+    log.append([], [], earlier, [{"item_id": "i3", "available": False}])
+    overlay = EventOverlay()
+    overlay.add_items([{"item_id": "i3", "available": True}], received_at=earlier + timedelta(1))
+    assert overlay.replay(tmp_path / "events") == 1
+    assert overlay.hidden_items() == frozenset()
+    restarted = EventOverlay()
+    restarted.replay(tmp_path / "events")
+    assert restarted.hidden_items() == {"i3"}
+
+
+@pytest.mark.parametrize("value", ["no", 0, None])
+def test_item_availability_must_be_a_json_boolean(client: TestClient, value: object) -> None:
+    row = {"item_id": "i1", "available": value}
+    answer = client.post("/v1/events", json={"items": [row]}, headers=CRM)
+    assert answer.status_code == 422 and "available" in answer.json()["detail"]

@@ -42,3 +42,46 @@ def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:
 def test_missing_event_directory_is_a_clear_error(sample_shop_dir, tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["train", str(sample_shop_dir), "--events", str(tmp_path / "nope")]) == 1
     assert "--events" in capsys.readouterr().err
+
+
+def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ignore[no-untyped-def]
+    sample_shop_dir, tmp_path
+) -> None:
+    from serving.events import EventLog, read_event_log, read_item_updates
+
+    shop = load_shop(sample_shop_dir).shop
+    items_before = shop.items.copy()
+    first, second = (str(i) for i in shop.items["item_id"].iloc[:2])
+    log = EventLog(tmp_path / "events")
+    log.append([], [], datetime(2026, 1, 2, 12, tzinfo=UTC), [
+        {"item_id": first, "available": False},
+        {"item_id": second, "available": False, "price": 1.5},
+    ])  # fmt: skip
+    log.append([], [], datetime(2026, 1, 3, 12, tzinfo=UTC), [
+        {"item_id": second, "available": True},  # back in stock; its posted price stays
+        {"item_id": "NEW-1", "available": True, "name": "New mug", "category": "kitchen"},
+    ])  # fmt: skip
+    purchases, feedback = read_event_log(tmp_path / "events")
+    sold_new = pd.DataFrame(
+        [{"order_id": "EV-9", "customer_id": "C-new", "item_id": "NEW-1", "quantity": 1,
+          "unit_price": None, "ordered_at": pd.Timestamp("2026-01-03T13:00:00Z"),
+          "channel": None}]
+    ).astype(purchases.dtypes.to_dict())  # fmt: skip
+    options = TrainOptions(
+        sample_shop_dir,
+        extra_purchases=pd.concat([purchases, sold_new]),
+        extra_feedback=feedback,
+        extra_items=read_item_updates(tmp_path / "events"),
+        progress=False,
+    )
+    merged, digest = _merge_events(shop, options)
+    items = merged.items.set_index("item_id")
+    assert not items.loc[first, "available"]
+    assert items.loc[second, "available"] and items.loc[second, "price"] == 1.5
+    assert items.loc["NEW-1", "name"] == "New mug" and items.loc["NEW-1", "available"]
+    assert len(merged.items) == len(shop.items) + 1
+    assert merged.items.dtypes.to_dict() == shop.items.dtypes.to_dict()
+    # A purchase of the newly posted item is kept (the catalog knows it now).
+    assert "EV-9" in set(merged.purchases["order_id"])
+    assert len(digest) == 64
+    pd.testing.assert_frame_equal(shop.items, items_before)  # the input is never modified
