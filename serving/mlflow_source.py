@@ -86,14 +86,17 @@ class BundleRecommender:
             tuple(answer.item_ids), tuple(answer.scores), str(answer.strategy), answer.note
         )
 
-    def _extra_depth(self, hidden: frozenset[str]) -> int:
-        """How many hidden items this model knows: asking for k + that many, then dropping the
-        hidden ones, gives exactly the top-k of the items still shown."""
+    def _hidden(self) -> tuple[frozenset[str], int]:
+        """(items hidden now, how many of them this model knows): asking for k + that many,
+        then dropping the hidden ones, gives exactly the top-k of the items still shown."""
+        hidden = self.hidden_items()
+        if not hidden:
+            return hidden, 0
         seen, count = self._hidden_depth
         if hidden is not seen:  # the overlay hands out a new set only when it changes
             count = len(hidden & self._catalog)
             self._hidden_depth = (hidden, count)
-        return count
+        return hidden, count
 
     @staticmethod
     def _shown(answer: RecommendationList, hidden: frozenset[str], k: int) -> RecommendationList:
@@ -117,8 +120,7 @@ class BundleRecommender:
         `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
         answered from the lists computed at load time: the same numbers, no scoring. Items
         posted as unavailable since training never appear."""
-        hidden = self.hidden_items()
-        extra = self._extra_depth(hidden) if hidden else 0
+        hidden, extra = self._hidden()
         precomputed = self.precomputed
         if (
             precomputed is not None
@@ -162,8 +164,7 @@ class BundleRecommender:
         self, item_ids: Sequence[str], customer_id: str | None, k: int
     ) -> RecommendationList:
         """Top-k for a basket; items posted as unavailable since training never appear."""
-        hidden = self.hidden_items()
-        extra = self._extra_depth(hidden) if hidden else 0
+        hidden, extra = self._hidden()
         answer = self._convert(
             self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k + extra)
         )
@@ -172,8 +173,7 @@ class BundleRecommender:
     def similar(self, item_id: str, k: int) -> RecommendationList:
         """Top-k similar items (an unknown item: trending); items posted as unavailable since
         training never appear."""
-        hidden = self.hidden_items()
-        extra = self._extra_depth(hidden) if hidden else 0
+        hidden, extra = self._hidden()
         answer = self._convert(self.bundle.similar(item_id, k=k + extra))
         return self._shown(answer, hidden, k) if extra else answer
 
