@@ -118,6 +118,15 @@ class StaticRanking:
         return head[keep][:n]
 
 
+def _position(index: pd.Index, key: str) -> int:
+    """Position of `key` in an index of unique ids, -1 when absent. One id at a time this is
+    a hash lookup (~1 µs); `get_indexer` costs 0.1-0.4 ms per call on 50k-1M string ids."""
+    try:
+        return int(index.get_loc(key))
+    except KeyError:
+        return -1
+
+
 @cache
 def _scores_sparsely(model_class: type) -> bool:
     """Does the class implement `SparseScorer`? (cached: a Protocol check costs ~20 µs)"""
@@ -163,9 +172,7 @@ class RecommenderBundle:
 
     def __post_init__(self) -> None:
         self._customer_index = pd.Index(self.customer_ids)
-        # Dicts for one-id lookups: pandas' get_indexer costs 0.4 ms per call on 50k ids.
-        self._customer_rows = {str(c): row for row, c in enumerate(self.customer_ids.tolist())}
-        self._item_columns = {str(i): column for column, i in enumerate(self.item_ids.tolist())}
+        self._item_index = pd.Index(self.item_ids)
         fallback = self.models["trending"].scores(
             np.array([-1]), sp.csr_matrix((1, len(self.item_ids)), dtype=np.float32)
         )[0]
@@ -182,12 +189,11 @@ class RecommenderBundle:
     # --- lookups ----------------------------------------------------------------------------
     def customer_row(self, customer_id: str) -> int:
         """Row of a customer, -1 when unknown (no purchase before `as_of`)."""
-        return self._customer_rows.get(str(customer_id), -1)
+        return _position(self._customer_index, str(customer_id))
 
     def item_columns(self, item_ids: Iterable[str]) -> np.ndarray:
         """Columns of item ids, in their order; unknown ids are dropped."""
-        columns = [self._item_columns.get(str(i), -1) for i in item_ids]
-        found = np.array(columns, dtype=np.int64)
+        found = np.array([_position(self._item_index, str(i)) for i in item_ids], dtype=np.int64)
         return found[found >= 0]
 
     def _purchased_columns(self, row: int) -> np.ndarray:
