@@ -66,14 +66,19 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         limits = threadpool_limits(1)
         if settings.insecure_dev and not services.keys.entries:
             logger.warning("serving WITHOUT API keys (--insecure-dev): every route is open")
+        stop_following = threading.Event()
         threading.Thread(
-            target=_replay_events, args=(services,), name="patronage-event-replay", daemon=True
+            target=_follow_events,
+            args=(services, stop_following),
+            name="patronage-event-follow",
+            daemon=True,
         ).start()
         if settings.load_on_start:
             store.start()
         try:
             yield
         finally:
+            stop_following.set()
             store.stop()
             limits.restore_original_limits()
 
@@ -91,18 +96,21 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     return app
 
 
-def _replay_events(services: Services) -> None:
-    """Reflect events already in the log (e.g. after a restart) in the in-memory overlay."""
+def _follow_events(services: Services, stop: threading.Event) -> None:
+    """Reflect the events already in the log (e.g. after a restart) in the in-memory overlay,
+    then, every `events_follow_seconds`, what other worker processes appended."""
+    directory, every = services.settings.events_dir, services.settings.events_follow_seconds
     try:
-        count = services.overlay.replay(services.settings.events_dir)
+        count = services.overlay.replay(directory)
         if count:
-            logger.info(
-                "replayed %d purchase and item events from %s",
-                count,
-                services.settings.events_dir,
-            )
+            logger.info("replayed %d purchase and item events from %s", count, directory)
     except OSError as error:
         logger.error("could not replay the event log: %s", error)
+    while every > 0 and not stop.wait(every):
+        try:
+            services.overlay.follow(directory)
+        except OSError as error:
+            logger.error("could not read the event log: %s", error)
 
 
 def app_from_env() -> FastAPI:

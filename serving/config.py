@@ -79,6 +79,12 @@ class Settings(BaseModel):
     events_dir: Path = Field(
         default=Path("data/events"), description="directory of the append-only event log"
     )
+    events_follow_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="read what other worker processes appended to the event log this often "
+        "(seconds); 0 reads it only at start-up",
+    )
     max_batch_customers: int = Field(default=1000, ge=1, le=100_000)
     max_events_per_request: int = Field(default=10_000, ge=1)
     future_tolerance_seconds: float = Field(

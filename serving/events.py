@@ -344,15 +344,37 @@ def read_item_updates(directory: Path | str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def _new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The complete lines of `path` after byte `offset`, parsed, and the offset after the last
+    complete line (a line still being written by another process is read next time)."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        data = handle.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for line in data[:end].splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line torn by a crash mid-write (never acknowledged)
+        if isinstance(record, dict) and record.get("event") in EVENT_KINDS:
+            records.append(record)
+    return records, offset + end
+
+
 class EventOverlay:
-    """Purchases received since start-up (and replayed from the log), by customer, in memory.
+    """Purchases and item availability posted since the model's data, in memory: from this
+    process's own posts at once, and from the log (`follow`: at start-up, then what other
+    worker processes appended).
 
     Reads are plain dict/list lookups (safe under the GIL while a writer appends)."""
 
     def __init__(self) -> None:
         self._purchases: dict[str, list[tuple[float, str]]] = {}
+        self._purchase_keys: set[tuple[str, str]] = set()  # (order_id, item_id) seen
         self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
         self._hidden: frozenset[str] = frozenset()
+        self._offsets: dict[str, int] = {}  # log file name -> bytes already read
         self._lock = threading.Lock()
         self.events_received = 0
 
@@ -386,23 +408,49 @@ class EventOverlay:
         return self._hidden
 
     def add_purchases(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO."""
+        """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO.
+
+        A line seen before (same `order_id` and `item_id`: a client retry, or this process's
+        own post read back from the log) counts once, as in training."""
         with self._lock:
             for row in rows:
+                key = (str(row.get("order_id")), str(row["item_id"]))
+                if row.get("order_id") is not None:
+                    if key in self._purchase_keys:
+                        continue
+                    self._purchase_keys.add(key)
                 ordered_at = row["ordered_at"]
                 if not isinstance(ordered_at, pd.Timestamp):
                     ordered_at = _parse_timestamp(ordered_at)
                 entries = self._purchases.setdefault(str(row["customer_id"]), [])
                 entries.append((ordered_at.timestamp(), str(row["item_id"])))
 
+    def follow(self, directory: Path) -> int:
+        """Read what the log gained since the last call (the first call reads it all) and
+        reflect its purchases and item updates; returns how many records were new.
+
+        Every worker process calls this now and then, so a post to one worker reaches the
+        others; records this process posted itself change nothing the second time."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            return 0
+        records: list[dict[str, Any]] = []
+        for path in sorted(directory.glob(EVENT_FILE_GLOB)):
+            offset = self._offsets.get(path.name, 0)
+            try:
+                if path.stat().st_size <= offset:
+                    continue
+                new, self._offsets[path.name] = _new_records(path, offset)
+            except FileNotFoundError:  # archived by the operator in between
+                continue
+            records += new
+        self.add_purchases(r for r in records if r["event"] == "purchase")
+        self.add_items(r for r in records if r["event"] == "item")
+        return len(records)
+
     def replay(self, directory: Path) -> int:
         """Load the purchases and item updates already in the log; returns how many."""
-        records = list(iter_event_records(directory))
-        rows = [r for r in records if r["event"] == "purchase"]
-        items = [r for r in records if r["event"] == "item"]
-        self.add_purchases(rows)
-        self.add_items(items)
-        return len(rows) + len(items)
+        return self.follow(directory)
 
     def items_bought_since(self, customer_id: str, since: pd.Timestamp) -> list[str]:
         """Items this customer bought at or after `since` according to posted events."""

@@ -273,3 +273,52 @@ def test_item_availability_must_be_a_json_boolean(client: TestClient, value: obj
     row = {"item_id": "i1", "available": value}
     answer = client.post("/v1/events", json={"items": [row]}, headers=CRM)
     assert answer.status_code == 422 and "available" in answer.json()["detail"]
+
+
+def test_a_post_to_one_worker_reaches_the_others_through_the_log(
+    client: TestClient, settings: Settings, tiny_source: object
+) -> None:
+    """Two app instances on one log stand for two `--workers` processes."""
+    from serving.app import create_app
+    from serving.model_store import ModelStore
+
+    store = ModelStore(tiny_source, poll_seconds=0)  # type: ignore[arg-type]
+    store.reload()
+    other_settings = settings.model_copy(update={"events_follow_seconds": 0.05})
+    with TestClient(create_app(other_settings, model_store=store)) as other:
+        overlay = other.app.state.services.overlay  # type: ignore[attr-defined]
+        now = pd.Timestamp.now(tz="UTC").floor("s").isoformat()
+        posted = client.post(
+            "/v1/events",
+            json={"purchases": [_purchase(ordered_at=now)],
+                  "items": [{"item_id": "i7", "available": False}]},
+            headers=CRM,
+        )  # fmt: skip
+        assert posted.status_code == 201
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and overlay.hidden_items() != {"i7"}:
+            time.sleep(0.02)
+        assert overlay.hidden_items() == {"i7"}
+        answer = other.get("/v1/customers/c2/recommendations?k=1", headers=STOREFRONT).json()
+        assert answer["items"][0]["item_id"] == "i1" and answer["excluded_recent_purchases"] == 1
+        # Reading the log again adds nothing twice (the follower already has every line).
+        assert overlay.follow(settings.events_dir) == 0
+        loyalty = other.get("/v1/customers/c2/loyalty", headers=CRM).json()
+        assert loyalty["orders_posted_since_as_of"] == 1
+
+
+def test_follow_reads_only_complete_lines_and_counts_a_line_once(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events")
+    when = pd.Timestamp("2026-01-10T12:00:00Z").to_pydatetime()
+    row = {**_purchase(), "ordered_at": pd.Timestamp("2026-01-10T11:00:00Z")}
+    path = log.append([row], [], when)
+    overlay = EventOverlay()
+    overlay.add_purchases([row])  # this process's own post, before the follower reads it
+    with path.open("a") as handle:  # another process is half-way through its write
+        handle.write('{"event": "item", "received_at": "2026-01-10T12:00:01+00:00", "item_id"')
+    assert overlay.follow(tmp_path / "events") == 1
+    assert overlay.items_bought_since("c2", pd.Timestamp("2026-01-01", tz="UTC")) == ["i0"]
+    with path.open("a") as handle:
+        handle.write(': "i4", "available": false}\n')
+    assert overlay.follow(tmp_path / "events") == 1 and overlay.hidden_items() == {"i4"}
+    assert overlay.follow(tmp_path / "events") == 0
