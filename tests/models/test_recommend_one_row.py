@@ -270,3 +270,24 @@ def test_blocked_columns_are_the_dense_mask_without_availability(exclude: str) -
         ]
     with pytest.raises(ValueError, match="exclude_purchased"):
         rules.blocked_columns(np.array([1]), "some")  # type: ignore[arg-type]
+
+
+def test_scores_that_are_not_finite_take_the_dense_path_with_the_same_answers() -> None:
+    bundle = _bundle(PopularityRecommender(), PopularityRecommender())
+    available = np.flatnonzero(bundle.rules.available)
+    holes = np.arange(N_ITEMS, dtype=np.float32) % 7
+    holes[available[[1, 2]]], holes[available[-1]], holes[available[3]] = -np.inf, np.inf, np.nan
+    infinite = str(bundle.item_ids[available[-1]])
+
+    def with_holes(rows: np.ndarray, *_: object) -> np.ndarray:
+        return np.tile(holes, (len(rows), 1))
+
+    for role in ("cross_sell", "similar"):
+        bundle.models[role]._scores = with_holes  # type: ignore[method-assign]
+        bundle.models[role]._similarity_scores = with_holes  # type: ignore[method-assign]
+    for basket, customer, k in ((["i01"], None, 10), (["i04", "i04", "i09"], "c03", 60)):
+        answer = bundle.cross_sell(basket, customer, k)
+        assert repr(_triple(answer)) == repr(_dense_cross_sell(bundle, basket, customer, k))
+        assert answer.item_ids[0] == infinite
+    for item in ("i01", infinite):
+        assert repr(_triple(bundle.similar(item, 60))) == repr(_dense_similar(bundle, item, 60))
