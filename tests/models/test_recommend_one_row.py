@@ -18,7 +18,7 @@ from models.recommenders.base import Recommender, top_k
 from models.recommenders.bundle import Recommendation, RecommenderBundle
 from models.recommenders.neighbours import ItemKNNRecommender, weighted_rows_sum
 from models.recommenders.popularity import PopularityRecommender, TrendingRecommender
-from models.recommenders.rules import BusinessRules
+from models.recommenders.rules import BusinessRules, ExcludePurchased
 
 N_ITEMS = 40
 N_CUSTOMERS = 30
@@ -248,7 +248,9 @@ def test_weighted_rows_sum_is_scipys_product_bit_for_bit() -> None:
 
 
 @pytest.mark.parametrize("exclude", ["all", "non-repeatable", "none"])
-def test_blocked_columns_are_the_dense_mask_without_availability(exclude: str) -> None:
+def test_blocked_columns_are_the_dense_mask_without_availability(
+    exclude: ExcludePurchased,
+) -> None:
     bundle = _bundle(
         CoPurchaseRecommender(), ItemKNNRecommender(), repeatable_categories={"dairy": True}
     )
@@ -257,13 +259,13 @@ def test_blocked_columns_are_the_dense_mask_without_availability(exclude: str) -
         basket = np.array([row % N_ITEMS, (3 * row) % N_ITEMS])
         dense = rules.blocked(
             bundle.purchased[[row]],
-            exclude,  # type: ignore[arg-type]
+            exclude,
             basket=sp.csr_matrix((np.ones(2), ([0, 0], basket)), shape=(1, N_ITEMS)),
         )[0]
         sparse = rules.blocked_columns(
             bundle.purchased[[row]].indices,
             exclude,
-            basket_columns=basket,  # type: ignore[arg-type]
+            basket_columns=basket,
         )
         assert np.flatnonzero(dense & rules.available).tolist() == [
             c for c in sparse.tolist() if rules.available[c]
@@ -283,8 +285,8 @@ def test_scores_that_are_not_finite_take_the_dense_path_with_the_same_answers() 
         return np.tile(holes, (len(rows), 1))
 
     for role in ("cross_sell", "similar"):
-        bundle.models[role]._scores = with_holes  # type: ignore[method-assign]
-        bundle.models[role]._similarity_scores = with_holes  # type: ignore[method-assign]
+        setattr(bundle.models[role], "_scores", with_holes)  # noqa: B010 (an instance's method)
+        setattr(bundle.models[role], "_similarity_scores", with_holes)  # noqa: B010
     for basket, customer, k in ((["i01"], None, 10), (["i04", "i04", "i09"], "c03", 60)):
         answer = bundle.cross_sell(basket, customer, k)
         assert repr(_triple(answer)) == repr(_dense_cross_sell(bundle, basket, customer, k))
