@@ -47,9 +47,11 @@ async def customer_recommendations(
     customer_id: CustomerId,
     services: StorefrontDep,
     k: K = 10,
+    # A plain string (empty: no filter), not `str | None`: a query value is always a string,
+    # and the schema then says so (schemathesis takes a number for an invalid `anyOf` member).
     category: Annotated[
-        str | None, Query(max_length=256, description="only items of this category")
-    ] = None,
+        str, Query(max_length=256, description="only items of this category (empty: all)")
+    ] = "",
     exclude_purchased: Annotated[
         ExcludePurchased,
         Query(description="drop items the customer bought: all, non-repeatable ones, or none"),
