@@ -272,9 +272,11 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
         end = pd.Timestamp(summary.end, tz="UTC")
         shop = load_shop(directory, as_of=end).shop
         pairs = pd.read_csv(directory / "_truth" / "complementary_pairs.csv", dtype=str)
+        truth_items = pd.read_csv(directory / "_truth" / "items.csv", dtype=str)
     cut = end - pd.Timedelta(days=GENERATED_TEST_DAYS)
     started = time.perf_counter()
-    bundle = fit_recommender_bundle(shop.before(cut), cut, seed, budget)
+    bundle = fit_recommender_bundle(_catalogue_at(shop.before(cut), truth_items, cut), cut, seed,
+                                    budget)  # fmt: skip
     fit_seconds = time.perf_counter() - started
     purchases = shop.purchases
     frame = pd.DataFrame(
@@ -335,23 +337,45 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
     return result
 
 
+def _catalogue_at(shop: Any, truth_items: pd.DataFrame, cut: pd.Timestamp) -> Any:
+    """The shop with its items' `available` as it was at `cut` (point in time).
+
+    The items file is a snapshot at the end of the data: an item that stopped selling during
+    the test period is flagged there, but at the cut it was still sold. The generator dates
+    when each flagged item stopped (`_truth/items.csv`, `unavailable_from`), as a shop's
+    catalogue history would."""
+    import dataclasses
+
+    stopped = pd.to_datetime(
+        truth_items.set_index("item_id")["unavailable_from"], utc=True, format="ISO8601"
+    )
+    items = shop.items.copy()
+    stopped_at = stopped.reindex(items["item_id"].astype(str)).to_numpy()
+    items["available"] = ~(pd.notna(stopped_at) & (stopped_at <= cut))
+    return dataclasses.replace(shop, items=items)
+
+
 def _without_availability(bundle: Any, truth: dict, exclude: str) -> dict[str, Any]:
     """Patronage's NDCG@10 with the availability rule switched off (diagnostic only).
 
-    The generator's `available` flag is a snapshot at the end of the data, after the cut, and
-    flagged items still sell in the test period; the peers apply no such rule. The headline
-    figure keeps the rule (the bundle as it would serve); this one shows what the rule costs."""
+    The bundle treats the items that had stopped selling before the cut as unavailable (what
+    the shop knew then); the peers apply no such rule. The headline figure keeps the rule
+    (the bundle as it would serve); this one shows what the rule changes."""
     import numpy as np
 
+    from models.recommenders.bundle import RecommenderBundle
+
     available = bundle.rules.available
-    bundle.rules.available = np.ones_like(available, dtype=bool)
-    try:
-        recs, _ = _bundle_recs(bundle, list(truth), exclude)
-    finally:
-        bundle.rules.available = available
+    with tempfile.TemporaryDirectory() as tmp:  # the bundle fixes its rules when built
+        bundle.save(tmp)
+        with np.load(Path(tmp) / "bundle.npz", allow_pickle=False) as stored:
+            arrays = {name: stored[name] for name in stored.files}
+        arrays["available"] = np.ones_like(arrays["available"], dtype=bool)
+        np.savez(Path(tmp) / "bundle.npz", **arrays)  # type: ignore[arg-type]
+        recs, _ = _bundle_recs(RecommenderBundle.load(tmp), list(truth), exclude)
     return {
-        "note": "diagnostic only: every item treated as available (the flag is a snapshot at "
-        "the end of the data, after the cut; peers apply no availability rule)",
+        "note": "diagnostic only: every item treated as available (peers apply no "
+        "availability rule)",
         "items_flagged_unavailable": int((~np.asarray(available, dtype=bool)).sum()),
         "ndcg@10": _score(recs, truth)["ndcg@10"],
     }

@@ -36,6 +36,8 @@ __all__ = ["GenerationSummary", "generate_shop"]
 
 TRUTH_DIRECTORY = "_truth"
 DEFAULT_START = "2025-01-01"
+UNAVAILABILITY_STREAM = 1
+"""Second seed word of the random stream that dates when unavailable items stopped selling."""
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,10 @@ def generate_shop(
     rng = np.random.default_rng(seed)
     catalogue = build_catalogue(rng, items)
     people = build_customers(rng, customers, days, len(catalogue.category_names))
+    unavailable_from_day = _unavailable_from_day(seed, catalogue.available, days)
     history = _merge_duplicate_lines(
-        _chronological(simulate(rng, catalogue, people, start_day, days)), items
+        _chronological(simulate(rng, catalogue, people, start_day, days, unavailable_from_day)),
+        items,
     )
     feedback = build_feedback(
         rng,
@@ -150,6 +154,7 @@ def generate_shop(
         customer_ids=customer_ids,
         item_ids=item_ids,
         epoch=epoch,
+        unavailable_from_day=unavailable_from_day,
         arguments={
             "customers": customers,
             "items": items,
@@ -242,6 +247,15 @@ def _chronological(history: History) -> History:
     )
 
 
+def _unavailable_from_day(seed: int, available: np.ndarray, days: int) -> np.ndarray:
+    """The day each item flagged unavailable stopped selling, uniform over the period (`days`
+    for the items still sold). Its own random stream, so the rest of the shop is drawn as
+    before."""
+    stream = np.random.default_rng([seed, UNAVAILABILITY_STREAM])
+    day = stream.integers(0, days, size=len(available))
+    return np.where(available, days, day).astype(np.int64)
+
+
 def _merge_duplicate_lines(history: History, items: int) -> History:
     """One line per (order, item), quantities added; lines sorted by order, then item."""
     key = history.line_order.astype(np.int64) * items + history.line_item
@@ -301,6 +315,7 @@ def _write_truth(
     customer_ids: pa.Array,
     item_ids: pa.Array,
     epoch: int,
+    unavailable_from_day: np.ndarray,
     arguments: dict[str, object],
 ) -> int:
     """Write the planted truths (always CSV) and return the number of leavers."""
@@ -356,6 +371,12 @@ def _write_truth(
                 "repeat_rate": np.round(catalogue.repeat_rate, 6),
                 "defect_rate": np.round(catalogue.defect_rate, 6),
                 "partner": take(item_ids, np.maximum(catalogue.partner, 0), catalogue.partner < 0),
+                # When an item flagged unavailable stopped selling (empty: still sold).
+                "unavailable_from": take(
+                    timestamps(epoch + unavailable_from_day * SECONDS_PER_DAY, "csv"),
+                    np.arange(len(unavailable_from_day)),
+                    catalogue.available,
+                ),
             }
         ),
         directory,

@@ -90,15 +90,39 @@ def category_season(catalogue: Catalogue, start_day: np.datetime64, days: int) -
     return 1.0 + catalogue.category_seasonal_strength[None, :] * np.cos(phase)
 
 
+def substitutes(catalogue: Catalogue, gone: np.ndarray) -> np.ndarray:
+    """Per item, the item a customer buys instead: itself while it sells, else the next less
+    popular item of its category that still sells (after the least popular, the most popular);
+    itself when its whole category is gone."""
+    result = np.arange(len(catalogue.category))
+    for c in np.unique(catalogue.category[gone]):
+        members = np.flatnonzero(catalogue.category == c)
+        order = members[np.argsort(-catalogue.popularity[members], kind="stable")]
+        selling = np.flatnonzero(~gone[order])
+        if len(selling) == 0:
+            continue
+        following = np.searchsorted(selling, np.arange(len(order)))
+        result[order] = order[selling[np.where(following == len(selling), 0, following)]]
+    return result
+
+
 def simulate(
     rng: np.random.Generator,
     catalogue: Catalogue,
     customers: Customers,
     start_day: np.datetime64,
     days: int,
+    unavailable_from_day: np.ndarray | None = None,
 ) -> History:
-    """Run the shop for `days` days from `start_day` (a UTC date) and return its history."""
+    """Run the shop for `days` days from `start_day` (a UTC date) and return its history.
+
+    `unavailable_from_day` (int per item, day index; `days` or more: never) is when an item
+    stops selling: from that day a line that would be that item is its substitute instead
+    (`substitutes`), so the catalogue's `available` flag and the sales agree."""
     n = customers.size
+    if unavailable_from_day is None:
+        unavailable_from_day = np.full(len(catalogue.category), days, dtype=np.int64)
+    substitute = np.arange(len(catalogue.category))
     demand = daily_demand(start_day, days)
     season = category_season(catalogue, start_day, days)
     promotion = promotion_days(start_day + np.arange(days))
@@ -123,6 +147,8 @@ def simulate(
     order_count = 0
 
     for day in range(days):
+        if (unavailable_from_day == day).any():
+            substitute = substitutes(catalogue, unavailable_from_day <= day)
         here = np.flatnonzero((sign_up_day <= day) & (state != LEFT))
         chance = customers.purchase_rate[here] * demand[day]
         chance[state[here] == DRIFTING] *= DRIFTING_RATE_FACTOR
@@ -138,7 +164,15 @@ def simulate(
         ).astype(np.int64)
 
         lines = _order_lines(
-            rng, catalogue, customers, buyer, season[day], items_sorted, flat_within, staple
+            rng,
+            catalogue,
+            customers,
+            buyer,
+            season[day],
+            items_sorted,
+            flat_within,
+            staple,
+            substitute,
         )
         line_order, line_item = lines
         consumable_line = consumable_item[line_item]
@@ -226,12 +260,14 @@ def _order_lines(
     items_sorted: np.ndarray,
     flat_within: np.ndarray,
     staple: np.ndarray,
+    substitute: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The lines of today's orders (one order per buyer): (order index, item) per line.
 
     Lines come from the buyer's taste cluster and item popularity; the first line may be the
-    buyer's staple consumable; planted partners join their pair's item. Lines may repeat an item
-    within an order (merged later)."""
+    buyer's staple consumable; planted partners join their pair's item; an item no longer sold
+    is replaced by its `substitute` (the same number of random draws either way). Lines may
+    repeat an item within an order (merged later)."""
     n_orders = len(buyer)
     n_lines = 1 + rng.poisson(EXTRA_LINES_MEAN, size=n_orders)
     line_order = np.repeat(np.arange(n_orders), n_lines)
@@ -247,13 +283,14 @@ def _order_lines(
         rng.random(n_orders) < catalogue.repeat_rate[np.maximum(own_staple, 0)]
     )
     line_item[first_line[rebuy]] = own_staple[rebuy]
+    line_item = substitute[line_item]
 
     partner = catalogue.partner[line_item]
     adds_partner = (partner >= 0) & (
         rng.random(len(line_item)) < catalogue.partner_chance[line_item]
     )
     line_order = np.concatenate([line_order, line_order[adds_partner]])
-    line_item = np.concatenate([line_item, partner[adds_partner]])
+    line_item = np.concatenate([line_item, substitute[partner[adds_partner]]])
     return line_order, line_item
 
 

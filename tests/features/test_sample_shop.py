@@ -237,3 +237,29 @@ def test_the_validator_accepts_every_row(tmp_path: Path, file_format: str) -> No
     assert len(loaded.shop.purchases) == summary.purchase_lines
     assert len(loaded.shop.feedback) == summary.feedback_rows
     assert loaded.shop.purchases["ordered_at"].max() < end
+
+
+def test_unavailable_items_stop_selling_and_customers_buy_substitutes(
+    sample_shop_dir: Path, shop: dict[str, pd.DataFrame]
+) -> None:
+    truth = _read(sample_shop_dir / "_truth", "items").set_index("item_id")
+    items = shop["items"].set_index("item_id")
+    flagged = items.index[items["available"] == "false"]
+    assert len(flagged) > 0
+    # The truth dates exactly the items the catalogue flags.
+    assert set(truth.index[truth["unavailable_from"].notna()]) == set(flagged)
+    stopped = _utc(truth.loc[flagged, "unavailable_from"])
+    assert (stopped >= PERIOD_START).all() and (stopped < PERIOD_END).all()
+    purchases = shop["purchases"]
+    ordered_at = _utc(purchases["ordered_at"])
+    last_sale = ordered_at.groupby(purchases["item_id"]).max()
+    sold_flagged = last_sale.index.intersection(flagged)
+    assert len(sold_flagged) > 0  # they did sell before they went
+    assert (last_sale[sold_flagged] < stopped[sold_flagged]).all()
+    # Demand moves to another item of the same category: the category keeps selling.
+    for item in flagged:
+        category = items.loc[item, "category"]
+        same = items.index[(items["category"] == category) & (items["available"] == "true")]
+        later = purchases[(ordered_at >= stopped[item]).to_numpy()]
+        if len(same) and stopped[item] < PERIOD_END - pd.Timedelta(days=30):
+            assert later["item_id"].isin(same).any(), item
