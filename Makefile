@@ -45,7 +45,7 @@ run: $(VENV)/.installed mlruns/.sample-trained
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy features models training serving benchmarks
+	$(BIN)/mypy features models training serving benchmarks patronage
 
 test: lint
 	$(BIN)/python -m pytest
