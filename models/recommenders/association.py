@@ -11,11 +11,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from models.recommenders.base import Recommender
-from models.recommenders.neighbours import weighted_rows_sum
+from models.recommenders.base import ItemRowsRecommender
 
 
-class CoPurchaseRecommender(Recommender):
+class CoPurchaseRecommender(ItemRowsRecommender):
     """Lift-style association within orders; scores a basket or a customer's history."""
 
     strategy = "co_purchase"
@@ -63,26 +62,8 @@ class CoPurchaseRecommender(Recommender):
         history = user_items.multiply(user_items > 0).tocsr()
         return np.asarray((history @ self.association_).toarray(), dtype=np.float32)
 
-    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
-        return self.association_[item_rows].toarray()
-
-    def basket_scores(
-        self, columns: np.ndarray, weights: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """`scores` of one anonymous basket, as (item columns, sorted; float32 scores); every
-        other column scores 0. `columns` ascending and unique, `weights` their quantities."""
-        self._check_fitted()
-        weights = np.asarray(weights, dtype=np.float32)
-        positive = weights > 0
-        return weighted_rows_sum(
-            self.association_, np.asarray(columns)[positive], weights[positive]
-        )
-
-    def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
-        """`_similarity_scores` of one item as (item columns, sorted; float32 scores); other
-        columns score 0."""
-        self._check_fitted()
-        return weighted_rows_sum(self.association_, np.array([column]), np.ones(1, np.float32))
+    def _item_matrix(self) -> sp.csr_matrix:
+        return self.association_
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, per_row: int) -> sp.csr_matrix:

@@ -301,6 +301,74 @@ def _largest_columns(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(columns, pick, axis=1)
 
 
+class ItemRowsRecommender(Recommender):
+    """A recommender whose scores sum rows of one items x items matrix (`_item_matrix`), each
+    weighted by the customer's or the basket's quantity of that item: co-purchase, item kNN.
+
+    One basket or one item then reaches few columns, so it is also scored sparsely:
+    `basket_scores` and `similar_scores` (what `bundle.SparseScorer` asks for)."""
+
+    @abstractmethod
+    def _item_matrix(self) -> sp.csr_matrix:
+        """The fitted items x items matrix (float32 CSR)."""
+
+    def _basket_weights(self, weights: np.ndarray) -> np.ndarray:
+        """The weight of each basket item's row, from its positive quantity (the quantity)."""
+        return weights
+
+    def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
+        return self._item_matrix()[item_rows].toarray()
+
+    def basket_scores(
+        self, columns: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`scores` of one anonymous basket, as (item columns, sorted; float32 scores); every
+        other column scores 0. `columns` ascending and unique, `weights` their quantities."""
+        self._check_fitted()
+        weights = np.asarray(weights, dtype=np.float32)
+        positive = weights > 0
+        return weighted_rows_sum(
+            self._item_matrix(),
+            np.asarray(columns)[positive],
+            self._basket_weights(weights[positive]),
+        )
+
+    def similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """`_similarity_scores` of one item as (item columns, sorted; float32 scores); other
+        columns score 0."""
+        self._check_fitted()
+        return weighted_rows_sum(self._item_matrix(), np.array([column]), np.ones(1, np.float32))
+
+
+def weighted_rows_sum(
+    matrix: sp.csr_matrix, rows: np.ndarray, weights: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """`weights @ matrix[rows]` for one sparse row vector, as (columns, float32 values): only
+    the columns those rows reach, each listed once and sorted (a sum of exactly 0 is kept).
+
+    The same numbers as SciPy's `csr @ csr` or `.toarray()` followed by a cast to float32, bit
+    for bit: SciPy adds each column's terms, from 0, in the order of the left row's entries
+    (ascending columns: pass `rows` ascending) and of `matrix`'s stored entries, and so does
+    this. Costs O(entries of those rows), not O(columns)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    dtype = np.promote_types(np.float32, matrix.dtype)  # SciPy's product type
+    weights = np.asarray(weights, dtype=dtype)
+    starts, stops = matrix.indptr[rows], matrix.indptr[rows + 1]
+    if len(rows) == 1 and matrix.has_canonical_format:  # one row, no duplicates: nothing to add
+        start, stop = int(starts[0]), int(stops[0])
+        values = weights[0] * matrix.data[start:stop].astype(dtype, copy=False)
+        return matrix.indices[start:stop].astype(np.int64), values.astype(np.float32)
+    reached = [np.empty(0, dtype=np.int64)]
+    terms = [np.empty(0, dtype=dtype)]
+    for weight, start, stop in zip(weights, starts, stops, strict=True):
+        reached.append(matrix.indices[start:stop].astype(np.int64))
+        terms.append(weight * matrix.data[start:stop].astype(dtype, copy=False))
+    columns, position = np.unique(np.concatenate(reached), return_inverse=True)
+    sums = np.zeros(len(columns), dtype=dtype)
+    np.add.at(sums, position, np.concatenate(terms))  # term by term, in order
+    return columns, sums.astype(np.float32)
+
+
 def csr_to_arrays(prefix: str, matrix: sp.spmatrix) -> dict[str, np.ndarray]:
     """A CSR matrix as plain arrays for `np.savez` (keys `prefix__data` etc.)."""
     matrix = sp.csr_matrix(matrix)

@@ -29,8 +29,14 @@ from features.interactions import (
     purchase_counts,
 )
 from features.shop import Shop
-from models.recommenders.base import Recommender, csr_from_arrays, csr_to_arrays, top_k
-from models.recommenders.neighbours import ItemKNNRecommender, weighted_rows_sum
+from models.recommenders.base import (
+    Recommender,
+    csr_from_arrays,
+    csr_to_arrays,
+    top_k,
+    weighted_rows_sum,
+)
+from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,

@@ -14,9 +14,9 @@ import scipy.sparse as sp
 
 from features.interactions import Interactions
 from models.recommenders.association import CoPurchaseRecommender
-from models.recommenders.base import Recommender, top_k
+from models.recommenders.base import Recommender, top_k, weighted_rows_sum
 from models.recommenders.bundle import Recommendation, RecommenderBundle
-from models.recommenders.neighbours import ItemKNNRecommender, weighted_rows_sum
+from models.recommenders.neighbours import ItemKNNRecommender
 from models.recommenders.popularity import PopularityRecommender, TrendingRecommender
 from models.recommenders.rules import BusinessRules, ExcludePurchased
 
