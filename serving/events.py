@@ -261,6 +261,22 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _records(lines: Iterable[bytes]) -> list[dict[str, Any]]:
+    """The event records among log lines; empty lines and lines torn by a crash mid-write
+    (never acknowledged) are skipped."""
+    records = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("event") in EVENT_KINDS:
+            records.append(record)
+    return records
+
+
 def iter_event_records(directory: Path) -> Iterable[dict[str, Any]]:
     """Every record of the log, oldest file first; a torn last line (crash mid-write of an
     unacknowledged batch) is skipped."""
@@ -268,17 +284,7 @@ def iter_event_records(directory: Path) -> Iterable[dict[str, Any]]:
     if not directory.is_dir():
         return
     for path in sorted(directory.glob(EVENT_FILE_GLOB)):
-        with path.open("r", encoding="utf-8") as handle:
-            for line in handle:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict) and record.get("event") in EVENT_KINDS:
-                    yield record
+        yield from _records(path.read_bytes().splitlines())
 
 
 def _canonical_frame(table: Table, records: list[dict[str, Any]]) -> pd.DataFrame:
@@ -309,17 +315,8 @@ def read_event_log(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Events were validated against the contract when posted. A purchase posted twice (same
     `order_id` + `item_id`, e.g. a client retry) is kept once (the first). A missing directory
     gives two empty frames."""
-    purchases: list[dict[str, Any]] = []
-    feedback: list[dict[str, Any]] = []
-    for record in iter_event_records(Path(directory)):
-        if record["event"] == "purchase":
-            purchases.append(record)
-        elif record["event"] == "feedback":
-            feedback.append(record)
-    purchase_frame = _canonical_frame(PURCHASES, purchases)
-    purchase_frame = purchase_frame.drop_duplicates(list(PURCHASES.key), keep="first")
-    feedback_frame = _canonical_frame(FEEDBACK, feedback)
-    return purchase_frame.reset_index(drop=True), feedback_frame.reset_index(drop=True)
+    purchases, feedback, _ = read_events(directory)
+    return purchases, feedback
 
 
 def read_item_updates(directory: Path | str) -> pd.DataFrame:
@@ -327,15 +324,34 @@ def read_item_updates(directory: Path | str) -> pd.DataFrame:
     `received_at` of its latest row: per column the latest value given (log order), so a later
     row that only changes `available` keeps an earlier price. A missing directory or no item
     events give an empty frame. The next `patronage train --events` applies them."""
-    latest: dict[str, dict[str, Any]] = {}
+    return _item_updates(r for r in iter_event_records(Path(directory)) if r["event"] == "item")
+
+
+def read_events(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`read_event_log`'s purchases and feedback and `read_item_updates`' items, in one pass
+    over the log (what `patronage train --events` reads)."""
+    by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENT_KINDS}
     for record in iter_event_records(Path(directory)):
-        if record["event"] == "item":
-            given = {name: value for name, value in record.items() if value is not None}
-            latest.setdefault(str(record["item_id"]), {}).update(given)
-    names = [c.name for c in ITEMS.columns]
+        by_kind[record["event"]].append(record)
+    purchase_frame = _canonical_frame(PURCHASES, by_kind["purchase"])
+    purchase_frame = purchase_frame.drop_duplicates(list(PURCHASES.key), keep="first")
+    feedback_frame = _canonical_frame(FEEDBACK, by_kind["feedback"])
+    return (
+        purchase_frame.reset_index(drop=True),
+        feedback_frame.reset_index(drop=True),
+        _item_updates(by_kind["item"]),
+    )
+
+
+def _item_updates(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """One row per item from its item records (log order): per column the latest value given."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        given = {name: value for name, value in record.items() if value is not None}
+        latest.setdefault(str(record["item_id"]), {}).update(given)
+    names = [*(c.name for c in ITEMS.columns), "received_at"]
     frame = pd.DataFrame.from_records(
-        [{n: r.get(n) for n in [*names, "received_at"]} for r in latest.values()],
-        columns=[*names, "received_at"],
+        [{n: r.get(n) for n in names} for r in latest.values()], columns=names
     )
     frame["item_id"] = frame["item_id"].astype(object)
     frame["price"] = pd.to_numeric(frame["price"]).astype("float64")
@@ -345,21 +361,13 @@ def read_item_updates(directory: Path | str) -> pd.DataFrame:
 
 
 def _new_records(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The complete lines of `path` after byte `offset`, parsed, and the offset after the last
-    complete line (a line still being written by another process is read next time)."""
+    """The records of the complete lines of `path` after byte `offset`, and the offset after
+    the last complete line (a line still being written by another process is read next time)."""
     with path.open("rb") as handle:
         handle.seek(offset)
         data = handle.read()
     end = data.rfind(b"\n") + 1
-    records = []
-    for line in data[:end].splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line torn by a crash mid-write (never acknowledged)
-        if isinstance(record, dict) and record.get("event") in EVENT_KINDS:
-            records.append(record)
-    return records, offset + end
+    return _records(data[:end].splitlines()), offset + end
 
 
 class EventOverlay:
@@ -390,11 +398,7 @@ class EventOverlay:
                 if row.get("available") is None:
                     continue
                 when = received_at if received_at is not None else row["received_at"]
-                stamp = (
-                    _parse_timestamp(when).timestamp()
-                    if isinstance(when, str)
-                    else (when.timestamp())
-                )
+                stamp = (_parse_timestamp(when) if isinstance(when, str) else when).timestamp()
                 item = str(row["item_id"])
                 if item not in self._available or stamp >= self._available[item][0]:
                     self._available[item] = (stamp, bool(row["available"]))
@@ -414,8 +418,8 @@ class EventOverlay:
         own post read back from the log) counts once, as in training."""
         with self._lock:
             for row in rows:
-                key = (str(row.get("order_id")), str(row["item_id"]))
                 if row.get("order_id") is not None:
+                    key = (str(row["order_id"]), str(row["item_id"]))
                     if key in self._purchase_keys:
                         continue
                     self._purchase_keys.add(key)

@@ -100,13 +100,30 @@ class BundleRecommender:
 
     @staticmethod
     def _shown(answer: RecommendationList, hidden: frozenset[str], k: int) -> RecommendationList:
-        keep = [i for i, item in enumerate(answer.item_ids) if item not in hidden][:k]
+        """The first k items of `answer` that are not hidden."""
+        if not hidden:
+            if len(answer.item_ids) <= k:
+                return answer
+            keep = list(range(k))
+        else:
+            keep = [i for i, item in enumerate(answer.item_ids) if item not in hidden][:k]
         return RecommendationList(
             tuple(answer.item_ids[i] for i in keep),
             tuple(answer.scores[i] for i in keep),
             answer.strategy,
             answer.note,
         )
+
+    @classmethod
+    def _from_list(
+        cls, answer: RecommendationList, hidden: frozenset[str], k: int, depth: int
+    ) -> RecommendationList | None:
+        """The top k of a list computed `depth` deep, or None when hiding left fewer than k
+        items and the list may not have held every candidate (then score live, deeper)."""
+        shown = cls._shown(answer, hidden, k)
+        if len(shown.item_ids) == k or len(answer.item_ids) < depth:
+            return shown
+        return None
 
     def recommend_for(
         self,
@@ -131,24 +148,23 @@ class BundleRecommender:
         ):
             if customer_id in precomputed.index:
                 answer = precomputed.lookup(customer_id, precomputed.depth if extra else k)
-                if answer is not None:  # None: this customer's row is not filled yet
-                    shown = self._shown(answer, hidden, k) if extra else answer
-                    # Enough left after hiding, or the list held every candidate there is.
-                    if len(shown.item_ids) == k or len(answer.item_ids) < precomputed.depth:
-                        return shown
+                # None: this customer's row is not filled yet (then scored live below).
+                shown = (
+                    None
+                    if answer is None
+                    else self._from_list(answer, hidden, k, precomputed.depth)
+                )
             else:
                 # Every new customer gets the same list for this question: computed once.
-                cold = precomputed.cold
-                if cold is None:
-                    cold = self._convert(
+                if precomputed.cold is None:
+                    precomputed.cold = self._convert(
                         self.bundle.recommend_for(
                             customer_id, k=precomputed.depth, exclude_purchased=EXCLUDE_DEFAULT
                         )
                     )
-                    precomputed.cold = cold
-                shown = self._shown(cold, hidden, k)
-                if len(shown.item_ids) == k or len(cold.item_ids) < precomputed.depth:
-                    return shown
+                shown = self._from_list(precomputed.cold, hidden, k, precomputed.depth)
+            if shown is not None:
+                return shown
         answer = self._convert(
             self.bundle.recommend_for(
                 customer_id,
@@ -158,7 +174,7 @@ class BundleRecommender:
                 extra_purchased=extra_purchased,
             )
         )
-        return self._shown(answer, hidden, k) if extra else answer
+        return self._shown(answer, hidden, k)
 
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int
@@ -168,14 +184,14 @@ class BundleRecommender:
         answer = self._convert(
             self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k + extra)
         )
-        return self._shown(answer, hidden, k) if extra else answer
+        return self._shown(answer, hidden, k)
 
     def similar(self, item_id: str, k: int) -> RecommendationList:
         """Top-k similar items (an unknown item: trending); items posted as unavailable since
         training never appear."""
         hidden, extra = self._hidden()
         answer = self._convert(self.bundle.similar(item_id, k=k + extra))
-        return self._shown(answer, hidden, k) if extra else answer
+        return self._shown(answer, hidden, k)
 
 
 class PrecomputedLists:

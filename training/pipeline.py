@@ -306,7 +306,6 @@ def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.
     if len(new_ids):
         added = pd.DataFrame({"item_id": list(new_ids)}, index=new_ids)
         catalog = pd.concat([catalog, added.reindex(columns=catalog.columns)])
-        catalog.loc[new_ids, "item_id"] = list(new_ids)
         catalog.loc[new_ids, "available"] = True
     for column in ("available", "name", "category", "price"):
         if column not in updates.columns or column not in catalog.columns:
@@ -314,7 +313,6 @@ def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.
         given = updates[column].dropna()
         if len(given):
             catalog.loc[given.index, column] = given.to_numpy()
-    catalog["available"] = catalog["available"].astype(bool)
     return catalog.astype(items.dtypes.to_dict()).reset_index(drop=True)
 
 

@@ -146,10 +146,9 @@ def _train(args: argparse.Namespace) -> int:
         if not Path(args.events).is_dir():
             raise PatronageError(f"--events {args.events}: no such directory")
         # The CLI is the one place that may import both serving and training.
-        from serving.events import read_event_log, read_item_updates
+        from serving.events import read_events
 
-        extra_purchases, extra_feedback = read_event_log(args.events)
-        extra_items = read_item_updates(args.events)
+        extra_purchases, extra_feedback, extra_items = read_events(args.events)
     options = TrainOptions(
         directory=args.directory,
         as_of=args.as_of,
