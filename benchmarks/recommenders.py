@@ -273,7 +273,8 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
         shop = load_shop(directory, as_of=end).shop
         pairs = pd.read_csv(directory / "_truth" / "complementary_pairs.csv", dtype=str)
         truth_items = pd.read_csv(directory / "_truth" / "items.csv", dtype=str)
-    cut = end - pd.Timedelta(days=GENERATED_TEST_DAYS)
+        cut = end - pd.Timedelta(days=GENERATED_TEST_DAYS)
+        ceiling = _generator_ceiling(directory / "_truth", shop, cut, _truth(shop, cut, True))
     started = time.perf_counter()
     bundle = fit_recommender_bundle(_catalogue_at(shop.before(cut), truth_items, cut), cut, seed,
                                     budget)  # fmt: skip
@@ -319,6 +320,13 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
             block["vs_popularity"] >= 1.3 and block["vs_best_single_implicit"] >= 1.05
         )
         block["diagnostic_every_item_available"] = _without_availability(bundle, truth, exclude)
+        if protocol == "exclude_seen":
+            block["diagnostic_generator_ceiling"] = {
+                **ceiling,
+                "true_parameters_vs_popularity": round(
+                    ceiling["true_parameters"]["ndcg@10"] / popularity, 3
+                ),
+            }
         result["protocols"][protocol] = block
         print(
             f"generated {protocol}: patronage NDCG@10 {ours['ndcg@10']:.4f} = "
@@ -379,6 +387,75 @@ def _without_availability(bundle: Any, truth: dict, exclude: str) -> dict[str, A
         "items_flagged_unavailable": int((~np.asarray(available, dtype=bool)).sum()),
         "ndcg@10": _score(recs, truth)["ndcg@10"],
     }
+
+
+def _generator_ceiling(
+    truth_dir: Path, shop: Any, cut: pd.Timestamp, truth: dict[str, set[str]]
+) -> dict[str, Any]:
+    """Diagnostic only (exclude-seen): what the generator's hidden parameters allow.
+
+    The sample shop draws each order line's category from the buyer's taste cluster
+    (`_truth/taste_clusters.csv`), then an item by its popularity within the category, with a
+    stopped item replaced by its substitute. Two lists per evaluated customer, with the same
+    exclusion and availability rule as Patronage's:
+    - `true_parameters`: the clusters' true preferences and shares and the true popularity,
+      the customer's cluster inferred from their own history by Bayes' rule (distinct items
+      per category before the cut). The best a model of this shape can do knowing the
+      generator's parameters exactly; a model has to estimate them from the same data.
+    - `known_cluster`: the customer's hidden cluster itself (no model can know it).
+    Neither knows the categories' seasons in the test period."""
+    import types
+
+    import numpy as np
+
+    from features.sample_shop.simulation import substitutes
+
+    items = pd.read_csv(truth_dir / "items.csv", dtype={"item_id": str, "category": str})
+    clusters = pd.read_csv(truth_dir / "taste_clusters.csv", dtype={"category": str})
+    people = pd.read_csv(truth_dir / "customers.csv", dtype={"customer_id": str})
+    cluster_of = people.set_index("customer_id")["taste_cluster"]
+    categories = pd.Index(sorted(items["category"].unique()))
+    category = categories.get_indexer(items["category"])
+    preference = (
+        clusters.pivot(index="taste_cluster", columns="category", values="preference")
+        .reindex(columns=categories)
+        .to_numpy(np.float64)
+    )
+    cluster_share = np.bincount(cluster_of.to_numpy(), minlength=len(preference)) / len(people)
+    stopped = pd.to_datetime(items["unavailable_from"], utc=True, format="ISO8601")
+    gone = (stopped.notna() & (stopped <= cut)).to_numpy()
+    catalogue = types.SimpleNamespace(category=category, popularity=items["popularity"].to_numpy())
+    selling = np.bincount(substitutes(catalogue, gone), weights=catalogue.popularity,  # type: ignore[arg-type]
+                          minlength=len(items))  # fmt: skip
+    within = selling / np.maximum(np.bincount(category, weights=selling)[category], 1e-300)
+
+    customers = pd.Index(list(truth))
+    train = shop.purchases.loc[shop.purchases["ordered_at"] < cut, ["customer_id", "item_id"]]
+    train = train.astype(str).drop_duplicates()
+    train = train.loc[train["customer_id"].isin(customers)]
+    row = customers.get_indexer(train["customer_id"])
+    column = pd.Index(items["item_id"]).get_indexer(train["item_id"])
+    counts = np.zeros((len(customers), len(categories)))
+    np.add.at(counts, (row, category[column]), 1.0)
+    log_joint = counts @ np.log(preference).T + np.log(np.maximum(cluster_share, 1e-300))
+    posterior = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
+    posterior /= posterior.sum(axis=1, keepdims=True)
+    known = preference[cluster_of.reindex(customers).to_numpy()]
+    result: dict[str, Any] = {
+        "note": "diagnostic only: reads the generator's hidden parameters (_truth/); "
+        "true_parameters infers each customer's taste cluster from their history by Bayes' "
+        "rule, known_cluster is told it",
+    }
+    for name, category_probability in (("true_parameters", posterior @ preference),
+                                       ("known_cluster", known)):  # fmt: skip
+        scores = category_probability[:, category] * within[None, :]
+        scores[:, gone] = -np.inf
+        scores[row, column] = -np.inf  # bought before the cut (exclude-seen)
+        top = np.argsort(-scores, axis=1, kind="stable")[:, :K]
+        ids = items["item_id"].to_numpy()
+        recs = {customer: ids[top[i]].tolist() for i, customer in enumerate(customers)}
+        result[name] = {"ndcg@10": _score(recs, truth)["ndcg@10"]}
+    return result
 
 
 def _pairs_found(bundle: Any, pairs: pd.DataFrame) -> dict[str, Any]:
