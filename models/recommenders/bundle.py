@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -213,6 +213,17 @@ class RecommenderBundle:
         known = rows >= 0
         picked = matrix[np.where(known, rows, 0)]
         return sp.csr_matrix(picked.multiply(known[:, None].astype(np.float32)))
+
+    def with_availability(self, available: Mapping[str, bool]) -> RecommenderBundle:
+        """The same fitted models with some items' availability changed (item id -> available),
+        e.g. from the items posted to the event log since training. Ids the model does not
+        know are ignored (a new item needs training). The bundle itself is not modified."""
+        columns = self._item_index.get_indexer([str(item) for item in available])
+        values = np.array([bool(value) for value in available.values()], dtype=bool)
+        known = columns >= 0
+        flags = np.asarray(self.rules.available, dtype=bool).copy()
+        flags[columns[known]] = values[known]
+        return replace(self, rules=replace(self.rules, available=flags))
 
     # --- serving ----------------------------------------------------------------------------
     def recommend_many(

@@ -10,6 +10,7 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+from typing import Any
 
 from patronage.cli import PatronageError
 from patronage.commands._rejects import add_reject_options, reject_options
@@ -51,6 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--model-dir", metavar="DIR", default=None, help="a saved recommender bundle directory"
+    )
+    parser.add_argument(
+        "--events",
+        metavar="DIR",
+        default=None,
+        help="also apply what was posted to the server since training (its event log "
+        "directory, e.g. data/events): items posted unavailable are left out, items posted "
+        "available again come back, and purchases posted since the model's as_of count as "
+        "bought (as in the HTTP API)",
     )
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV path")
     parser.set_defaults(handler=_recommend)
@@ -112,9 +122,21 @@ def _recommend(args: argparse.Namespace) -> int:
         bundle = RecommenderBundle.load(args.model_dir)
     except FileNotFoundError as error:
         raise PatronageError(str(error)) from error
+    bought_since: dict[str, list[str]] = {}
+    if args.events:
+        bundle, bought_since = _apply_events(bundle, Path(args.events))
     answers = bundle.recommend_many(
         customers, k=args.k, exclude_purchased=args.exclude_purchased, category=args.category
     )
+    for position, customer in enumerate(customers):
+        if customer in bought_since:  # few: one at a time, with their posted purchases
+            answers[position] = bundle.recommend_for(
+                customer,
+                k=args.k,
+                category=args.category,
+                exclude_purchased=args.exclude_purchased,
+                extra_purchased=bought_since[customer],
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="") as handle:
@@ -126,6 +148,25 @@ def _recommend(args: argparse.Namespace) -> int:
                 writer.writerow([customer, rank + 1, item, f"{score:.6g}", strategy, note])
     print(f"wrote {len(customers):,} customers x top {args.k} to {out}")
     return 0
+
+
+def _apply_events(bundle: Any, directory: Path) -> tuple[Any, dict[str, list[str]]]:
+    """The bundle with the posted item availability applied, and per customer the items they
+    were posted buying at or after the bundle's `as_of` (UTC)."""
+    if not directory.is_dir():
+        raise PatronageError(f"--events {directory}: no such directory")
+    from serving.events import read_events
+
+    purchases, _, items = read_events(directory)
+    posted = items.loc[items["available"].notna(), ["item_id", "available"]]
+    bundle = bundle.with_availability(
+        dict(zip(posted["item_id"].astype(str), posted["available"].astype(bool), strict=True))
+    )
+    since = purchases.loc[purchases["ordered_at"] >= bundle.as_of]
+    bought = since.groupby(since["customer_id"].astype(str))["item_id"].agg(
+        lambda ids: list(dict.fromkeys(ids.astype(str)))
+    )
+    return bundle, bought.to_dict()
 
 
 def _fit(args: argparse.Namespace) -> int:

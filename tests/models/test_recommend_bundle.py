@@ -162,3 +162,58 @@ def test_recommend_fit_command_saves_a_loadable_bundle(
     loaded = RecommenderBundle.load(tmp_path / "fitted")
     assert loaded.as_of == AS_OF
     assert len(loaded.recommend_for(str(loaded.customer_ids[0]), k=3).item_ids) == 3
+
+
+def test_with_availability_changes_only_the_rule_and_leaves_the_bundle_alone(
+    bundle: RecommenderBundle,
+) -> None:
+    customer = str(bundle.customer_ids[4])
+    before = bundle.recommend_for(customer, k=5, exclude_purchased="all")
+    gone = before.item_ids[0]
+    changed = bundle.with_availability({gone: False, "not-an-item": False})
+    after = changed.recommend_for(customer, k=5, exclude_purchased="all")
+    assert gone not in after.item_ids
+    assert after.item_ids[:4] == before.item_ids[1:]  # the rest move up
+    assert bundle.recommend_for(customer, k=5, exclude_purchased="all") == before
+    back = changed.with_availability({gone: True})
+    assert back.recommend_for(customer, k=5, exclude_purchased="all").item_ids == before.item_ids
+
+
+def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_path: Path) -> None:
+    """--events: items posted unavailable leave the lists, posted purchases count as bought,
+    exactly as the bundle's own rules would have it; the log is only read."""
+    from serving.events import EventLog
+
+    bundle.save(tmp_path / "bundle")
+    customers = [str(c) for c in bundle.customer_ids[5:8]]
+    before = {c: bundle.recommend_for(c, k=5, exclude_purchased="all") for c in customers}
+    gone, bought = before[customers[0]].item_ids[0], before[customers[1]].item_ids[0]
+    log = EventLog(tmp_path / "events")
+    when = bundle.as_of + pd.Timedelta(days=2)
+    purchase = {
+        "order_id": "o-posted", "customer_id": customers[1], "item_id": bought, "quantity": 1,
+        "unit_price": None, "ordered_at": when, "channel": None,
+    }  # fmt: skip
+    log.append([purchase], [], when.to_pydatetime(), [{"item_id": gone, "available": False}])
+    logged = {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()}
+    (tmp_path / "customers.txt").write_text("\n".join(customers) + "\n")
+    out = tmp_path / "out.csv"
+    args = ["recommend", "--customers", str(tmp_path / "customers.txt"), "--k", "5"]
+    args += ["--exclude-purchased", "all", "--model-dir", str(tmp_path / "bundle")]
+    assert main([*args, "--events", str(tmp_path / "events"), "--out", str(out)]) == 0
+    rows = pd.read_csv(out, dtype={"customer_id": str, "item_id": str})
+    lists = rows.groupby("customer_id")["item_id"].apply(list).to_dict()
+    assert all(gone not in items for items in lists.values())
+    assert bought not in lists[customers[1]]
+    expected = bundle.with_availability({gone: False})
+    first = expected.recommend_for(customers[0], k=5, exclude_purchased="all")
+    assert lists[customers[0]] == first.item_ids
+    assert (
+        lists[customers[1]]
+        == expected.recommend_for(
+            customers[1], k=5, exclude_purchased="all", extra_purchased=[bought]
+        ).item_ids
+    )
+    assert {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()} == logged
+    code = main([*args, "--events", str(tmp_path / "nowhere"), "--out", str(out)])
+    assert code == 1
