@@ -46,7 +46,9 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     if model_store is None:
         from serving.mlflow_source import MlflowModelSource
 
-        source = MlflowModelSource(settings, hidden_items=overlay.hidden_items)
+        source = MlflowModelSource(
+            settings, hidden_items=overlay.hidden_items, shown_items=overlay.shown_items
+        )
         model_store = ModelStore(source, settings.poll_seconds)
     store = model_store
     metrics = ServingMetrics(store)

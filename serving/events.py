@@ -382,6 +382,7 @@ class EventOverlay:
         self._purchase_keys: set[tuple[str, str]] = set()  # (order_id, item_id) seen
         self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
         self._hidden: frozenset[str] = frozenset()
+        self._shown: frozenset[str] = frozenset()
         self._offsets: dict[str, int] = {}  # log file name -> bytes already read
         self._lock = threading.Lock()
         self.events_received = 0
@@ -402,14 +403,21 @@ class EventOverlay:
                 item = str(row["item_id"])
                 if item not in self._available or stamp >= self._available[item][0]:
                     self._available[item] = (stamp, bool(row["available"]))
-            # One new frozenset per update: readers take it without a lock.
+            # New frozensets per update: readers take them without a lock.
             self._hidden = frozenset(i for i, (_, ok) in self._available.items() if not ok)
+            self._shown = frozenset(i for i, (_, ok) in self._available.items() if ok)
 
     def hidden_items(self) -> frozenset[str]:
         """Items whose latest posted row says `available: false`: no answer may show them.
 
         The same object until an item update changes it (callers may cache by identity)."""
         return self._hidden
+
+    def shown_items(self) -> frozenset[str]:
+        """Items whose latest posted row says `available: true` (a restocked item comes back).
+
+        The same object until an item update changes it (callers may cache by identity)."""
+        return self._shown
 
     def add_purchases(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO.

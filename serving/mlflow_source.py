@@ -39,9 +39,11 @@ METRIC_TAG_PREFIX = "patronage.metric."
 EXCLUDE_DEFAULT = "non-repeatable"
 HiddenItems = Callable[[], frozenset[str]]
 """Items no answer may show right now (posted `available: false` since training)."""
+ShownItems = Callable[[], frozenset[str]]
+"""Items posted `available: true` since training (a restocked item comes back)."""
 
 
-def no_hidden_items() -> frozenset[str]:
+def no_posted_items() -> frozenset[str]:
     """The default: the catalog as the model was trained on it."""
     return frozenset()
 
@@ -56,15 +58,24 @@ class BundleRecommender:
     `note` (e.g. `new customer`), exactly as `patronage recommend` writes it."""
 
     def __init__(
-        self, bundle: Any, precompute_k: int = 0, hidden_items: HiddenItems = no_hidden_items
+        self,
+        bundle: Any,
+        precompute_k: int = 0,
+        hidden_items: HiddenItems = no_posted_items,
+        shown_items: ShownItems = no_posted_items,
     ) -> None:
         self.bundle = bundle
         self.hidden_items = hidden_items
+        self.shown_items = shown_items
         self.precomputed: PrecomputedLists | None = None
         if precompute_k > 0:
             self.precomputed = PrecomputedLists(bundle, precompute_k)
         self._catalog = frozenset(str(i) for i in bundle.item_ids)
         self._hidden_depth: tuple[frozenset[str], int] = (frozenset(), 0)
+        self._trained_unavailable = frozenset(
+            str(i) for i in np.asarray(bundle.item_ids)[~np.asarray(bundle.rules.available, bool)]
+        )
+        self._restocked: tuple[frozenset[str], Any] = (frozenset(), bundle)
 
     def on_serving(self) -> None:
         """Called by the model store once this recommender serves: start precomputing."""
@@ -97,6 +108,22 @@ class BundleRecommender:
             count = len(hidden & self._catalog)
             self._hidden_depth = (hidden, count)
         return hidden, count
+
+    def _scoring_bundle(self) -> Any:
+        """The bundle to answer with: the trained one, or, once items it was trained as
+        unavailable are posted `available: true`, the same models with those items shown again
+        (then the precomputed lists no longer hold: a restocked item may belong in any list)."""
+        shown = self.shown_items()
+        if not shown or not self._trained_unavailable:
+            return self.bundle
+        seen, bundle = self._restocked
+        if shown is not seen:  # the overlay hands out a new set only when it changes
+            back = shown & self._trained_unavailable
+            bundle = (
+                self.bundle.with_availability(dict.fromkeys(back, True)) if back else self.bundle
+            )
+            self._restocked = (shown, bundle)
+        return bundle
 
     @staticmethod
     def _shown(answer: RecommendationList, hidden: frozenset[str], k: int) -> RecommendationList:
@@ -138,7 +165,8 @@ class BundleRecommender:
         answered from the lists computed at load time: the same numbers, no scoring. Items
         posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
-        precomputed = self.precomputed
+        bundle = self._scoring_bundle()
+        precomputed = self.precomputed if bundle is self.bundle else None
         if (
             precomputed is not None
             and category is None
@@ -166,7 +194,7 @@ class BundleRecommender:
             if shown is not None:
                 return shown
         answer = self._convert(
-            self.bundle.recommend_for(
+            bundle.recommend_for(
                 customer_id,
                 k=k + extra,
                 category=category,
@@ -182,7 +210,7 @@ class BundleRecommender:
         """Top-k for a basket; items posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
         answer = self._convert(
-            self.bundle.cross_sell(item_ids, customer_id=customer_id, k=k + extra)
+            self._scoring_bundle().cross_sell(item_ids, customer_id=customer_id, k=k + extra)
         )
         return self._shown(answer, hidden, k)
 
@@ -190,7 +218,7 @@ class BundleRecommender:
         """Top-k similar items (an unknown item: trending); items posted as unavailable since
         training never appear."""
         hidden, extra = self._hidden()
-        answer = self._convert(self.bundle.similar(item_id, k=k + extra))
+        answer = self._convert(self._scoring_bundle().similar(item_id, k=k + extra))
         return self._shown(answer, hidden, k)
 
 
@@ -290,9 +318,15 @@ class PrecomputedLists:
 class MlflowModelSource:
     """Reads the alias (default `champion`) of the three registered models."""
 
-    def __init__(self, settings: Settings, hidden_items: HiddenItems = no_hidden_items) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hidden_items: HiddenItems = no_posted_items,
+        shown_items: ShownItems = no_posted_items,
+    ) -> None:
         self.settings = settings
         self.hidden_items = hidden_items
+        self.shown_items = shown_items
         self.names: dict[Role, str] = dict(
             zip(ROLES, settings.registered_models, strict=True)  # type: ignore[arg-type]
         )
@@ -388,7 +422,7 @@ class MlflowModelSource:
         else:
             bundle = loaded["recommender"][1].bundle
             recommender = BundleRecommender(
-                bundle, self.settings.precompute_top_k, self.hidden_items
+                bundle, self.settings.precompute_top_k, self.hidden_items, self.shown_items
             )
             recommender_as_of = _utc(bundle.as_of)
         tables: dict[Role, CustomerScoreTable] = {}

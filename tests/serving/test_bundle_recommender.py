@@ -106,3 +106,43 @@ def test_known_customer_before_their_list_is_precomputed_gets_their_own_list(
     new = served.recommend_for("someone-new", 5, None, DEFAULT, [])
     assert (new.strategy, new.note) == ("trending", "new customer")
     _same(new, BundleRecommender._convert(bundle.recommend_for("someone-new", k=5)))
+
+
+def test_items_trained_unavailable_come_back_when_posted_available(
+    bundle: RecommenderBundle, tmp_path: Path
+) -> None:
+    """A restock: the model was trained with some top items unavailable; once they are posted
+    `available: true`, answers are exactly the bundle trained with them available (precomputed
+    lists are set aside, since a restocked item may belong in any list)."""
+    customers = [str(c) for c in bundle.customer_ids[:25]]
+    first = BundleRecommender(bundle)
+    top = {first.recommend_for(c, 2, None, DEFAULT, []).item_ids[0] for c in customers}
+    basket = [str(bundle.item_ids[0]), str(bundle.item_ids[1])]
+    top |= set(first.cross_sell(basket, None, 2).item_ids)
+    trained_without = _with_unavailable(bundle, frozenset(top), tmp_path / "without")
+    restocked = frozenset(sorted(top)[: len(top) // 2])
+    still_out = frozenset(top) - restocked
+    posted = {"shown": frozenset[str]()}
+    served = BundleRecommender(
+        trained_without, precompute_k=10, shown_items=lambda: posted["shown"]
+    )
+    assert served.precomputed is not None
+    served.precomputed._fill()
+
+    def answers(recommender: BundleRecommender) -> list[RecommendationList]:
+        out = [recommender.recommend_for(c, 5, None, DEFAULT, []) for c in customers]
+        out.append(recommender.recommend_for("someone-new", 5, None, DEFAULT, []))
+        out.append(recommender.cross_sell(basket, None, 5))
+        out.append(recommender.similar(basket[0], 5))
+        return out
+
+    for answer, reference in zip(answers(served), answers(BundleRecommender(trained_without)),
+                                 strict=True):  # fmt: skip
+        _same(answer, reference)  # nothing posted: the trained catalog
+    posted["shown"] = restocked | {"not-in-this-catalog"}
+    reference = BundleRecommender(_with_unavailable(bundle, still_out, tmp_path / "restocked"))
+    served_now = answers(served)
+    for answer, expected in zip(served_now, answers(reference), strict=True):
+        _same(answer, expected)
+    assert restocked & {item for answer in served_now for item in answer.item_ids}
+    assert not still_out & {item for answer in served_now for item in answer.item_ids}

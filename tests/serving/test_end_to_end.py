@@ -279,6 +279,37 @@ def test_item_posted_unavailable_leaves_every_answer_at_once(
     assert _get(server, path, "storefront").json()["items"] == before["items"]
 
 
+def test_item_trained_unavailable_comes_back_when_posted_available(
+    server: RunningServer, trained_registry: TrainedRegistry
+) -> None:
+    """A restock: the sample shop's best-selling item flagged unavailable (the model was
+    trained with it masked) enters the new-customer list once posted `available: true`."""
+    shop_dir = trained_registry.shop_dir
+    items = pd.read_csv(shop_dir / "items.csv", dtype={"item_id": str})
+    purchases = pd.read_csv(shop_dir / "purchases.csv", dtype={"item_id": str})
+    flagged = set(items.loc[~items["available"].astype(bool), "item_id"])
+    sales = purchases.loc[purchases["item_id"].isin(flagged), "item_id"].value_counts()
+    restocked = str(sales.index[0])
+    path = "/v1/customers/someone-new-e2e/recommendations?k=100"
+
+    def listed() -> list[str]:
+        return [i["item_id"] for i in _get(server, path, "storefront").json()["items"]]
+
+    def post(available: bool) -> None:
+        rows = [{"item_id": restocked, "available": available}]
+        assert _post(server, "/v1/events", "crm", {"items": rows}).status_code == 201
+
+    before = listed()
+    assert restocked not in before and not flagged & set(before)
+    post(True)
+    try:
+        after = listed()
+        assert restocked in after and not (flagged - {restocked}) & set(after)
+    finally:
+        post(False)  # as trained: the other tests share this server
+    assert listed() == before
+
+
 def _new_champion_versions(tracking_uri: str, source_of: dict[str, str] | None = None) -> None:
     """Register a new champion version of each model in `source_of` (its source) or, without
     it, of every model (same artifacts)."""

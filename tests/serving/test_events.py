@@ -263,9 +263,11 @@ def test_replaying_the_log_never_undoes_a_newer_item_update(tmp_path: Path) -> N
     overlay.add_items([{"item_id": "i3", "available": True}], received_at=earlier + timedelta(1))
     assert overlay.replay(tmp_path / "events") == 1
     assert overlay.hidden_items() == frozenset()
+    assert overlay.shown_items() == {"i3"}  # restocked: a model trained without it shows it
     restarted = EventOverlay()
     restarted.replay(tmp_path / "events")
     assert restarted.hidden_items() == {"i3"}
+    assert restarted.shown_items() == frozenset()
 
 
 @pytest.mark.parametrize("value", ["no", 0, None])
