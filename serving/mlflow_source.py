@@ -75,21 +75,34 @@ class BundleRecommender:
         self._trained_unavailable = frozenset(
             str(i) for i in np.asarray(bundle.item_ids)[~np.asarray(bundle.rules.available, bool)]
         )
-        self._restocked: tuple[frozenset[str], Any] = (frozenset(), bundle)
+        # (the posted shown set it was built for, the trained-unavailable items shown again, the
+        # bundle with them available, its precomputed lists): replaced as a whole, under the lock.
+        self._restock: tuple[frozenset[str] | None, frozenset[str], Any, PrecomputedLists | None]
+        self._restock = (None, frozenset(), bundle, self.precomputed)
+        self._restock_lock = threading.Lock()
+        self._serving = False
 
     def on_serving(self) -> None:
         """Called by the model store once this recommender serves: start precomputing."""
-        if self.precomputed is not None:
-            self.precomputed.start()
+        self._serving = True
+        for lists in (self.precomputed, self._restock[3]):
+            if lists is not None:
+                lists.start()
 
     def on_retired(self) -> None:
         """Called when a swap replaced this recommender: stop precomputing."""
-        if self.precomputed is not None:
-            self.precomputed.stop()
+        self._serving = False
+        for lists in (self.precomputed, self._restock[3]):
+            if lists is not None:
+                lists.stop()
 
     def status(self) -> dict[str, Any]:
-        """What `/v1/models` shows about the recommender's fast path."""
-        return {"precomputed": None if self.precomputed is None else self.precomputed.progress()}
+        """What `/v1/models` shows about the recommender's fast path (the lists in use)."""
+        _, restocked, _, lists = self._restock
+        return {
+            "precomputed": None if lists is None else lists.progress(),
+            "restocked_items": len(restocked),
+        }
 
     @staticmethod
     def _convert(answer: Any) -> RecommendationList:
@@ -109,21 +122,36 @@ class BundleRecommender:
             self._hidden_depth = (hidden, count)
         return hidden, count
 
-    def _scoring_bundle(self) -> Any:
-        """The bundle to answer with: the trained one, or, once items it was trained as
-        unavailable are posted `available: true`, the same models with those items shown again
-        (then the precomputed lists no longer hold: a restocked item may belong in any list)."""
+    def _current(self) -> tuple[Any, PrecomputedLists | None]:
+        """The bundle to answer with and its precomputed lists: the trained ones, or, once items
+        it was trained as unavailable are posted `available: true`, the same models with those
+        items shown again and new lists for them, filled in the background (the old lists never
+        considered those items; until a row is filled, that customer is scored live)."""
         shown = self.shown_items()
-        if not shown or not self._trained_unavailable:
-            return self.bundle
-        seen, bundle = self._restocked
-        if shown is not seen:  # the overlay hands out a new set only when it changes
-            back = shown & self._trained_unavailable
-            bundle = (
-                self.bundle.with_availability(dict.fromkeys(back, True)) if back else self.bundle
-            )
-            self._restocked = (shown, bundle)
-        return bundle
+        state = self._restock
+        if shown is state[0]:  # the overlay hands out a new set only when it changes
+            return state[2], state[3]
+        with self._restock_lock:
+            state = self._restock
+            if shown is not state[0]:
+                back = frozenset(shown & self._trained_unavailable)
+                if back == state[1]:  # another item's post: nothing to rebuild
+                    state = (shown, *state[1:])
+                else:
+                    previous = state[3]
+                    bundle, lists = self.bundle, self.precomputed
+                    if back:
+                        bundle = self.bundle.with_availability(dict.fromkeys(back, True))
+                        lists = None
+                        if self.precomputed is not None:
+                            lists = PrecomputedLists(bundle, self.precomputed.depth)
+                            if self._serving:
+                                lists.start()
+                    state = (shown, back, bundle, lists)
+                    if previous is not None and previous is not self.precomputed:
+                        previous.stop()
+                self._restock = state
+            return state[2], state[3]
 
     @staticmethod
     def _shown(answer: RecommendationList, hidden: frozenset[str], k: int) -> RecommendationList:
@@ -165,8 +193,7 @@ class BundleRecommender:
         answered from the lists computed at load time: the same numbers, no scoring. Items
         posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
-        bundle = self._scoring_bundle()
-        precomputed = self.precomputed if bundle is self.bundle else None
+        bundle, precomputed = self._current()
         if (
             precomputed is not None
             and category is None
@@ -186,7 +213,7 @@ class BundleRecommender:
                 # Every new customer gets the same list for this question: computed once.
                 if precomputed.cold is None:
                     precomputed.cold = self._convert(
-                        self.bundle.recommend_for(
+                        bundle.recommend_for(
                             customer_id, k=precomputed.depth, exclude_purchased=EXCLUDE_DEFAULT
                         )
                     )
@@ -210,7 +237,7 @@ class BundleRecommender:
         """Top-k for a basket; items posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
         answer = self._convert(
-            self._scoring_bundle().cross_sell(item_ids, customer_id=customer_id, k=k + extra)
+            self._current()[0].cross_sell(item_ids, customer_id=customer_id, k=k + extra)
         )
         return self._shown(answer, hidden, k)
 
@@ -218,7 +245,7 @@ class BundleRecommender:
         """Top-k similar items (an unknown item: trending); items posted as unavailable since
         training never appear."""
         hidden, extra = self._hidden()
-        answer = self._convert(self._scoring_bundle().similar(item_id, k=k + extra))
+        answer = self._convert(self._current()[0].similar(item_id, k=k + extra))
         return self._shown(answer, hidden, k)
 
 

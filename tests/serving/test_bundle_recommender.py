@@ -112,8 +112,8 @@ def test_items_trained_unavailable_come_back_when_posted_available(
     bundle: RecommenderBundle, tmp_path: Path
 ) -> None:
     """A restock: the model was trained with some top items unavailable; once they are posted
-    `available: true`, answers are exactly the bundle trained with them available (precomputed
-    lists are set aside, since a restocked item may belong in any list)."""
+    `available: true`, answers are exactly those of the bundle with them available, scored live
+    at first and then from new precomputed lists (the old ones never considered those items)."""
     customers = [str(c) for c in bundle.customer_ids[:25]]
     first = BundleRecommender(bundle)
     top = {first.recommend_for(c, 2, None, DEFAULT, []).item_ids[0] for c in customers}
@@ -140,9 +140,23 @@ def test_items_trained_unavailable_come_back_when_posted_available(
                                  strict=True):  # fmt: skip
         _same(answer, reference)  # nothing posted: the trained catalog
     posted["shown"] = restocked | {"not-in-this-catalog"}
-    reference = BundleRecommender(_with_unavailable(bundle, still_out, tmp_path / "restocked"))
-    served_now = answers(served)
-    for answer, expected in zip(served_now, answers(reference), strict=True):
+    reference = answers(BundleRecommender(_with_unavailable(bundle, still_out, tmp_path / "r")))
+    served_now = answers(served)  # live: the new lists are not filled yet
+    for answer, expected in zip(served_now, reference, strict=True):
         _same(answer, expected)
     assert restocked & {item for answer in served_now for item in answer.item_ids}
     assert not still_out & {item for answer in served_now for item in answer.item_ids}
+    live_bundle, lists = served._current()
+    assert lists is not None and lists is not served.precomputed and lists.filled == 0
+    lists._fill()  # as the background thread does
+    for answer, expected in zip(answers(served), reference, strict=True):
+        _same(answer, expected)
+    assert served.status()["precomputed"]["done"] and served.status()["restocked_items"] == len(
+        restocked
+    )
+    posted["shown"] = posted["shown"] | {str(bundle.item_ids[0])}  # an item sold all along
+    now_bundle, now_lists = served._current()
+    assert now_bundle is live_bundle and now_lists is lists  # nothing rebuilt
+    posted["shown"] = frozenset()
+    now_bundle, now_lists = served._current()
+    assert now_bundle is trained_without and now_lists is served.precomputed
