@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from models.recommenders.base import Recommender, row_normalise
+from models.recommenders.base import Recommender, members_for_available, row_normalise
 
 
 class BlendRecommender(Recommender):
@@ -71,6 +71,10 @@ class BlendRecommender(Recommender):
             raise ValueError(f"blend members disagree on the number of items: {sizes}")
         blend.n_items_ = sizes.pop()
         return blend
+
+    def for_available(self, available: np.ndarray) -> Recommender:
+        """The blend with each member told what is sold (`Recommender.for_available`)."""
+        return members_for_available(self, available)  # type: ignore[no-any-return]
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         total = np.zeros((len(customer_rows), self.n_items_), dtype=np.float32)

@@ -600,6 +600,10 @@ def fit_recommender_bundle(
         model_history[role] = "hinf"
     history["hinf"] = reference.matrix
     rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
+    # Models that share a category's demand among its items are told which are sold at
+    # `as_of` (saved so; later availability changes, `with_availability`, only mask items).
+    sold = np.asarray(rules.available, dtype=bool)
+    models = {role: model.for_available(sold) for role, model in models.items()}
     report = dict(selection.report)
     report["fit_seconds"] = round(time.perf_counter() - started, 2)
     report["trending_model"] = best_trending
