@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # noqa: E402
 
+from benchmarks.report import write_result
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 CDNOW = SHARED / "cdnow"
@@ -300,8 +302,7 @@ def main() -> int:
         "sample_shop": sample,
         "btyd_1m": scale,
     }
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text(json.dumps(result, indent=1, default=str))
+    write_result(RESULT, result)
     print(f"written {RESULT}")
     return 0
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmarks.report import write_result
+
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "features_scale.json"
 TARGET_SECONDS = 60.0
 TARGET_PEAK_GIB = 6.0
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
         "duckdb_speedup_over_pandas": round(pandas_run["seconds"] / duckdb_run["seconds"], 2),
     }
     RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULT_PATH, result)
     print(json.dumps(result, indent=2))
     return 0
 

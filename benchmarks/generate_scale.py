@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import write_result
+
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "generate_scale.json"
 DEFAULT_SIZE = {"customers": 5000, "items": 500, "days": 365}
 TARGET_SECONDS = 300.0
@@ -213,7 +215,7 @@ def main() -> int:
         "large_meets_target": bool(meets and full_scale),
     }
     RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULT_PATH, result)
     print(f"wrote {RESULT_PATH}")
     return 0
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.report import write_result
+
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "load_shop.json"
 TARGET_SECONDS = 60.0
 BAD_EVERY = 997
@@ -186,7 +188,7 @@ def main() -> int:
         "meets_target": bool(full_scale and all(r["seconds"] < TARGET_SECONDS for r in rows)),
     }
     RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_PATH.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULT_PATH, result)
     print(f"wrote {RESULT_PATH}")
     return 0
 

@@ -35,6 +35,8 @@ from typing import Any, TypedDict  # noqa: E402
 
 import pandas as pd  # noqa: E402
 
+from benchmarks.report import write_result  # noqa: E402
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 PEERS = SHARED.parent / "peers" / "recs_peers.py"
@@ -187,7 +189,7 @@ def main() -> int:
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.scale:
-        (RESULTS / "recommenders_scale.json").write_text(json.dumps(scale(args.seed), indent=1))
+        write_result(RESULTS / "recommenders_scale.json", scale(args.seed))
         return 0
     result: dict[str, Any] = {
         "title": "Recommendations: Patronage vs peers (same split, same metric code)",
@@ -211,7 +213,7 @@ def main() -> int:
     if not args.skip_generated:
         result["generated_shop"] = generated(args.seed, args.budget)
     result["tables"] = _tables(result)
-    (RESULTS / "recommenders.json").write_text(json.dumps(result, indent=1, default=str))
+    write_result(RESULTS / "recommenders.json", result)
     return 0
 
 

@@ -70,11 +70,20 @@ def render_section(name: str, result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def write_result(path: Path, result: dict[str, Any]) -> None:
+    """Write a benchmark's result JSON, stamped with `measured_at` (now, UTC): the time the
+    figures were measured travels with them (a file's modification time does not survive a
+    clone)."""
+    stamped = {**result, "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stamped, indent=1, default=str) + "\n")
+
+
 def _measured_at(result_path: Path, result: dict) -> datetime:
-    """When the benchmark wrote `result_path` (UTC). The file's modification time is only true
-    in the tree the benchmark ran in (a clone stamps every file with the clone's time), so the
-    first report built there records it in the JSON as `measured_at`, and later reports read it
-    back."""
+    """When the benchmark wrote `result_path` (UTC): its `measured_at` (see `write_result`).
+    A file written before benchmarks stamped it falls back to its modification time, which is
+    only true in the tree the benchmark ran in (a clone stamps every file with the clone's
+    time); the first report built there records it in the JSON, later reports read it back."""
     if "measured_at" in result:
         return datetime.fromisoformat(result["measured_at"])
     measured = datetime.fromtimestamp(result_path.stat().st_mtime, UTC)

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from benchmarks.report import write_result
+
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "scores_scale.json"
 DAYS = 365
 START = pd.Timestamp("2025-01-01", tz="UTC")
@@ -114,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "figures": figures,
     }
     RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_PATH.write_text(json.dumps(result, indent=1))
+    write_result(RESULT_PATH, result)
     print(json.dumps(figures, indent=1))
     if scratch is not None:
         scratch.cleanup()

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.report import write_result
+
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "serving.json"
 KEYS = {"storefront": "bench-sf", "crm": "bench-crm", "admin": "bench-admin"}
 TARGETS = {"recommendations": 0.6, "churn": 0.8, "loyalty": 0.8}
@@ -498,8 +500,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "routes": results,
     }
-    RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    RESULT_PATH.write_text(json.dumps(result, indent=1))
+    write_result(RESULT_PATH, result)
     print(json.dumps({"ratios_to_noop": ratios, "churn_vs_mlflow": vs_mlflow, **checks}, indent=1))
     print(f"[serving] wrote {RESULT_PATH}")
     if args.workdir is None:

@@ -10,13 +10,14 @@ Usage: python -m benchmarks.train_sample [--customers N] [--items N] [--days N] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchmarks.report import write_result
 
 RESULTS = Path(__file__).resolve().parent / "results" / "train_sample.json"
 TARGET_SECONDS = 120.0
@@ -116,7 +117,7 @@ def main() -> int:
         "backtest_metrics": key,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(RESULTS, result)
     print(
         f"train end to end: {train_seconds:.1f} s (target {TARGET_SECONDS:.0f} s); wrote {RESULTS}"
     )
