@@ -6,10 +6,12 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from threadpoolctl import threadpool_limits
@@ -89,6 +91,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
+        **_telemetry(settings),
     )
     app.state.services = services
     install_error_handlers(app)
@@ -96,6 +99,24 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+TELEMETRY_OFF: dict[str, Any] = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+
+def _telemetry(settings: Settings) -> dict[str, Any]:
+    """FastAPI's native OpenTelemetry, off unless `settings.opentelemetry`: on, it checks on
+    every request whether a provider is configured (about 10 us of a 120 us no-op request,
+    measured in-process); the service's own metrics are Prometheus, at /metrics. FastAPI
+    versions without native telemetry take no argument."""
+    if settings.opentelemetry or "telemetry" not in inspect.signature(FastAPI).parameters:
+        return {}
+    return {"telemetry": TELEMETRY_OFF}
 
 
 def _follow_events(services: Services, stop: threading.Event) -> None:

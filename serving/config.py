@@ -100,6 +100,11 @@ class Settings(BaseModel):
     load_on_start: bool = Field(
         default=True, description="load the champion models in a background thread at start"
     )
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's native OpenTelemetry spans and metrics (for a configured "
+        "OpenTelemetry SDK); off, each request skips looking for a provider",
+    )
 
     @field_validator("api_keys")
     @classmethod
