@@ -148,11 +148,14 @@ class CustomerScorer:
                 "churn_reasons": [REASON_SEPARATOR.join(r) for r in reasons],
                 "loyalty_score": loyalty_score(rfm, churn, satisfaction),
                 "segment": rfm["segment"].to_numpy(),
-                "p_alive": self.bgnbd_.probability_alive(x, t_x, big_t),
-                "expected_orders_90d": self.bgnbd_.expected_purchases(90.0, x, t_x, big_t),
-                "predicted_clv_365d": self._clv(features, x, t_x, big_t),
+                # Rounded to what the figures can claim (a CRM shows them as they are).
+                "p_alive": np.round(self.bgnbd_.probability_alive(x, t_x, big_t), 4),
+                "expected_orders_90d": np.round(
+                    self.bgnbd_.expected_purchases(90.0, x, t_x, big_t), 4
+                ),
+                "predicted_clv_365d": np.round(self._clv(features, x, t_x, big_t), 2),
                 "expected_next_order_at": next_order.dt.round("s"),
-                "avg_days_between_orders": gap,
+                "avg_days_between_orders": np.round(gap, 2),
                 "satisfaction": np.round(satisfaction, 1),
             }
         )
