@@ -403,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
         "duckdb_within_memory_target": duckdb_run["peak_rss_gib"] <= TARGET_PEAK_GIB,
         "duckdb_speedup_over_pandas": round(pandas_run["seconds"] / duckdb_run["seconds"], 2),
     }
-    RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
     write_result(RESULT_PATH, result)
     print(json.dumps(result, indent=2))
     return 0

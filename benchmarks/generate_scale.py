@@ -214,7 +214,6 @@ def main() -> int:
         },
         "large_meets_target": bool(meets and full_scale),
     }
-    RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
     write_result(RESULT_PATH, result)
     print(f"wrote {RESULT_PATH}")
     return 0

@@ -187,7 +187,6 @@ def main() -> int:
         "tables": {"load_shop": rows},
         "meets_target": bool(full_scale and all(r["seconds"] < TARGET_SECONDS for r in rows)),
     }
-    RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
     write_result(RESULT_PATH, result)
     print(f"wrote {RESULT_PATH}")
     return 0

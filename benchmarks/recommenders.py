@@ -187,7 +187,6 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--budget", type=float, default=240.0, help="selection budget, seconds")
     args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
     if args.scale:
         write_result(RESULTS / "recommenders_scale.json", scale(args.seed))
         return 0

@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
         "tables": {"Bulk scores": [{"customers": args.customers, **figures}]},
         "figures": figures,
     }
-    RESULT_PATH.parent.mkdir(parents=True, exist_ok=True)
     write_result(RESULT_PATH, result)
     print(json.dumps(figures, indent=1))
     if scratch is not None:

@@ -116,7 +116,6 @@ def main() -> int:
         "load_average_after": round(load_after, 2),
         "backtest_metrics": key,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     write_result(RESULTS, result)
     print(
         f"train end to end: {train_seconds:.1f} s (target {TARGET_SECONDS:.0f} s); wrote {RESULTS}"

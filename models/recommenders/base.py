@@ -11,7 +11,6 @@ Persistence is pickle-free: `model.json` (class name and parameters) and `arrays
 
 from __future__ import annotations
 
-import copy
 import json
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -180,7 +179,8 @@ class Recommender(ABC):
         column) are sold at training. Most models score the same either way (the business
         rules mask what is not sold) and return self; a model that shares a group's demand
         among its items (latent classes over categories) returns an adjusted copy, which it
-        saves as adjusted. Never modifies self."""
+        saves as adjusted; a blend returns a copy with its members adjusted. Never modifies
+        self."""
         return self
 
     # --- persistence ------------------------------------------------------------------------
@@ -242,17 +242,6 @@ class Recommender(ABC):
             model._set_arrays({name: stored[name] for name in stored.files})
         model._load_extra(meta, directory)
         return model
-
-
-def members_for_available(model: Any, available: np.ndarray) -> Any:
-    """`for_available` of a model made of `members` (a blend, a re-ranker): a shallow copy
-    with its members adjusted, or the model itself when none of them changes."""
-    adjusted = [member.for_available(available) for member in model.members]
-    if all(new is old for new, old in zip(adjusted, model.members, strict=True)):
-        return model
-    twin = copy.copy(model)
-    twin.members = adjusted
-    return twin
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,13 +6,14 @@ shares of each member's own scale. Weights are chosen on a validation window by
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from models.recommenders.base import Recommender, members_for_available, row_normalise
+from models.recommenders.base import Recommender, row_normalise
 
 
 class BlendRecommender(Recommender):
@@ -73,8 +74,14 @@ class BlendRecommender(Recommender):
         return blend
 
     def for_available(self, available: np.ndarray) -> Recommender:
-        """The blend with each member told what is sold (`Recommender.for_available`)."""
-        return members_for_available(self, available)  # type: ignore[no-any-return]
+        """The blend with each member told what is sold (`Recommender.for_available`): a
+        copy when a member changes, else self."""
+        members = [member.for_available(available) for member in self.members]
+        if all(new is old for new, old in zip(members, self.members, strict=True)):
+            return self
+        twin = copy.copy(self)
+        twin.members = members
+        return twin
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         total = np.zeros((len(customer_rows), self.n_items_), dtype=np.float32)
