@@ -9,11 +9,19 @@ date and the days since it.
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Request, Response
 
-from serving.deps import CrmDep, dumps, json_bytes_response, json_response, loaded_models
+from serving.deps import (
+    ONE_CUSTOMER_CRM_OPENAPI,
+    CrmDep,
+    dumps,
+    json_bytes_response,
+    json_response,
+    loaded_models,
+    one_customer_crm,
+)
 from serving.errors import ApiError, ErrorBody
 from serving.events import EventOverlay
 from serving.model_store import LOYALTY_COLUMNS, CustomerScoreTable, ServingModels
@@ -36,7 +44,6 @@ CRM_ERRORS: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "the model has no score for this customer"}
 }
-CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
 
 
 def _row_or_404(table: CustomerScoreTable, customer_id: str) -> int:
@@ -99,9 +106,11 @@ def _last_order(
     response_model=ChurnAnswer,
     responses={**CRM_ERRORS, **NOT_FOUND},
     summary="Churn risk of one customer, with reasons",
+    openapi_extra=ONE_CUSTOMER_CRM_OPENAPI,
 )
-async def customer_churn(customer_id: CustomerId, services: CrmDep) -> Response:
+async def customer_churn(request: Request) -> Response:
     """Churn probability, risk tier and up to three reasons at the model's `as_of`."""
+    services, customer_id = await one_customer_crm(request)
     models = loaded_models(services)
     table = models.churn
     row = _row_or_404(table, customer_id)
@@ -120,10 +129,12 @@ async def customer_churn(customer_id: CustomerId, services: CrmDep) -> Response:
     response_model=LoyaltyAnswer,
     responses={**CRM_ERRORS, **NOT_FOUND},
     summary="Loyalty score, segment, value and next order of one customer",
+    openapi_extra=ONE_CUSTOMER_CRM_OPENAPI,
 )
-async def customer_loyalty(customer_id: CustomerId, services: CrmDep) -> Response:
+async def customer_loyalty(request: Request) -> Response:
     """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` include purchases
     posted to /v1/events since then (the model scores themselves change only on retraining)."""
+    services, customer_id = await one_customer_crm(request)
     models = loaded_models(services)
     table = models.loyalty
     row = _row_or_404(table, customer_id)

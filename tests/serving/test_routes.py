@@ -210,3 +210,26 @@ def test_unknown_or_repeated_query_parameter_is_422(
 ) -> None:
     answer = client.get(f"/v1/customers/c1/recommendations?{query}", headers=STOREFRONT)
     assert answer.status_code == 422 and answer.json()["error"] == error
+
+
+@pytest.mark.parametrize("route", ["churn", "loyalty"])
+def test_one_customer_crm_reads_check_their_input_by_hand(client: TestClient, route: str) -> None:
+    """Churn and loyalty check key, query and id themselves (FastAPI's solving is skipped on
+    these hot routes); the rules and the OpenAPI schema stay those of every other route."""
+    too_long = client.get(f"/v1/customers/{'c' * 257}/{route}", headers=CRM)
+    assert too_long.status_code == 422
+    assert too_long.json()["error"] == "invalid_request"
+    assert "path.customer_id" in too_long.json()["detail"]
+    assert "1 to 256 characters" in too_long.json()["detail"]
+    longest = client.get(f"/v1/customers/{'c' * 256}/{route}", headers=CRM)
+    assert longest.status_code == 404  # a valid id the model does not know
+    typo = client.get(f"/v1/customers/c1/{route}?k=5", headers=CRM)
+    assert typo.status_code == 422 and typo.json()["error"] == "unknown_query_parameter"
+    assert "takes no query parameters" in typo.json()["detail"]
+    operation = client.get("/openapi.json").json()["paths"][
+        f"/v1/customers/{{customer_id}}/{route}"
+    ]
+    assert operation["get"]["security"] == [{"ApiKey": []}]
+    (parameter,) = operation["get"]["parameters"]
+    assert parameter["name"] == "customer_id" and parameter["in"] == "path"
+    assert parameter["schema"]["maxLength"] == 256
