@@ -14,13 +14,14 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from serving.deps import (
-    ONE_CUSTOMER_CRM_OPENAPI,
+    CRM_KEY,
     CrmDep,
+    customer_request,
     dumps,
+    hand_checked_openapi,
     json_bytes_response,
     json_response,
     loaded_models,
-    one_customer_crm,
 )
 from serving.errors import ApiError, ErrorBody
 from serving.events import EventOverlay
@@ -106,11 +107,11 @@ def _last_order(
     response_model=ChurnAnswer,
     responses={**CRM_ERRORS, **NOT_FOUND},
     summary="Churn risk of one customer, with reasons",
-    openapi_extra=ONE_CUSTOMER_CRM_OPENAPI,
+    openapi_extra=hand_checked_openapi(),
 )
 async def customer_churn(request: Request) -> Response:
     """Churn probability, risk tier and up to three reasons at the model's `as_of`."""
-    services, customer_id = await one_customer_crm(request)
+    services, customer_id = await customer_request(request, CRM_KEY)
     models = loaded_models(services)
     table = models.churn
     row = _row_or_404(table, customer_id)
@@ -129,12 +130,12 @@ async def customer_churn(request: Request) -> Response:
     response_model=LoyaltyAnswer,
     responses={**CRM_ERRORS, **NOT_FOUND},
     summary="Loyalty score, segment, value and next order of one customer",
-    openapi_extra=ONE_CUSTOMER_CRM_OPENAPI,
+    openapi_extra=hand_checked_openapi(),
 )
 async def customer_loyalty(request: Request) -> Response:
     """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` include purchases
     posted to /v1/events since then (the model scores themselves change only on retraining)."""
-    services, customer_id = await one_customer_crm(request)
+    services, customer_id = await customer_request(request, CRM_KEY)
     models = loaded_models(services)
     table = models.loyalty
     row = _row_or_404(table, customer_id)

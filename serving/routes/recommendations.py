@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, cast, get_args
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from starlette.datastructures import QueryParams
 
-from serving.deps import StorefrontDep, json_response, loaded_models
+from serving.deps import (
+    STOREFRONT_KEY,
+    StorefrontDep,
+    customer_request,
+    hand_checked_openapi,
+    json_response,
+    loaded_models,
+)
 from serving.errors import ApiError, ErrorBody
 from serving.model_store import RecommendationList, finite_or_none
 from serving.schemas import (
@@ -26,7 +34,6 @@ AUTH_ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorBody, "description": "invalid parameters; `detail` says what to fix"},
     503: {"model": ErrorBody, "description": "models not loaded yet"},
 }
-CustomerId = Annotated[str, Path(min_length=1, max_length=256, description="the shop's id")]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="number of items")]
 
 
@@ -37,29 +44,96 @@ def _items(result: RecommendationList) -> list[dict[str, object]]:
     ]
 
 
+EXCLUDE_CHOICES: tuple[ExcludePurchased, ...] = get_args(ExcludePurchased)
+CATEGORY_MAX_LENGTH = 256
+RECOMMENDATION_QUERY: tuple[dict[str, Any], ...] = (
+    {
+        "name": "k",
+        "in": "query",
+        "required": False,
+        "description": "number of items",
+        "schema": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": MAX_K,
+            "default": 10,
+            "title": "K",
+            "description": "number of items",
+        },
+    },
+    {
+        "name": "category",
+        "in": "query",
+        "required": False,
+        "description": "only items of this category (empty: all)",
+        "schema": {
+            "type": "string",
+            "maxLength": CATEGORY_MAX_LENGTH,
+            "default": "",
+            "title": "Category",
+            "description": "only items of this category (empty: all)",
+        },
+    },
+    {
+        "name": "exclude_purchased",
+        "in": "query",
+        "required": False,
+        "description": "drop items the customer bought: all, non-repeatable ones, or none",
+        "schema": {
+            "type": "string",
+            "enum": list(EXCLUDE_CHOICES),
+            "default": "non-repeatable",
+            "title": "Exclude Purchased",
+            "description": "drop items the customer bought: all, non-repeatable ones, or none",
+        },
+    },
+)
+"""The query of personal recommendations, checked by `_recommendation_query`."""
+
+
+def _recommendation_query(query: QueryParams) -> tuple[int, str, ExcludePurchased]:
+    """(k, category, exclude_purchased) of the query, as `RECOMMENDATION_QUERY` declares them;
+    422 saying what to fix otherwise."""
+    raw_k = query.get("k")
+    k = 10
+    if raw_k is not None:
+        k = int(raw_k) if raw_k.isascii() and raw_k.isdigit() and len(raw_k) <= 4 else 0
+        if not 1 <= k <= MAX_K:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"query.k: give a whole number from 1 to {MAX_K}, not {raw_k!r}",
+            )
+    category = query.get("category", "")
+    if len(category) > CATEGORY_MAX_LENGTH:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"query.category: give at most {CATEGORY_MAX_LENGTH} characters (got {len(category)})",
+        )
+    exclude = query.get("exclude_purchased", "non-repeatable")
+    if exclude not in EXCLUDE_CHOICES:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"query.exclude_purchased: give one of {', '.join(EXCLUDE_CHOICES)}, not {exclude!r}",
+        )
+    return k, category, cast(ExcludePurchased, exclude)
+
+
 @router.get(
     "/v1/customers/{customer_id}/recommendations",
     response_model=RecommendationsAnswer,
     responses=AUTH_ERRORS,
     summary="Recommended items for one customer",
+    openapi_extra=hand_checked_openapi(*RECOMMENDATION_QUERY),
 )
-async def customer_recommendations(
-    customer_id: CustomerId,
-    services: StorefrontDep,
-    k: K = 10,
-    # A plain string (empty: no filter), not `str | None`: a query value is always a string,
-    # and the schema then says so (schemathesis takes a number for an invalid `anyOf` member).
-    category: Annotated[
-        str, Query(max_length=256, description="only items of this category (empty: all)")
-    ] = "",
-    exclude_purchased: Annotated[
-        ExcludePurchased,
-        Query(description="drop items the customer bought: all, non-repeatable ones, or none"),
-    ] = "non-repeatable",
-) -> Response:
+async def customer_recommendations(request: Request) -> Response:
     """Top-k items; an unknown customer gets trending items (strategy `trending`, note
     `new customer`). Items the customer bought in events posted since the model's `as_of` count
     as purchased."""
+    services, customer_id = await customer_request(request, STOREFRONT_KEY)
+    k, category, exclude_purchased = _recommendation_query(request.query_params)
     models = loaded_models(services)
     just_bought = (
         services.overlay.items_bought_since(customer_id, models.recommender_as_of)

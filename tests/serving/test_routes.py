@@ -109,6 +109,10 @@ def test_segments_add_up(client: TestClient) -> None:
         ("/v1/customers/c1/recommendations?k=101", "query.k"),
         ("/v1/customers/c1/recommendations?k=ten", "query.k"),
         ("/v1/customers/c1/recommendations?exclude_purchased=some", "exclude_purchased"),
+        ("/v1/customers/c1/recommendations?k=5.0", "query.k"),
+        ("/v1/customers/c1/recommendations?k=", "query.k"),
+        ("/v1/customers/c1/recommendations?k=%2B5", "query.k"),
+        (f"/v1/customers/c1/recommendations?category={'x' * 257}", "query.category"),
         ("/v1/items/i1/similar?k=-1", "query.k"),
     ],
 )
@@ -212,24 +216,43 @@ def test_unknown_or_repeated_query_parameter_is_422(
     assert answer.status_code == 422 and answer.json()["error"] == error
 
 
-@pytest.mark.parametrize("route", ["churn", "loyalty"])
-def test_one_customer_crm_reads_check_their_input_by_hand(client: TestClient, route: str) -> None:
-    """Churn and loyalty check key, query and id themselves (FastAPI's solving is skipped on
-    these hot routes); the rules and the OpenAPI schema stay those of every other route."""
-    too_long = client.get(f"/v1/customers/{'c' * 257}/{route}", headers=CRM)
+@pytest.mark.parametrize(
+    ("route", "headers"),
+    [("churn", CRM), ("loyalty", CRM), ("recommendations", STOREFRONT)],
+)
+def test_hot_reads_check_their_input_by_hand(
+    client: TestClient, route: str, headers: dict[str, str]
+) -> None:
+    """These routes check key, query and id themselves (FastAPI's solving is skipped on the
+    hottest routes); the rules and the OpenAPI schema stay those of every other route."""
+    too_long = client.get(f"/v1/customers/{'c' * 257}/{route}", headers=headers)
     assert too_long.status_code == 422
     assert too_long.json()["error"] == "invalid_request"
     assert "path.customer_id" in too_long.json()["detail"]
     assert "1 to 256 characters" in too_long.json()["detail"]
-    longest = client.get(f"/v1/customers/{'c' * 256}/{route}", headers=CRM)
-    assert longest.status_code == 404  # a valid id the model does not know
-    typo = client.get(f"/v1/customers/c1/{route}?k=5", headers=CRM)
+    longest = client.get(f"/v1/customers/{'c' * 256}/{route}", headers=headers)
+    # a valid id the model does not know: no score, or the new-customer fallback
+    assert longest.status_code == (200 if route == "recommendations" else 404)
+    typo = client.get(f"/v1/customers/c1/{route}?kk=5", headers=headers)
     assert typo.status_code == 422 and typo.json()["error"] == "unknown_query_parameter"
-    assert "takes no query parameters" in typo.json()["detail"]
+    assert "'kk'" in typo.json()["detail"]
     operation = client.get("/openapi.json").json()["paths"][
         f"/v1/customers/{{customer_id}}/{route}"
     ]
     assert operation["get"]["security"] == [{"ApiKey": []}]
-    (parameter,) = operation["get"]["parameters"]
-    assert parameter["name"] == "customer_id" and parameter["in"] == "path"
-    assert parameter["schema"]["maxLength"] == 256
+    parameters = operation["get"]["parameters"]
+    assert parameters[0]["name"] == "customer_id" and parameters[0]["in"] == "path"
+    assert parameters[0]["schema"]["maxLength"] == 256
+
+
+def test_recommendation_query_is_read_as_declared(client: TestClient) -> None:
+    base = "/v1/customers/c1/recommendations"
+    assert len(client.get(f"{base}?k=1", headers=STOREFRONT).json()["items"]) == 1
+    every = client.get(f"{base}?k=100&category=&exclude_purchased=none", headers=STOREFRONT)
+    assert every.status_code == 200
+    kept = [item["item_id"] for item in every.json()["items"]]
+    dropped = client.get(f"{base}?k=100&exclude_purchased=all", headers=STOREFRONT).json()
+    assert "i0" in kept and "i0" not in [item["item_id"] for item in dropped["items"]]
+    assert client.get(f"{base}?k=2&k=3", headers=STOREFRONT).json()["error"] == (
+        "repeated_query_parameter"
+    )
