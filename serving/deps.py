@@ -7,18 +7,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, ValidationError
 
 from serving.auth import API_KEY_HEADER, KeyRing, api_key_header
 from serving.config import Settings
-from serving.errors import ApiError
+from serving.errors import ApiError, describe_validation_errors
 from serving.events import EventLog, EventOverlay
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore, ServingModels
+
+Model = TypeVar("Model", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -132,11 +135,34 @@ CUSTOMER_ID_PARAMETER: dict[str, Any] = {
 }
 
 
-def hand_checked_openapi(*query_parameters: dict[str, Any]) -> dict[str, Any]:
-    """`openapi_extra` of a route checked by `customer_request`: what it checks (API key,
-    `customer_id`, the query parameters given here), declared for the schema and for the
-    unknown-query-parameter check, since FastAPI cannot see it."""
-    return {"security": [{"ApiKey": []}], "parameters": [CUSTOMER_ID_PARAMETER, *query_parameters]}
+def hand_checked_openapi(query: type[BaseModel] | None = None) -> dict[str, Any]:
+    """`openapi_extra` of a route checked by `customer_request` (and `checked_query`): what it
+    checks (API key, `customer_id`, the fields of `query` as query parameters), declared for
+    the schema and for the unknown-query-parameter check, since FastAPI cannot see it."""
+    parameters = [CUSTOMER_ID_PARAMETER]
+    if query is not None:
+        schema = query.model_json_schema()
+        parameters += [
+            {
+                "name": name,
+                "in": "query",
+                "required": name in schema.get("required", ()),
+                "description": field.get("description"),
+                "schema": field,
+            }
+            for name, field in schema["properties"].items()
+        ]
+    return {"security": [{"ApiKey": []}], "parameters": parameters}
+
+
+def checked_query(query: type[Model], request: Request) -> Model:
+    """The request's query parameters validated by `query` (a pydantic model: the rules
+    FastAPI would apply), or 422 saying what to fix, as FastAPI's own validation errors do."""
+    try:
+        return query.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        problems = [{**e, "loc": ("query", *e["loc"])} for e in error.errors()]
+        raise ApiError(422, "invalid_request", describe_validation_errors(problems)) from None
 
 
 async def customer_request(request: Request, key: ScopedApiKey) -> tuple[Services, str]:

@@ -38,6 +38,22 @@ class RecommendationsAnswer(BaseModel):
     )
 
 
+class RecommendationQuery(BaseModel):
+    """The query of personal recommendations. The route validates it with this model itself
+    and declares its parameters from this model's schema (`serving.deps.hand_checked_openapi`)."""
+
+    k: int = Field(default=10, ge=1, le=MAX_K, description="number of items")
+    # A plain string (empty: no filter), not `str | None`: a query value is always a string,
+    # and the schema then says so (schemathesis takes a number for an invalid `anyOf` member).
+    category: str = Field(
+        default="", max_length=256, description="only items of this category (empty: all)"
+    )
+    exclude_purchased: ExcludePurchased = Field(
+        default="non-repeatable",
+        description="drop items the customer bought: all, non-repeatable ones, or none",
+    )
+
+
 class CrossSellRequest(BaseModel):
     """A basket (item ids) and optionally who is looking at it."""
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, cast, get_args
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
-from starlette.datastructures import QueryParams
 
 from serving.deps import (
     STOREFRONT_KEY,
     StorefrontDep,
+    checked_query,
     customer_request,
     hand_checked_openapi,
     json_response,
@@ -21,7 +21,7 @@ from serving.schemas import (
     MAX_K,
     CrossSellAnswer,
     CrossSellRequest,
-    ExcludePurchased,
+    RecommendationQuery,
     RecommendationsAnswer,
     SimilarItemsAnswer,
 )
@@ -44,96 +44,20 @@ def _items(result: RecommendationList) -> list[dict[str, object]]:
     ]
 
 
-EXCLUDE_CHOICES: tuple[ExcludePurchased, ...] = get_args(ExcludePurchased)
-CATEGORY_MAX_LENGTH = 256
-RECOMMENDATION_QUERY: tuple[dict[str, Any], ...] = (
-    {
-        "name": "k",
-        "in": "query",
-        "required": False,
-        "description": "number of items",
-        "schema": {
-            "type": "integer",
-            "minimum": 1,
-            "maximum": MAX_K,
-            "default": 10,
-            "title": "K",
-            "description": "number of items",
-        },
-    },
-    {
-        "name": "category",
-        "in": "query",
-        "required": False,
-        "description": "only items of this category (empty: all)",
-        "schema": {
-            "type": "string",
-            "maxLength": CATEGORY_MAX_LENGTH,
-            "default": "",
-            "title": "Category",
-            "description": "only items of this category (empty: all)",
-        },
-    },
-    {
-        "name": "exclude_purchased",
-        "in": "query",
-        "required": False,
-        "description": "drop items the customer bought: all, non-repeatable ones, or none",
-        "schema": {
-            "type": "string",
-            "enum": list(EXCLUDE_CHOICES),
-            "default": "non-repeatable",
-            "title": "Exclude Purchased",
-            "description": "drop items the customer bought: all, non-repeatable ones, or none",
-        },
-    },
-)
-"""The query of personal recommendations, checked by `_recommendation_query`."""
-
-
-def _recommendation_query(query: QueryParams) -> tuple[int, str, ExcludePurchased]:
-    """(k, category, exclude_purchased) of the query, as `RECOMMENDATION_QUERY` declares them;
-    422 saying what to fix otherwise."""
-    raw_k = query.get("k")
-    k = 10
-    if raw_k is not None:
-        k = int(raw_k) if raw_k.isascii() and raw_k.isdigit() and len(raw_k) <= 4 else 0
-        if not 1 <= k <= MAX_K:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"query.k: give a whole number from 1 to {MAX_K}, not {raw_k!r}",
-            )
-    category = query.get("category", "")
-    if len(category) > CATEGORY_MAX_LENGTH:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"query.category: give at most {CATEGORY_MAX_LENGTH} characters (got {len(category)})",
-        )
-    exclude = query.get("exclude_purchased", "non-repeatable")
-    if exclude not in EXCLUDE_CHOICES:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"query.exclude_purchased: give one of {', '.join(EXCLUDE_CHOICES)}, not {exclude!r}",
-        )
-    return k, category, cast(ExcludePurchased, exclude)
-
-
 @router.get(
     "/v1/customers/{customer_id}/recommendations",
     response_model=RecommendationsAnswer,
     responses=AUTH_ERRORS,
     summary="Recommended items for one customer",
-    openapi_extra=hand_checked_openapi(*RECOMMENDATION_QUERY),
+    openapi_extra=hand_checked_openapi(RecommendationQuery),
 )
 async def customer_recommendations(request: Request) -> Response:
     """Top-k items; an unknown customer gets trending items (strategy `trending`, note
     `new customer`). Items the customer bought in events posted since the model's `as_of` count
     as purchased."""
     services, customer_id = await customer_request(request, STOREFRONT_KEY)
-    k, category, exclude_purchased = _recommendation_query(request.query_params)
+    query = checked_query(RecommendationQuery, request)
+    k, category, exclude_purchased = query.k, query.category, query.exclude_purchased
     models = loaded_models(services)
     just_bought = (
         services.overlay.items_bought_since(customer_id, models.recommender_as_of)
