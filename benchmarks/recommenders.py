@@ -327,6 +327,9 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
                 "true_parameters_vs_popularity": round(
                     ceiling["true_parameters"]["ndcg@10"] / popularity, 3
                 ),
+                "true_parameters_with_attributes_vs_popularity": round(
+                    ceiling["true_parameters_with_attributes"]["ndcg@10"] / popularity, 3
+                ),
             }
         result["protocols"][protocol] = block
         print(
@@ -396,12 +399,17 @@ def _generator_ceiling(
       the customer's cluster inferred from their own history by Bayes' rule (distinct items
       per category before the cut). The best a model of this shape can do knowing the
       generator's parameters exactly; a model has to estimate them from the same data.
+    - `true_parameters_with_attributes`: as `true_parameters`, with the customer's attributes
+      (gender, age band, region: the customers table, which the generator draws partly from
+      the cluster) as further evidence, at their frequencies within each true cluster. The
+      ceiling for a model that reads attributes, as Patronage's latent classes can.
     - `known_cluster`: the customer's hidden cluster itself (no model can know it).
-    Neither knows the categories' seasons in the test period."""
+    None knows the categories' seasons in the test period."""
     import types
 
     import numpy as np
 
+    from features.attributes import customer_attributes
     from features.sample_shop.simulation import substitutes
 
     items = pd.read_csv(truth_dir / "items.csv", dtype={"item_id": str, "category": str})
@@ -435,12 +443,39 @@ def _generator_ceiling(
     posterior = np.exp(log_joint - log_joint.max(axis=1, keepdims=True))
     posterior /= posterior.sum(axis=1, keepdims=True)
     known = preference[cluster_of.reindex(customers).to_numpy()]
+    attributes = customer_attributes(shop, customers)
+    everyone = customer_attributes(shop, cluster_of.index)
+    within_cluster = np.ones((len(preference), everyone.n_values))  # add-one smoothed counts
+    for a in range(len(everyone.names)):
+        known_value = everyone.codes[:, a] >= 0
+        np.add.at(
+            within_cluster,
+            (cluster_of.to_numpy()[known_value], everyone.codes[known_value, a]),
+            1.0,
+        )
+    log_attribute = np.zeros_like(within_cluster)
+    for a in range(len(everyone.names)):
+        start, stop = everyone.offsets[a], everyone.offsets[a + 1]
+        block = within_cluster[:, start:stop]
+        log_attribute[:, start:stop] = np.log(block / block.sum(axis=1, keepdims=True))
+    assert attributes.values == everyone.values, "the evaluated customers see every value"
+    evidence = np.zeros_like(log_joint)
+    for a in range(len(attributes.names)):
+        code = attributes.codes[:, a]
+        evidence[code >= 0] += log_attribute[:, code[code >= 0]].T
+    with_attributes = np.exp(
+        log_joint + evidence - (log_joint + evidence).max(axis=1, keepdims=True)
+    )
+    with_attributes /= with_attributes.sum(axis=1, keepdims=True)
     result: dict[str, Any] = {
         "note": "diagnostic only: reads the generator's hidden parameters (_truth/); "
         "true_parameters infers each customer's taste cluster from their history by Bayes' "
-        "rule, known_cluster is told it",
+        "rule, true_parameters_with_attributes from their history and attributes (gender, "
+        "age band, region), known_cluster is told it",
     }
     for name, category_probability in (("true_parameters", posterior @ preference),
+                                       ("true_parameters_with_attributes",
+                                        with_attributes @ preference),
                                        ("known_cluster", known)):  # fmt: skip
         scores = category_probability[:, category] * within[None, :]
         scores[:, gone] = -np.inf

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 
+from features.attributes import CustomerAttributes
 from features.interactions import Interactions
 
 FORMAT_VERSION = 1
@@ -71,9 +72,11 @@ class Recommender(ABC):
         interactions: Interactions,
         co_purchase: sp.csr_matrix | None = None,
         item_categories: np.ndarray | None = None,
+        customer_attributes: CustomerAttributes | None = None,
     ) -> Self:
-        """Learn from the customers x items matrix (and item x item co-purchase counts, and a
-        category per item column, for the models that use them).
+        """Learn from the customers x items matrix (and item x item co-purchase counts, a
+        category per item column, and the attributes of the matrix's customers in row order,
+        for the models that use them).
 
         Returns self. Raises ValueError on an empty matrix or mismatched shapes."""
         if interactions.n_items == 0:
@@ -83,8 +86,18 @@ class Recommender(ABC):
                 f"item_categories needs one entry per item column ({interactions.n_items}), "
                 f"got {len(item_categories)}"
             )
+        if customer_attributes is not None and len(customer_attributes) != len(
+            interactions.customer_ids
+        ):
+            raise ValueError(
+                f"customer_attributes needs one row per customer row "
+                f"({len(interactions.customer_ids)}), got {len(customer_attributes)}"
+            )
         self.n_items_ = interactions.n_items
-        self._fit(interactions.matrix.tocsr().astype(np.float32), co_purchase, item_categories)
+        matrix = interactions.matrix.tocsr().astype(np.float32)
+        self._fit(matrix, co_purchase, item_categories)
+        if customer_attributes is not None:
+            self._fit_customer_attributes(matrix, customer_attributes)
         return self
 
     @abstractmethod
@@ -94,6 +107,13 @@ class Recommender(ABC):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None: ...
+
+    def _fit_customer_attributes(
+        self, matrix: sp.csr_matrix, attributes: CustomerAttributes
+    ) -> None:
+        """After `_fit`: learn from the customers' attributes (gender, age band, ...). Most
+        models do not read attributes; latent classes use them as evidence of taste."""
+        return None
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "n_items_"):

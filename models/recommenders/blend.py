@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from features.attributes import CustomerAttributes
 from models.recommenders.base import Recommender, row_normalise
 
 
@@ -47,11 +48,12 @@ class BlendRecommender(Recommender):
         interactions: Any,
         co_purchase: sp.csr_matrix | None = None,
         item_categories: np.ndarray | None = None,
+        customer_attributes: CustomerAttributes | None = None,
     ) -> BlendRecommender:
         """Fit every member on the same interactions (see `from_fitted` for members fitted on
         different matrices)."""
         for member in self.members:
-            member.fit(interactions, co_purchase, item_categories)
+            member.fit(interactions, co_purchase, item_categories, customer_attributes)
         self.n_items_ = interactions.n_items
         return self
 

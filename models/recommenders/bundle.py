@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.attributes import customer_attributes
 from features.interactions import (
     Interactions,
     InteractionsBuilder,
@@ -569,6 +570,7 @@ def fit_recommender_bundle(
     rows = pd.Index(counts.customer_ids).get_indexer(reference.customer_ids)
     purchased = counts.matrix[np.maximum(rows, 0)]
     repeat_rates = repeat_purchase_rates(purchased)
+    attributes = customer_attributes(shop, builder.customer_ids)
     for role in ("discovery", "repeat"):
         winner = selection.winners[role]
         model, half_life = fit_winner(
@@ -579,6 +581,7 @@ def fit_recommender_bundle(
             seed,
             ranker=selection.rankers.get(role),
             repeat_rates=repeat_rates,
+            customer_attributes=attributes,
         )
         models[role] = model
         key = _history_key(None if half_life is None else half_life * window)

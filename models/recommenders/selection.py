@@ -33,6 +33,7 @@ import pandas as pd
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from features.attributes import CustomerAttributes, customer_attributes
 from features.interactions import (
     Interactions,
     InteractionsBuilder,
@@ -133,9 +134,11 @@ def validation_window_days(shop: Shop, as_of: pd.Timestamp, horizon_days: float 
     return float(max(min(horizon_days, history_days / 4.0), 1.0))
 
 
-def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
+def candidate_specs(n_items: int, seed: int, with_attributes: bool = False) -> list[CandidateSpec]:
     """Every candidate: baselines, then own-history/category/co-purchase models, then item
-    neighbours and EASE, then matrix factorisation; a seeded order within each tier."""
+    neighbours and EASE, then matrix factorisation; a seeded order within each tier.
+    `with_attributes` (the shop's customers table describes its customers) adds latent-class
+    variants that also read the customers' attributes."""
     rng = np.random.default_rng(seed)
     baselines = [CandidateSpec("popularity", PopularityRecommender, None, personalised=False)]
     for fraction in (1 / 6, 1 / 3, 2 / 3, 1.0, 2.0, 4.0):
@@ -194,18 +197,20 @@ def candidate_specs(n_items: int, seed: int) -> list[CandidateSpec]:
         )
     for n_classes in (10, 30):
         for level in ("item", "category"):
-            cheap.append(
-                CandidateSpec(
-                    f"latent_class_k{n_classes}_{level}",
-                    partial(
-                        LatentClassRecommender,
-                        n_classes=n_classes,
-                        level=level,
-                        random_state=seed,
-                    ),
-                    None,
+            for attributes in (False, True) if with_attributes else (False,):
+                cheap.append(
+                    CandidateSpec(
+                        f"latent_class_k{n_classes}_{level}" + ("_attributes" * attributes),
+                        partial(
+                            LatentClassRecommender,
+                            n_classes=n_classes,
+                            level=level,
+                            random_state=seed,
+                            use_customer_attributes=attributes,
+                        ),
+                        None,
+                    )
                 )
-            )
     if n_items <= EASE_MAX_ITEMS:
         for l2 in (100.0, 500.0, 2000.0):
             cheap.append(CandidateSpec(f"ease_l{l2:g}", partial(EASERecommender, l2=l2), None))
@@ -272,6 +277,8 @@ class ValidationData:
         started = time.perf_counter()
         self._builder = InteractionsBuilder(shop, self.cut, item_ids=item_ids)
         self.prepare_seconds = time.perf_counter() - started
+        self.customer_attributes = customer_attributes(shop, self._builder.customer_ids)
+        """Attributes of the matrices' customers (every matrix here has the same rows)."""
         self.co_purchase = co_purchase_counts(shop, self.cut, item_ids)
         reference = self.matrix(None)
         self.customer_ids = reference.customer_ids
@@ -390,7 +397,7 @@ def select_models(
             "pass an earlier-starting shop or a shorter horizon_days"
         )
     say(f"validation window {window:.1f} days from {data.cut}, {len(data.eval_rows)} customers")
-    specs = candidate_specs(len(items), seed)
+    specs = candidate_specs(len(items), seed, bool(data.customer_attributes.names))
     cached: dict[str, np.ndarray] = {}
     fitted: dict[str, Recommender] = {}
     by_name = {spec.name: spec for spec in specs}
@@ -402,13 +409,17 @@ def select_models(
         fit_started = time.perf_counter()
         matrix = data.matrix(spec.half_life)
         try:
-            model = spec.make().fit(matrix, data.co_purchase, data.item_categories)
+            model = spec.make().fit(
+                matrix, data.co_purchase, data.item_categories, data.customer_attributes
+            )
         except (ValueError, MemoryError) as error:
             report["skipped"].append(f"{spec.name}: {error}")
             continue
         cached[spec.name] = _score_block(model, data, matrix)
         fitted[spec.name] = model
         entry: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - fit_started, 3)}
+        if getattr(model, "use_customer_attributes", False):
+            entry["attributes_used"] = list(getattr(model, "attributes_used_", []))
         for protocol in PROTOCOLS:
             entry[protocol] = _rounded(data.ndcg(cached[spec.name], protocol))
         report["candidates"][spec.name] = entry
@@ -569,7 +580,7 @@ def _select_cross_sell(shop: Shop, data: ValidationData, seed: int) -> tuple[str
 
 def build_candidate(name: str, n_items: int, seed: int) -> tuple[Recommender, CandidateSpec]:
     """A fresh (unfitted) candidate by name, with its spec; KeyError for an unknown name."""
-    for spec in candidate_specs(n_items, seed):
+    for spec in candidate_specs(n_items, seed, with_attributes=True):
         if spec.name == name:
             return spec.make(), spec
     cross: dict[str, Callable[[], Recommender]] = {
@@ -592,9 +603,11 @@ def fit_winner(
     seed: int,
     ranker: Any = None,
     repeat_rates: np.ndarray | None = None,
+    customer_attributes: CustomerAttributes | None = None,
 ) -> tuple[Recommender, float | None]:
     """Fit the winner's members on the full data; returns the model and its serving half-life
     (the half-life of its personal members, in multiples of W; None when they use no decay).
+    `customer_attributes` are those of the matrices' customers, in row order.
 
     A re-ranker winner needs `ranker` (the classifier selection trained on the latest window)
     and `repeat_rates` (per item, at the same `as_of` as the matrices); it reads history with
@@ -603,7 +616,9 @@ def fit_winner(
         members = []
         for name in winner.members:
             model, spec = build_candidate(name, len(categories), seed)
-            members.append(model.fit(matrices(spec.half_life), co_purchase, categories))
+            members.append(
+                model.fit(matrices(spec.half_life), co_purchase, categories, customer_attributes)
+            )
         reranker = _reranker(members, list(winner.members), winner.exclude_seen, seed)
         reranker.classifier_ = ranker
         reranker.repeat_rates_ = np.asarray(repeat_rates, dtype=np.float32)
@@ -613,7 +628,7 @@ def fit_winner(
     serving_half_life: float | None = None
     for name in winner.members:
         model, spec = build_candidate(name, len(categories), seed)
-        model.fit(matrices(spec.half_life), co_purchase, categories)
+        model.fit(matrices(spec.half_life), co_purchase, categories, customer_attributes)
         fitted.append(model)
         if spec.personalised:
             serving_half_life = spec.half_life
@@ -752,11 +767,17 @@ def _try_reranker(
         earlier_members = []
         builder = InteractionsBuilder(shop_before, earlier_cut, item_ids=data.item_ids)
         earlier_co_purchase = co_purchase_counts(shop_before, earlier_cut, data.item_ids)
+        earlier_attributes = customer_attributes(shop_before, builder.customer_ids)
         for name in names:
             spec = specs[name]
             days = None if spec.half_life is None else spec.half_life * data.window_days
             earlier_members.append(
-                spec.make().fit(builder.build(days), earlier_co_purchase, data.item_categories)
+                spec.make().fit(
+                    builder.build(days),
+                    earlier_co_purchase,
+                    data.item_categories,
+                    earlier_attributes,
+                )
             )
         history = builder.build(RERANK_HALF_LIFE * data.window_days)
         reranker = _reranker(earlier_members, names, exclude_seen, seed)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from features.attributes import CustomerAttributes
 from features.interactions import Interactions
 from models.recommenders import (
     ALSRecommender,
@@ -75,13 +76,24 @@ MODELS: dict[str, Callable[[], Recommender]] = {
     "latent_class_category": lambda: LatentClassRecommender(
         n_classes=2, level="category", smoothing=0.1
     ),
+    "latent_class_category_attributes": lambda: LatentClassRecommender(
+        n_classes=2, level="category", smoothing=0.1, use_customer_attributes=True
+    ),
     "blend": lambda: BlendRecommender(
         [ItemKNNRecommender("cosine", neighbours=20), TrendingRecommender()], [1.0, 0.1]
     ),
 }
 LEARNS_STRUCTURE = {"item_knn_cosine", "item_knn_bm25", "als", "bpr", "co_purchase", "ease"}
 LEARNS_STRUCTURE |= {"blend", "category_affinity", "latent_class_item", "latent_class_category"}
+LEARNS_STRUCTURE |= {"latent_class_category_attributes"}
 CATEGORIES = np.array(["left"] * ITEMS_PER_GROUP + ["right"] * ITEMS_PER_GROUP)
+ATTRIBUTES = CustomerAttributes(
+    names=("segment",),
+    values=("a", "b"),
+    offsets=np.array([0, 2]),
+    codes=(np.arange(2 * GROUP_SIZE) // GROUP_SIZE).reshape(-1, 1).astype(np.int32),
+)
+"""Every model is fitted with a customer attribute that follows the group (most ignore it)."""
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +104,9 @@ def data() -> tuple[Interactions, sp.csr_matrix]:
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def fitted(request: pytest.FixtureRequest, data) -> tuple[str, Recommender]:
     interactions, co_purchase = data
-    model = MODELS[request.param]().fit(interactions, co_purchase, item_categories=CATEGORIES)
+    model = MODELS[request.param]().fit(
+        interactions, co_purchase, item_categories=CATEGORIES, customer_attributes=ATTRIBUTES
+    )
     return request.param, model
 
 
