@@ -560,6 +560,10 @@ def scale(seed: int) -> dict[str, Any]:
             "repeat": bundle.report["repeat_winner"]["model"],
             "cross_sell": bundle.report["cross_sell"]["winner"],
         },
+        "winner_validation_ndcg": {
+            role: bundle.report[f"{role}_winner"]["validation_ndcg"]
+            for role in ("discovery", "repeat")
+        },
         "skipped_candidates": bundle.report["skipped"],
     }
     print(json.dumps(result, indent=1), flush=True)

@@ -155,3 +155,25 @@ def test_attribute_candidates_only_when_the_shop_describes_its_customers() -> No
     assert not [name for name in plain if name.endswith("_attributes")]
     added = sorted(set(described) - set(plain))
     assert added == sorted(f"{name}_attributes" for name in plain if name.startswith("latent"))
+
+
+def test_near_twins_leave_room_for_other_models_in_the_blend_pool() -> None:
+    from models.recommenders.selection import BLEND_POOL, _blend_pool
+
+    latent = [f"latent_class_k{k}_{level}{suffix}" for k in (10, 30)
+              for level in ("item", "category") for suffix in ("", "_attributes")]  # fmt: skip
+    ranked = ["repeat_purchase_p0.3_hW", "repeat_purchase_p3_hW", "repeat_purchase_p30_hW"]
+    ranked += latent + ["als_f16_r0.1_a5", "category_affinity_s5_hW", "trending_h0.33"]
+    ranked += ["popularity", "item_knn_cosine_k50_hW", "co_purchase_l0_hW"]
+    pool = _blend_pool(ranked)
+    assert pool == [
+        "repeat_purchase_p0.3_hW",
+        "repeat_purchase_p3_hW",
+        "latent_class_k10_item",
+        "latent_class_k10_item_attributes",
+        "als_f16_r0.1_a5",
+        "category_affinity_s5_hW",
+        "trending_h0.33",
+        "popularity",
+    ]
+    assert len(pool) == BLEND_POOL
