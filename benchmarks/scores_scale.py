@@ -4,7 +4,8 @@ What `patronage score --fit` (and the training pipeline's churn/loyalty step) co
 `--customers` customers (default 1M, 50k items, about 10M purchase lines, generated once in
 Parquet by `features.sample_shop.generate_shop`, seed 0): the churn model's rolling cut-offs
 (features and BG/NBD at each), the bagged trees, BG/NBD and Gamma-Gamma at `as_of`, then the
-score table with three reasons per customer. `as_of` = 90 days before the end of the data,
+score table with up to three reasons per customer at medium or high churn risk (the low tier
+gets none). `as_of` = 90 days before the end of the data,
 horizon 90 days. Runs in one child process (peak resident memory of that child, reading
 included), OpenMP and BLAS at one thread as in production defaults. No target is set by an
 issue; the figures say what a nightly bulk run costs on the 2-core machine.
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             f"days={DAYS}, seed=0), Parquet; as_of {AS_OF:%Y-%m-%d}, horizon {HORIZON_DAYS} days.",
             "fit = CustomerScorer.fit (six churn cut-offs: features and BG/NBD at each, five "
             "bagged tree models; BG/NBD, Gamma-Gamma and RFM at as_of); score = the full score "
-            "table with three reasons per customer. One child process, one thread.",
+            "table with up to three reasons per medium- or high-risk customer (the low tier gets "
+            "none). One child process, one thread.",
             "No issue sets a target here; measured on the shared 2-core machine.",
         ],
         "tables": {"Bulk scores": [{"customers": args.customers, **figures}]},

@@ -398,15 +398,23 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         return self.explain(X, top)[1]
 
     def explain(self, X: pd.DataFrame, top: int = 3) -> tuple[NDArray[np.float64], list[list[str]]]:
-        """P(churn) and up to `top` reasons per customer in one pass (see `reasons`)."""
+        """P(churn) and up to `top` reasons per customer in one pass (see `reasons`).
+
+        A customer in the low risk tier (below the first of `risk_thresholds`) gets no reasons:
+        what nudges a 3% risk to 4% is not worth a CRM user's action, and a reason printed
+        next to a low risk reads as a warning."""
         churn, effects = self._group_effects(self._matrix(X), X.index)
         names = np.array(effects.columns)
         values = effects.to_numpy()
         order = np.argsort(-values, axis=1)[:, :top]
+        low = churn < self.risk_thresholds[0]
         out: list[list[str]] = []
         records = X.to_dict("records")  # row access through pandas is the slow part
         typical = dict(zip(self.feature_names_, self.reference_.tolist(), strict=True))
         for row, picks in enumerate(order):
+            if low[row]:
+                out.append([])
+                continue
             customer = records[row]
             out.append(
                 [

@@ -74,6 +74,10 @@ def test_score_table_has_the_crm_columns(cli_run: dict[str, Path], shop: Shop) -
     high = table[table["churn_risk"] == "high"]
     assert (high["churn_probability"] >= 0.6).all()
     assert high["churn_reasons"].fillna("").str.len().gt(0).mean() > 0.9
+    # a low risk is not explained: nothing in it is worth acting on
+    low = table[table["churn_risk"] == "low"]
+    assert len(low) > 0 and (low["churn_probability"] <= 0.3).all()  # rounded to 4 places
+    assert (low["churn_reasons"].fillna("") == "").all()
     # P(alive) is 1 for one-time buyers, which is why it is never the churn score
     one_timers = table["avg_days_between_orders"].isna()
     assert (table.loc[one_timers, "p_alive"] == 1.0).all()
