@@ -364,13 +364,15 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         return self._group_effects(self._matrix(X), X.index)[1]
 
     def _group_effects(
-        self, matrix: NDArray[np.float64], index: pd.Index
+        self, matrix: NDArray[np.float64], index: pd.Index, at_risk_only: bool = False
     ) -> tuple[NDArray[np.float64], pd.DataFrame]:
         # Only what can change is predicted again: the bags that see a group's columns, on the
         # rows whose values differ from the reference (most customers have no complaints, say).
         # Same result as predicting every bag on every row, with far fewer tree walks.
+        # `at_risk_only`: rows in the low risk tier (never given reasons) keep effects of 0.
         per_bag = self._bag_probabilities(matrix)
         base = self._combined(per_bag)
+        wanted = base >= self.risk_thresholds[0] if at_risk_only else np.ones(len(base), bool)
         effects = {}
         for group, columns in REASON_GROUPS.items():
             idx = [i for i, c in enumerate(self.feature_names_) if c in columns]
@@ -378,7 +380,7 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
                 continue
             values, typical = matrix[:, idx], self.reference_[idx]
             same = (values == typical) | (np.isnan(values) & np.isnan(typical))
-            rows = np.flatnonzero(~same.all(axis=1))
+            rows = np.flatnonzero(~same.all(axis=1) & wanted)
             effect = np.zeros(len(matrix))
             if len(rows):
                 changed = matrix[rows]
@@ -403,7 +405,7 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         A customer in the low risk tier (below the first of `risk_thresholds`) gets no reasons:
         what nudges a 3% risk to 4% is not worth a CRM user's action, and a reason printed
         next to a low risk reads as a warning."""
-        churn, effects = self._group_effects(self._matrix(X), X.index)
+        churn, effects = self._group_effects(self._matrix(X), X.index, at_risk_only=True)
         names = np.array(effects.columns)
         values = effects.to_numpy()
         order = np.argsort(-values, axis=1)[:, :top]
