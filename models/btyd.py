@@ -190,13 +190,17 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         hyper = np.empty(len(x))
         near = w >= -0.5
         hyper[near] = hyp2f1(a - 1.0, r + x[near], a + b + x[near] - 1.0, w[near])
-        # far horizons (|w| > 1/2): the paper's own form converges there (z = w / (w - 1) >= 1/3)
+        # far horizons (|w| > 1/2): the paper's own form converges there (z = w / (w - 1) >= 1/3).
+        # Its 2F1 is negative for customers without a repeat purchase when a + b < 1 (then
+        # c = a + b - 1 < 0; seen on young shops), so the power is taken in log space and the
+        # sign kept apart: a plain log made those customers' expected orders NaN.
         far = ~near
         z = w[far] / (w[far] - 1.0)
-        hyper[far] = np.exp(
-            (r + x[far]) * np.log1p(-z)
-            + np.log(hyp2f1(r + x[far], b + x[far], a + b + x[far] - 1.0, z))
-        )
+        series = hyp2f1(r + x[far], b + x[far], a + b + x[far] - 1.0, z)
+        with np.errstate(divide="ignore"):  # a 2F1 of exactly 0 gives log 0 = -inf, exp 0
+            hyper[far] = np.sign(series) * np.exp(
+                (r + x[far]) * np.log1p(-z) + np.log(np.abs(series))
+            )
         numerator = (a + b + x - 1.0) / (a - 1.0) * (1.0 - hyper)
         return numerator * self.probability_alive(x, t_x, big_t)
 

@@ -217,3 +217,36 @@ def test_expected_purchases_stay_finite_for_a_near_degenerate_fit() -> None:
     below = model.expected_purchases(switch * (1 - 1e-9), x[[1]], t_x[[1]], big_t[[1]])
     above = model.expected_purchases(switch * (1 + 1e-9), x[[1]], t_x[[1]], big_t[[1]])
     assert below[0] == pytest.approx(above[0], rel=1e-6)
+
+
+def test_expected_purchases_without_repeat_when_a_plus_b_is_below_one() -> None:
+    """A young shop's fit can have a + b < 1; then the far-horizon 2F1 is negative for customers
+    without a repeat purchase (its log once turned their expected orders into NaN).
+
+    Independent check: with no repeat purchase the customer is alive at T, the posterior of
+    lambda is Gamma(r, alpha + T) and that of p is its prior Beta(a, b), and an alive customer
+    expects (1 - exp(-lambda p t)) / p purchases in the next t, so
+    E = integral of Beta(p; a, b) * (1 - ((alpha + T) / (alpha + T + p t))^r) / p dp."""
+    from scipy.integrate import quad
+    from scipy.stats import beta as beta_distribution
+
+    r, alpha, a, b = 0.2805, 31.05, 0.2766, 0.6406  # CDNOW's fit at 1997-03-12, in days
+    model = BetaGeoModel.from_dict(
+        {
+            "model": "bgnbd",
+            "penalizer_coef": 0.0,
+            "params": {"r": r, "alpha": alpha, "a": a, "b": b},
+            "log_likelihood": 0.0,
+            "n_customers": 1,
+        }
+    )
+    for big_t in (0.0, 5.0, 30.0, 69.0):
+        for horizon in (10.0, 91.0, 365.0):  # both sides of the switch at (alpha + T) / 2
+
+            def integrand(p: float, big_t: float = big_t, horizon: float = horizon) -> float:
+                ratio = (alpha + big_t) / (alpha + big_t + p * horizon)
+                return float(beta_distribution.pdf(p, a, b) * -np.expm1(r * np.log(ratio)) / p)
+
+            exact = quad(integrand, 0.0, 1.0, limit=200)[0]
+            got = model.expected_purchases(horizon, [0.0], [0.0], [big_t])[0]
+            assert got == pytest.approx(exact, rel=1e-6), (big_t, horizon)
