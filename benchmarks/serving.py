@@ -468,7 +468,7 @@ def main() -> int:
     ]
     result = {
         "title": "Scoring service: throughput and latency on loopback",
-        "command": "python -m benchmarks.serving",
+        "command": " ".join(["python -m benchmarks.serving", *sys.argv[1:]]),
         "notes": [
             f"Shop: {args.customers:,} customers x {args.items:,} items (generated, seed 0), "
             "trained with the training pipeline; `patronage serve --workers 1` and "
