@@ -250,3 +250,67 @@ def test_expected_purchases_without_repeat_when_a_plus_b_is_below_one() -> None:
             exact = quad(integrand, 0.0, 1.0, limit=200)[0]
             got = model.expected_purchases(horizon, [0.0], [0.0], [big_t])[0]
             assert got == pytest.approx(exact, rel=1e-6), (big_t, horizon)
+
+
+def _bgnbd(r: float, alpha: float, a: float, b: float) -> BetaGeoModel:
+    params = {"r": r, "alpha": alpha, "a": a, "b": b}
+    return BetaGeoModel.from_dict(
+        {"model": "bgnbd", "penalizer_coef": 0.0, "params": params, "log_likelihood": 0.0}
+        | {"n_customers": 1}
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "x", "t_x", "big_t", "horizon"),
+    [
+        # scipy's 2F1 answered -8,637 and -61,744 purchases here
+        ((21.7, 2.69, 2.32e4, 89.3), 57.0, 57.4, 57.6, 30.0),
+        ((21.7, 2.69, 2.32e4, 89.3), 209.0, 258.0, 291.0, 90.0),
+        # and -inf and NaN here (ten-year horizons)
+        ((0.015, 18.2, 1.34, 0.307), 306.0, 306.0, 306.0, 3650.0),
+        ((3.02, 4.93, 0.141, 5.5e4), 1.0, 1.11, 1.28, 3650.0),
+    ],
+)
+def test_expected_purchases_agree_with_a_simulation_where_the_closed_form_breaks(
+    params: tuple[float, float, float, float],
+    x: float,
+    t_x: float,
+    big_t: float,
+    horizon: float,
+) -> None:
+    """Far outside realistic fits the closed form's 2F1 goes wrong; the guard integrates.
+
+    Independent check by simulation: given alive at T, lambda ~ Gamma(r + x, alpha + T) and
+    p ~ Beta(a, b + x) independently, and the customer expects (1 - exp(-lambda p t)) / p
+    purchases in the next t."""
+    r, alpha, a, b = params
+    model = _bgnbd(*params)
+    rng = np.random.default_rng(7)
+    lam = rng.gamma(r + x, 1.0 / (alpha + big_t), 400_000)
+    drop = rng.beta(a, b + x, 400_000)
+    per_draw = -np.expm1(-lam * drop * horizon) / drop
+    alive = model.probability_alive([x], [t_x], [big_t])[0]
+    simulated = alive * per_draw.mean()
+    error = 4 * alive * per_draw.std() / np.sqrt(len(per_draw))
+    got = model.expected_purchases(horizon, [x], [t_x], [big_t])[0]
+    assert abs(got - simulated) <= error + 1e-9 * simulated, (got, simulated, error)
+
+
+def test_expected_purchases_stay_within_their_bounds_on_extreme_fits() -> None:
+    """Random fits from near-homogeneous to degenerate, customers up to 300 repeat days."""
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        model = _bgnbd(
+            10 ** rng.uniform(-2, 1.5),
+            10 ** rng.uniform(0, 3),
+            10 ** rng.uniform(-2, 6),
+            10 ** rng.uniform(-2, 7),
+        )
+        big_t = 10 ** rng.uniform(0, 3, 20)
+        x = np.minimum(np.floor(10 ** rng.uniform(0, 2.5, 20)) - 1, np.floor(big_t))
+        t_x = np.where(x > 0, x + (big_t - x) * rng.uniform(0, 1, 20), 0.0)
+        for horizon in (1.0, 90.0, 365.0, 3650.0):
+            expected = model.expected_purchases(horizon, x, t_x, big_t)
+            at_least_one = model.probability_of_purchase(horizon, x, t_x, big_t)
+            assert np.all(np.isfinite(expected))
+            assert np.all(expected >= at_least_one * (1 - 1e-6))
