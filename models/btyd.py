@@ -366,7 +366,8 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
 
     Fitted on customers with at least one repeat purchase (frequency > 0) and the mean value of
     their repeat purchases; it assumes value and frequency are independent. `penalizer_coef` as
-    in BetaGeoModel. Learned: `p_`, `q_`, `gamma_`, `log_likelihood_`, `n_customers_`."""
+    in BetaGeoModel. Learned: `p_`, `q_`, `gamma_`, `log_likelihood_`, `n_customers_`,
+    `observed_order_value_` (the fitted customers' repeat spend over their repeat purchases)."""
 
     def __init__(self, penalizer_coef: float = 0.0) -> None:
         self.penalizer_coef = penalizer_coef
@@ -402,6 +403,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
         ll, _ = _gamma_gamma_loglik_and_grad(np.exp(log_params), ux, um)
         self.log_likelihood_ = float(weights @ ll)
         self.n_customers_ = int(n)
+        self.observed_order_value_ = float(np.sum(x[use] * m[use]) / np.sum(x[use]))
         return self
 
     @property
@@ -414,15 +416,23 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
         """Conditional expected value of a customer's future orders, in the shop's currency.
 
         E = p (gamma + x m) / (p x + q - 1); customers with x = 0 (or no value) get the
-        population mean p gamma / (q - 1). Needs q > 1 (else the mean does not exist: NaN)."""
+        population mean p gamma / (q - 1).
+
+        Heavy-tailed order values (lognormal with a spread of 1.5 or more, e.g. a few wholesale
+        buyers among consumers) fit q <= 1: the population mean then does not exist, and for a
+        customer with p x + q <= 1 neither does the posterior one. Those customers get the
+        shop's observed mean repeat order value (`observed_order_value_`, NaN for a model saved
+        without it) instead of no value at all; the others keep their posterior mean."""
         check_is_fitted(self, "p_")
         x = _as_float(frequency, "frequency")
         m = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).reshape(-1))
         x = np.where(m > 0, x, 0.0)
         p, q, gamma = self.p_, self.q_, self.gamma_
-        if q <= 1.0:
-            return np.full(len(x), np.nan)
-        return p * (gamma + x * m) / (p * x + q - 1.0)
+        denominator = p * x + q - 1.0
+        finite = denominator > 0
+        value = np.full(len(x), getattr(self, "observed_order_value_", np.nan))
+        value[finite] = p * (gamma + x[finite] * m[finite]) / denominator[finite]
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as plain JSON-able values."""
@@ -433,6 +443,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
             "params": self.params_,
             "log_likelihood": self.log_likelihood_,
             "n_customers": self.n_customers_,
+            "observed_order_value": self.observed_order_value_,
         }
 
     @classmethod
@@ -445,6 +456,8 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
         model.p_, model.q_, model.gamma_ = (float(params[k]) for k in ("p", "q", "gamma"))
         model.log_likelihood_ = float(data["log_likelihood"])
         model.n_customers_ = int(data["n_customers"])
+        # saved before 2026-12-06: no observed value, so customers without a mean stay empty
+        model.observed_order_value_ = float(data.get("observed_order_value", np.nan))
         return model
 
 

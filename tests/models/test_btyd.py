@@ -314,3 +314,35 @@ def test_expected_purchases_stay_within_their_bounds_on_extreme_fits() -> None:
             at_least_one = model.probability_of_purchase(horizon, x, t_x, big_t)
             assert np.all(np.isfinite(expected))
             assert np.all(expected >= at_least_one * (1 - 1e-6))
+
+
+def test_heavy_tailed_order_values_still_get_a_value() -> None:
+    """Order values spread like a lognormal with sigma 2 (a few wholesale buyers) fit q <= 1,
+    where the Gamma-Gamma population mean does not exist. Customers whose posterior mean exists
+    keep it; the others get the observed mean repeat order value, not NaN (as every customer
+    did before, which left the whole CLV column empty)."""
+    rng = np.random.default_rng(0)
+    typical = np.exp(rng.normal(3.0, 2.0, 3000))
+    x = rng.integers(1, 10, 3000).astype(float)
+    m = np.array(
+        [rng.gamma(4.0, mu / 4.0, int(k)).mean() for mu, k in zip(typical, x, strict=True)]
+    )
+    model = GammaGammaModel(penalizer_coef=0.001).fit(x, m)
+    p, q, gamma = model.p_, model.q_, model.gamma_
+    assert q <= 1.0  # the case this test is about
+    asked_x = np.array([0.0, 1.0, 3.0, 8.0])
+    asked_m = np.array([0.0, 50.0, 20.0, 500.0])
+    values = model.expected_order_value(asked_x, asked_m)
+    observed = float(np.sum(x * m) / np.sum(x))
+    has_mean = p * asked_x + q - 1.0 > 0
+    assert not has_mean[0] and has_mean[1:].all()
+    assert values[0] == pytest.approx(observed)
+    assert values[has_mean] == pytest.approx(
+        p * (gamma + asked_x[has_mean] * asked_m[has_mean]) / (p * asked_x[has_mean] + q - 1.0)
+    )
+    # the value survives saving; a model saved before it existed leaves such customers empty
+    again = GammaGammaModel.from_dict(model.to_dict())
+    assert again.expected_order_value(asked_x, asked_m) == pytest.approx(values)
+    old = model.to_dict()
+    del old["observed_order_value"]
+    assert np.isnan(GammaGammaModel.from_dict(old).expected_order_value([0.0], [0.0])[0])
