@@ -105,3 +105,28 @@ def test_loyalty_score_bounds_and_direction() -> None:
     low_churn = loyalty_score(best, np.array([0.1]), np.array([50.0]))[0]
     high_churn = loyalty_score(best, np.array([0.9]), np.array([50.0]))[0]
     assert low_churn - high_churn == pytest.approx(100 * 0.2 * 0.8)
+
+
+def test_one_time_buyers_score_lowest_frequency_when_they_are_most_customers() -> None:
+    """60% one-time buyers make the lower quintile edges all 1: those customers must get F = 1,
+    and a recent one-time buyer with a small first order is 'New' (not 'Loyal')."""
+    rng = np.random.default_rng(1)
+    n = 1000
+    features = pd.DataFrame(
+        {
+            "customer_id": [f"C{i:04d}" for i in range(n)],
+            "days_since_last_order": rng.uniform(0, 300, n),
+            "orders": np.where(rng.uniform(size=n) < 0.6, 1, rng.integers(2, 12, n)),
+            "total_spend": rng.gamma(2.0, 50.0, n),
+        }
+    )
+    scorer = RFMScorer().fit(features)
+    rfm = scorer.transform(features)
+    once = features["orders"] == 1
+    assert (rfm.loc[once, "rfm_frequency"] == 1).all()
+    assert (rfm.loc[~once, "rfm_frequency"] > 1).all()
+    newcomer = pd.DataFrame(
+        {"customer_id": ["N"], "days_since_last_order": [1.0], "orders": [1], "total_spend": [5.0]}
+    )
+    assert scorer.transform(newcomer)["segment"].iloc[0] == "New"
+    assert {"New", "Promising"} <= set(rfm["segment"])
