@@ -248,7 +248,9 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         # answer must lie between P(at least one purchase) and its first-order bound
         # P(alive) * (r + x) * t / (alpha + T); rows outside, or not finite, are integrated
         # numerically instead (slower, per row; none on the realistic fits checked).
-        lower = self.probability_of_purchase(t, x, t_x, big_t)
+        # P(at least one purchase), as in probability_of_purchase, from the same P(alive)
+        log_ratio = np.log(self.alpha_ + big_t) - np.log(self.alpha_ + big_t + t)
+        lower = alive * -np.expm1((r + x) * log_ratio)
         upper = alive * (r + x) * t / (self.alpha_ + big_t)
         with np.errstate(invalid="ignore"):
             wrong = ~(
