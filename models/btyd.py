@@ -93,6 +93,12 @@ def _minimise(
     return np.asarray(result.x, dtype=np.float64)
 
 
+def _order_within(alive: FloatArray, shape: FloatArray, rate: FloatArray, t: float) -> FloatArray:
+    """P(at least one purchase in the next t) = P(alive) * (1 - (rate / (rate + t))^shape), with
+    lambda given alive ~ Gamma(shape = r + x, rate = alpha + T) (see probability_of_purchase)."""
+    return alive * -np.expm1(shape * (np.log(rate) - np.log(rate + t)))
+
+
 def _alive_expected_purchases(
     r: float, alpha: float, a: float, b: float, t: float, x: float, big_t: float
 ) -> float:
@@ -248,9 +254,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         # answer must lie between P(at least one purchase) and its first-order bound
         # P(alive) * (r + x) * t / (alpha + T); rows outside, or not finite, are integrated
         # numerically instead (slower, per row; none on the realistic fits checked).
-        # P(at least one purchase), as in probability_of_purchase, from the same P(alive)
-        log_ratio = np.log(self.alpha_ + big_t) - np.log(self.alpha_ + big_t + t)
-        lower = alive * -np.expm1((r + x) * log_ratio)
+        lower = _order_within(alive, r + x, self.alpha_ + big_t, t)
         upper = alive * (r + x) * t / (self.alpha_ + big_t)
         with np.errstate(invalid="ignore"):
             wrong = ~(
@@ -275,8 +279,8 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         P = P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))."""
         check_is_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
-        log_ratio = np.log(self.alpha_ + big_t) - np.log(self.alpha_ + big_t + t)
-        return self.probability_alive(x, t_x, big_t) * -np.expm1((self.r_ + x) * log_ratio)
+        alive = self.probability_alive(x, t_x, big_t)
+        return _order_within(alive, self.r_ + x, self.alpha_ + big_t, t)
 
     def median_time_to_next_purchase(
         self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike

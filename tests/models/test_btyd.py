@@ -219,6 +219,14 @@ def test_expected_purchases_stay_finite_for_a_near_degenerate_fit() -> None:
     assert below[0] == pytest.approx(above[0], rel=1e-6)
 
 
+def _bgnbd(r: float, alpha: float, a: float, b: float) -> BetaGeoModel:
+    params = {"r": r, "alpha": alpha, "a": a, "b": b}
+    return BetaGeoModel.from_dict(
+        {"model": "bgnbd", "penalizer_coef": 0.0, "params": params, "log_likelihood": 0.0}
+        | {"n_customers": 1}
+    )
+
+
 def test_expected_purchases_without_repeat_when_a_plus_b_is_below_one() -> None:
     """A young shop's fit can have a + b < 1; then the far-horizon 2F1 is negative for customers
     without a repeat purchase (its log once turned their expected orders into NaN).
@@ -231,15 +239,7 @@ def test_expected_purchases_without_repeat_when_a_plus_b_is_below_one() -> None:
     from scipy.stats import beta as beta_distribution
 
     r, alpha, a, b = 0.2805, 31.05, 0.2766, 0.6406  # CDNOW's fit at 1997-03-12, in days
-    model = BetaGeoModel.from_dict(
-        {
-            "model": "bgnbd",
-            "penalizer_coef": 0.0,
-            "params": {"r": r, "alpha": alpha, "a": a, "b": b},
-            "log_likelihood": 0.0,
-            "n_customers": 1,
-        }
-    )
+    model = _bgnbd(r, alpha, a, b)
     for big_t in (0.0, 5.0, 30.0, 69.0):
         for horizon in (10.0, 91.0, 365.0):  # both sides of the switch at (alpha + T) / 2
 
@@ -250,14 +250,6 @@ def test_expected_purchases_without_repeat_when_a_plus_b_is_below_one() -> None:
             exact = quad(integrand, 0.0, 1.0, limit=200)[0]
             got = model.expected_purchases(horizon, [0.0], [0.0], [big_t])[0]
             assert got == pytest.approx(exact, rel=1e-6), (big_t, horizon)
-
-
-def _bgnbd(r: float, alpha: float, a: float, b: float) -> BetaGeoModel:
-    params = {"r": r, "alpha": alpha, "a": a, "b": b}
-    return BetaGeoModel.from_dict(
-        {"model": "bgnbd", "penalizer_coef": 0.0, "params": params, "log_likelihood": 0.0}
-        | {"n_customers": 1}
-    )
 
 
 @pytest.mark.parametrize(
