@@ -33,6 +33,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, TypedDict  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.report import write_result  # noqa: E402
@@ -45,6 +46,8 @@ GROCERIES_CUT = pd.Timestamp("2015-10-01", tz="UTC")
 TARGETS = {"exclude_seen": 0.285, "keep_seen": 0.294}
 PEER_TABLE_BEST = {"exclude_seen": 0.2741, "keep_seen": 0.2827}
 K = 10
+SWAPS = 5  # swapped-history copies of Groceries for the personal-signal diagnostic
+SWAP_STRATUM = 20  # members swap histories within groups of 20 with similar line counts
 
 
 def _peer_module() -> Any:
@@ -136,6 +139,7 @@ def groceries(seed: int, budget: float) -> dict[str, Any]:
     bundle = fit_recommender_bundle(shop.before(GROCERIES_CUT), GROCERIES_CUT, seed, budget)
     fit_seconds = time.perf_counter() - started
     result: dict[str, Any] = {"fit_seconds": round(fit_seconds, 1), "protocols": {}}
+    swapped = _swapped_history_peers(source, peers, seed)
     for protocol, exclude in (("exclude_seen", "all"), ("keep_seen", "none")):
         truth = _truth(shop, GROCERIES_CUT, protocol == "exclude_seen")
         recs, strategies = _bundle_recs(bundle, list(truth), exclude)
@@ -150,6 +154,7 @@ def groceries(seed: int, budget: float) -> dict[str, Any]:
                 "answers), the best any same-for-everyone ranking could do",
                 "ndcg@10": ceiling["ndcg@10"],
             },
+            "diagnostic_swapped_histories": swapped[protocol],
             "patronage": ours,
             "patronage_strategy": strategies,
             "peers": {name: m for name, m in peer_models.items()},
@@ -178,6 +183,60 @@ def groceries(seed: int, budget: float) -> dict[str, Any]:
     return result
 
 
+def swap_histories(source: Path, target: Path, seed: int) -> None:
+    """Write a copy of the Groceries CSV in which each member's lines before the cut carry
+    another member's number, drawn from members with about as many lines before the cut
+    (groups of SWAP_STRATUM by line count); lines from the cut on are untouched. Every
+    customer keeps a history of about the same size, only it is someone else's."""
+    lines = pd.read_csv(source)
+    before = pd.to_datetime(lines["Date"]) < GROCERIES_CUT.tz_localize(None)
+    counts = lines.loc[before, "Member_number"].value_counts().sort_values(kind="stable")
+    members = counts.index.to_numpy()
+    rng = np.random.default_rng(seed)
+    other: dict[Any, Any] = {}
+    for group in np.array_split(np.arange(len(members)), max(1, len(members) // SWAP_STRATUM)):
+        other.update(zip(members[group], members[rng.permutation(group)], strict=True))
+    lines.loc[before, "Member_number"] = lines.loc[before, "Member_number"].map(other)
+    lines.to_csv(target, index=False)
+
+
+def _swapped_history_peers(source: Path, real: dict[str, dict], seed: int) -> dict[str, Any]:
+    """Diagnostic: the peer script on SWAPS copies with swapped histories (swap_histories)
+    beside its figures on the real data. A model that reads a customer's history (personal
+    frequency, item kNN, EASE, ALS, BPR) should score better with the customer's own history
+    than with a stranger's of the same size; if it does not, the histories carry no personal
+    signal about the test period, and no personal model can beat the best shared list."""
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for swap in range(SWAPS):
+            path = Path(tmp) / f"swapped_{swap}.csv"
+            swap_histories(source, path, seed * 1000 + swap)
+            runs.append(run_peers(path))
+    out: dict[str, Any] = {}
+    for protocol, block in real.items():
+        # in exclude-seen the swapped history also moves the exclusion and so the relevant
+        # items: compare each model with popularity on the same copy
+        popularity = np.array([run[protocol]["models"]["popularity"]["ndcg@10"] for run in runs])
+        rows = {}
+        for name, metrics in block["models"].items():
+            values = np.array([run[protocol]["models"][name]["ndcg@10"] for run in runs])
+            rows[name] = {
+                "own_history": metrics["ndcg@10"],
+                "swapped_mean": round(float(values.mean()), 4),
+                "swapped_sd": round(float(values.std(ddof=1)), 4),
+                "own_minus_popularity": round(
+                    metrics["ndcg@10"] - block["models"]["popularity"]["ndcg@10"], 4
+                ),
+                "swapped_minus_popularity": round(float((values - popularity).mean()), 4),
+            }
+        out[protocol] = {
+            "note": f"diagnostic only: peer NDCG@10 with each customer's own history vs "
+            f"{SWAPS} copies in which it is swapped with a member of similar size",
+            "models": rows,
+        }
+    return out
+
+
 def main() -> int:
     """Run the chosen parts, print the figures, write the JSON result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -201,6 +260,11 @@ def main() -> int:
             "Groceries targets: exclude-seen NDCG@10 >= 0.285 and keep-seen >= 0.294, both "
             ">= 1.04x the best peer. ceiling_test_popularity ranks by the test period's own "
             "popularity (reads the answers): the best any same-for-everyone list can do.",
+            "Groceries diagnostic 'own history vs a swapped one': the peer script again on "
+            f"{SWAPS} copies in which each member's lines before the cut are swapped with "
+            "those of a member with about as many lines (test period untouched). Where the "
+            "personal models score about the same with a stranger's history as with their "
+            "own, the histories say next to nothing about each customer's test purchases.",
             "Generated shop: 20k customers, 1k items, 365 days (seed 1), last 90 days held out; "
             "peers = the peer script's model code on the same split; targets: NDCG@10 >= 1.3x "
             "popularity and >= 1.05x the best single implicit model; >= 80% of planted "
@@ -222,6 +286,19 @@ def _tables(result: dict[str, Any]) -> dict[str, list[dict]]:
         rows = [{"model": "patronage", **_short(block["patronage"])}]
         rows += [{"model": name, **_short(m)} for name, m in block["peers"].items()]
         tables[f"groceries {protocol}"] = rows
+    for protocol, block in result.get("groceries", {}).get("protocols", {}).items():
+        swapped = block["diagnostic_swapped_histories"]["models"]
+        tables[f"groceries {protocol}, diagnostic: own history vs a swapped one"] = [
+            {
+                "peer model": name,
+                "own history": row["own_history"],
+                f"swapped (mean of {SWAPS})": row["swapped_mean"],
+                "sd": row["swapped_sd"],
+                "own - popularity": row["own_minus_popularity"],
+                "swapped - popularity": row["swapped_minus_popularity"],
+            }
+            for name, row in swapped.items()
+        ]
     for protocol, block in result.get("generated_shop", {}).get("protocols", {}).items():
         rows = [{"model": "patronage", **_short(block["patronage"])}]
         rows += [{"model": name, **_short(m)} for name, m in block["peers"].items()]
