@@ -61,6 +61,9 @@ FALLBACK_STRATEGY = "trending"
 basket or item): recency-weighted best sellers whose half-life was chosen on the validation
 window (all-time sales when plain popularity won there); `Recommendation.note` says why."""
 
+NEW_CUSTOMER = "new customer"
+"""`Recommendation.note` of an answer for a customer the bundle has no history for."""
+
 
 BATCH_SCORES = 1_000_000
 """Scores per batch of `recommend_many` (customers x items): batches of a few MB stay in the
@@ -254,7 +257,7 @@ class RecommenderBundle:
                 answers[position] = self._answer(items[index], scores[index], role, k)
         unknown = np.flatnonzero(rows < 0)
         if len(unknown):
-            cold = self._cold(k, category, note="new customer")
+            cold = self._cold(k, category, note=NEW_CUSTOMER)
             for position in unknown:
                 answers[position] = cold
         return [a for a in answers if a is not None]
@@ -274,7 +277,7 @@ class RecommenderBundle:
         row = self.customer_row(customer_id)
         extra = self.item_columns(extra_purchased)
         if row < 0 and len(extra) == 0:
-            return self._cold(k, category, note="new customer")
+            return self._cold(k, category, note=NEW_CUSTOMER)
         role = "discovery" if exclude_purchased == "all" else "repeat"
         items, scores = self._ranked(role, np.array([row]), extra, exclude_purchased, category, k)
         return self._answer(items[0], scores[0], role, k)

@@ -24,8 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "recommend",
         help="top-k recommendations for a file of customer ids, as CSV",
         description=(
-            "Write the top-k items for every customer id in --customers (one id per line; a "
-            "header line 'customer_id' is allowed) to --out as CSV with columns customer_id, "
+            "Write the top-k items for every customer id in --customers (one id per line, a "
+            "header line 'customer_id' allowed; or a CSV with a customer_id column, other "
+            "columns ignored; UTF-8) to --out as CSV with columns customer_id, "
             "rank, item_id, score, strategy, note. A customer unknown to the model gets "
             "trending items (strategy 'trending', note 'new customer', as in the HTTP API); "
             "note is empty for personal lists. The model is a saved recommender "
@@ -98,26 +99,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_customer_ids(path: Path) -> list[str]:
+    """The customer ids of FILE, in order (repeats kept): one id per line, or a CSV whose
+    header has a `customer_id` column (the other columns are ignored, e.g. the shop's own
+    customers table). UTF-8; a byte-order mark (as spreadsheet exports write) is dropped;
+    blank lines are skipped; spaces around an id and CSV double quotes are removed."""
     if not path.exists():
         raise PatronageError(f"customers file {path} does not exist")
-    ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if ids and ids[0].lower() == "customer_id":
-        ids = ids[1:]
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise PatronageError(
+            f"customers file {path} is not UTF-8 text ({error.reason} at byte {error.start}): "
+            "save it as UTF-8, one customer id per line"
+        ) from error
+    lines = [line for line in text.splitlines() if line.strip()]
+    header = [field.strip().lower() for field in next(csv.reader(lines[:1]), [])]
+    if len(header) > 1 and "customer_id" in header:
+        column = header.index("customer_id")
+        rows = csv.reader(lines[1:])
+        ids = [row[column].strip() if column < len(row) else "" for row in rows]
+        missing = [number + 2 for number, value in enumerate(ids) if not value]
+        if missing:
+            raise PatronageError(
+                f"customers file {path}: no customer_id on line(s) "
+                f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}"
+            )
+    else:
+        ids = [_unquoted(line.strip()) for line in lines]
+        if ids and ids[0].lower() == "customer_id":
+            ids = ids[1:]
     if not ids:
         raise PatronageError(f"customers file {path} holds no customer id (one id per line)")
     return ids
 
 
+def _unquoted(value: str) -> str:
+    """`"C001"` -> `C001` (a CSV-quoted field, `""` inside it standing for `"`)."""
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1].replace('""', '"').strip()
+    return value
+
+
 def _recommend(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise PatronageError(f"--k must be a positive number of items, got {args.k}")
-    from models.recommenders.bundle import RecommenderBundle
+    from models.recommenders.bundle import NEW_CUSTOMER, RecommenderBundle
     from patronage.commands._registry import RECOMMENDER_CHAMPION, model_artifact
 
+    customers = _read_customer_ids(Path(args.customers))  # bad input fails before the registry
     if args.model_dir is None:
         args.model_dir = model_artifact(args.model_uri or RECOMMENDER_CHAMPION, "bundle")
-
-    customers = _read_customer_ids(Path(args.customers))
     try:
         bundle = RecommenderBundle.load(args.model_dir)
     except FileNotFoundError as error:
@@ -146,7 +177,11 @@ def _recommend(args: argparse.Namespace) -> int:
             strategy, note = answer.strategy, answer.note or ""
             for rank, (item, score) in enumerate(zip(answer.item_ids, answer.scores, strict=True)):
                 writer.writerow([customer, rank + 1, item, f"{score:.6g}", strategy, note])
-    print(f"wrote {len(customers):,} customers x top {args.k} to {out}")
+    unknown = sum(answer.note == NEW_CUSTOMER for answer in answers)
+    print(
+        f"wrote {len(customers):,} customers x top {args.k} to {out}"
+        + (f"; {unknown:,} unknown to the model got trending items" if unknown else "")
+    )
     return 0
 
 

@@ -134,6 +134,55 @@ def test_recommend_command_writes_the_csv(bundle: RecommenderBundle, tmp_path: P
     assert [r["rank"] for r in rows[:4]] == ["1", "2", "3", "4"]
 
 
+def _recommended_customers(bundle_dir: Path, customers: Path, out: Path) -> list[str]:
+    code = main(
+        ["recommend", "--customers", str(customers), "--k", "2"]
+        + ["--model-dir", str(bundle_dir), "--out", str(out)]
+    )
+    assert code == 0
+    return [row["customer_id"] for row in csv.DictReader(out.open())][::2]
+
+
+def test_recommend_command_reads_ids_as_shops_export_them(
+    bundle: RecommenderBundle, tmp_path: Path, capsys
+) -> None:
+    """A spreadsheet's byte-order mark and CSV quotes, or the shop's own customers table: the
+    ids are the customers', not unknown strings answered with trending items."""
+    bundle.save(tmp_path / "bundle")
+    known = [str(c) for c in bundle.customer_ids[:3]]
+    listed = tmp_path / "excel.csv"
+    listed.write_bytes(
+        ("\ufeffcustomer_id\r\n" + "".join(f'"{c}"\r\n' for c in known) + "\r\n").encode()
+    )
+    assert _recommended_customers(tmp_path / "bundle", listed, tmp_path / "a.csv") == known
+    assert "unknown" not in capsys.readouterr().out
+    table = tmp_path / "customers.csv"
+    table.write_text(
+        "region,customer_id,gender\n"
+        + "".join(f"north,{c},female\n" for c in known)
+        + "south,someone-new,male\n"
+    )
+    assert _recommended_customers(tmp_path / "bundle", table, tmp_path / "b.csv") == [
+        *known,
+        "someone-new",
+    ]
+    assert "1 unknown to the model got trending items" in capsys.readouterr().out
+
+
+def test_recommend_command_refuses_unreadable_customer_files(
+    tmp_path: Path, capsys, mlflow_store
+) -> None:
+    """Refused before any model is looked up (the store here is empty)."""
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes("customer_id\nJos\xe9\n".encode("latin-1"))
+    code = main(["recommend", "--customers", str(latin), "--out", str(tmp_path / "o.csv")])
+    assert code == 1 and "not UTF-8" in capsys.readouterr().err
+    gaps = tmp_path / "gaps.csv"
+    gaps.write_text("customer_id,region\nC1,north\n,south\n")
+    code = main(["recommend", "--customers", str(gaps), "--out", str(tmp_path / "o.csv")])
+    assert code == 1 and "no customer_id on line(s) 3" in capsys.readouterr().err
+
+
 def test_recommend_command_says_what_to_fix(tmp_path: Path, capsys, mlflow_store) -> None:
     """No --model-dir and no champion in the (empty) registry: a clear error, exit 1."""
     customers = tmp_path / "customers.txt"
