@@ -11,6 +11,7 @@ A role whose version did not change is reused from the previous snapshot.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -361,6 +362,8 @@ class MlflowModelSource:
 
     def _mlflow_client(self) -> Any:
         if self._client is None:
+            # A progress bar per model load would fill the service log (the user's setting wins).
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             import mlflow
             from mlflow import MlflowClient
 

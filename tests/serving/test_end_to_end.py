@@ -42,6 +42,7 @@ class RunningServer:
     url: str
     events_dir: Path
     process: subprocess.Popen[bytes]
+    log_path: Path
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,8 @@ def server(
         OPENBLAS_NUM_THREADS="1",
     )
     env.pop("MLFLOW_REGISTRY_URI", None)
+    # training in this process set it; the server must quiet MLflow's download bars itself
+    env.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
     log = (workdir / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "patronage", "serve", "--port", str(port), "--poll-seconds", "1"],
@@ -93,7 +96,9 @@ def server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, workdir / "server.log")
-        yield RunningServer(url=url, events_dir=workdir / "events", process=process)
+        yield RunningServer(
+            url=url, events_dir=workdir / "events", process=process, log_path=workdir / "server.log"
+        )
     finally:
         process.terminate()
         try:
@@ -158,6 +163,9 @@ def test_models_route_names_the_registry_champions(
     assert "roc_auc" in churn["metrics"]
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'patronage_model_info{name="patronage-churn",role="churn",version="1"} 1.0' in metrics
+    log = server.log_path.read_text()
+    assert "loaded patronage-churn version 1" in log
+    assert "Downloading artifacts" not in log  # no per-file progress bars in the service log
 
 
 def test_answers_equal_the_champion_models(
