@@ -130,7 +130,10 @@ class CustomerScorer:
         features = add_btyd_outputs(features, self.bgnbd_, self.churn_horizon_days_)
         x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
 
-        churn, reasons = self.churn_model_.explain(features)
+        if len(features) == 0:  # nobody had ordered yet: an empty table, not a model error
+            churn, reasons = np.zeros(0), []
+        else:
+            churn, reasons = self.churn_model_.explain(features)
         satisfaction = satisfaction_index(features)
         rfm = self.rfm_.transform(features)
         wait_days = self.bgnbd_.median_time_to_next_purchase(x, t_x, big_t)
@@ -145,7 +148,9 @@ class CustomerScorer:
                 "customer_id": features["customer_id"].astype(str),
                 "churn_probability": np.round(churn, 4),
                 "churn_risk": self.churn_model_.risk_tier(churn),
-                "churn_reasons": [REASON_SEPARATOR.join(r) for r in reasons],
+                "churn_reasons": np.array(
+                    [REASON_SEPARATOR.join(r) for r in reasons], dtype=object
+                ),
                 "loyalty_score": loyalty_score(rfm, churn, satisfaction),
                 "segment": rfm["segment"].to_numpy(),
                 # Rounded to what the figures can claim (a CRM shows them as they are).

@@ -120,6 +120,12 @@ def run_score(args: argparse.Namespace) -> int:
         as_of = shop.purchases["ordered_at"].max().floor("s") + pd.Timedelta(seconds=1)
     else:
         as_of = as_of_option(args.as_of)
+    first_order = shop.purchases["ordered_at"].min()
+    if as_of <= first_order:
+        raise PatronageError(
+            f"no customer has ordered before --as-of {as_of.isoformat()}: the first order in "
+            f"{args.directory} is at {first_order.isoformat()}; choose a later --as-of"
+        )
 
     if args.model_dir is None and not args.fit:
         from patronage.commands._registry import CHURN_CHAMPION, model_artifact

@@ -99,6 +99,23 @@ def test_saved_scorer_reproduces_the_table_as_parquet(
     assert list(again["churn_reasons"].fillna("")) == list(first["churn_reasons"].fillna(""))
 
 
+def test_scoring_before_the_first_order(
+    scorer: CustomerScorer, shop: Shop, sample_shop_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """Nobody had ordered yet: the library gives an empty table with the CRM columns, the CLI
+    says which --as-of to choose (it was a model error from scikit-learn)."""
+    first = shop.purchases["ordered_at"].min()
+    empty = scorer.score(shop, first)
+    assert len(empty) == 0 and tuple(empty.columns) == SCORE_COLUMNS
+    early = (first - pd.Timedelta(days=400)).isoformat()
+    out = tmp_path / "early.csv"
+    args = ["score", str(sample_shop_dir), "--as-of", early, "--out", str(out)]
+    assert main([*args, "--model-dir", str(tmp_path / "unused")]) == 1
+    error = capsys.readouterr().err
+    assert "no customer has ordered before --as-of" in error and "later --as-of" in error
+    assert not out.exists()
+
+
 def test_rows_after_as_of_change_nothing(shop: Shop, scorer: CustomerScorer) -> None:
     """No leakage: a scorer fitted on the shop cut at as_of gives the same churn scores."""
     blind = CustomerScorer().fit(shop.before(AS_OF), AS_OF, HORIZON_DAYS, seed=0)
