@@ -193,7 +193,8 @@ def _whole_history_ceiling(shop: Any, customers: pd.Series, bought: np.ndarray) 
     the test labels to learn from (5-fold CV at the cut, it reads the answers). Per customer:
     order days, CDs and dollars in each of the 39 weeks before the cut, the ages of the last
     six order days, recency, tenure, order days, CDs and dollars in all. If boosted trees on
-    this view do no better than the product's features, the gap to a target is in the data."""
+    this view do no better than the product's features, the gap to a target points to the
+    data rather than the model."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import StratifiedKFold
 
