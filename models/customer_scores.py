@@ -130,8 +130,9 @@ class CustomerScorer:
         features = add_btyd_outputs(features, self.bgnbd_, self.churn_horizon_days_)
         x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
 
+        reasons: list[list[str]] = []
         if len(features) == 0:  # nobody had ordered yet: an empty table, not a model error
-            churn, reasons = np.zeros(0), []
+            churn = np.zeros(0)
         else:
             churn, reasons = self.churn_model_.explain(features)
         satisfaction = satisfaction_index(features)
