@@ -218,11 +218,18 @@ def _whole_history_ceiling(shop: Any, customers: pd.Series, bought: np.ndarray) 
         .apply(lambda ages: list(ages[:6]) + [np.nan] * (6 - min(6, len(ages))))
     )
     last_six = np.array(latest.reindex(index).tolist(), dtype=float)
-    per = days.groupby("customer_id")
-    summary = np.column_stack(
-        [per["age"].min(), per["age"].max(), per.size(), per["cds"].sum(), per["dollars"].sum()]
+    summary = (
+        days.groupby("customer_id")
+        .agg(
+            recency=("age", "min"),
+            tenure=("age", "max"),
+            order_days=("age", "size"),
+            cds=("cds", "sum"),
+            dollars=("dollars", "sum"),
+        )
+        .reindex(index)
+        .to_numpy(float)
     )
-    summary = pd.DataFrame(summary, index=per.size().index).reindex(index).to_numpy(float)
     view = np.column_stack([summary, last_six, *weekly])
     will_buy = np.zeros(len(bought))
     for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(view, bought):

@@ -436,7 +436,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
         p, q, gamma = self.p_, self.q_, self.gamma_
         denominator = p * x + q - 1.0
         finite = denominator > 0
-        value = np.full(len(x), getattr(self, "observed_order_value_", np.nan))
+        value = np.full(len(x), self.observed_order_value_)
         value[finite] = p * (gamma + x[finite] * m[finite]) / denominator[finite]
         return value
 
