@@ -123,13 +123,26 @@ def fit_bgnbd(features: pd.DataFrame, penalizer_coef: float = 0.0) -> BetaGeoMod
         return BetaGeoModel(penalizer_coef=max(penalizer_coef, 0.01)).fit(*inputs)
 
 
+MIN_HISTORY_DAYS = 28.0
+"""A churn training cut-off needs at least this much shop history before it."""
+
+
+def churn_history_days(
+    horizon_days: float, step_days: float = 28.0, min_history_days: float = MIN_HISTORY_DAYS
+) -> float:
+    """Days of shop history (first order to `as_of`) needed to learn churn over
+    `horizon_days`: two cut-offs `step_days` apart, each with `min_history_days` before it and
+    a whole label window after it."""
+    return horizon_days + step_days + min_history_days
+
+
 def training_cutoffs(
     as_of: pd.Timestamp,
     horizon_days: float,
     first_order_at: pd.Timestamp,
     n_cutoffs: int = 4,
     step_days: float = 28.0,
-    min_history_days: float = 28.0,
+    min_history_days: float = MIN_HISTORY_DAYS,
 ) -> list[pd.Timestamp]:
     """Cut-offs `as_of - horizon - k * step` (k = 0..n-1), latest first, with label windows
     ending at or before `as_of`; cut-offs with under `min_history_days` of shop history are
@@ -144,7 +157,8 @@ def training_cutoffs(
         raise ValueError(
             f"the shop's history (first order {first_order_at:%Y-%m-%d}) is too short to learn "
             f"churn over {horizon_days:g} days before {as_of:%Y-%m-%d}: need at least "
-            f"{horizon_days + step_days + min_history_days:g} days; use a shorter horizon"
+            f"{churn_history_days(horizon_days, step_days, min_history_days):g} days; use a "
+            "shorter horizon"
         )
     return cutoffs
 

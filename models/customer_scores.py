@@ -65,7 +65,8 @@ class CustomerScorer:
     `step_days` place the churn training cut-offs; `annual_discount_rate` discounts the CLV;
     `next_order_cap_days`: an expected next order further away than this is left empty.
     Learned (after fit): `as_of_`, `churn_horizon_days_`, `bgnbd_`, `gamma_gamma_` (None when
-    the shop has no prices), `churn_model_`, `rfm_`, `cutoffs_`."""
+    the shop has no prices), `churn_model_` (None when fitted with `fit_churn=False`: a shop
+    too young to learn churn still gets loyalty, value and timing), `rfm_`, `cutoffs_`."""
 
     def __init__(
         self,
@@ -84,28 +85,38 @@ class CustomerScorer:
         self.churn_params = churn_params
 
     def fit(
-        self, shop: Any, as_of: pd.Timestamp | str, churn_horizon_days: float = 90, seed: int = 0
+        self,
+        shop: Any,
+        as_of: pd.Timestamp | str,
+        churn_horizon_days: float = 90,
+        seed: int = 0,
+        fit_churn: bool = True,
     ) -> CustomerScorer:
         """Fit every part on the shop's data before `as_of` (UTC, exclusive).
 
         Churn learns from cut-offs whose label windows end by `as_of`. Raises ValueError when
-        the shop is too young for the horizon or has no customers before `as_of`."""
+        the shop is too young for the horizon (with `fit_churn`) or has no customers before
+        `as_of`. Without `fit_churn` the churn columns are left empty and the loyalty score's
+        retention part uses P(alive) instead of 1 - churn probability."""
         as_of = _utc(as_of)
         features = _feature_function()(shop, as_of)
         if len(features) == 0:
             raise ValueError(f"no customer ordered before {as_of}; choose a later --as-of")
-        first_order = shop.purchases["ordered_at"].min()
-        self.cutoffs_ = training_cutoffs(
-            as_of, churn_horizon_days, first_order, self.n_cutoffs, self.step_days
-        )
-        training = build_training_set(
-            shop, self.cutoffs_, churn_horizon_days, _feature_function(), _label_function()
-        )
-        params = dict(self.churn_params or {})
-        params.setdefault("risk_thresholds", self.risk_thresholds)
-        self.churn_model_ = ChurnModel(random_state=seed, **params).fit(
-            training.features, training.churned, training.cutoff
-        )
+        self.cutoffs_ = []
+        self.churn_model_: ChurnModel | None = None
+        if fit_churn:
+            first_order = shop.purchases["ordered_at"].min()
+            self.cutoffs_ = training_cutoffs(
+                as_of, churn_horizon_days, first_order, self.n_cutoffs, self.step_days
+            )
+            training = build_training_set(
+                shop, self.cutoffs_, churn_horizon_days, _feature_function(), _label_function()
+            )
+            params = dict(self.churn_params or {})
+            params.setdefault("risk_thresholds", self.risk_thresholds)
+            self.churn_model_ = ChurnModel(random_state=seed, **params).fit(
+                training.features, training.churned, training.cutoff
+            )
         self.bgnbd_ = fit_bgnbd(features)
         self.gamma_gamma_ = _fit_spend(features)
         self.rfm_ = RFMScorer().fit(features)
@@ -120,7 +131,7 @@ class CustomerScorer:
         Accepts a Shop (features computed here) or a frame from `customer_features`. Times are
         UTC; `expected_next_order_at` is NaT when a next order within `next_order_cap_days` is
         not more likely than not."""
-        if not hasattr(self, "churn_model_"):
+        if not hasattr(self, "bgnbd_"):
             raise ValueError("the scorer is not fitted: call fit or load a saved scorer")
         as_of = self.as_of_ if as_of is None else _utc(as_of)
         if isinstance(shop_or_features, pd.DataFrame):
@@ -130,11 +141,15 @@ class CustomerScorer:
         features = add_btyd_outputs(features, self.bgnbd_, self.churn_horizon_days_)
         x, t_x, big_t = (features[c].to_numpy(np.float64) for c in BTYD_INPUTS)
 
-        reasons: list[list[str]] = []
-        if len(features) == 0:  # nobody had ordered yet: an empty table, not a model error
-            churn = np.zeros(0)
-        else:
+        p_alive = self.bgnbd_.probability_alive(x, t_x, big_t)
+        reasons: list[list[str]] = [[] for _ in range(len(features))]
+        churn = np.full(len(features), np.nan)
+        risk = np.full(len(features), None, dtype=object)
+        if self.churn_model_ is not None and len(features):
             churn, reasons = self.churn_model_.explain(features)
+            risk = self.churn_model_.risk_tier(churn)
+        # Without a churn model, retention in the loyalty score is P(alive) (BG/NBD).
+        retention_risk = churn if self.churn_model_ is not None else 1.0 - p_alive
         satisfaction = satisfaction_index(features)
         rfm = self.rfm_.transform(features)
         wait_days = self.bgnbd_.median_time_to_next_purchase(x, t_x, big_t)
@@ -148,14 +163,14 @@ class CustomerScorer:
             {
                 "customer_id": features["customer_id"].astype(str),
                 "churn_probability": np.round(churn, 4),
-                "churn_risk": self.churn_model_.risk_tier(churn),
+                "churn_risk": risk,
                 "churn_reasons": np.array(
                     [REASON_SEPARATOR.join(r) for r in reasons], dtype=object
                 ),
-                "loyalty_score": loyalty_score(rfm, churn, satisfaction),
+                "loyalty_score": loyalty_score(rfm, retention_risk, satisfaction),
                 "segment": rfm["segment"].to_numpy(),
                 # Rounded to what the figures can claim (a CRM shows them as they are).
-                "p_alive": np.round(self.bgnbd_.probability_alive(x, t_x, big_t), 4),
+                "p_alive": np.round(p_alive, 4),
                 "expected_orders_90d": np.round(
                     self.bgnbd_.expected_purchases(90.0, x, t_x, big_t), 4
                 ),
@@ -193,7 +208,6 @@ class CustomerScorer:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         churn = self.churn_model_
-        calibrator = churn.calibrator_
         data = {
             "format_version": FORMAT_VERSION,
             "config": {
@@ -210,31 +224,17 @@ class CustomerScorer:
             "bgnbd": self.bgnbd_.to_dict(),
             "gamma_gamma": None if self.gamma_gamma_ is None else self.gamma_gamma_.to_dict(),
             "rfm": self.rfm_.to_dict(),
-            "churn": {
-                "params": {
-                    k: list(v) if isinstance(v, tuple) else v for k, v in churn.get_params().items()
-                },
-                "feature_names": churn.feature_names_,
-                "bag_columns": churn.bag_columns_,
-                "reference": [None if np.isnan(v) else float(v) for v in churn.reference_],
-                "calibration": None
-                if calibrator is None
-                else {
-                    "slope": float(calibrator.coef_[0, 0]),
-                    "intercept": float(calibrator.intercept_[0]),
-                },
-            },
+            "churn": None if churn is None else _churn_description(churn),
         }
         (directory / PARAMS_FILE).write_text(json.dumps(data, indent=1))
-        skops.io.dump(churn.classifiers_, directory / CHURN_MODEL_FILE)
+        if churn is not None:
+            skops.io.dump(churn.classifiers_, directory / CHURN_MODEL_FILE)
         return directory
 
     @classmethod
     def load(cls, directory: Path | str) -> CustomerScorer:
         """Read a scorer written by `save`. Raises ValueError when the directory is not a saved
         scorer or the tree file holds a type outside `TRUSTED_SKOPS_TYPES`."""
-        import skops.io
-
         directory = Path(directory)
         params_path = directory / PARAMS_FILE
         if not params_path.exists():
@@ -258,33 +258,58 @@ class CustomerScorer:
         spend = data["gamma_gamma"]
         scorer.gamma_gamma_ = None if spend is None else GammaGammaModel.from_dict(spend)
         scorer.rfm_ = RFMScorer.from_dict(data["rfm"])
-
-        model_path = directory / CHURN_MODEL_FILE
-        untrusted = skops.io.get_untrusted_types(file=model_path)
-        unexpected = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
-        if unexpected:
-            raise ValueError(f"{model_path} holds types that are not trusted: {unexpected}")
-        churn_data = data["churn"]
-        churn_params = dict(churn_data["params"])
-        churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
-        churn = ChurnModel(**churn_params)
-        churn.classifiers_ = list(skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES))
-        churn.feature_names_ = list(churn_data["feature_names"])
-        churn.bag_columns_ = [list(columns) for columns in churn_data["bag_columns"]]
-        churn.reference_ = np.array(
-            [np.nan if v is None else v for v in churn_data["reference"]], dtype=np.float64
-        )
-        churn.classes_ = np.array([0, 1])
-        churn.calibrator_ = None
-        calibration = churn_data["calibration"]
-        if calibration is not None:
-            calibrator = LogisticRegression()
-            calibrator.coef_ = np.array([[calibration["slope"]]])
-            calibrator.intercept_ = np.array([calibration["intercept"]])
-            calibrator.classes_ = np.array([0, 1])
-            churn.calibrator_ = calibrator
-        scorer.churn_model_ = churn
+        scorer.churn_model_ = None
+        if data["churn"] is not None:
+            scorer.churn_model_ = _load_churn(data["churn"], directory / CHURN_MODEL_FILE)
         return scorer
+
+
+def _churn_description(churn: ChurnModel) -> dict[str, Any]:
+    """The JSON part of a fitted churn model (its trees go to a skops file)."""
+    calibrator = churn.calibrator_
+    return {
+        "params": {
+            k: list(v) if isinstance(v, tuple) else v for k, v in churn.get_params().items()
+        },
+        "feature_names": churn.feature_names_,
+        "bag_columns": churn.bag_columns_,
+        "reference": [None if np.isnan(v) else float(v) for v in churn.reference_],
+        "calibration": None
+        if calibrator is None
+        else {
+            "slope": float(calibrator.coef_[0, 0]),
+            "intercept": float(calibrator.intercept_[0]),
+        },
+    }
+
+
+def _load_churn(churn_data: dict[str, Any], model_path: Path) -> ChurnModel:
+    """A churn model from its JSON part and skops trees (only `TRUSTED_SKOPS_TYPES`)."""
+    import skops.io
+
+    untrusted = skops.io.get_untrusted_types(file=model_path)
+    unexpected = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
+    if unexpected:
+        raise ValueError(f"{model_path} holds types that are not trusted: {unexpected}")
+    churn_params = dict(churn_data["params"])
+    churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
+    churn = ChurnModel(**churn_params)
+    churn.classifiers_ = list(skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES))
+    churn.feature_names_ = list(churn_data["feature_names"])
+    churn.bag_columns_ = [list(columns) for columns in churn_data["bag_columns"]]
+    churn.reference_ = np.array(
+        [np.nan if v is None else v for v in churn_data["reference"]], dtype=np.float64
+    )
+    churn.classes_ = np.array([0, 1])
+    churn.calibrator_ = None
+    calibration = churn_data["calibration"]
+    if calibration is not None:
+        calibrator = LogisticRegression()
+        calibrator.coef_ = np.array([[calibration["slope"]]])
+        calibrator.intercept_ = np.array([calibration["intercept"]])
+        calibrator.classes_ = np.array([0, 1])
+        churn.calibrator_ = calibrator
+    return churn
 
 
 def _fit_spend(features: pd.DataFrame) -> GammaGammaModel | None:

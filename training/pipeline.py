@@ -24,6 +24,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.registry_names import (
+    BASELINE_NOTE_TAG,
+    BASELINE_TAG,
+    ROLE_TAG,
+    ROLES,
+    ROWS_TAG,
+    SHOP_TAG,
+    SKIPPED_TAG,
+    SOURCE_TAG,
+    registered_name,
+    shop_of_directory,
+)
 from training.progress import Progress
 from training.registry import (
     CHALLENGER,
@@ -31,6 +43,7 @@ from training.registry import (
     LOYALTY,
     METRIC_TAG_PREFIX,
     RECOMMENDER,
+    baseline_verdict,
     champion_history,
     champion_version,
     set_champion,
@@ -38,17 +51,21 @@ from training.registry import (
 
 BACKTEST_VERSION = 1
 """Bumped when the backtest definition changes, so recorded metrics stop counting as equal."""
-KEY_METRICS = {
+KEY_METRICS: dict[str, tuple[str, ...]] = {
     RECOMMENDER: ("ndcg_at_10", "recall_at_10", "discovery_ndcg_at_10"),
     CHURN: ("roc_auc", "average_precision", "brier", "ece"),
     LOYALTY: ("orders_spearman", "orders_mae"),
 }
 """Metrics copied onto each registered version as tags (listed by `patronage models`)."""
-ARTIFACT_NAMES = {RECOMMENDER: "recommender", CHURN: "churn", LOYALTY: "loyalty"}
 
 
 class TrainingFailed(RuntimeError):
     """Training stopped; the registry is as it was. The message says why and what to do."""
+
+
+class RoleSkipped(ValueError):
+    """The shop's data cannot carry one role; the message is one plain sentence saying why and
+    what would make it possible. The other roles still train."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,10 @@ class TrainOptions:
     """The latest posted row of each item (`serving.events.read_item_updates`): catalog changes
     such as `available: false`, applied over the files' items table."""
     events_source: str = ""
+    shop: str | None = None
+    """The shop's name in the registry (None: the data directory's name)."""
+    roles: tuple[str, ...] = ROLES
+    """The roles to train (recommender, churn, loyalty)."""
 
 
 @dataclass
@@ -100,6 +121,9 @@ class Candidate:
     comparison: str = ""
     model_uri: str = ""
     model_id: str = ""
+    beats_baseline: bool = True
+    baseline_note: str = ""
+    champion_beats_baseline: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +137,8 @@ class ModelOutcome:
     champion: str
     """The champion version after this run."""
     metrics: dict[str, float]
+    beats_baseline: bool = True
+    baseline_note: str = ""
 
 
 @dataclass
@@ -126,12 +152,18 @@ class TrainResult:
     seconds: float
     outcomes: list[ModelOutcome] = field(default_factory=list)
     backtest: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    shop: str = ""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Roles the data could not carry, with the sentence saying why."""
+    notes: list[str] = field(default_factory=list)
+    """What else the user should know (e.g. posted events after an explicit --as-of)."""
 
     def describe(self) -> str:
-        """A few lines for the terminal."""
+        """A few lines for the terminal: each role trained (decision, key metrics, whether it
+        beats its plain baseline) or skipped (why), then the notes."""
         lines = [
-            f"trained on data before {self.as_of.isoformat()} in {self.seconds:.1f} s; "
-            f"MLflow run {self.run_id} ({self.tracking_uri})"
+            f"shop {self.shop!r}: trained on data before {self.as_of.isoformat()} in "
+            f"{self.seconds:.1f} s; MLflow run {self.run_id} ({self.tracking_uri})"
         ]
         for outcome in self.outcomes:
             key = ", ".join(
@@ -140,10 +172,15 @@ class TrainResult:
                 if m in outcome.metrics
             )
             lines.append(
-                f"  {outcome.name} v{outcome.version}: {outcome.decision} "
-                f"(champion: v{outcome.champion}); {key}"
+                f"  {outcome.name} v{outcome.version} ({registered_name(self.shop, outcome.name)})"
+                f": {outcome.decision} (champion: v{outcome.champion}); {key}"
             )
             lines.append(f"    {outcome.reason}")
+            warning = "" if outcome.beats_baseline else "WARNING: "
+            lines.append(f"    {warning}{outcome.baseline_note}")
+        for role, reason in self.skipped.items():
+            lines.append(f"  {role}: skipped. {reason}")
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
@@ -154,6 +191,16 @@ def train(options: TrainOptions) -> TrainResult:
     from threadpoolctl import threadpool_limits
 
     started = time.perf_counter()
+    unknown = sorted(set(options.roles) - set(ROLES))
+    if unknown or not options.roles:
+        raise TrainingFailed(
+            f"unknown role(s) {', '.join(unknown) or '(none given)'}: "
+            f"choose from {', '.join(ROLES)}"
+        )
+    try:
+        shop_name = options.shop or shop_of_directory(options.directory)
+    except ValueError as error:
+        raise TrainingFailed(str(error)) from None
     progress = Progress(total=9, enabled=options.progress)
     progress.step("connecting to the MLflow tracking store")
     from training.tracking import connect, ensure_experiment
@@ -168,10 +215,17 @@ def train(options: TrainOptions) -> TrainResult:
         try:
             progress.step("loading and validating the shop")
             shop, as_of, data = _load(options)
-            candidates, report = _backtest_and_fit(shop, as_of, data, options, workdir, progress)
+            candidates, skipped, report = _backtest_and_fit(
+                shop, as_of, data, options, workdir, progress
+            )
+            if not candidates:
+                raise ValueError(
+                    f"no role could be trained for shop {shop_name!r}: "
+                    + " ".join(f"{role}: {reason}" for role, reason in skipped.items())
+                )
             progress.step("comparing with the current champions")
             for candidate in candidates:
-                _compare_with_champion(client, candidate)
+                _compare_with_champion(client, candidate, shop_name)
         except Exception as error:  # any failure before logging leaves the registry alone
             progress.close()
             kind = (
@@ -183,7 +237,7 @@ def train(options: TrainOptions) -> TrainResult:
         progress.step("logging the run, report and models to MLflow")
         run_id = _log_run(options, experiment_id, as_of, data, candidates, report, workdir)
         progress.step("registering versions and moving aliases")
-        outcomes = _register(client, candidates, options, as_of, run_id, data)
+        outcomes = _register(client, shop_name, candidates, skipped, options, as_of, run_id, data)
     progress.close()
     return TrainResult(
         run_id=run_id,
@@ -193,6 +247,9 @@ def train(options: TrainOptions) -> TrainResult:
         seconds=time.perf_counter() - started,
         outcomes=outcomes,
         backtest={c.name: {"model": c.metrics, **c.baselines} for c in candidates},
+        shop=shop_name,
+        skipped=skipped,
+        notes=list(data.notes),
     )
 
 
@@ -207,6 +264,8 @@ class DataSummary:
     first_order_at: pd.Timestamp
     last_order_at: pd.Timestamp
     rejected_rows: int
+    notes: tuple[str, ...] = ()
+    """What the user should know about the data used (posted events left out, and why)."""
 
 
 def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
@@ -220,7 +279,8 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
         )
     except DataRejected as error:
         raise ValueError(f"the data in {directory} was refused: {error}") from error
-    shop = loaded.shop
+    # Events first: the default as_of must see a purchase posted after the files' last order.
+    shop, events, notes = _merge_events(loaded.shop, options)
     if shop.purchases.empty:
         raise ValueError(f"{directory} holds no valid purchases")
     last = shop.purchases["ordered_at"].max()
@@ -229,7 +289,13 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
         if options.as_of is not None
         else last.floor("D") + pd.Timedelta(days=1)
     )
-    shop, events = _merge_events(shop, options)
+    if events and options.extra_purchases is not None and len(options.extra_purchases):
+        late = int((options.extra_purchases["ordered_at"] >= as_of).sum())
+        if late:
+            notes.append(
+                f"{late} posted purchase line(s) are dated at or after --as-of "
+                f"{as_of.isoformat()} and were not used"
+            )
     shop = shop.before(as_of)
     if shop.purchases.empty:
         raise ValueError(f"no purchase before --as-of {as_of.isoformat()}")
@@ -249,16 +315,18 @@ def _load(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
         first_order_at=shop.purchases["ordered_at"].min(),
         last_order_at=shop.purchases["ordered_at"].max(),
         rejected_rows=rejected,
+        notes=tuple(notes),
     )
     return shop, as_of, data
 
 
-def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
+def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str, list[str]]:
     """The shop with the event log's item updates applied and its purchases and feedback
-    appended; returns (shop, events hash).
+    appended; returns (shop, events hash, notes on posted rows not used).
 
     A purchase already in the files (same order_id and item_id) is kept once; events naming an
-    item the catalog does not know (the files' items plus items posted as events) are dropped."""
+    item the catalog does not know (the files' items plus items posted as events) are dropped
+    and counted in the notes."""
     from features.shop import Shop
 
     frames = [
@@ -266,15 +334,20 @@ def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
         for f in (options.extra_purchases, options.extra_feedback, options.extra_items)
         if f is not None
     ]
+    notes: list[str] = []
     if not any(len(f) for f in frames):
-        return shop, ""
+        return shop, "", notes
     items = apply_item_updates(shop.items, options.extra_items)
     purchases, feedback = shop.purchases, shop.feedback
     if options.extra_purchases is not None and len(options.extra_purchases):
         known_items = set(items["item_id"].astype(str))
-        extra = options.extra_purchases[
-            options.extra_purchases["item_id"].astype(str).isin(known_items)
-        ]
+        known = options.extra_purchases["item_id"].astype(str).isin(known_items)
+        extra = options.extra_purchases[known]
+        if not known.all():
+            notes.append(
+                f"{int((~known).sum())} posted purchase line(s) name an item the catalog does "
+                "not know and were not used (post the item first)"
+            )
         purchases = pd.concat([purchases, extra[purchases.columns.intersection(extra.columns)]])
         purchases = purchases.drop_duplicates(["order_id", "item_id"], keep="first")
         purchases = purchases.sort_values("ordered_at", kind="stable").reset_index(drop=True)
@@ -287,7 +360,7 @@ def _merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str]:
     for frame in frames:
         digest.update(pd.util.hash_pandas_object(frame.astype(str), index=False).values.tobytes())
     merged = Shop(purchases=purchases, feedback=feedback, items=items, customers=shop.customers)
-    return merged, digest.hexdigest()
+    return merged, digest.hexdigest(), notes
 
 
 def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.DataFrame:
@@ -355,7 +428,10 @@ def _backtest_and_fit(
     options: TrainOptions,
     workdir: Path,
     progress: Progress,
-) -> tuple[list[Candidate], Any]:
+) -> tuple[list[Candidate], dict[str, str], Any]:
+    """The candidates of the roles asked for that the data can carry, the skipped roles with
+    why, and the evaluation report. Each role is backtested and fitted on its own."""
+    from training.promotion import versus_baseline
     from training.report import EvaluationReport
 
     report = EvaluationReport(title=f"Patronage training report, data before {as_of.isoformat()}")
@@ -367,9 +443,29 @@ def _backtest_and_fit(
         ("as_of (exclusive)", as_of.isoformat()),
         ("seed", str(options.seed)),
     ]
-    recommender = _recommender_candidate(shop, as_of, data, options, workdir, progress, report)
-    customers = _customer_candidates(shop, as_of, data, options, workdir, progress, report)
-    return [recommender, *customers], report
+    candidates: list[Candidate] = []
+    skipped: dict[str, str] = {}
+    if RECOMMENDER in options.roles:
+        try:
+            candidates.append(
+                _recommender_candidate(shop, as_of, data, options, workdir, progress, report)
+            )
+        except RoleSkipped as why:
+            skipped[RECOMMENDER] = str(why)
+    customer_roles = tuple(role for role in (CHURN, LOYALTY) if role in options.roles)
+    if customer_roles:
+        customers, customer_skips = _customer_candidates(
+            shop, as_of, data, options, workdir, progress, report, customer_roles
+        )
+        candidates += customers
+        skipped.update(customer_skips)
+    for candidate in candidates:
+        candidate.beats_baseline, candidate.baseline_note = versus_baseline(
+            candidate.name, candidate.metrics, candidate.baselines
+        )
+        report.summary.append((f"{candidate.name} vs plain baseline", candidate.baseline_note))
+    report.summary += [(f"{role} skipped", reason) for role, reason in skipped.items()]
+    return candidates, skipped, report
 
 
 def _recommender_candidate(
@@ -393,18 +489,34 @@ def _recommender_candidate(
     window = float(options.recommendation_window_days)
     cut = as_of - pd.Timedelta(days=window)
     progress.step(f"recommender backtest: fit before {cut.date()}, test to {as_of.date()}")
+    products = shop.purchases["item_id"].nunique()
+    if products < 2:
+        raise RoleSkipped(
+            f"recommendations need at least two products that sold; this shop sold {products} "
+            "before as_of, so there is nothing to choose between (churn and loyalty do not need "
+            "products)"
+        )
     past = shop.before(cut)
+    if past.purchases.empty:
+        raise RoleSkipped(
+            f"the recommender backtest needs purchases before {cut.date()} (the "
+            f"{window:g}-day window before as_of) and this shop has none: pass a shorter "
+            "--recommendation-window-days or wait for more history"
+        )
     try:
         backtest_bundle = fit_recommender_bundle(
             past, cut, seed=options.seed, time_budget_s=options.time_budget_s
         )
     except ValueError as error:
-        raise ValueError(f"recommender backtest fit failed: {error}") from error
+        raise RoleSkipped(
+            f"the recommender could not be fitted on the data before {cut.date()}: {error}"
+        ) from error
     truth = window_truth(shop, backtest_bundle.customer_ids, cut, as_of, seed=options.seed)
     if not truth.relevant["repeat"]:
-        raise ValueError(
-            f"no known customer bought in the recommendation window [{cut}, {as_of}): use a "
-            "longer --recommendation-window-days or an earlier --as-of"
+        raise RoleSkipped(
+            f"no customer known before {cut.date()} bought in the {window:g} days before as_of, "
+            "so recommendations cannot be checked: pass a longer --recommendation-window-days "
+            "or an earlier --as-of"
         )
     n_items = len(backtest_bundle.item_ids)
     model_eval = evaluate_lists(bundle_lists(backtest_bundle, truth), truth, n_items)
@@ -428,7 +540,7 @@ def _recommender_candidate(
             shop, as_of, seed=options.seed, time_budget_s=options.time_budget_s
         )
     except ValueError as error:
-        raise ValueError(f"recommender fit failed: {error}") from error
+        raise RoleSkipped(f"the recommender could not be fitted on all data: {error}") from error
     bundle_dir = workdir / "recommender_bundle"
     bundle.save(bundle_dir)
     known = [str(c) for c in bundle.customer_ids[:3]]
@@ -461,6 +573,47 @@ def _recommender_candidate(
     )
 
 
+def churn_skip_reason(
+    shop: Any, as_of: pd.Timestamp, horizon_days: int, step_days: float
+) -> str | None:
+    """Why the shop's history is too short to learn and backtest churn over `horizon_days`
+    (one sentence with what to pass instead, or how long to wait), or None when it is not."""
+    from models.churn import MIN_HISTORY_DAYS, churn_history_days
+
+    first = shop.purchases["ordered_at"].min()
+    have = (as_of - first).total_seconds() / 86_400
+    # The final fit needs churn_history_days; its backtest, one horizon more before as_of.
+    need = horizon_days + churn_history_days(horizon_days, step_days)
+    if have >= need:
+        return None
+    longest = int((have - step_days - MIN_HISTORY_DAYS) // 2)
+    options = [f"pass --churn-horizon-days {longest}"] if longest >= 7 else []
+    options.append(f"wait {int(np.ceil(need - have))} more days")
+    return (
+        f"churn over {horizon_days} days needs {need:g} days of history ({need - horizon_days:g} "
+        f"to learn from and {horizon_days} more to check it on); this shop has {have:.0f}: "
+        + " or ".join(options)
+    )
+
+
+def loyalty_skip_reason(shop: Any, cut: pd.Timestamp, horizon_days: int) -> str | None:
+    """Why loyalty (expected orders, value, segments) cannot be learned and backtested with a
+    `horizon_days` window ending at `as_of` = `cut` + horizon, or None when it can."""
+    before = shop.purchases[shop.purchases["ordered_at"] < cut]
+    if before.empty:
+        return (
+            f"loyalty is checked on the last {horizon_days} days and nobody ordered before "
+            f"{cut.date()}: pass a shorter --churn-horizon-days or wait for more history"
+        )
+    orders = before.groupby(before["customer_id"].astype(str))["order_id"].nunique()
+    if not (orders > 1).any():
+        return (
+            "loyalty (expected orders, value) is learned from customers who ordered more than "
+            f"once, and none did before {cut.date()}: wait for repeat orders"
+        )
+    return None
+
+
 def _customer_candidates(
     shop: Any,
     as_of: pd.Timestamp,
@@ -469,92 +622,49 @@ def _customer_candidates(
     workdir: Path,
     progress: Progress,
     report: Any,
-) -> list[Candidate]:
+    roles: tuple[str, ...],
+) -> tuple[list[Candidate], dict[str, str]]:
+    """Churn and loyalty candidates (they share one `CustomerScorer`, its backtest and score
+    table; only the metrics they are judged on differ), and the roles skipped with why."""
     from models.customer_scores import CustomerScorer
-    from models.pyfunc import ChurnModel, LoyaltyModel, write_score_table
-    from training.customer_backtest import (
-        churn_metrics,
-        churn_ranking_metrics,
-        constant_forecast_metrics,
-        customer_truth,
-        order_forecast_metrics,
-    )
+    from models.pyfunc import ChurnModel, LoyaltyModel
 
     horizon = int(options.churn_horizon_days)
     cut = as_of - pd.Timedelta(days=horizon)
+    skipped: dict[str, str] = {}
+    loyalty_reason = loyalty_skip_reason(shop, cut, horizon)
+    if loyalty_reason is not None:
+        # Churn is learned from the same repeat orders, over more history.
+        skipped = dict.fromkeys(roles, loyalty_reason)
+        return [], skipped
+    churn_reason = churn_skip_reason(shop, as_of, horizon, CustomerScorer().step_days)
+    if CHURN in roles and churn_reason is not None:
+        skipped[CHURN] = churn_reason
+    fit_churn = CHURN in roles and churn_reason is None
+    if not fit_churn and LOYALTY not in roles:
+        return [], skipped
     progress.step(f"churn and loyalty backtest: fit before {cut.date()}, test to {as_of.date()}")
     past = shop.before(cut)
-    truth = customer_truth(shop, cut, as_of)
     try:
-        backtest_scorer = CustomerScorer().fit(
-            past, cut, churn_horizon_days=horizon, seed=options.seed
-        )
-        backtest_scores = backtest_scorer.score(past, cut)
-    except ValueError as error:
-        raise ValueError(f"churn/loyalty backtest fit failed: {error}") from error
-
-    def evaluate(scores: pd.DataFrame) -> dict[str, dict[str, float]]:
-        """Backtest metrics of a score table, keyed CHURN and LOYALTY."""
-        table = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index(
-            "customer_id"
-        )
-        table = table.reindex(truth.churned.index)
-        probability = table["churn_probability"].astype(float).fillna(truth.base_rate)
-        churn = churn_metrics(truth.churned.to_numpy(), probability.to_numpy())
-        expected = table["expected_orders_90d"].astype(float) * (horizon / 90.0)
-        loyalty = order_forecast_metrics(truth.orders.to_numpy(), expected.to_numpy())
-        return {CHURN: churn, LOYALTY: loyalty}
-
-    backtest_metrics = evaluate(backtest_scores)
-    churn_eval, loyalty_eval = backtest_metrics[CHURN], backtest_metrics[LOYALTY]
-    labels = truth.churned.to_numpy()
-    recency = truth.days_since_last_order.fillna(truth.days_since_last_order.max()).to_numpy()
-    churn_baselines = {
-        "recency": churn_ranking_metrics(labels, recency),
-        "base_rate": constant_forecast_metrics(labels, truth.base_rate),
-    }
-    loyalty_baselines = {
-        "past_rate": order_forecast_metrics(
-            truth.orders.to_numpy(), truth.past_rate_orders.to_numpy()
-        )
-    }
-    indexed = backtest_scores.assign(customer_id=backtest_scores["customer_id"].astype(str))
-    indexed = indexed.set_index("customer_id").reindex(truth.churned.index)
-    report.churn_label = labels
-    report.churn_scores = {
-        "model": indexed["churn_probability"].astype(float).fillna(truth.base_rate).to_numpy(),
-        "recency (days since last order)": recency,
-    }
-    report.metric_tables["Churn: backtest"] = {"model": churn_eval, **churn_baselines}
-    report.metric_tables["Loyalty (expected orders): backtest"] = {
-        "model": loyalty_eval,
-        **loyalty_baselines,
-    }
-    report.summary.append(("churn window", f"{cut.isoformat()} to {as_of.isoformat()}"))
-    report.summary.append(("churn base rate (one horizon earlier)", f"{truth.base_rate:.4f}"))
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+    except RoleSkipped as why:
+        if LOYALTY not in roles:
+            return [], {CHURN: str(why)}
+        skipped[CHURN], fit_churn = str(why), False
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+    backtest = _CustomerBacktest(shop, cut, as_of, horizon)
+    backtest_scores = backtest_scorer.score(past, cut)
+    backtest_metrics = backtest.evaluate(backtest_scores)
+    backtest.describe(report, backtest_scores, fit_churn)
 
     progress.step("fitting the final churn and loyalty models on all data")
-    try:
-        scorer = CustomerScorer().fit(shop, as_of, churn_horizon_days=horizon, seed=options.seed)
-        scores = scorer.score(shop, as_of)
-    except ValueError as error:
-        raise ValueError(f"churn/loyalty fit failed: {error}") from error
+    scorer = _fit_scorer(shop, as_of, horizon, options.seed, fit_churn)
+    scores = scorer.score(shop, as_of)
     if "segment" in scores.columns:
         report.segment_sizes = {
             str(k): int(v) for k, v in scores["segment"].value_counts().sort_index().items()
         }
-    scorer_dir = workdir / "customer_scorer"
-    scorer.save(scorer_dir)
-    # The served loyalty answer counts days since the last order from this column (UTC).
-    known_orders = shop.purchases[shop.purchases["ordered_at"] < as_of]
-    last_order_at = known_orders.groupby("customer_id")["ordered_at"].max()
-    served_table = scores.assign(
-        last_order_at=scores["customer_id"].astype(str).map(last_order_at).to_numpy()
-    )
-    scores_dir = write_score_table(
-        served_table, workdir / "customer_scores", as_of, {"churn_horizon_days": horizon}
-    )
-    artifacts = {"scores": str(scores_dir), "scorer": str(scorer_dir)}
+    artifacts = _customer_artifacts(shop, as_of, horizon, scorer, scores, workdir)
     known = scores["customer_id"].astype(str).head(3).tolist()
     example = pd.DataFrame({"customer_id": known + ["__new_customer__"]})
 
@@ -570,13 +680,9 @@ def _customer_candidates(
     def load_backtest(directory: Path) -> Any:
         return SimpleNamespace(scorer=CustomerScorer.load(directory), scores=None)
 
-    def candidate(
-        name: str, python_model: Any, baselines: dict[str, dict[str, float]]
-    ) -> Candidate:
-        # Churn and loyalty share the scorer, its backtest and the score table; only the
-        # metrics they are judged on differ.
+    def candidate(name: str, python_model: Any) -> Candidate:
         def evaluate_champion(wrapper: Any) -> dict[str, float]:
-            return evaluate(rescore(wrapper))[name]
+            return backtest.evaluate(rescore(wrapper))[name]
 
         return Candidate(
             name=name,
@@ -584,7 +690,7 @@ def _customer_candidates(
             artifacts=artifacts,
             input_example=example,
             metrics=backtest_metrics[name],
-            baselines=baselines,
+            baselines=backtest.baselines[name],
             backtest_key=_backtest_key(data, name, cut, as_of, options),
             cut=cut,
             evaluate_champion=evaluate_champion,
@@ -592,10 +698,130 @@ def _customer_candidates(
             backtest_loader=load_backtest,
         )
 
-    return [
-        candidate(CHURN, ChurnModel(), churn_baselines),
-        candidate(LOYALTY, LoyaltyModel(), loyalty_baselines),
-    ]
+    candidates = []
+    if fit_churn:
+        candidates.append(candidate(CHURN, ChurnModel()))
+    if LOYALTY in roles:
+        candidates.append(candidate(LOYALTY, LoyaltyModel()))
+    return candidates, skipped
+
+
+def _fit_scorer(shop: Any, as_of: pd.Timestamp, horizon: int, seed: int, fit_churn: bool) -> Any:
+    """A fitted `CustomerScorer`; a data problem of the churn part raises `RoleSkipped`."""
+    from models.customer_scores import CustomerScorer
+
+    try:
+        return CustomerScorer().fit(
+            shop, as_of, churn_horizon_days=horizon, seed=seed, fit_churn=fit_churn
+        )
+    except ValueError as error:
+        if not fit_churn:
+            raise
+        raise RoleSkipped(f"churn could not be learned before {as_of.date()}: {error}") from error
+
+
+def _customer_artifacts(
+    shop: Any,
+    as_of: pd.Timestamp,
+    horizon: int,
+    scorer: Any,
+    scores: pd.DataFrame,
+    workdir: Path,
+) -> dict[str, str]:
+    """The scorer and the served score table, saved under `workdir`: the pyfunc artifacts."""
+    from models.pyfunc import write_score_table
+
+    scorer_dir = workdir / "customer_scorer"
+    scorer.save(scorer_dir)
+    # The served loyalty answer counts days since the last order from this column (UTC).
+    known_orders = shop.purchases[shop.purchases["ordered_at"] < as_of]
+    last_order_at = known_orders.groupby("customer_id")["ordered_at"].max()
+    served_table = scores.assign(
+        last_order_at=scores["customer_id"].astype(str).map(last_order_at).to_numpy()
+    )
+    scores_dir = write_score_table(
+        served_table, workdir / "customer_scores", as_of, {"churn_horizon_days": horizon}
+    )
+    return {"scores": str(scores_dir), "scorer": str(scorer_dir)}
+
+
+class _CustomerBacktest:
+    """What the customers known at `cut` did in `[cut, as_of)`, the baselines' metrics, and the
+    metrics of any score table on that window (churn and loyalty)."""
+
+    def __init__(self, shop: Any, cut: pd.Timestamp, as_of: pd.Timestamp, horizon: int) -> None:
+        from training.customer_backtest import (
+            churn_ranking_metrics,
+            constant_forecast_metrics,
+            customer_truth,
+            order_forecast_metrics,
+        )
+
+        self.horizon = horizon
+        self.cut, self.as_of = cut, as_of
+        self.truth = truth = customer_truth(shop, cut, as_of)
+        self.labels = truth.churned.to_numpy()
+        self.recency = truth.days_since_last_order.fillna(
+            truth.days_since_last_order.max()
+        ).to_numpy()
+        self.baselines: dict[str, dict[str, dict[str, float]]] = {
+            CHURN: {
+                "recency": churn_ranking_metrics(self.labels, self.recency),
+                "base_rate": constant_forecast_metrics(self.labels, truth.base_rate),
+            },
+            LOYALTY: {
+                "past_rate": order_forecast_metrics(
+                    truth.orders.to_numpy(), truth.past_rate_orders.to_numpy()
+                )
+            },
+        }
+
+    def _table(self, scores: pd.DataFrame) -> pd.DataFrame:
+        table = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index(
+            "customer_id"
+        )
+        return table.reindex(self.truth.churned.index)
+
+    def evaluate(self, scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Backtest metrics of a score table, keyed CHURN and LOYALTY (churn empty when the
+        table has no churn probabilities)."""
+        from training.customer_backtest import churn_metrics, order_forecast_metrics
+
+        table = self._table(scores)
+        probability = table["churn_probability"].astype(float)
+        churn = (
+            churn_metrics(self.labels, probability.fillna(self.truth.base_rate).to_numpy())
+            if probability.notna().any()
+            else {}
+        )
+        expected = table["expected_orders_90d"].astype(float) * (self.horizon / 90.0)
+        loyalty = order_forecast_metrics(self.truth.orders.to_numpy(), expected.to_numpy())
+        return {CHURN: churn, LOYALTY: loyalty}
+
+    def describe(self, report: Any, scores: pd.DataFrame, with_churn: bool) -> None:
+        """Add the backtest's tables, curves and windows to the training report."""
+        metrics = self.evaluate(scores)
+        if with_churn:
+            probability = self._table(scores)["churn_probability"].astype(float)
+            report.churn_label = self.labels
+            report.churn_scores = {
+                "model": probability.fillna(self.truth.base_rate).to_numpy(),
+                "recency (days since last order)": self.recency,
+            }
+            report.metric_tables["Churn: backtest"] = {
+                "model": metrics[CHURN],
+                **self.baselines[CHURN],
+            }
+        report.metric_tables["Loyalty (expected orders): backtest"] = {
+            "model": metrics[LOYALTY],
+            **self.baselines[LOYALTY],
+        }
+        report.summary.append(
+            ("churn window", f"{self.cut.isoformat()} to {self.as_of.isoformat()}")
+        )
+        report.summary.append(
+            ("churn base rate (one horizon earlier)", f"{self.truth.base_rate:.4f}")
+        )
 
 
 # --- champion comparison ---------------------------------------------------------------------
@@ -610,7 +836,7 @@ def _recorded_metrics(version: Any) -> dict[str, float]:
     return metrics
 
 
-def _compare_with_champion(client: Any, candidate: Candidate) -> None:
+def _compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
     """Fill `champion_metrics` and `comparison`: the champion on this candidate's backtest.
 
     In order of preference:
@@ -620,12 +846,16 @@ def _compare_with_champion(client: Any, candidate: Candidate) -> None:
        window (out of sample for it);
     3. champion's own backtest model (fitted before its cut, which is at or before this one):
        evaluated on this window, the champion's procedure on the same backtest, leak-free;
-    4. otherwise (a champion from a later as_of): its recorded backtest, and the reason says so."""
-    champion = champion_version(client, candidate.name)
+    4. otherwise (a champion from a later as_of): its recorded backtest, and the reason says so.
+
+    Only the same shop's champion is looked at."""
+    name = registered_name(shop, candidate.name)
+    champion = champion_version(client, name)
     if champion is None:
         return
     version = str(champion.version)
     tags = champion.tags or {}
+    candidate.champion_beats_baseline = baseline_verdict(tags)
     recorded = _recorded_metrics(champion)
     if tags.get("patronage.backtest_key") == candidate.backtest_key:
         candidate.champion_metrics = recorded
@@ -637,7 +867,7 @@ def _compare_with_champion(client: Any, candidate: Candidate) -> None:
         try:
             import mlflow.pyfunc
 
-            loaded = mlflow.pyfunc.load_model(f"models:/{candidate.name}/{version}")
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
             candidate.champion_metrics = candidate.evaluate_champion(loaded.unwrap_python_model())
             candidate.comparison = f"champion v{version} evaluated on this backtest window"
             return
@@ -758,7 +988,7 @@ def _log_contents(
     mlflow.set_tags({"patronage.as_of": as_of.isoformat(), "patronage.data_sha256": data.sha256})
     metrics: dict[str, float] = {}
     for candidate in candidates:
-        short = ARTIFACT_NAMES[candidate.name]
+        short = candidate.name
         for key, value in candidate.metrics.items():
             metrics[f"backtest.{short}.model.{key}"] = value
         for baseline, values in candidate.baselines.items():
@@ -817,7 +1047,7 @@ def _log_model(candidate: Candidate, requirements: list[str]) -> None:
     output = _output_example(candidate)
     signature = infer_signature(candidate.input_example, output, params=candidate.predict_params)
     info = mlflow.pyfunc.log_model(
-        name=ARTIFACT_NAMES[candidate.name],
+        name=candidate.name,
         python_model=candidate.python_model,
         artifacts=candidate.artifacts,
         signature=signature,
@@ -897,17 +1127,20 @@ def _verify_logged_model(candidate: Candidate) -> None:
 # --- registry --------------------------------------------------------------------------------
 def _register(
     client: Any,
+    shop: str,
     candidates: list[Candidate],
+    skipped: dict[str, str],
     options: TrainOptions,
     as_of: pd.Timestamp,
     run_id: str,
     data: DataSummary,
 ) -> list[ModelOutcome]:
-    """Register every candidate, set `challenger`, move `champion` where the rule allows.
+    """Register every candidate in the shop's namespace, set `challenger`, move `champion`
+    where the rule allows; mark the skipped roles (tag `patronage.skipped`, read by `serve`
+    and `patronage models`) and clear that mark on the roles that trained.
 
-    All-or-nothing: on any error the versions created here are deleted and aliases and history
-    tags restored, then `TrainingFailed` is raised."""
-    from mlflow.exceptions import MlflowException
+    All-or-nothing: on any error the versions created here are deleted and aliases and tags
+    restored, then `TrainingFailed` is raised."""
 
     from training.promotion import decide
 
@@ -916,19 +1149,22 @@ def _register(
     try:
         decisions = [
             decide(
-                c.name, c.metrics, c.champion_metrics, force=options.force, comparison=c.comparison
+                c.name,
+                c.metrics,
+                c.champion_metrics,
+                force=options.force,
+                comparison=c.comparison,
+                beats_baseline=c.beats_baseline,
+                champion_beats_baseline=c.champion_beats_baseline,
             )
             for c in candidates
         ]
+        for role, reason in skipped.items():
+            name = _ensure_registered_model(client, shop, role, undo)
+            _set_model_tag(client, name, SKIPPED_TAG, reason[:5000], undo)
         for candidate, decision in zip(candidates, decisions, strict=True):
-            name = candidate.name
-            try:
-                client.get_registered_model(name)
-            except MlflowException:
-                client.create_registered_model(
-                    name, description=f"Patronage {ARTIFACT_NAMES[name]} model (docs/training.md)"
-                )
-                undo.append(partial(client.delete_registered_model, name))
+            name = _ensure_registered_model(client, shop, candidate.name, undo)
+            _set_model_tag(client, name, SKIPPED_TAG, None, undo)
             previous_challenger = _alias_version(client, name, CHALLENGER)
             previous_champion = champion_version(client, name)
             previous_history = champion_history(client, name)
@@ -941,9 +1177,13 @@ def _register(
                 "patronage.seed": str(options.seed),
                 "patronage.decision": decision.decision,
                 "patronage.reason": decision.reason[:5000],
+                BASELINE_TAG: "true" if candidate.beats_baseline else "false",
+                BASELINE_NOTE_TAG: candidate.baseline_note[:5000],
+                SOURCE_TAG: data.source[:5000],
+                ROWS_TAG: json.dumps(data.rows),
                 **{
                     f"{METRIC_TAG_PREFIX}{key}": repr(float(candidate.metrics[key]))
-                    for key in KEY_METRICS[name]
+                    for key in KEY_METRICS[candidate.name]
                     if key in candidate.metrics
                 },
             }
@@ -969,12 +1209,14 @@ def _register(
                 champion = str(previous_champion.version) if previous_champion else "-"
             outcomes.append(
                 ModelOutcome(
-                    name,
+                    candidate.name,
                     number,
                     decision.decision,
                     decision.reason,
                     champion,
                     dict(candidate.metrics),
+                    candidate.beats_baseline,
+                    candidate.baseline_note,
                 )
             )
     except Exception as error:
@@ -991,6 +1233,42 @@ def _register(
             f"it was{extra}"
         ) from error
     return outcomes
+
+
+def _ensure_registered_model(
+    client: Any, shop: str, role: str, undo: list[Callable[[], None]]
+) -> str:
+    """The shop's registered model of `role`, created (tagged with shop and role) if new."""
+    from mlflow.exceptions import MlflowException
+
+    name = registered_name(shop, role)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(
+            name,
+            tags={SHOP_TAG: shop, ROLE_TAG: role},
+            description=f"Patronage {role} model of shop {shop!r} (docs/training.md)",
+        )
+        undo.append(partial(client.delete_registered_model, name))
+    return name
+
+
+def _set_model_tag(
+    client: Any, name: str, key: str, value: str | None, undo: list[Callable[[], None]]
+) -> None:
+    """Set (or with None delete) a registered-model tag, remembering how to put it back."""
+    previous = (client.get_registered_model(name).tags or {}).get(key)
+    if previous == value:
+        return
+    if value is None:
+        client.delete_registered_model_tag(name, key)
+    else:
+        client.set_registered_model_tag(name, key, value)
+    if previous is None:
+        undo.append(partial(client.delete_registered_model_tag, name, key))
+    else:
+        undo.append(partial(client.set_registered_model_tag, name, key, previous))
 
 
 def _alias_version(client: Any, name: str, alias: str) -> str | None:

@@ -5,6 +5,11 @@ its registered model is at least the champion's (higher-is-better metrics) or at
 champion's (lower-is-better), less a small tolerance: differences that small are backtest noise
 (a few customers either way), and a stale champion must not block fresher models on noise.
 The list is the contract documented in docs/training.md; keep both in step.
+
+Every role also has a plain baseline it must beat to be worth serving (`PLAIN_BASELINES`):
+popularity for recommendations, recency and the constant base rate for churn, the past order
+rate for loyalty. A version that does not beat it is named so everywhere, and is never promoted
+over a champion that does (unless forced).
 """
 
 from __future__ import annotations
@@ -53,6 +58,51 @@ PROMOTION_METRICS: dict[str, tuple[PromotionMetric, ...]] = {
 
 
 @dataclass(frozen=True)
+class BaselineCheck:
+    """One metric the role's backtest must beat on one plain baseline."""
+
+    baseline: str
+    metric: str
+    higher_is_better: bool
+
+
+PLAIN_BASELINES: dict[str, tuple[BaselineCheck, ...]] = {
+    RECOMMENDER: (BaselineCheck("popularity", "ndcg_at_10", higher_is_better=True),),
+    CHURN: (
+        BaselineCheck("recency", "roc_auc", higher_is_better=True),
+        BaselineCheck("base_rate", "brier", higher_is_better=False),
+    ),
+    LOYALTY: (BaselineCheck("past_rate", "orders_mae", higher_is_better=False),),
+}
+
+
+def versus_baseline(
+    name: str, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
+) -> tuple[bool, str]:
+    """Whether the backtest of role `name` beats its plain baselines (strictly, on every check
+    in `PLAIN_BASELINES`), and a sentence saying so with the figures. A check whose figures
+    are missing or not finite counts as not beaten."""
+    beaten: list[str] = []
+    lost: list[str] = []
+    for check in PLAIN_BASELINES[name]:
+        mine = metrics.get(check.metric)
+        theirs = baselines.get(check.baseline, {}).get(check.metric)
+        if not (_finite(mine) and _finite(theirs)):
+            lost.append(f"{check.metric} not measurable against {check.baseline}")
+            continue
+        assert mine is not None and theirs is not None
+        better = mine > theirs if check.higher_is_better else mine < theirs
+        text = f"{check.metric} {mine:.4f} vs {check.baseline} {theirs:.4f}"
+        (beaten if better else lost).append(text)
+    if not lost:
+        return True, f"beats its plain baseline: {'; '.join(beaten)}"
+    return False, (
+        f"does NOT beat its plain baseline ({'; '.join(lost)}): on this shop's backtest a "
+        "simple rule does as well, so treat its answers with care"
+    )
+
+
+@dataclass(frozen=True)
 class Decision:
     """Whether the challenger becomes champion, and why (recorded as version tags)."""
 
@@ -68,11 +118,15 @@ def decide(
     champion: Mapping[str, float] | None,
     force: bool = False,
     comparison: str = "",
+    beats_baseline: bool | None = None,
+    champion_beats_baseline: bool | None = None,
 ) -> Decision:
     """Compare challenger and champion metrics of registered model `name` on the same backtest.
 
     `champion` None means there is no champion (the challenger wins). `comparison` says how the
-    champion's metrics were obtained and is added to the reason. Raises `KeyError` for a name
+    champion's metrics were obtained and is added to the reason. A challenger that does not beat
+    its plain baseline (`beats_baseline` False) never replaces a champion that did
+    (`champion_beats_baseline` True), unless `force`. Raises `KeyError` for a name
     without promotion metrics and `ValueError` when the challenger lacks one of them."""
     rules = PROMOTION_METRICS[name]
     missing = [rule.name for rule in rules if not _finite(challenger.get(rule.name))]
@@ -93,6 +147,19 @@ def decide(
             worse.append(rule.name)
     detail = "; ".join(compared) or "champion has none of the metrics"
     how = f" ({comparison})" if comparison else ""
+    if beats_baseline is False and champion_beats_baseline:
+        if force:
+            return Decision(
+                True,
+                "forced",
+                f"--force although it does not beat its plain "
+                f"baseline and the champion does{how}: {detail}",
+            )
+        return Decision(
+            False,
+            "kept",
+            f"does not beat its plain baseline while the champion does{how}: {detail}",
+        )
     if not worse:
         return Decision(True, "promoted", f"no worse than the champion{how}: {detail}")
     if force:

@@ -1,7 +1,8 @@
 """The model registry: names, aliases, promotion history, rollback, listing, downloading.
 
-Three registered models (see docs/training.md): `patronage-recommender`, `patronage-churn`,
-`patronage-loyalty`. Every new version gets the alias `challenger`; the alias `champion` is what
+Each shop has three registered models, one per role (`models.registry_names`):
+`patronage.<shop>.recommender`, `patronage.<shop>.churn`, `patronage.<shop>.loyalty` (see
+docs/training.md). Every new version gets the alias `challenger`; the alias `champion` is what
 serving loads. Each registered model keeps its champion history in the registered-model tag
 `patronage.champion_history` (a JSON list of versions, oldest first) so that `rollback` can go
 back to the previous champion. Every alias move is also written on the version as tags
@@ -16,19 +17,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models.registry_names import (
+    BASELINE_NOTE_TAG,
+    BASELINE_TAG,
+    CHURN,
+    LOYALTY,
+    METRIC_TAG_PREFIX,
+    MODEL_PREFIX,
+    RECOMMENDER,
+    ROLE_TAG,
+    ROLES,
+    ROWS_TAG,
+    SHOP_TAG,
+    SKIPPED_TAG,
+    SOURCE_TAG,
+    registered_name,
+)
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-RECOMMENDER = "patronage-recommender"
-CHURN = "patronage-churn"
-LOYALTY = "patronage-loyalty"
-REGISTERED_MODELS = (RECOMMENDER, CHURN, LOYALTY)
+__all__ = ["CHURN", "LOYALTY", "METRIC_TAG_PREFIX", "RECOMMENDER", "ROLES", "registered_name"]
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_TAG = "patronage.champion_history"
-METRIC_TAG_PREFIX = "patronage.metric."
-"""Version tags holding the key backtest metrics, so listing needs no run lookups."""
 
 
 class RegistryError(ValueError):
@@ -126,9 +140,9 @@ def _require_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
     except MlflowException as error:
+        known = ", ".join(sorted(m.name for m in shop_models(client))) or "none yet"
         raise RegistryError(
-            f"no registered model named {name!r}; known: {', '.join(REGISTERED_MODELS)} "
-            "(run `patronage train` first)"
+            f"no registered model named {name!r}; known: {known} (run `patronage train` first)"
         ) from error
 
 
@@ -142,10 +156,69 @@ def _require_version(client: MlflowClient, name: str, version: str) -> None:
         raise RegistryError(f"{name} has no version {version}; see `patronage models`") from error
 
 
+def shop_models(client: MlflowClient) -> list[Any]:
+    """Every registered model of every shop in the store (tagged with shop and role)."""
+    found = client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}.%'")
+    models = list(found)
+    token = getattr(found, "token", None)
+    while token:
+        found = client.search_registered_models(
+            filter_string=f"name LIKE '{MODEL_PREFIX}.%'", page_token=token
+        )
+        models += list(found)
+        token = getattr(found, "token", None)
+    return [m for m in models if (m.tags or {}).get(SHOP_TAG) and (m.tags or {}).get(ROLE_TAG)]
+
+
+def shops(client: MlflowClient) -> list[str]:
+    """The names of the shops with registered models in the store, sorted."""
+    return sorted({m.tags[SHOP_TAG] for m in shop_models(client)})
+
+
+def resolve_shop(client: MlflowClient, shop: str | None) -> str:
+    """`shop` itself when given, else the store's only shop.
+
+    Raises `RegistryError` when no shop was given and the store holds none or several."""
+    if shop:
+        return shop
+    known = shops(client)
+    if len(known) == 1:
+        return known[0]
+    if not known:
+        raise RegistryError("no shop has registered models yet: run `patronage train DIR` first")
+    raise RegistryError(f"the store holds several shops ({', '.join(known)}): pass --shop NAME")
+
+
+def resolve_model_name(client: MlflowClient, name: str, shop: str | None) -> str:
+    """The registered model meant by `name`: a role (`churn`, with `shop` or the only shop)
+    or a full registered name (`patronage.sample.churn`). Raises `RegistryError`."""
+    if name in ROLES:
+        return registered_name(resolve_shop(client, shop), name)
+    if name.startswith(f"{MODEL_PREFIX}."):
+        return name
+    raise RegistryError(
+        f"{name!r} is neither a role ({', '.join(ROLES)}) nor a registered model name "
+        f"({MODEL_PREFIX}.SHOP.ROLE); see `patronage models`"
+    )
+
+
+def skipped_reason(client: MlflowClient, shop: str, role: str) -> str | None:
+    """Why the last training of `shop` skipped `role` (None when it was not skipped)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(registered_name(shop, role))
+    except MlflowException:
+        return None
+    return (model.tags or {}).get(SKIPPED_TAG) or None
+
+
 @dataclass(frozen=True)
 class VersionRow:
     """One line of `patronage models`."""
 
+    shop: str
+    role: str
     name: str
     version: str
     aliases: tuple[str, ...]
@@ -154,10 +227,17 @@ class VersionRow:
     as_of: str
     metrics: dict[str, float]
     run_id: str
+    beats_baseline: bool | None
+    """None for versions trained before the baseline verdict was recorded."""
+    baseline_note: str
+    data_source: str
+    data_rows: dict[str, int]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
+            "shop": self.shop,
+            "role": self.role,
             "name": self.name,
             "version": self.version,
             "aliases": list(self.aliases),
@@ -166,28 +246,56 @@ class VersionRow:
             "as_of": self.as_of,
             "metrics": self.metrics,
             "run_id": self.run_id,
+            "beats_baseline": self.beats_baseline,
+            "baseline_note": self.baseline_note,
+            "data_source": self.data_source,
+            "data_rows": self.data_rows,
         }
 
 
+@dataclass(frozen=True)
+class SkippedRow:
+    """A role of a shop that has no version because training skipped it (and why)."""
+
+    shop: str
+    role: str
+    name: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"shop": self.shop, "role": self.role, "name": self.name, "skipped": self.reason}
+
+
+def baseline_verdict(tags: dict[str, str]) -> bool | None:
+    """The recorded "beats its plain baseline" of a version (None when not recorded)."""
+    value = tags.get(BASELINE_TAG)
+    return None if value is None else value == "true"
+
+
 def list_versions(
-    client: MlflowClient, names: tuple[str, ...] = REGISTERED_MODELS
-) -> list[VersionRow]:
-    """Every version of the named registered models, newest first within each model.
-
-    Models that do not exist yet are skipped."""
+    client: MlflowClient, shop: str | None = None, roles: tuple[str, ...] = ROLES
+) -> tuple[list[VersionRow], list[SkippedRow]]:
+    """Every version of the shop's (or every shop's) registered models, by shop and role,
+    newest first; and the roles the last training skipped. Missing models are left out."""
     rows: list[VersionRow] = []
-    for name in names:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            model = client.get_registered_model(name)
-        except MlflowException:
-            continue
+    skipped: list[SkippedRow] = []
+    order = {role: i for i, role in enumerate(ROLES)}
+    models = [
+        m
+        for m in shop_models(client)
+        if (shop is None or m.tags[SHOP_TAG] == shop) and m.tags[ROLE_TAG] in roles
+    ]
+    models.sort(key=lambda m: (m.tags[SHOP_TAG], order.get(m.tags[ROLE_TAG], 9)))
+    for model in models:
+        name, model_shop, role = model.name, model.tags[SHOP_TAG], model.tags[ROLE_TAG]
         # search_model_versions does not fill aliases on every store: take them from the model.
         aliases: dict[str, list[str]] = {}
         for alias, version_number in (model.aliases or {}).items():
             aliases.setdefault(str(version_number), []).append(alias)
         versions = client.search_model_versions(f"name = '{name}'")
+        if model.tags.get(SKIPPED_TAG):
+            skipped.append(SkippedRow(model_shop, role, name, model.tags[SKIPPED_TAG]))
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
             tags = version.tags or {}
             metrics = {}
@@ -198,8 +306,16 @@ def list_versions(
                     except ValueError:
                         continue
             created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+            try:
+                data_rows = {
+                    str(k): int(v) for k, v in json.loads(tags.get(ROWS_TAG, "{}")).items()
+                }
+            except (ValueError, TypeError, AttributeError):
+                data_rows = {}
             rows.append(
                 VersionRow(
+                    shop=model_shop,
+                    role=role,
                     name=name,
                     version=str(version.version),
                     aliases=tuple(sorted(aliases.get(str(version.version), []))),
@@ -208,9 +324,13 @@ def list_versions(
                     as_of=tags.get("patronage.as_of", ""),
                     metrics=dict(sorted(metrics.items())),
                     run_id=version.run_id or "",
+                    beats_baseline=baseline_verdict(tags),
+                    baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
+                    data_source=tags.get(SOURCE_TAG, ""),
+                    data_rows=data_rows,
                 )
             )
-    return rows
+    return rows, skipped
 
 
 def resolve_model_dir(uri: str, artifact: str | None = None) -> Path:

@@ -20,6 +20,28 @@ TRACKING_HELP = (
     "The MLflow store is MLFLOW_TRACKING_URI when set (a SQLite URI or a server "
     "http://HOST:PORT), else sqlite:///mlruns/mlflow.db in the current directory."
 )
+SHOP_HELP = (
+    "the shop's name in the registry (its models are patronage.SHOP.ROLE); default: the only "
+    "shop in the store"
+)
+
+
+def add_shop_option(parser: argparse.ArgumentParser, help_text: str = SHOP_HELP) -> None:
+    """The `--shop NAME` option every registry command takes."""
+    parser.add_argument("--shop", default=None, metavar="NAME", help=help_text)
+
+
+def parse_roles(text: str) -> tuple[str, ...]:
+    """`recommender,churn` -> ("recommender", "churn"); argparse reports a bad role."""
+    from models.registry_names import ROLES
+
+    roles = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [role for role in roles if role not in ROLES]
+    if unknown or not roles:
+        raise argparse.ArgumentTypeError(
+            f"unknown role(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(ROLES)}"
+        )
+    return roles
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,17 +57,28 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="backtest, fit, log to MLflow, register and (if no worse) promote the models",
         description=(
-            "Validate the shop in DIR, backtest every model on the last window before --as-of "
-            "against its baselines and the current champion, fit the final models on all data "
-            "before --as-of, log everything to MLflow and register new versions of "
-            "patronage-recommender, patronage-churn and patronage-loyalty with alias "
-            "'challenger'. A version becomes 'champion' only when it is no worse than the "
-            "current champion on the same backtest (metrics in docs/training.md), or with "
-            f"--force. {TRACKING_HELP} Exit code 1 leaves the registry as it was."
+            "Validate the shop in DIR, then for each role (recommender, churn, loyalty) on its "
+            "own: backtest on the last window before --as-of against its plain baselines and "
+            "the shop's current champion, fit on all data before --as-of, log to MLflow and "
+            "register a new version of patronage.SHOP.ROLE with alias 'challenger'. A version "
+            "becomes 'champion' only when it is no worse than the current champion on the same "
+            "backtest (metrics in docs/training.md), or with --force. A role the data cannot "
+            "carry (one product, no repeat buyers, a history too short for the horizon) is "
+            "skipped with a sentence saying why; the others register. A role that does not "
+            f"beat its plain baseline is named so. {TRACKING_HELP} Exit 0 when at least one "
+            "role trained, 1 when none could (the registry is then as it was), 2 when the "
+            "data was refused."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
+    add_shop_option(parser, "the shop's name in the registry (default: DIR's name)")
+    parser.add_argument(
+        "--roles",
+        type=parse_roles,
+        default=None,
+        metavar="ROLES",
+        help="comma-separated roles to train (default: recommender,churn,loyalty)",
+    )
     parser.add_argument(
         "--as-of",
         default=None,
@@ -58,25 +91,31 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=90,
         metavar="N",
-        help="a customer churned when they do not order within N days",
+        help="a customer churned when they do not order within N days (default: 90)",
     )
     parser.add_argument(
         "--recommendation-window-days",
         type=int,
         default=30,
         metavar="N",
-        help="length of the recommendation backtest window (the last N days before --as-of)",
+        help="length of the recommendation backtest window (the last N days before --as-of; "
+        "default: 30)",
     )
-    parser.add_argument("--experiment", default="patronage", help="MLflow experiment name")
     parser.add_argument(
-        "--seed", type=int, default=0, help="random seed (same data + seed = same metrics)"
+        "--experiment", default="patronage", help="MLflow experiment name (default: patronage)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed (same data + seed = same metrics; default 0)",
     )
     parser.add_argument(
         "--time-budget",
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="time budget of the recommender model search, per fit",
+        help="time budget of the recommender model search, per fit (default: 30)",
     )
     parser.add_argument(
         "--force",
@@ -104,9 +143,12 @@ def _register_promote(subparsers: argparse._SubParsersAction) -> None:
             f"history that `patronage rollback` uses. {TRACKING_HELP}"
         ),
     )
-    parser.add_argument("name", metavar="NAME", help="registered model, e.g. patronage-churn")
+    parser.add_argument(
+        "name", metavar="NAME", help="a role (recommender, churn, loyalty) or patronage.SHOP.ROLE"
+    )
     parser.add_argument("version", metavar="VERSION", help="version number")
     parser.add_argument("--reason", default="", help="why (recorded as a tag on the version)")
+    add_shop_option(parser)
     parser.set_defaults(handler=_promote)
 
 
@@ -119,7 +161,10 @@ def _register_rollback(subparsers: argparse._SubParsersAction) -> None:
             f"current one (history kept in a registered-model tag). {TRACKING_HELP}"
         ),
     )
-    parser.add_argument("name", metavar="NAME", help="registered model, e.g. patronage-churn")
+    parser.add_argument(
+        "name", metavar="NAME", help="a role (recommender, churn, loyalty) or patronage.SHOP.ROLE"
+    )
+    add_shop_option(parser)
     parser.set_defaults(handler=_rollback)
 
 
@@ -127,15 +172,23 @@ def _register_models(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models",
         help="list registered model versions, their aliases and key backtest metrics",
-        description=f"List every version of the Patronage registered models. {TRACKING_HELP}",
+        description=(
+            "List every version of every shop's registered models (or one shop's with --shop): "
+            "aliases, decision, whether it beats its plain baseline, what it was trained on, "
+            f"key metrics; and the roles the last training skipped, with why. {TRACKING_HELP}"
+        ),
     )
-    parser.add_argument("--name", default=None, help="only this registered model")
+    parser.add_argument("--shop", default=None, metavar="NAME", help="only this shop")
+    parser.add_argument(
+        "--role", default=None, choices=("recommender", "churn", "loyalty"), help="only this role"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=_models)
 
 
 def _train(args: argparse.Namespace) -> int:
-    """Run the training pipeline and print what was registered and promoted."""
+    """Run the training pipeline and print what was registered, promoted and skipped."""
+    from models.registry_names import ROLES
     from training.pipeline import TrainingFailed, TrainOptions, train
     from training.tracking import TrackingUnavailable
 
@@ -164,6 +217,8 @@ def _train(args: argparse.Namespace) -> int:
         extra_feedback=extra_feedback,
         extra_items=extra_items,
         events_source=args.events or "",
+        shop=args.shop,
+        roles=args.roles or ROLES,
     )
     try:
         result = train(options)
@@ -200,62 +255,85 @@ def _client():  # type: ignore[no-untyped-def]
 
 def _promote(args: argparse.Namespace) -> int:
     """Promote by hand."""
-    from training.registry import RegistryError, promote
+    from training.registry import RegistryError, promote, resolve_model_name
 
     client = _client()
     try:
-        promote(client, args.name, args.version, args.reason)
+        name = resolve_model_name(client, args.name, args.shop)
+        promote(client, name, args.version, args.reason)
     except RegistryError as error:
         raise PatronageError(str(error)) from None
-    print(f"{args.name}: champion is now version {args.version}")
+    print(f"{name}: champion is now version {args.version}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     """Roll back to the previous champion."""
-    from training.registry import RegistryError, rollback
+    from training.registry import RegistryError, resolve_model_name, rollback
 
     client = _client()
     try:
-        previous, restored = rollback(client, args.name)
+        name = resolve_model_name(client, args.name, args.shop)
+        previous, restored = rollback(client, name)
     except RegistryError as error:
         raise PatronageError(str(error)) from None
-    print(f"{args.name}: champion rolled back from version {previous} to version {restored}")
+    print(f"{name}: champion rolled back from version {previous} to version {restored}")
     return 0
 
 
 def _models(args: argparse.Namespace) -> int:
-    """Print the registered versions as a table (or JSON)."""
-    from training.registry import REGISTERED_MODELS, list_versions
+    """Print the registered versions and skipped roles as a table (or JSON)."""
+    from models.registry_names import ROLES
+    from training.registry import list_versions
 
     client = _client()
-    names = (args.name,) if args.name else REGISTERED_MODELS
-    rows = list_versions(client, names)
+    rows, skipped = list_versions(client, args.shop, (args.role,) if args.role else ROLES)
     if args.json:
-        json.dump([row.to_json() for row in rows], sys.stdout, indent=2)
+        payload = [row.to_json() for row in rows] + [row.to_json() for row in skipped]
+        json.dump(payload, sys.stdout, indent=2)
         print()
         return 0
-    if not rows:
-        print("no registered models yet: run `patronage train DIR`")
+    if not rows and not skipped:
+        where = f" for shop {args.shop!r}" if args.shop else ""
+        print(f"no registered models{where} yet: run `patronage train DIR`")
         return 0
     print(format_table(rows))
+    for row in skipped:
+        print(f"{row.shop} {row.role}: skipped by the last training. {row.reason}")
     return 0
 
 
 def format_table(rows: list) -> str:  # type: ignore[type-arg]
-    """A plain-text table of `VersionRow`s: name, version, aliases, decision, as_of, metrics."""
-    header = ("model", "version", "aliases", "decision", "as_of", "created", "key metrics")
+    """A plain-text table of `VersionRow`s: shop, role, version, aliases, decision, whether it
+    beats its plain baseline, as_of, created, purchases trained on, key metrics."""
+    header = (
+        "shop",
+        "role",
+        "version",
+        "aliases",
+        "decision",
+        "baseline",
+        "as_of",
+        "created",
+        "purchases",
+        "key metrics",
+    )
+    verdicts = {True: "beats", False: "NOT beaten", None: "-"}
     lines = [header]
     for row in rows:
         metrics = ", ".join(f"{key}={value:.4f}" for key, value in row.metrics.items())
+        purchases = row.data_rows.get("purchases")
         lines.append(
             (
-                row.name,
+                row.shop,
+                row.role,
                 row.version,
                 ",".join(row.aliases) or "-",
                 row.decision or "-",
+                verdicts[row.beats_baseline],
                 row.as_of[:19] or "-",
                 row.created_at[:19],
+                "-" if purchases is None else f"{purchases:,}",
                 metrics or "-",
             )
         )
@@ -264,4 +342,6 @@ def format_table(rows: list) -> str:  # type: ignore[type-arg]
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         out.append("  ".join(cells + [line[-1]]).rstrip())
+    sources = sorted({(row.shop, row.data_source) for row in rows if row.data_source})
+    out += [f"{shop}: trained on {source}" for shop, source in sources]
     return "\n".join(out)

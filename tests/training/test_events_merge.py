@@ -30,12 +30,12 @@ def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:
     options = TrainOptions(
         sample_shop_dir, extra_purchases=purchases, extra_feedback=feedback, progress=False
     )
-    merged, digest = _merge_events(shop, options)
+    merged, digest, _ = _merge_events(shop, options)
     assert len(merged.purchases) == len(shop.purchases) + 1
     added = merged.purchases[merged.purchases["order_id"] == "EV-1"]
     assert added["ordered_at"].iloc[0] == pd.Timestamp("2026-01-02T10:00:00Z")
     assert len(digest) == 64
-    unchanged, nothing = _merge_events(shop, TrainOptions(sample_shop_dir))
+    unchanged, nothing, _ = _merge_events(shop, TrainOptions(sample_shop_dir))
     assert unchanged is shop and nothing == ""
 
 
@@ -74,7 +74,7 @@ def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ig
         extra_items=read_item_updates(tmp_path / "events"),
         progress=False,
     )
-    merged, digest = _merge_events(shop, options)
+    merged, digest, _ = _merge_events(shop, options)
     items = merged.items.set_index("item_id")
     assert not items.loc[first, "available"]
     assert items.loc[second, "available"] and items.loc[second, "price"] == 1.5

@@ -1,0 +1,64 @@
+"""Names the MLflow registry uses, shared by training (writes them) and serving (reads them).
+
+One MLflow store can hold many shops. Every shop has a name (`--shop`, default: its data
+directory's name) and three registered models, one per role: `patronage.<shop>.recommender`,
+`patronage.<shop>.churn`, `patronage.<shop>.loyalty`. Champions are compared only within a shop.
+Each registered model carries the tags `patronage.shop` and `patronage.role`, so listing never
+parses names; a role that training skipped carries `patronage.skipped` (why, in words) until a
+version of it is trained.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+Role = Literal["recommender", "churn", "loyalty"]
+ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
+RECOMMENDER: Role = "recommender"
+CHURN: Role = "churn"
+LOYALTY: Role = "loyalty"
+
+MODEL_PREFIX = "patronage"
+SHOP_TAG = "patronage.shop"
+ROLE_TAG = "patronage.role"
+SKIPPED_TAG = "patronage.skipped"
+"""Registered-model tag: why the last training skipped this role (removed once it trains)."""
+METRIC_TAG_PREFIX = "patronage.metric."
+"""Version tags holding the key backtest metrics, so listing needs no run lookups."""
+BASELINE_TAG = "patronage.beats_baseline"
+"""Version tag: `true` when the backtest beat the role's plain baseline, else `false`."""
+BASELINE_NOTE_TAG = "patronage.baseline_note"
+"""Version tag: the sentence comparing the backtest with the plain baseline."""
+SOURCE_TAG = "patronage.data_source"
+ROWS_TAG = "patronage.data_rows"
+"""Version tag: JSON object of rows per contract table trained on."""
+
+_SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def shop_name(text: str) -> str:
+    """A shop name as the registry uses it: lower case letters, digits, `-` and `_`, 1 to 64
+    characters, starting with a letter or digit. Other characters become `-`.
+
+    Raises ValueError when nothing usable is left (the message says what to pass)."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.strip().lower()).strip("-_")[:64]
+    if not _SHOP_NAME.match(name):
+        raise ValueError(
+            f"{text!r} is not usable as a shop name: pass --shop NAME (letters, digits, - and _)"
+        )
+    return name
+
+
+def shop_of_directory(directory: str | Path) -> str:
+    """The default shop name of a data directory: its own name (`data/groceries` ->
+    `groceries`), resolved, so `.` names the current directory."""
+    return shop_name(Path(directory).resolve().name)
+
+
+def registered_name(shop: str, role: Role | str) -> str:
+    """The registered model name of `role` in `shop`, e.g. `patronage.sample.churn`."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
+    return f"{MODEL_PREFIX}.{shop}.{role}"
