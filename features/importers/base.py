@@ -11,7 +11,7 @@ import pandas as pd
 
 from features.contract import FILE_SUFFIXES, TABLES
 from features.loading import REJECTS_DIRNAME, DataRejected, load_shop
-from features.validation import ValidationReport
+from features.validation import REASONS, ValidationReport
 
 SOURCE_REJECTS_NAME = "source.rejects.csv"
 """Source rows an importer could not map onto the contract, in `DIR/_rejects/`."""
@@ -33,6 +33,8 @@ class ConvertedShop:
     rows_behind: dict[str, np.ndarray]
     source_rejects: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """What the importer had to assume and the user should check (e.g. an ambiguous date order)."""
 
     def check_accounting(self) -> None:
         """Raise AssertionError when some source row is lost or counted twice (an importer bug)."""
@@ -57,6 +59,10 @@ class ImportSummary:
     report: ValidationReport
     source_rejects_path: Path | None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    max_reject_rate: float = 0.01
+    reason_examples: dict[str, str] = field(default_factory=dict)
+    """One example per source reject reason: its line and detail."""
 
     @property
     def rejected(self) -> int:
@@ -64,9 +70,56 @@ class ImportSummary:
         return sum(self.rejected_by_reason.values())
 
     @property
+    def reject_rate(self) -> float:
+        """Rejected source rows / input rows (0.0 for an empty source)."""
+        return self.rejected / self.input_rows if self.input_rows else 0.0
+
+    @property
     def within_limit(self) -> bool:
-        """True when the written directory passes validation within the reject-rate limit."""
-        return self.report.within_limit
+        """True when some row was accepted, the source rows rejected (at import or by
+        validation) are within `max_reject_rate`, and so is every written table."""
+        return self.refusal is None
+
+    @property
+    def refusal(self) -> str | None:
+        """Why the import did not do its job (one line), or None when it did."""
+        if self.input_rows == 0:
+            return "the source holds no rows"
+        if self.accepted == 0:
+            rejected = f"{self.rejected:,} of {self.input_rows:,} source rows rejected"
+            return f"no row was accepted ({rejected})"
+        if self.reject_rate > self.max_reject_rate:
+            return (
+                f"{self.rejected:,} of {self.input_rows:,} source rows rejected "
+                f"({self.reject_rate:.2%}), above --max-reject-rate {self.max_reject_rate:.2%}"
+            )
+        if not self.report.within_limit:
+            return (
+                "the imported tables have more rejected rows than --max-reject-rate allows "
+                f"({', '.join(self.report.tables_over_limit)})"
+            )
+        return None
+
+    def refusal_text(self) -> str | None:
+        """The refusal, the top reasons (with an example line) and where the rejected rows
+        are; None when the import did its job."""
+        if self.refusal is None:
+            return None
+        lines = [f"import refused: {self.refusal}"]
+        top = sorted(self.rejected_by_reason.items(), key=lambda kv: -kv[1])[:3]
+        for reason, count in top:
+            example = self.reason_examples.get(reason) or REASONS.get(reason, "")
+            lines.append(f"  {reason}: {count:,} rows" + (f" ({example})" if example else ""))
+        if self.source_rejects_path:
+            lines.append(f"  rejected source rows: {self.source_rejects_path}")
+        for path in self.report.rejects_paths.values():
+            lines.append(f"  rejected table rows: {path}")
+        if self.accepted and self.reject_rate > self.max_reject_rate:
+            lines.append(
+                "  if these rows are expected (e.g. lines without a customer), pass a larger "
+                "--max-reject-rate"
+            )
+        return "\n".join(lines)
 
     def summary_text(self) -> str:
         """Input rows, accepted and rejected (by reason), where the rejects are, then the
@@ -81,7 +134,15 @@ class ImportSummary:
         if self.source_rejects_path:
             lines.append(f"  source rows not imported: {self.source_rejects_path}")
         lines.extend(f"  note: {note}" for note in self.notes)
+        lines.extend(f"  WARNING: {warning}" for warning in self.warnings)
         lines.append(self.report.summary_text())
+        if self.refusal:
+            lines.append(f"Import refused: {self.refusal}")
+        else:
+            lines.append(
+                f"Import result: {self.accepted:,} of {self.input_rows:,} source rows accepted "
+                f"({self.reject_rate:.2%} rejected, within {self.max_reject_rate:.2%})"
+            )
         return "\n".join(lines)
 
 
@@ -131,6 +192,9 @@ def import_converted(
         report=report,
         source_rejects_path=rejects_path if len(converted.source_rejects) else None,
         notes=list(converted.notes),
+        warnings=list(converted.warnings),
+        max_reject_rate=max_reject_rate,
+        reason_examples=_reason_examples(converted.source_rejects),
     )
     if summary.accepted + summary.rejected != summary.input_rows:
         raise AssertionError(
@@ -138,6 +202,17 @@ def import_converted(
             f"rejected != {summary.input_rows:,} input rows"
         )
     return summary
+
+
+def _reason_examples(rejects: pd.DataFrame) -> dict[str, str]:
+    """The first rejected source row of each reason, as `line N: detail`."""
+    first = rejects.drop_duplicates("reason")
+    return {
+        str(reason): f"e.g. line {line}: {detail}"
+        for reason, line, detail in zip(
+            first["reason"], first["line"], first["detail"], strict=True
+        )
+    }
 
 
 def _prepare(out_dir: Path, overwrite: bool) -> None:
@@ -210,17 +285,72 @@ def source_rejects(
     return pd.concat([head, body], axis=1)
 
 
-def read_source_csv(src: Path, **options: object) -> tuple[pd.DataFrame, str]:
-    """A source CSV with every value as text (ids keep leading zeros), and the encoding used.
+@dataclass
+class SourceCSV:
+    """A source CSV read as text, with how it was read."""
 
-    Tries UTF-8 first, then Windows-1252 (the UCI Online Retail CSV exports use it)."""
+    frame: pd.DataFrame
+    encoding: str
+    separator: str
+
+    def notes(self) -> list[str]:
+        """What differs from a plain UTF-8, comma-separated file."""
+        notes = []
+        if self.encoding != "utf-8-sig":
+            notes.append(f"not UTF-8; read as {self.encoding}")
+        if self.separator != ",":
+            notes.append(f"values separated by {SEPARATOR_NAMES[self.separator]}")
+        return notes
+
+
+SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def read_source_csv(src: Path) -> SourceCSV:
+    """A source CSV with every value as text (ids keep leading zeros).
+
+    Tries UTF-8 first (a byte-order mark is skipped), then Windows-1252 (the UCI Online Retail
+    CSV exports use it). The separator (`,`, `;` or tab) is the one the header line uses most,
+    outside quotes; comma when it has none."""
+    with open(src, "rb") as handle:
+        header = handle.readline()
     for encoding in ("utf-8-sig", "cp1252"):
         try:
-            frame = pd.read_csv(src, dtype=str, keep_default_na=False, encoding=encoding, **options)
-            return frame, encoding
+            separator = sniff_separator(header.removeprefix(UTF8_BOM).decode(encoding))
+            frame = pd.read_csv(
+                src, dtype=str, keep_default_na=False, encoding=encoding, sep=separator
+            )
         except UnicodeDecodeError:
             continue
+        if len(frame.columns) and header.startswith(UTF8_BOM) and encoding != "utf-8-sig":
+            frame = frame.rename(columns={frame.columns[0]: frame.columns[0].removeprefix("ï»¿")})
+        return SourceCSV(frame, encoding, separator)
     raise ValueError(f"{src}: neither UTF-8 nor Windows-1252 text; save it as UTF-8 CSV")
+
+
+def sniff_separator(header: str) -> str:
+    """`,`, `;` or tab: whichever the header line holds most of outside quoted names."""
+    unquoted = re.sub(r'"[^"]*"', "", header)
+    counts = {separator: unquoted.count(separator) for separator in SEPARATOR_NAMES}
+    best = max(counts, key=lambda separator: counts[separator])
+    return best if counts[best] else ","
+
+
+def first_reasons(
+    size: int, rules: list[tuple[pd.Series, str, str | pd.Series]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's reason and detail: the first rule `(mask, reason, detail)` that applies, in
+    order; None for rows no rule rejects. `detail` is one text or a text per row."""
+    reasons = np.full(size, None, dtype=object)
+    details = np.full(size, None, dtype=object)
+    for mask, reason, detail in rules:
+        new = mask.to_numpy(dtype=bool, na_value=False) & pd.isna(reasons)
+        reasons[new] = reason
+        details[new] = (
+            detail.to_numpy(dtype=object)[new] if isinstance(detail, pd.Series) else detail
+        )
+    return reasons, details
 
 
 def require_columns(src: Path, frame: pd.DataFrame, columns: list[str]) -> None:

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.importers.base import ConvertedShop, ImportSummary, import_converted, source_rejects
+from features.importers.base import (
+    ConvertedShop,
+    ImportSummary,
+    first_reasons,
+    import_converted,
+    source_rejects,
+)
 
 MASTER_COLUMNS = ["customer_id", "date", "number_of_cds", "dollar_value"]
 SAMPLE_COLUMNS = ["customer_id", "sample_id", "date", "number_of_cds", "dollar_value"]
@@ -23,10 +29,12 @@ SAMPLE_COLUMNS = ["customer_id", "sample_id", "date", "number_of_cds", "dollar_v
 
 def _read(src: Path) -> tuple[pd.DataFrame, int]:
     """The CDNOW file as text columns and the line of its first row (2 with a header)."""
-    with open(src, encoding="ascii", errors="replace") as handle:
+    # utf-8-sig: a byte-order mark before the header is not part of its first name.
+    with open(src, encoding="utf-8-sig", errors="replace") as handle:
         first = handle.readline().split()
+    read = {"sep": r"\s+", "dtype": str, "keep_default_na": False, "encoding": "utf-8-sig"}
     if first and first[0] == "customer_id":
-        raw = pd.read_csv(src, sep=r"\s+", dtype=str, keep_default_na=False)
+        raw = pd.read_csv(src, **read)
         missing = [c for c in MASTER_COLUMNS if c not in raw.columns]
         if missing:
             raise ValueError(f"{src}: missing column(s) {', '.join(missing)}")
@@ -34,7 +42,7 @@ def _read(src: Path) -> tuple[pd.DataFrame, int]:
     names = SAMPLE_COLUMNS if len(first) == 5 else MASTER_COLUMNS
     if len(first) not in (4, 5):
         raise ValueError(f"{src}: expected whitespace-separated columns {' '.join(MASTER_COLUMNS)}")
-    return pd.read_csv(src, sep=r"\s+", dtype=str, keep_default_na=False, names=names), 1
+    return pd.read_csv(src, names=names, **read), 1
 
 
 def cdnow_tables(src: Path) -> ConvertedShop:
@@ -48,18 +56,17 @@ def cdnow_tables(src: Path) -> ConvertedShop:
     cds = pd.to_numeric(raw["number_of_cds"], errors="coerce")
     dollars = pd.to_numeric(raw["dollar_value"], errors="coerce")
 
-    reasons = np.full(len(raw), None, dtype=object)
-    details = np.full(len(raw), None, dtype=object)
     whole_cds = cds.notna() & (cds >= 0) & (cds == cds.round())
-    for mask, reason, detail in (
-        (customer == "", "missing_value", "customer_id is empty"),
-        (date.isna(), "bad_timestamp", "date is not YYYYMMDD"),
-        (~whole_cds, "bad_number", "number_of_cds is not a whole number >= 0"),
-        (dollars.isna() | (dollars < 0), "bad_number", "dollar_value is not a number >= 0"),
-        ((cds == 0) & (dollars == 0), "empty_purchase", "0 CDs for $0"),
-    ):
-        new = mask.to_numpy() & pd.isna(reasons)
-        reasons[new], details[new] = reason, detail
+    reasons, details = first_reasons(
+        len(raw),
+        [
+            (customer == "", "missing_value", "customer_id is empty"),
+            (date.isna(), "bad_timestamp", "date '" + raw["date"] + "' is not YYYYMMDD"),
+            (~whole_cds, "bad_number", "number_of_cds is not a whole number >= 0"),
+            (dollars.isna() | (dollars < 0), "bad_number", "dollar_value is not a number >= 0"),
+            ((cds == 0) & (dollars == 0), "empty_purchase", "0 CDs for $0"),
+        ],
+    )
     keep = pd.isna(reasons)
 
     quantity = cds[keep].astype("int64")

@@ -4,7 +4,9 @@ Mapping (docs/data-contract.md, "Importers"): a member's lines on one date form 
 `order_id` = `<member>-<YYYYMMDD>`; identical lines (same member, date and item) are merged into
 one purchase line whose `quantity` is their count, so no line is lost and none is a duplicate;
 `item_id` = a slug of the description, the item's `name` = the description; `ordered_at` = the
-date at 00:00 UTC; no price. The feedback table is written empty (header only).
+date at 00:00 UTC; no price. The feedback table is written empty (header only). Dates are ISO
+8601 or numeric day and month (`21-07-2015` in the Kaggle file; day first unless the column shows
+otherwise, see `features.importers.dates`).
 """
 
 from __future__ import annotations
@@ -17,41 +19,57 @@ import pandas as pd
 from features.importers.base import (
     ConvertedShop,
     ImportSummary,
+    first_reasons,
     import_converted,
     read_source_csv,
     require_columns,
     slug,
     source_rejects,
 )
+from features.importers.dates import parse_dates, unreadable_date
 
 COLUMNS = ["Member_number", "Date", "itemDescription"]
 
 
-def groceries_tables(src: Path) -> ConvertedShop:
+def groceries_tables(
+    src: Path, date_format: str | None = None, day_first: bool | None = None
+) -> ConvertedShop:
     """Convert `Groceries_dataset.csv` into contract tables (see the module docstring).
 
-    Dates may be ISO (2015-07-21) or day first (21-07-2015, the original Kaggle file). Lines
-    with an empty member or description or an unreadable date are rejected at the source."""
+    Dates may be ISO (2015-07-21) or numeric day and month (21-07-2015, the original Kaggle
+    file): day first when `day_first` is True, month first when False; when None, in the order
+    the column shows, else day first with a warning. `date_format` (strftime codes) reads every
+    date with that format only. Lines with an empty member or description or an unreadable
+    date are rejected at the source."""
     src = Path(src)
-    raw, _ = read_source_csv(src)
+    csv = read_source_csv(src)
+    raw = csv.frame
     require_columns(src, raw, COLUMNS)
     lines = np.arange(2, len(raw) + 2)
     member = raw["Member_number"].str.strip()
     description = raw["itemDescription"].str.strip()
-    text_date = raw["Date"].str.strip()
-    date = pd.to_datetime(text_date, format="ISO8601", utc=True, errors="coerce")
-    day_first = pd.to_datetime(text_date, format="%d-%m-%Y", utc=True, errors="coerce")
-    date = date.fillna(day_first).astype("datetime64[ns, UTC]")
+    dates = parse_dates(
+        raw["Date"],
+        "Date",
+        day_first=day_first,
+        date_format=date_format,
+        default_day_first=True,
+        default_reason="the Kaggle file's order",
+    )
+    date = dates.values
 
-    reasons = np.full(len(raw), None, dtype=object)
-    details = np.full(len(raw), None, dtype=object)
-    for mask, reason, detail in (
-        (member == "", "missing_value", "Member_number is empty"),
-        (description == "", "missing_value", "itemDescription is empty"),
-        (date.isna(), "bad_timestamp", "Date is not YYYY-MM-DD nor DD-MM-YYYY"),
-    ):
-        new = mask.to_numpy() & pd.isna(reasons)
-        reasons[new], details[new] = reason, detail
+    reasons, details = first_reasons(
+        len(raw),
+        [
+            (member == "", "missing_value", "Member_number is empty"),
+            (description == "", "missing_value", "itemDescription is empty"),
+            (
+                date.isna(),
+                "bad_timestamp",
+                "Date '" + raw["Date"] + "' " + unreadable_date(date_format),
+            ),
+        ],
+    )
     keep = pd.isna(reasons)
 
     lines_kept = pd.DataFrame(
@@ -92,11 +110,23 @@ def groceries_tables(src: Path) -> ConvertedShop:
             "feedback": np.zeros(0, dtype=np.int64),
         },
         source_rejects=source_rejects(raw, lines, reasons, details),
-        notes=[f"{merged:,} repeated lines (same member, day and item) counted as quantity"],
+        notes=[
+            *(f"{src.name}: {note}" for note in csv.notes()),
+            *dates.notes,
+            f"{merged:,} repeated lines (same member, day and item) counted as quantity",
+        ],
+        warnings=dates.warnings,
     )
 
 
-def import_groceries(src: Path, out_dir: Path, **options: object) -> ImportSummary:
+def import_groceries(
+    src: Path,
+    out_dir: Path,
+    date_format: str | None = None,
+    day_first: bool | None = None,
+    **options: object,
+) -> ImportSummary:
     """Convert the Groceries CSV into contract tables in `out_dir`, validate them and account
     for every line. Options as for `features.importers.import_converted`."""
-    return import_converted(groceries_tables(src), src, out_dir, **options)  # type: ignore[arg-type]
+    converted = groceries_tables(src, date_format=date_format, day_first=day_first)
+    return import_converted(converted, src, out_dir, **options)  # type: ignore[arg-type]

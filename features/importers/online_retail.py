@@ -12,11 +12,15 @@ Mapping (docs/data-contract.md, "Importers"):
 - `items`: one row per stock code (name = its most common description, price = median unit
   price of its sales); `customers`: one row per customer with `region` = Country.
 Timestamps carry no zone in the source (UK local time) and are taken as UTC, like the contract
-says for any timestamp without a zone.
+says for any timestamp without a zone. InvoiceDate may be ISO 8601 or numeric day and month in
+either order (`12/1/10 8:26`, `01.12.2010 08:26:00`); `features.importers.dates` decides the
+order for the whole column and says which it used. A `;`-separated CSV may write UnitPrice with
+a decimal comma (`2,55`).
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +29,13 @@ import pandas as pd
 from features.importers.base import (
     ConvertedShop,
     ImportSummary,
+    first_reasons,
     ids_from_numbers,
     import_converted,
     read_source_csv,
     source_rejects,
 )
+from features.importers.dates import parse_dates, unreadable_date
 
 # Canonical name -> the names it has in Online Retail I and II.
 COLUMN_NAMES = {
@@ -42,32 +48,37 @@ COLUMN_NAMES = {
     "customer": ("CustomerID", "Customer ID"),
     "country": ("Country",),
 }
-US_DATE_FORMAT = "%m/%d/%Y %H:%M"
-"""The UCI CSV exports write dates as 12/1/2010 8:26 (month first)."""
 
 
-def _read(src: Path) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """The source lines as text, their line numbers (CSV: header = 1; Excel: the sheet's row)."""
+def _read(src: Path) -> tuple[pd.DataFrame, np.ndarray, list[str], str]:
+    """The source lines as text, their line numbers (CSV: header = 1; Excel: the sheet's row),
+    notes on how the file was read, and the CSV separator (',' for Excel)."""
     notes: list[str] = []
-    if src.suffix.lower() in (".xlsx", ".xls"):
+    if src.suffix.lower() == ".xls":
+        raise ValueError(f"{src}: old Excel format; save it as .xlsx or CSV and import that")
+    if src.suffix.lower() in (".xlsx", ".xlsm"):
         try:
-            import openpyxl  # noqa: F401
+            from openpyxl.utils.exceptions import InvalidFileException
         except ModuleNotFoundError as error:
             raise ValueError(
                 f"{src}: reading Excel files needs openpyxl (pip install openpyxl); "
                 "or save the sheet(s) as CSV and import that"
             ) from error
-        sheets = pd.read_excel(src, sheet_name=None, dtype=str, keep_default_na=False)
+        try:
+            sheets = pd.read_excel(
+                src, sheet_name=None, dtype=str, keep_default_na=False, engine="openpyxl"
+            )
+        except (zipfile.BadZipFile, InvalidFileException) as error:
+            raise ValueError(f"{src}: not a readable .xlsx file ({error})") from error
         frames = list(sheets.values())
         raw = pd.concat(frames, ignore_index=True)
         lines = np.concatenate([np.arange(2, len(f) + 2) for f in frames])
         if len(frames) > 1:
             notes.append(f"read {len(frames)} sheets; line numbers are rows within each sheet")
-        return raw, lines, notes
-    raw, encoding = read_source_csv(src)
-    if encoding != "utf-8-sig":
-        notes.append(f"{src.name} is not UTF-8; read as {encoding}")
-    return raw, np.arange(2, len(raw) + 2), notes
+        return raw, lines, notes, ","
+    csv = read_source_csv(src)
+    notes.extend(f"{src.name}: {note}" for note in csv.notes())
+    return csv.frame, np.arange(2, len(csv.frame) + 2), notes, csv.separator
 
 
 def _columns(src: Path, raw: pd.DataFrame) -> dict[str, pd.Series]:
@@ -83,43 +94,63 @@ def _columns(src: Path, raw: pd.DataFrame) -> dict[str, pd.Series]:
     return found
 
 
-def _timestamps(text: pd.Series, date_format: str | None) -> pd.Series:
-    """ISO 8601 or the UCI month-first format (or `date_format`); NaT when neither fits."""
-    if date_format:
-        parsed = pd.to_datetime(text, format=date_format, utc=True, errors="coerce")
-    else:
-        parsed = pd.to_datetime(text, format="ISO8601", utc=True, errors="coerce")
-        us = pd.to_datetime(text, format=US_DATE_FORMAT, utc=True, errors="coerce")
-        parsed = parsed.fillna(us)
-    return parsed.astype("datetime64[ns, UTC]")
+def _prices(text: pd.Series, separator: str, notes: list[str]) -> pd.Series:
+    """UnitPrice as numbers; in a `;`-separated file `2,55` (and `1.234,50`) is a decimal comma."""
+    if separator == ";":
+        comma = text.str.contains(",", regex=False)
+        if comma.any():
+            decimal = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+            text = text.mask(comma, decimal)
+            notes.append(
+                f"UnitPrice: {int(comma.sum()):,} values with a decimal comma (2,55 = 2.55)"
+            )
+    return pd.to_numeric(text, errors="coerce")
 
 
-def online_retail_tables(src: Path, date_format: str | None = None) -> ConvertedShop:
-    """Convert an Online Retail (I or II) CSV, or .xlsx when openpyxl is installed, into
-    contract tables (see the module docstring). `date_format` (strftime codes) overrides the
-    InvoiceDate formats tried (ISO 8601, then month first `%m/%d/%Y %H:%M`)."""
+def online_retail_tables(
+    src: Path, date_format: str | None = None, day_first: bool | None = None
+) -> ConvertedShop:
+    """Convert an Online Retail (I or II) CSV or .xlsx into contract tables (see the module
+    docstring). InvoiceDate: ISO 8601, else numeric day and month: day first when `day_first`
+    is True, month first when False; when None, in the order the column shows, else month first
+    with a warning. `date_format` (strftime codes) reads every value with that format only.
+    Unreadable values are rejected at the source with their line."""
     src = Path(src)
-    raw, lines, notes = _read(src)
+    raw, lines, notes, separator = _read(src)
     column = _columns(src, raw)
     customer = ids_from_numbers(column["customer"])
     quantity = pd.to_numeric(column["quantity"], errors="coerce")
-    price = pd.to_numeric(column["price"], errors="coerce")
-    when = _timestamps(column["invoice_date"], date_format)
+    price = _prices(column["price"], separator, notes)
+    dates = parse_dates(
+        column["invoice_date"],
+        "InvoiceDate",
+        day_first=day_first,
+        date_format=date_format,
+        default_reason="the UCI export's order",
+    )
+    when = dates.values
     invoice = column["invoice"]
 
-    reasons = np.full(len(raw), None, dtype=object)
-    details = np.full(len(raw), None, dtype=object)
-    for mask, reason, detail in (
-        (customer == "", "no_customer", "the line has no customer id"),
-        (invoice == "", "missing_value", "the invoice number is empty"),
-        (column["stock_code"] == "", "missing_value", "the stock code is empty"),
-        (quantity.isna() | (quantity != quantity.round()), "bad_number", "bad Quantity"),
-        (quantity == 0, "zero_quantity", "Quantity is 0"),
-        (price.isna(), "bad_number", "bad unit price"),
-        (when.isna(), "bad_timestamp", "InvoiceDate is neither ISO 8601 nor month/day/year"),
-    ):
-        new = mask.to_numpy() & pd.isna(reasons)
-        reasons[new], details[new] = reason, detail
+    reasons, details = first_reasons(
+        len(raw),
+        [
+            (customer == "", "no_customer", "the line has no customer id"),
+            (invoice == "", "missing_value", "the invoice number is empty"),
+            (column["stock_code"] == "", "missing_value", "the stock code is empty"),
+            (
+                quantity.isna() | (quantity != quantity.round()),
+                "bad_number",
+                "Quantity '" + column["quantity"] + "' is not a whole number",
+            ),
+            (quantity == 0, "zero_quantity", "Quantity is 0"),
+            (price.isna(), "bad_number", "UnitPrice '" + column["price"] + "' is not a number"),
+            (
+                when.isna(),
+                "bad_timestamp",
+                "InvoiceDate '" + column["invoice_date"] + "' " + unreadable_date(date_format),
+            ),
+        ],
+    )
     keep = pd.isna(reasons)
 
     lines_kept = pd.DataFrame(
@@ -151,7 +182,8 @@ def online_retail_tables(src: Path, date_format: str | None = None) -> Converted
         source_rows=len(raw),
         rows_behind={"purchases": purchase_rows, "feedback": feedback_rows},
         source_rejects=source_rejects(raw, lines, reasons, details),
-        notes=notes,
+        notes=notes + dates.notes,
+        warnings=dates.warnings,
     )
 
 
@@ -259,9 +291,13 @@ def _customers(lines: pd.DataFrame) -> pd.DataFrame:
 
 
 def import_online_retail(
-    src: Path, out_dir: Path, date_format: str | None = None, **options: object
+    src: Path,
+    out_dir: Path,
+    date_format: str | None = None,
+    day_first: bool | None = None,
+    **options: object,
 ) -> ImportSummary:
     """Convert an Online Retail (I or II) file into contract tables in `out_dir`, validate them
     and account for every line. Options as for `features.importers.import_converted`."""
-    converted = online_retail_tables(src, date_format=date_format)
+    converted = online_retail_tables(src, date_format=date_format, day_first=day_first)
     return import_converted(converted, src, out_dir, **options)  # type: ignore[arg-type]

@@ -1,7 +1,8 @@
 """`patronage validate` and `patronage import`: check a data directory, convert public data sets.
 
 Exit codes: 0 every table within the allowed reject rate, 2 more rejected than allowed (the
-summary says where the rejected rows are), 1 a file cannot be read at all or another error.
+summary says where the rejected rows are; for `import` also: no row accepted, or more source
+rows rejected than allowed), 1 a file cannot be read at all or another error.
 """
 
 from __future__ import annotations
@@ -38,8 +39,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Convert a public data set into contract tables in --out, then validate them. "
             "groceries: Groceries_dataset.csv (Kaggle); cdnow: CDNOW_master.txt; online-retail: "
-            "UCI Online Retail I or II as CSV (or .xlsx with openpyxl installed). Prints input "
-            "rows, accepted and rejected (accepted + rejected = input). The source is only read."
+            "UCI Online Retail I or II as CSV or .xlsx (every sheet). CSV files may be UTF-8 "
+            "(with or without a byte-order mark) or Windows-1252, separated by commas, "
+            "semicolons or tabs (read from the header line); with semicolons, a UnitPrice of "
+            "2,55 is a decimal comma. Dates (online-retail, groceries): ISO 8601, or M/D/YYYY, "
+            "M/D/YY, D/M/YYYY, D/M/YY (separated by / . or -, optional time H:MM or H:MM:SS); "
+            "the order is taken from the column (a first number above 12 means day first, a "
+            "second one month first); when every value could be either, online-retail assumes "
+            "month first and groceries day first, with a warning: --day-first, --no-day-first "
+            "or --date-format decide it. The notes say which format was used. Prints input "
+            "rows, accepted and rejected (accepted + rejected = input); rejected source rows "
+            "go, whole, to _rejects/source.rejects.csv in --out. The source is only read. Exit 0 "
+            "when rows were imported within --max-reject-rate; exit 2 when no row was accepted "
+            "or more source rows were rejected (by the importer or by validation of the "
+            "written tables) than --max-reject-rate allows (stderr names the top reasons and "
+            "the rejects files); exit 1 when the source cannot be read."
         ),
     )
     importer.add_argument("format", choices=("groceries", "cdnow", "online-retail"))
@@ -54,8 +68,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer.add_argument(
         "--date-format",
         metavar="FMT",
-        help="online-retail: strftime format of InvoiceDate "
-        "(default: ISO 8601, else %%m/%%d/%%Y %%H:%%M)",
+        help="online-retail, groceries: read every date with this strftime format, e.g. "
+        "'%%d/%%m/%%Y %%H:%%M' (default: ISO 8601, else day and month in the order the file "
+        "shows)",
+    )
+    importer.add_argument(
+        "--day-first",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="online-retail, groceries: numeric dates are D/M/Y (--no-day-first: M/D/Y); "
+        "needed when every day and month in the file is 12 or less",
     )
     _add_validation_options(importer, rejects_dir=False)
     importer.set_defaults(handler=run_import)
@@ -92,13 +114,16 @@ def run_validate(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    """Import SRC into --out and validate it; 0 within the limit, 2 above it."""
+    """Import SRC into --out and validate it; 0 when rows were imported within the limit, 2
+    when none was accepted or more were rejected than allowed."""
     from features import importers
     from patronage.cli import PatronageError
 
     max_reject_rate = reject_options(args)["max_reject_rate"]
     if not args.source.is_file():
         raise PatronageError(f"source file {args.source} does not exist")
+    if args.format == "cdnow" and (args.date_format or args.day_first is not None):
+        raise PatronageError("cdnow dates are always YYYYMMDD: drop --date-format/--day-first")
     options = {
         "file_format": args.file_format,
         "overwrite": args.overwrite,
@@ -106,20 +131,20 @@ def run_import(args: argparse.Namespace) -> int:
         "max_reject_rate": max_reject_rate,
     }
     if args.format == "groceries":
-        summary = importers.import_groceries(args.source, args.out, **options)
+        summary = importers.import_groceries(
+            args.source, args.out, date_format=args.date_format, day_first=args.day_first, **options
+        )
     elif args.format == "cdnow":
         summary = importers.import_cdnow(args.source, args.out, **options)
     else:
         summary = importers.import_online_retail(
-            args.source, args.out, date_format=args.date_format, **options
+            args.source, args.out, date_format=args.date_format, day_first=args.day_first, **options
         )
     print(summary.summary_text())
-    if not summary.within_limit:
-        over = ", ".join(summary.report.tables_over_limit)
-        print(
-            f"error: the imported tables have more rejected rows than --max-reject-rate allows "
-            f"({over}); see {args.out / '_rejects'}",
-            file=sys.stderr,
-        )
+    for warning in summary.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    refusal = summary.refusal_text()
+    if refusal is not None:
+        print(f"error: {refusal}", file=sys.stderr)
         return EXIT_REJECTED
     return 0
