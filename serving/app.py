@@ -13,16 +13,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from threadpoolctl import threadpool_limits
 
 from serving.auth import KeyRing
 from serving.config import Settings
 from serving.deps import Services
-from serving.errors import install_error_handlers
+from serving.errors import error_response, install_error_handlers
 from serving.events import EventLog, EventOverlay
 from serving.metrics import MetricsMiddleware, ServingMetrics
-from serving.model_store import ModelStore
+from serving.model_store import ModelStore, RoleNotTrained
 from serving.routes import customers, events, health, models, recommendations
 
 logger = logging.getLogger("patronage.serving")
@@ -95,10 +95,18 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     )
     app.state.services = services
     install_error_handlers(app)
+    app.add_exception_handler(RoleNotTrained, _role_not_trained)
     for module in (recommendations, customers, events, models, health):
         app.include_router(module.router)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
+
+
+async def _role_not_trained(request: Request, exc: Exception) -> Response:
+    """503 `role_not_trained`: the served shop has no model for this route's role, and why
+    (e.g. a one-product shop has no recommender; training said so and recorded it)."""
+    assert isinstance(exc, RoleNotTrained)
+    return error_response(503, "role_not_trained", str(exc))
 
 
 TELEMETRY_OFF: dict[str, Any] = {

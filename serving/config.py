@@ -70,9 +70,11 @@ class Settings(BaseModel):
         description="MLflow tracking/registry URI the champion models are read from",
     )
     model_alias: str = Field(default="champion", description="registry alias that is served")
-    recommender_model: str = "patronage-recommender"
-    churn_model: str = "patronage-churn"
-    loyalty_model: str = "patronage-loyalty"
+    shop: str = Field(
+        default="",
+        description="the shop whose champions are served (its models are patronage.SHOP.ROLE); "
+        "empty: the store's only shop",
+    )
     poll_seconds: float = Field(
         default=30.0, ge=0, description="registry poll interval in seconds; 0 turns polling off"
     )
@@ -111,11 +113,6 @@ class Settings(BaseModel):
     def _keys_parse(cls, value: str) -> str:
         parse_api_keys(value)
         return value
-
-    @property
-    def registered_models(self) -> tuple[str, str, str]:
-        """The three registered model names, in the order recommender, churn, loyalty."""
-        return (self.recommender_model, self.churn_model, self.loyalty_model)
 
     def keys_by_scope(self) -> tuple[tuple[str, str], ...]:
         """The configured `(scope, key)` pairs."""

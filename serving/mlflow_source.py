@@ -24,6 +24,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.registry_names import (
+    BASELINE_NOTE_TAG,
+    BASELINE_TAG,
+    METRIC_TAG_PREFIX,
+    MODEL_PREFIX,
+    ROLE_TAG,
+    SHOP_TAG,
+    SKIPPED_TAG,
+    registered_name,
+)
 from serving.config import Settings
 from serving.model_store import (
     ROLES,
@@ -32,11 +42,11 @@ from serving.model_store import (
     RecommendationList,
     Role,
     ServingModels,
+    UntrainedRecommender,
+    UntrainedScores,
 )
 
 logger = logging.getLogger("patronage.serving")
-METRIC_TAG_PREFIX = "patronage.metric."
-"""Version tags holding the key backtest metrics (written by training/registry.py)."""
 EXCLUDE_DEFAULT = "non-repeatable"
 HiddenItems = Callable[[], frozenset[str]]
 """Items no answer may show right now (posted `available: false` since training)."""
@@ -344,7 +354,9 @@ class PrecomputedLists:
 
 
 class MlflowModelSource:
-    """Reads the alias (default `champion`) of the three registered models."""
+    """Reads the alias (default `champion`) of one shop's three registered models (the shop
+    of the settings, else the store's only shop). A role without that alias is served as
+    unavailable, with the reason training recorded; at least one role must have it."""
 
     def __init__(
         self,
@@ -355,9 +367,10 @@ class MlflowModelSource:
         self.settings = settings
         self.hidden_items = hidden_items
         self.shown_items = shown_items
-        self.names: dict[Role, str] = dict(
-            zip(ROLES, settings.registered_models, strict=True)  # type: ignore[arg-type]
-        )
+        self.shop = settings.shop
+        self.names: dict[Role, str] = {}
+        self.unavailable: dict[Role, str] = {}
+        """Roles without the alias at the last `champion_versions`, and why."""
         self._client: Any = None
 
     def _mlflow_client(self) -> Any:
@@ -374,35 +387,81 @@ class MlflowModelSource:
             self._client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         return self._client
 
+    def _shop(self, client: Any) -> str:
+        """The served shop: the configured one, else the store's only shop."""
+        if self.shop:
+            return self.shop
+        found = client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}.%'")
+        shops = sorted(
+            {
+                (m.tags or {}).get(SHOP_TAG, "")
+                for m in found
+                if (m.tags or {}).get(SHOP_TAG) and (m.tags or {}).get(ROLE_TAG)
+            }
+        )
+        if len(shops) != 1:
+            which = f"several shops ({', '.join(shops)})" if shops else "no shop's models"
+            raise ModelNotFound(
+                f"{self.settings.tracking_uri} holds {which}: "
+                + (
+                    "start with --shop NAME (or PATRONAGE_SHOP)"
+                    if shops
+                    else "run `patronage train DIR` first"
+                )
+            )
+        return shops[0]
+
     def champion_versions(self) -> dict[Role, str]:
-        """The version holding the alias for each role; raises `ModelNotFound` naming the
-        missing one."""
+        """The version holding the alias for each role that has one (the others, with why, in
+        `unavailable`); raises `ModelNotFound` when no role has one."""
         from mlflow.exceptions import MlflowException
 
         client = self._mlflow_client()
+        shop = self._shop(client)
+        self.names = {role: registered_name(shop, role) for role in ROLES}
+        alias = self.settings.model_alias
         versions: dict[Role, str] = {}
+        unavailable: dict[Role, str] = {}
         for role, name in self.names.items():
             try:
-                version = client.get_model_version_by_alias(name, self.settings.model_alias)
+                version = client.get_model_version_by_alias(name, alias)
             except MlflowException as error:
-                raise ModelNotFound(
-                    f"{name}@{self.settings.model_alias} not found in "
-                    f"{self.settings.tracking_uri} ({str(error).splitlines()[0]}); run "
-                    "`patronage train DIR` first"
-                ) from None
+                unavailable[role] = self._why_missing(client, name, alias, error)
+                continue
             versions[role] = str(version.version)
+        if not versions:
+            raise ModelNotFound(
+                f"shop {shop!r} has no @{alias} model in {self.settings.tracking_uri} ("
+                + "; ".join(f"{role}: {why}" for role, why in unavailable.items())
+                + f"); run `patronage train DIR --shop {shop}` first"
+            )
+        self.unavailable = unavailable
         return versions
 
+    @staticmethod
+    def _why_missing(client: Any, name: str, alias: str, error: Exception) -> str:
+        """Why `name` has no version with `alias`: the reason training recorded, or what to do."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            skipped = (client.get_registered_model(name).tags or {}).get(SKIPPED_TAG)
+        except MlflowException:
+            return f"{name} is not registered: run `patronage train DIR` first"
+        if skipped:
+            return f"training skipped it: {skipped}"
+        return f"{name} has no @{alias} version ({str(error).splitlines()[0]})"
+
     def load(self, versions: Mapping[Role, str], previous: ServingModels | None) -> ServingModels:
-        """Load the asked versions (reusing unchanged roles of `previous`) into a snapshot."""
+        """Load the asked versions (reusing unchanged roles of `previous`) into a snapshot;
+        roles not in `versions` are served as unavailable."""
         client = self._mlflow_client()
         loaded: dict[Role, tuple[LoadedModel, Any]] = {}
-        for role in ROLES:
-            version = versions[role]
-            if previous is not None and previous.versions[role].version == version:
+        for role, version in versions.items():
+            kept = None if previous is None else previous.versions.get(role)
+            if kept is not None and kept.name == self.names[role] and kept.version == version:
                 continue
             loaded[role] = self._load_one(client, role, version)
-        return self._snapshot(loaded, previous)
+        return self._snapshot(loaded, versions, previous)
 
     def _load_one(self, client: Any, role: Role, version: str) -> tuple[LoadedModel, Any]:
         import mlflow
@@ -411,9 +470,10 @@ class MlflowModelSource:
 
         name = self.names[role]
         model_version = client.get_model_version(name, version)
+        tags = model_version.tags or {}
         metrics = {
             key.removeprefix(METRIC_TAG_PREFIX): float(value)
-            for key, value in (model_version.tags or {}).items()
+            for key, value in tags.items()
             if key.startswith(METRIC_TAG_PREFIX) and _is_float(value)
         }
         scratch = Path(tempfile.mkdtemp(prefix=f"patronage-serve-{role}-"))
@@ -436,17 +496,29 @@ class MlflowModelSource:
             metrics=metrics,
             as_of=None if as_of is None else pd.Timestamp(as_of).isoformat(),
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            beats_baseline=None if BASELINE_TAG not in tags else tags[BASELINE_TAG] == "true",
+            baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
         )
         logger.info("loaded %s version %s", name, version)
         return info, python_model
 
     def _snapshot(
-        self, loaded: Mapping[Role, tuple[LoadedModel, Any]], previous: ServingModels | None
+        self,
+        loaded: Mapping[Role, tuple[LoadedModel, Any]],
+        versions: Mapping[Role, str],
+        previous: ServingModels | None,
     ) -> ServingModels:
+        unavailable = {role: self.unavailable.get(role, "no champion model") for role in ROLES}
+        unavailable = {role: why for role, why in unavailable.items() if role not in versions}
+
         def keep(role: Role) -> bool:
             return role not in loaded and previous is not None
 
-        if keep("recommender"):
+        recommender: Any
+        if "recommender" in unavailable:
+            recommender = UntrainedRecommender(unavailable["recommender"])
+            recommender_as_of = pd.Timestamp.max.tz_localize("UTC")
+        elif keep("recommender"):
             assert previous is not None
             recommender, recommender_as_of = previous.recommender, previous.recommender_as_of
         else:
@@ -455,9 +527,11 @@ class MlflowModelSource:
                 bundle, self.settings.precompute_top_k, self.hidden_items, self.shown_items
             )
             recommender_as_of = _utc(bundle.as_of)
-        tables: dict[Role, CustomerScoreTable] = {}
+        tables: dict[Role, Any] = {}
         for role in ("churn", "loyalty"):
-            if keep(role):
+            if role in unavailable:
+                tables[role] = UntrainedScores(role, unavailable[role])
+            elif keep(role):
                 assert previous is not None
                 tables[role] = previous.churn if role == "churn" else previous.loyalty
             else:
@@ -467,20 +541,21 @@ class MlflowModelSource:
                     _utc(python_model.as_of),
                     _segment_thresholds(python_model),
                 )
-        versions = {
+        served = {
             role: loaded[role][0] if role in loaded else previous.versions[role]  # type: ignore[union-attr]
-            for role in ROLES
+            for role in versions
         }
         return ServingModels(
             recommender=recommender,
             recommender_as_of=recommender_as_of,
             churn=tables["churn"],
             loyalty=tables["loyalty"],
-            versions=versions,
+            versions=served,
             strategies={
                 "churn": "churn-model-scores-at-as_of",
                 "loyalty": "loyalty-model-scores-at-as_of",
             },
+            unavailable=unavailable,
         )
 
 

@@ -24,12 +24,60 @@ from typing import Any, Literal, Protocol
 import numpy as np
 import pandas as pd
 
+from models.registry_names import ROLES, Role
 from models.score_columns import CHURN_COLUMNS, LOYALTY_COLUMNS
 
 logger = logging.getLogger("patronage.serving")
 
-Role = Literal["recommender", "churn", "loyalty"]
-ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
+__all__ = ["ROLES", "Role"]
+
+
+class RoleNotTrained(LookupError):
+    """The served shop has no champion for this role (training skipped it, or never ran);
+    answered as 503 `role_not_trained` with the reason (serving/app.py)."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        super().__init__(f"{role} is not available for this shop: {reason}")
+        self.role = role
+        self.reason = reason
+
+
+class UntrainedRecommender:
+    """Stands in for the recommender of a shop that has none: every answer raises
+    `RoleNotTrained` with why (e.g. a one-product shop)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def _refuse(self) -> RoleNotTrained:
+        return RoleNotTrained("recommender", self.reason)
+
+    def recommend_for(self, *args: Any, **kwargs: Any) -> RecommendationList:
+        """Raises `RoleNotTrained`."""
+        raise self._refuse()
+
+    def cross_sell(self, *args: Any, **kwargs: Any) -> RecommendationList:
+        """Raises `RoleNotTrained`."""
+        raise self._refuse()
+
+    def similar(self, *args: Any, **kwargs: Any) -> RecommendationList:
+        """Raises `RoleNotTrained`."""
+        raise self._refuse()
+
+
+class UntrainedScores:
+    """Stands in for the churn or loyalty score table of a shop without that model: reading
+    anything from it raises `RoleNotTrained` with why."""
+
+    def __init__(self, role: str, reason: str) -> None:
+        self.role = role
+        self.reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        raise RoleNotTrained(self.role, self.reason)
+
+    def __len__(self) -> int:
+        raise RoleNotTrained(self.role, self.reason)
 
 
 @dataclass(frozen=True)
@@ -79,6 +127,9 @@ class LoadedModel:
     metrics: Mapping[str, float] = field(default_factory=dict)
     as_of: str | None = None
     loaded_at: str = ""
+    beats_baseline: bool | None = None
+    """Whether its backtest beat the role's plain baseline (None: not recorded)."""
+    baseline_note: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -90,6 +141,8 @@ class LoadedModel:
             "as_of": self.as_of,
             "loaded_at": self.loaded_at,
             "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
+            "beats_baseline": self.beats_baseline,
+            "baseline_note": self.baseline_note,
         }
 
 
@@ -255,14 +308,21 @@ class ServingModels:
     versions: Mapping[Role, LoadedModel]
     strategies: Mapping[Role, str] = field(default_factory=dict)
     """How churn and loyalty answers are produced (e.g. the churn estimator's name)."""
+    unavailable: Mapping[Role, str] = field(default_factory=dict)
+    """Roles without a champion and why; their parts are `Untrained*` stand-ins that answer
+    `RoleNotTrained`."""
 
     def __post_init__(self) -> None:
         labels = {role: f"{m.name}/{m.version}" for role, m in self.versions.items()}
         object.__setattr__(self, "_labels", labels)
 
     def version_of(self, role: Role) -> str:
-        """`name/version` of the model serving a role, e.g. `patronage-churn/3`."""
-        return self._labels[role]  # type: ignore[attr-defined, no-any-return]
+        """`name/version` of the model serving a role, e.g. `patronage.sample.churn/3`;
+        raises `RoleNotTrained` for a role without a champion."""
+        label = self._labels.get(role)  # type: ignore[attr-defined]
+        if label is None:
+            raise RoleNotTrained(role, self.unavailable.get(role, "no champion model"))
+        return label  # type: ignore[no-any-return]
 
 
 class ModelSource(Protocol):

@@ -30,26 +30,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "rank, item_id, score, strategy, note. A customer unknown to the model gets "
             "trending items (strategy 'trending', note 'new customer', as in the HTTP API); "
             "note is empty for personal lists. The model is a saved recommender "
-            "bundle: by default the registered champion (--model-uri), or a directory saved by "
-            "`patronage recommend-fit` (--model-dir, which wins when given)."
+            "bundle: by default the shop's registered champion (--shop), another registered "
+            "model named by --model-uri, or a directory saved by `patronage recommend-fit` "
+            "(--model-dir, which wins when given)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--customers", required=True, metavar="FILE", help="customer ids file")
-    parser.add_argument("--k", type=int, default=10, help="items per customer")
+    parser.add_argument(
+        "--shop",
+        default=None,
+        metavar="NAME",
+        help="whose champion recommends (default: the only shop in the store)",
+    )
+    parser.add_argument("--k", type=int, default=10, help="items per customer (default: 10)")
     parser.add_argument(
         "--exclude-purchased",
         choices=EXCLUDE_CHOICES,
         default="non-repeatable",
-        help="which past purchases to leave out: all, only those not usually re-bought, none",
+        help="which past purchases to leave out: all, only those not usually re-bought "
+        "(default), none",
     )
     parser.add_argument("--category", default=None, help="only items of this category")
     parser.add_argument(
         "--model-uri",
         metavar="URI",
         default=None,
-        help="MLflow model URI of the recommender (default: "
-        "models:/patronage-recommender@champion)",
+        help="MLflow model URI of the recommender, any shop's (default: "
+        "models:/patronage.SHOP.recommender@champion)",
     )
     parser.add_argument(
         "--model-dir", metavar="DIR", default=None, help="a saved recommender bundle directory"
@@ -144,11 +151,18 @@ def _recommend(args: argparse.Namespace) -> int:
     if args.k <= 0:
         raise PatronageError(f"--k must be a positive number of items, got {args.k}")
     from models.recommenders.bundle import NEW_CUSTOMER, RecommenderBundle
-    from patronage.commands._registry import RECOMMENDER_CHAMPION, model_artifact
+    from models.registry_names import RECOMMENDER
+    from patronage.commands._registry import champion_uri, model_artifact, shop_of_uri
 
     customers = _read_customer_ids(Path(args.customers))  # bad input fails before the registry
-    if args.model_dir is None:
-        args.model_dir = model_artifact(args.model_uri or RECOMMENDER_CHAMPION, "bundle")
+    if args.model_dir is None and args.model_uri:
+        owner = shop_of_uri(args.model_uri)
+        if args.shop and owner is not None and owner != args.shop:
+            print(f"note: recommending for shop {args.shop!r} with shop {owner!r}'s model")
+        args.model_dir = model_artifact(args.model_uri, "bundle")
+    elif args.model_dir is None:
+        uri, _ = champion_uri(args.shop, (RECOMMENDER,), use="recommend with")
+        args.model_dir = model_artifact(uri, "bundle")
     try:
         bundle = RecommenderBundle.load(args.model_dir)
     except FileNotFoundError as error:

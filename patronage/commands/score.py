@@ -29,14 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Load and validate the shop in DIR and write one row per customer who ordered "
             "before --as-of: customer_id, churn_probability, churn_risk, churn_reasons, "
             "loyalty_score, segment, p_alive, expected_orders_90d, predicted_clv_365d, "
-            "expected_next_order_at, avg_days_between_orders, satisfaction. The scorer is the "
-            "registered champion by default (--model-uri), a directory saved earlier with "
-            "--save-model (--model-dir), or fitted here on the data before --as-of (--fit). "
-            "Definitions: docs/churn-and-loyalty.md."
+            "expected_next_order_at, avg_days_between_orders, satisfaction. The scorer is, by "
+            "default, the champion of this shop (--shop, default DIR's name) in the MLflow "
+            "registry: churn's, or loyalty's when training skipped churn (churn columns then "
+            "empty). A model of another shop is used only when --model-uri names it. Or a "
+            "directory saved earlier with --save-model (--model-dir), or fitted here on the "
+            "data before --as-of (--fit). Definitions: docs/churn-and-loyalty.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
+    parser.add_argument(
+        "--shop",
+        default=None,
+        metavar="NAME",
+        help="whose champion scores the shop (default: DIR's name)",
+    )
     parser.add_argument(
         "--as-of",
         metavar="TS",
@@ -55,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-uri",
         metavar="URI",
         default=None,
-        help="MLflow model URI of the churn scorer (default: models:/patronage-churn@champion)",
+        help="MLflow model URI of the scorer, any shop's (default: "
+        "models:/patronage.SHOP.churn@champion)",
     )
     parser.add_argument(
         "--fit",
@@ -81,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=90.0,
         metavar="N",
-        help="churn = no order in the next N days (when fitting on the fly)",
+        help="churn = no order in the next N days (when fitting on the fly; default: 90)",
     )
     parser.add_argument(
         "--risk-thresholds",
@@ -89,9 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=(0.3, 0.6),
         metavar=("MEDIUM", "HIGH"),
-        help="churn probabilities from which the risk is medium and high (when fitting)",
+        help="churn probabilities from which the risk is medium and high (when fitting; "
+        "default: 0.3 0.6)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the churn model")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="random seed of the churn model (default: 0)"
+    )
     add_reject_options(parser)
     parser.set_defaults(handler=run_score)
 
@@ -128,9 +139,8 @@ def run_score(args: argparse.Namespace) -> int:
         )
 
     if args.model_dir is None and not args.fit:
-        from patronage.commands._registry import CHURN_CHAMPION, model_artifact
-
-        args.model_dir = model_artifact(args.model_uri or CHURN_CHAMPION, "scorer")
+        args.model_dir = _registered_scorer(args)
+    scorer: Any
     if args.model_dir is not None:
         try:
             scorer = CustomerScorer.load(args.model_dir)
@@ -138,12 +148,7 @@ def run_score(args: argparse.Namespace) -> int:
             raise PatronageError(f"--model-dir: {error}") from None
         print(f"scorer loaded from {args.model_dir} (fitted at {scorer.as_of_.isoformat()})")
     else:
-        scorer = CustomerScorer(risk_thresholds=(low, high))
-        try:
-            scorer.fit(shop, as_of, churn_horizon_days=args.churn_horizon_days, seed=args.seed)
-        except ValueError as error:
-            raise PatronageError(f"cannot fit the scorer: {error}") from None
-        print(f"scorer fitted at {as_of.isoformat()} on {len(scorer.cutoffs_)} churn cut-offs")
+        scorer = _fit_here(shop, as_of, args)
         if args.save_model is not None:
             scorer.save(args.save_model)
             print(f"scorer saved to {args.save_model}")
@@ -154,9 +159,60 @@ def run_score(args: argparse.Namespace) -> int:
     else:
         table.to_parquet(args.out, index=False)
     risk = table["churn_risk"].value_counts().to_dict()
+    churn = (
+        f"churn risk high {risk.get('high', 0):,}, medium {risk.get('medium', 0):,}, "
+        f"low {risk.get('low', 0):,}"
+        if scorer.churn_model_ is not None
+        else "no churn model: churn columns empty"
+    )
     print(
         f"{len(table):,} customers scored at {as_of.isoformat()} -> {args.out} "
-        f"(churn risk high {risk.get('high', 0):,}, medium {risk.get('medium', 0):,}, "
-        f"low {risk.get('low', 0):,}); took {time.perf_counter() - started:.1f} s"
+        f"({churn}); took {time.perf_counter() - started:.1f} s"
     )
     return 0
+
+
+def _registered_scorer(args: argparse.Namespace) -> Path:
+    """The scorer of the shop's champion (or of the model --model-uri names, said aloud when
+    it belongs to another shop)."""
+    from models.registry_names import CHURN, LOYALTY, shop_of_directory
+    from patronage.cli import PatronageError
+    from patronage.commands._registry import champion_uri, model_artifact, shop_of_uri
+
+    try:
+        shop = args.shop or shop_of_directory(args.directory)
+    except ValueError as error:
+        raise PatronageError(str(error)) from None
+    if args.model_uri:
+        owner = shop_of_uri(args.model_uri)
+        if owner is not None and owner != shop:
+            print(
+                f"note: scoring shop {shop!r} with a model trained on shop {owner!r} (--model-uri)"
+            )
+        return model_artifact(args.model_uri, "scorer")
+    uri, _ = champion_uri(shop, (CHURN, LOYALTY), use="score with")
+    if not uri.endswith(f".{CHURN}@champion"):
+        print(f"note: shop {shop!r} has no churn model; using {uri} (churn columns empty)")
+    return model_artifact(uri, "scorer")
+
+
+def _fit_here(shop: object, as_of: object, args: argparse.Namespace) -> object:
+    """A scorer fitted on the data before `as_of`; a shop too young to learn churn gets the
+    rest (value, timing, segments) and a note saying why churn is empty."""
+    from models.customer_scores import CustomerScorer
+    from patronage.cli import PatronageError
+
+    scorer = CustomerScorer(risk_thresholds=tuple(args.risk_thresholds))
+    options = {"churn_horizon_days": args.churn_horizon_days, "seed": args.seed}
+    try:
+        scorer.fit(shop, as_of, **options)
+        print(f"scorer fitted at {as_of} on {len(scorer.cutoffs_)} churn cut-offs")
+        return scorer
+    except ValueError as error:
+        churn_error = error
+    try:
+        scorer.fit(shop, as_of, fit_churn=False, **options)
+    except ValueError as error:
+        raise PatronageError(f"cannot fit the scorer: {error}") from None
+    print(f"note: churn not scored ({churn_error}); loyalty, value and timing fitted at {as_of}")
+    return scorer

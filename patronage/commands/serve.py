@@ -18,23 +18,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="serve recommendations and CRM scores from the champion models over HTTP",
         description=(
             "Start the HTTP scoring service (OpenAPI at /docs). It loads the @champion versions "
-            "of patronage-recommender, patronage-churn and patronage-loyalty from the MLflow "
-            "registry in the background (/health/ready turns 200 when loaded), polls the "
+            "of one shop's models (patronage.SHOP.recommender, .churn, .loyalty; --shop, default "
+            "the store's only shop) from the MLflow registry in the background (/health/ready "
+            "turns 200 once a role is loaded; a role training skipped answers 503 "
+            "role_not_trained with the reason), polls the "
             "registry and swaps in a new champion without dropping a request. API keys come "
             "from PATRONAGE_API_KEYS='storefront=KEY,crm=KEY,admin=KEY' (a scope may repeat); "
             "without any key the server refuses to start unless --insecure-dev. The registry "
             "is MLFLOW_TRACKING_URI when set, else sqlite:///mlruns/mlflow.db. Other settings: "
             "PATRONAGE_EVENTS_DIR (default data/events), see docs/serving.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port")
+    parser.add_argument(
+        "--shop",
+        default=None,
+        metavar="NAME",
+        help="the shop whose champions are served (default: PATRONAGE_SHOP, else the only shop "
+        "in the store)",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"
+    )
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="worker processes; each holds its own copy of the models in memory",
+        help="worker processes; each holds its own copy of the models in memory (default: 1)",
     )
     parser.add_argument(
         "--insecure-dev",
@@ -86,6 +96,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PATRONAGE_POLL_SECONDS"] = str(args.poll_seconds)
     if args.events_dir is not None:
         os.environ["PATRONAGE_EVENTS_DIR"] = args.events_dir
+    if args.shop is not None:
+        os.environ["PATRONAGE_SHOP"] = args.shop
     if args.demo_keys:
         os.environ["PATRONAGE_API_KEYS"] = ",".join(
             f"{scope}={key}" for scope, key in _demo_keys().items()
@@ -104,8 +116,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(_examples(args.host, args.port, args.examples_from), flush=True)
 
     print(
-        f"serving on http://{args.host}:{args.port} (docs at /docs), models from "
-        f"{settings.tracking_uri} @{settings.model_alias}, events in {settings.events_dir}",
+        f"serving on http://{args.host}:{args.port} (docs at /docs), shop "
+        f"{settings.shop or '(the only one in the store)'} from {settings.tracking_uri} "
+        f"@{settings.model_alias}, events in {settings.events_dir}",
         flush=True,
     )
     uvicorn.run(
