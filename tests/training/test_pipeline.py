@@ -28,7 +28,16 @@ import pytest
 
 from patronage.cli import main
 from training.pipeline import TrainOptions, TrainResult, train
-from training.registry import CHALLENGER, CHAMPION, CHURN, LOYALTY, RECOMMENDER
+from training.registry import CHALLENGER, CHAMPION, CHURN, LOYALTY, RECOMMENDER, registered_name
+
+SHOP = "sample"
+"""The shop name every run here registers under (`--shop`)."""
+
+
+def name_of(role: str) -> str:
+    """The registered model name of `role` in the test shop."""
+    return registered_name(SHOP, role)
+
 
 EARLIER_AS_OF = "2025-12-02T00:00:00Z"
 """30 days before the default as_of of the sample shop (365 days from 2025-01-01)."""
@@ -71,7 +80,7 @@ def trained(
     shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
     with pytest.MonkeyPatch.context() as monkeypatch:
         _use_store(root, monkeypatch)
-        options = {"directory": sample_shop_dir, "seed": 3, "progress": False}
+        options = {"directory": sample_shop_dir, "seed": 3, "progress": False, "shop": SHOP}
         first = train(TrainOptions(**options, as_of=EARLIER_AS_OF, time_budget_s=GENEROUS_BUDGET_S))
         second = train(TrainOptions(**options, time_budget_s=0.0))
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
@@ -137,7 +146,7 @@ def test_same_backtest_compares_recorded_metrics(store_copy, trained: TrainedSto
     from training.pipeline import Candidate, _compare_with_champion
 
     client = MlflowClient()
-    champion = client.get_model_version_by_alias(RECOMMENDER, CHAMPION)
+    champion = client.get_model_version_by_alias(name_of(RECOMMENDER), CHAMPION)
     candidate = Candidate(
         name=RECOMMENDER,
         python_model=None,
@@ -149,7 +158,7 @@ def test_same_backtest_compares_recorded_metrics(store_copy, trained: TrainedSto
         cut=pd.Timestamp("2025-11-02T00:00:00Z"),
         evaluate_champion=lambda wrapper: pytest.fail("must not re-evaluate"),
     )
-    _compare_with_champion(client, candidate)
+    _compare_with_champion(client, candidate, SHOP)
     assert candidate.comparison == "same backtest as champion v1"
     metrics = _outcome(trained.first, RECOMMENDER).metrics
     assert candidate.champion_metrics
@@ -201,8 +210,8 @@ def test_rollback_restores_the_previous_champion_and_models_lists_it(store_copy,
 
     client = MlflowClient()
 
-    def champion(name: str) -> str:
-        return str(client.get_model_version_by_alias(name, CHAMPION).version)
+    def champion(role: str) -> str:
+        return str(client.get_model_version_by_alias(name_of(role), CHAMPION).version)
 
     assert champion(RECOMMENDER) == "1"
     # Version 1 was the first champion: nothing earlier to roll back to, nothing changes.
@@ -213,12 +222,13 @@ def test_rollback_restores_the_previous_champion_and_models_lists_it(store_copy,
     assert champion(RECOMMENDER) == "2"
     assert main(["rollback", RECOMMENDER]) == 0
     assert champion(RECOMMENDER) == "1"
-    assert str(client.get_model_version_by_alias(RECOMMENDER, CHALLENGER).version) == "2"
+    assert str(client.get_model_version_by_alias(name_of(RECOMMENDER), CHALLENGER).version) == "2"
 
     capsys.readouterr()
     assert main(["models", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    by_key = {(r["name"], r["version"]): r for r in rows}
+    by_key = {(r["role"], r["version"]): r for r in rows}
+    assert {r["shop"] for r in rows} == {SHOP}
     assert len(rows) == 6
     assert by_key[(RECOMMENDER, "1")]["aliases"] == [CHAMPION]
     assert by_key[(RECOMMENDER, "1")]["decision"] == "rollback"
@@ -234,9 +244,12 @@ def test_failing_fit_leaves_the_registry_as_it_was(store_copy, tmp_path, capsys)
     before = registry_snapshot()
     too_short = tmp_path / "too_short"
     generate_shop(too_short, customers=60, items=20, days=20, seed=1)
-    assert main(["train", str(too_short), "--quiet"]) == 1
+    assert main(["train", str(too_short), "--quiet", "--shop", SHOP]) == 1
     error = capsys.readouterr().err
-    assert "fit failed" in error and "registry unchanged" in error
+    assert "no role could be trained" in error and "registry unchanged" in error
+    # Each role says why in its own words.
+    assert "recommender: the recommender backtest needs purchases before" in error
+    assert "churn: loyalty is checked on the last 90 days and nobody ordered before" in error
     assert registry_snapshot() == before
 
 
@@ -270,6 +283,8 @@ def test_corrupt_artifact_leaves_the_registry_as_it_was(
             "3",
             "--time-budget",
             str(GENEROUS_BUDGET_S),
+            "--shop",
+            SHOP,
         ]
     )
     assert code == 1 and damaged
@@ -294,10 +309,10 @@ def test_champions_load_and_predict_in_a_fresh_process(store_copy, sample_shop_d
 import json, mlflow.pyfunc, pandas as pd
 frame = pd.DataFrame({{"customer_id": [{known!r}, "never-seen"]}})
 out = {{}}
-for name in ("patronage-churn", "patronage-loyalty", "patronage-recommender"):
-    model = mlflow.pyfunc.load_model(f"models:/{{name}}@champion")
-    answer = model.predict(frame, params={{"k": 3}} if name.endswith("recommender") else None)
-    out[name] = json.loads(answer.to_json(orient="records", date_format="iso"))
+for role in ("churn", "loyalty", "recommender"):
+    model = mlflow.pyfunc.load_model(f"models:/patronage.{SHOP}.{{role}}@champion")
+    answer = model.predict(frame, params={{"k": 3}} if role == "recommender" else None)
+    out[role] = json.loads(answer.to_json(orient="records", date_format="iso"))
 print(json.dumps(out))
 """
     env = dict(os.environ)
@@ -404,7 +419,9 @@ def test_training_against_a_real_tracking_server(
 ) -> None:  # type: ignore[no-untyped-def]
     import mlflow.pyfunc
 
-    result = train(TrainOptions(sample_shop_dir, seed=3, time_budget_s=0.0, progress=False))
+    result = train(
+        TrainOptions(sample_shop_dir, seed=3, time_budget_s=0.0, progress=False, shop=SHOP)
+    )
     assert result.tracking_uri == mlflow_server
     assert {o.name: o.decision for o in result.outcomes} == dict.fromkeys(
         (RECOMMENDER, CHURN, LOYALTY), "first"
@@ -413,7 +430,9 @@ def test_training_against_a_real_tracking_server(
     for outcome in result.outcomes:
         assert outcome.metrics == _outcome(trained.second, outcome.name).metrics
     assert result.backtest == trained.second.backtest
-    model = mlflow.pyfunc.load_model(f"models:/{CHURN}@champion")  # artifacts via the server
+    model = mlflow.pyfunc.load_model(
+        f"models:/{name_of(CHURN)}@champion"
+    )  # artifacts via the server
     answer = model.predict(pd.DataFrame({"customer_id": ["never-seen"]}))
     assert list(answer.columns) == [
         "customer_id",
@@ -428,15 +447,15 @@ def test_resolve_model_dir_gives_loadable_artifacts(store_copy) -> None:  # type
     from training.registry import RegistryError, resolve_model_dir
 
     bundle = RecommenderBundle.load(
-        resolve_model_dir(f"models:/{RECOMMENDER}@champion", artifact="bundle")
+        resolve_model_dir(f"models:/{name_of(RECOMMENDER)}@champion", artifact="bundle")
     )
     assert len(bundle.item_ids) > 0
-    scores = resolve_model_dir(f"models:/{CHURN}@champion", artifact="scores")
+    scores = resolve_model_dir(f"models:/{name_of(CHURN)}@champion", artifact="scores")
     assert (scores / "scores.parquet").exists()
     with pytest.raises(RegistryError, match="no artifact"):
-        resolve_model_dir(f"models:/{CHURN}@champion", artifact="bundle")
+        resolve_model_dir(f"models:/{name_of(CHURN)}@champion", artifact="bundle")
     with pytest.raises(RegistryError, match="cannot find the model"):
-        resolve_model_dir(f"models:/{CHURN}@nonexistent")
+        resolve_model_dir(f"models:/{name_of(CHURN)}@nonexistent")
 
 
 def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) -> None:  # type: ignore[no-untyped-def]
@@ -449,7 +468,7 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
     before = registry_snapshot()
     candidates = []
     for name in (RECOMMENDER, CHURN, LOYALTY):
-        logged = client.get_model_version(name, "2")
+        logged = client.get_model_version(name_of(name), "2")
         candidates.append(
             Candidate(
                 name=name,
@@ -473,7 +492,7 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
             return getattr(client, attribute)
 
         def create_model_version(self, name, *args, **kwargs):  # type: ignore[no-untyped-def]
-            if name == LOYALTY:
+            if name == name_of(LOYALTY):
                 raise ConnectionError("connection refused")
             return client.create_model_version(name, *args, **kwargs)
 
@@ -482,8 +501,8 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
     options = TrainOptions("unused", force=True)  # moves champion of the first two first
     with pytest.raises(TrainingFailed, match="put back as it was"):
         _register(
-            ServerGoesAway(), candidates, options, pd.Timestamp("2026-01-01", tz="UTC"),
-            trained.second.run_id, data,
+            ServerGoesAway(), SHOP, candidates, {}, options,
+            pd.Timestamp("2026-01-01", tz="UTC"), trained.second.run_id, data,
         )  # fmt: skip
     assert registry_snapshot() == before
 
@@ -500,6 +519,6 @@ def test_recommend_and_score_default_to_the_registered_champions(  # type: ignor
     table = pd.read_csv(recs, dtype=str)
     assert len(table) == 15 and table["strategy"].notna().all()
     scores = tmp_path / "scores.csv"
-    assert main(["score", str(sample_shop_dir), "--out", str(scores)]) == 0
+    assert main(["score", str(sample_shop_dir), "--shop", SHOP, "--out", str(scores)]) == 0
     scored = pd.read_csv(scores, dtype={"customer_id": str})
     assert scored["churn_probability"].between(0, 1).all() and len(scored) > 100
