@@ -116,18 +116,24 @@ def _check_cell(column: Column, value: Any, latest: pd.Timestamp) -> tuple[Any, 
 
 
 def validate_event_rows(
-    table: Table, rows: Sequence[Mapping[str, Any]], now: datetime, future_tolerance_s: float
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    now: datetime,
+    future_tolerance_s: float,
+    positions: Sequence[int] | None = None,
 ) -> tuple[list[dict[str, Any]], list[RejectedEvent]]:
     """Check posted rows with the contract's rules for `table`; returns (clean rows, rejects).
 
     Rules: required columns present and non-empty, types, ranges, choices, no unknown columns,
     timestamps not after `now + future_tolerance_s` (UTC), a rating for `kind=rating`, and no
-    duplicate key inside the batch. Clean rows hold canonical values (UTC Timestamps, ints)."""
+    duplicate key inside the batch. Clean rows hold canonical values (UTC Timestamps, ints).
+    `positions`: each row's number in the request (default 0, 1, ...), used in the rejects."""
     latest = pd.Timestamp(now).tz_convert("UTC") + pd.Timedelta(seconds=future_tolerance_s)
     clean: list[dict[str, Any]] = []
     rejected: list[RejectedEvent] = []
     seen_keys: dict[tuple[Any, ...], int] = {}
-    for position, row in enumerate(rows):
+    numbers = range(len(rows)) if positions is None else positions
+    for position, row in zip(numbers, rows, strict=True):
         reasons: list[str] = []
         unknown = sorted(set(row) - set(table.columns_by_name))
         if unknown and not table.extra_columns_allowed:
@@ -166,19 +172,26 @@ def contract_rejects(
     feedback: Sequence[Mapping[str, Any]],
     latest: datetime,
     items: Sequence[Mapping[str, Any]] = (),
+    positions: Mapping[str, Sequence[int]] | None = None,
 ) -> list[RejectedEvent]:
     """Run the data contract's own validation (`features.validation.validate_tables`, the code
     `patronage validate` runs) over posted rows; every per-row rule counts, references to the
-    shop's other tables do not (see REFERENCE_REASONS). `latest` (UTC) plays `as_of`."""
+    shop's other tables do not (see REFERENCE_REASONS). `latest` (UTC) plays `as_of`.
+    `positions`: per table name, each row's number in the request (default 0, 1, ...)."""
     from features.validation import RawTable, validate_tables
 
+    given = positions or {}
+    numbers = {
+        name: np.asarray(given.get(name, range(len(rows))), dtype=np.int64)
+        for name, rows in (("purchases", purchases), ("feedback", feedback), ("items", items))
+    }
     raw = {
         name: RawTable(
             name,
             pd.DataFrame.from_records(
                 [dict(r) for r in rows], columns=[c.name for c in table.columns]
             ),
-            np.arange(1, len(rows) + 1),
+            numbers[name] + 1,
         )
         for name, rows, table in (
             ("purchases", purchases, PURCHASES),
@@ -194,7 +207,11 @@ def contract_rejects(
             if verdict.reasons[row] in REFERENCE_REASONS:
                 continue
             rejected.append(
-                RejectedEvent(name, int(row), f"{verdict.reasons[row]}: {verdict.details[row]}")
+                RejectedEvent(
+                    name,
+                    int(numbers[name][row]),
+                    f"{verdict.reasons[row]}: {verdict.details[row]}",
+                )
             )
     return rejected
 
@@ -378,7 +395,8 @@ class EventOverlay:
     Reads are plain dict/list lookups (safe under the GIL while a writer appends)."""
 
     def __init__(self) -> None:
-        self._purchases: dict[str, list[tuple[float, str]]] = {}
+        # customer -> (ordered_at epoch seconds, item_id, order_id) per posted purchase line
+        self._purchases: dict[str, list[tuple[float, str, str | None]]] = {}
         self._purchase_keys: set[tuple[str, str]] = set()  # (order_id, item_id) seen
         self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
         self._hidden: frozenset[str] = frozenset()
@@ -420,14 +438,16 @@ class EventOverlay:
         return self._shown
 
     def add_purchases(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Remember `(ordered_at, item_id)` per customer; `ordered_at` a UTC Timestamp or ISO.
+        """Remember `(ordered_at, item_id, order_id)` per customer; `ordered_at` a UTC
+        Timestamp or ISO.
 
         A line seen before (same `order_id` and `item_id`: a client retry, or this process's
         own post read back from the log) counts once, as in training."""
         with self._lock:
             for row in rows:
-                if row.get("order_id") is not None:
-                    key = (str(row["order_id"]), str(row["item_id"]))
+                order_id = None if row.get("order_id") is None else str(row["order_id"])
+                if order_id is not None:
+                    key = (order_id, str(row["item_id"]))
                     if key in self._purchase_keys:
                         continue
                     self._purchase_keys.add(key)
@@ -435,7 +455,7 @@ class EventOverlay:
                 if not isinstance(ordered_at, pd.Timestamp):
                     ordered_at = _parse_timestamp(ordered_at)
                 entries = self._purchases.setdefault(str(row["customer_id"]), [])
-                entries.append((ordered_at.timestamp(), str(row["item_id"])))
+                entries.append((ordered_at.timestamp(), str(row["item_id"]), order_id))
 
     def follow(self, directory: Path) -> int:
         """Read what the log gained since the last call (the first call reads it all) and
@@ -470,7 +490,21 @@ class EventOverlay:
         if not entries:
             return []
         cutoff = since.timestamp()
-        return [item for at, item in list(entries) if at >= cutoff]
+        return [item for at, item, _ in list(entries) if at >= cutoff]
+
+    def orders_since(self, customer_id: str, since: pd.Timestamp) -> int:
+        """Distinct orders (`order_id`s) this customer placed at or after `since` according to
+        posted events: a three-line order is one order, as the customer features count them."""
+        entries = self._purchases.get(customer_id)
+        if not entries:
+            return 0
+        cutoff = since.timestamp()
+        orders = {
+            order_id if order_id is not None else (at, item)
+            for at, item, order_id in list(entries)
+            if at >= cutoff
+        }
+        return len(orders)
 
     def last_order_since(self, customer_id: str, since: pd.Timestamp) -> pd.Timestamp | None:
         """The latest posted order time at or after `since`, or None."""
@@ -478,5 +512,5 @@ class EventOverlay:
         if not entries:
             return None
         cutoff = since.timestamp()
-        latest = max((at for at, _ in list(entries) if at >= cutoff), default=None)
+        latest = max((at for at, _, _ in list(entries) if at >= cutoff), default=None)
         return None if latest is None else pd.Timestamp(latest, unit="s", tz="UTC")

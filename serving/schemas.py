@@ -6,9 +6,9 @@ models still describe every answer, and the schemathesis test checks the answers
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 FeedbackKind = Literal[
     "rating", "review", "complaint", "return"
@@ -34,7 +34,9 @@ class RecommendationsAnswer(BaseModel):
     note: str | None = Field(description="why a fallback answered, e.g. `new customer`")
     model_version: str = Field(description="`registered-name/version` of the recommender")
     excluded_recent_purchases: int = Field(
-        description="items dropped because posted events say this customer just bought them"
+        description="items this list leaves out because posted events say the customer bought "
+        "them since the model's as_of: the same question without those purchases would show "
+        "them (a repeatable item that is kept is not counted)"
     )
 
 
@@ -91,7 +93,10 @@ class ChurnAnswer(BaseModel):
     customer_id: str
     churn_probability: float | None = Field(description="P(no order in the horizon), 0-1")
     churn_risk: str | None = Field(description="risk tier: low, medium or high")
-    churn_reasons: list[str] = Field(description="up to three reasons in plain words")
+    churn_reasons: list[str] = Field(
+        description="up to three reasons in plain words (days in them count to as_of); at "
+        "least one for a medium or high risk, none for a low one"
+    )
     as_of: str = Field(description="scores use data strictly before this UTC time")
     model_version: str
     strategy: str
@@ -110,9 +115,14 @@ class LoyaltyAnswer(BaseModel):
     avg_days_between_orders: float | None
     satisfaction: float | None
     last_order_at: str | None = Field(description="latest known order, posted events included")
-    days_since_last_order: float | None = Field(description="days from last_order_at to now")
-    orders_posted_since_as_of: int = Field(description="purchase lines posted after as_of")
-    as_of: str
+    days_since_last_order: float | None = Field(
+        description="days from last_order_at to as_of (not to now: every field here is at "
+        "as_of); negative when the last order was posted after as_of"
+    )
+    orders_posted_since_as_of: int = Field(
+        description="distinct orders (order_id) posted at or after as_of"
+    )
+    as_of: str = Field(description="the scores' clock: data strictly before this UTC time")
     model_version: str
     strategy: str
 
@@ -122,7 +132,13 @@ class BatchScoresRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    customer_ids: list[str] = Field(min_length=1, max_length=1000)
+    # The upper limit is the route's (settings.max_batch_customers), so that more ids get the
+    # documented `batch_too_large` rather than a schema error.
+    customer_ids: list[str] = Field(
+        min_length=1,
+        description="1 to PATRONAGE_MAX_BATCH_CUSTOMERS (default 1,000) ids; more: 422 "
+        "batch_too_large",
+    )
 
 
 class CustomerScores(BaseModel):
@@ -221,14 +237,30 @@ class ItemEvent(BaseModel):
     price: float | None = Field(default=None, ge=0)
 
 
+def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
+    """The OpenAPI schema of a list of `row`s."""
+    return WithJsonSchema({"type": "array", "items": row.model_json_schema()})
+
+
+# Rows documented as their row model's schema but taken as any JSON values: the route checks
+# each row itself, so that every rejected row of a request comes back in one answer, whichever
+# check it fails (a row failing here would hide the rows failing the contract's checks).
+PurchaseRows = Annotated[list[Any], _rows_schema(PurchaseEvent)]
+FeedbackRows = Annotated[list[Any], _rows_schema(FeedbackEvent)]
+ItemRows = Annotated[list[Any], _rows_schema(ItemEvent)]
+
+
 class EventsRequest(BaseModel):
-    """Purchases, feedback and/or item updates, one or many (at least one row in total)."""
+    """Purchases, feedback and/or item updates, one or many (at least one row in total).
+
+    Each row is checked by the route (`PurchaseEvent`, `FeedbackEvent`, `ItemEvent`, then the
+    data contract's rules), not while the body is read."""
 
     model_config = ConfigDict(extra="forbid")
 
-    purchases: list[PurchaseEvent] = Field(default_factory=list)
-    feedback: list[FeedbackEvent] = Field(default_factory=list)
-    items: list[ItemEvent] = Field(default_factory=list)
+    purchases: PurchaseRows = Field(default_factory=list)
+    feedback: FeedbackRows = Field(default_factory=list)
+    items: ItemRows = Field(default_factory=list)
 
 
 class EventsAnswer(BaseModel):

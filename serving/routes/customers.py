@@ -3,12 +3,12 @@
 Scores are precomputed for every customer at the model's `as_of` (the fastest honest answer:
 the models only see data before `as_of`, so scoring again per request would give the same
 numbers). What posted events change honestly without a retrain is added on top: the last order
-date and the days since it.
+date and the days from it to `as_of`. Every "days" in these answers counts to `as_of` (which
+the answer shows), never to the wall clock: the scores beside it are at `as_of` too.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -85,21 +85,24 @@ def _loyalty_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any
 def _last_order(
     models: ServingModels, overlay: EventOverlay, customer_id: str, row: int
 ) -> tuple[str | None, float | None, int]:
-    """(last order ISO, days since it now, purchase lines posted since as_of)."""
+    """(last order ISO, days from it to `as_of`, orders posted since `as_of`).
+
+    The days are negative when the last order was posted after `as_of`: they count to the
+    table's clock, so `last_order_at` = `as_of` - `days_since_last_order` in every answer."""
     table = models.loyalty
     known = table.columns["last_order_at"][row]
-    posted = overlay.items_bought_since(customer_id, table.as_of)
+    posted = overlay.orders_since(customer_id, table.as_of)
     latest_posted = overlay.last_order_since(customer_id, table.as_of) if posted else None
     last_iso = latest_posted.isoformat() if latest_posted is not None else known
     if last_iso is None:
-        return None, None, len(posted)
+        return None, None, posted
     last_seconds = (
         latest_posted.timestamp()
         if latest_posted is not None
         else table.columns["last_order_seconds"][row]
     )
-    days = round(max(0.0, time.time() - last_seconds) / 86400.0, 3)
-    return last_iso, days, len(posted)
+    days = round((table.as_of.timestamp() - last_seconds) / 86400.0, 3)
+    return last_iso, days, posted
 
 
 @router.get(
@@ -133,8 +136,9 @@ async def customer_churn(request: Request) -> Response:
     openapi_extra=hand_checked_openapi(),
 )
 async def customer_loyalty(request: Request) -> Response:
-    """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` include purchases
-    posted to /v1/events since then (the model scores themselves change only on retraining)."""
+    """Loyalty fields at `as_of`; `last_order_at` and `days_since_last_order` (days from it to
+    `as_of`, negative for an order posted after `as_of`) include purchases posted to /v1/events
+    since then (the model scores themselves change only on retraining)."""
     services, customer_id = await customer_request(request, CRM_KEY)
     models = loaded_models(services)
     table = models.loyalty
@@ -146,7 +150,7 @@ async def customer_loyalty(request: Request) -> Response:
         answer["model_version"] = models.version_of("loyalty")
         answer["strategy"] = models.strategies.get("loyalty", "precomputed-at-as_of")
         fixed = table.answer_cache[row] = dumps(answer)[:-1]
-    # The part that moves with time and posted events, added per request.
+    # The part that moves with posted events, added per request.
     last_order_at, days_since, posted = _last_order(models, services.overlay, customer_id, row)
     moving = dumps(
         {

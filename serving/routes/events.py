@@ -3,18 +3,46 @@ before the 201."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Response
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.contract import FEEDBACK, ITEMS, PURCHASES
+from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
 from serving.deps import CrmDep, json_response
-from serving.errors import ApiError, ErrorBody
-from serving.events import contract_rejects, validate_event_rows
-from serving.schemas import EventsAnswer, EventsRequest
+from serving.errors import ApiError, ErrorBody, rejected_rows
+from serving.events import RejectedEvent, contract_rejects, validate_event_rows
+from serving.schemas import EventsAnswer, EventsRequest, FeedbackEvent, ItemEvent, PurchaseEvent
 
 router = APIRouter(tags=["crm"])
+
+ROW_MODELS: tuple[tuple[Table, type[BaseModel]], ...] = (
+    (PURCHASES, PurchaseEvent),
+    (FEEDBACK, FeedbackEvent),
+    (ITEMS, ItemEvent),
+)
+"""Each posted table (named as the request's field) and the model of one of its rows."""
+
+
+def _schema_checked(
+    table: str, model: type[BaseModel], rows: Sequence[Any]
+) -> tuple[list[dict[str, Any]], list[int], list[RejectedEvent]]:
+    """The rows that fit `model` (as its dumps) and their positions in the request, and one
+    reject per row that does not, worded as FastAPI's own validation errors (`field: what`)."""
+    fitting: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    rejected: list[RejectedEvent] = []
+    for position, row in enumerate(rows):
+        try:
+            fitting.append(model.model_validate(row).model_dump())
+            numbers.append(position)
+        except ValidationError as error:
+            problems = [{**e, "loc": ("body", table, position, *e["loc"])} for e in error.errors()]
+            rejected += [RejectedEvent(**r) for r in rejected_rows(problems) or ()]
+    return fitting, numbers, rejected
 
 
 @router.post(
@@ -35,9 +63,10 @@ router = APIRouter(tags=["crm"])
 )
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
-    listing each rejected row and write nothing. Otherwise append all rows to the event log,
-    fsync, and answer 201. Purchases leave the customer's recommendations at once; an item
-    posted with `available: false` leaves every recommendation answer at once."""
+    listing every rejected row (whichever check each fails) and write nothing. Otherwise
+    append all rows to the event log, fsync, and answer 201. Purchases leave the customer's
+    recommendations at once; an item posted with `available: false` leaves every
+    recommendation answer at once."""
     settings = services.settings
     total = len(body.purchases) + len(body.feedback) + len(body.items)
     if total == 0:
@@ -51,36 +80,35 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             f"send at most {settings.max_events_per_request} rows per request",
         )
     received_at = datetime.now(UTC)
-    purchases, rejected = validate_event_rows(
-        PURCHASES,
-        [p.model_dump() for p in body.purchases],
-        received_at,
-        settings.future_tolerance_seconds,
-    )
-    feedback, rejected_feedback = validate_event_rows(
-        FEEDBACK,
-        [f.model_dump() for f in body.feedback],
-        received_at,
-        settings.future_tolerance_seconds,
-    )
-    items, rejected_items = validate_event_rows(
-        ITEMS,
-        [i.model_dump() for i in body.items],
-        received_at,
-        settings.future_tolerance_seconds,
-    )
-    rejected += rejected_feedback + rejected_items
-    if not rejected:
-        # The contract's own validation, as `patronage validate` runs it, has the last word.
-        latest = received_at + timedelta(seconds=settings.future_tolerance_seconds)
-        rejected = await run_in_threadpool(
-            contract_rejects,
-            [p.model_dump() for p in body.purchases],
-            [f.model_dump() for f in body.feedback],
-            latest,
-            [i.model_dump() for i in body.items],
+    # Each check runs on the rows that passed the checks before it, so one answer lists every
+    # rejected row (with the first check it failed), and nothing is written if any is rejected.
+    clean: dict[str, list[dict[str, Any]]] = {}
+    checked: dict[str, list[dict[str, Any]]] = {}
+    positions: dict[str, list[int]] = {}
+    rejected: list[RejectedEvent] = []
+    for table, model in ROW_MODELS:
+        rows, numbers, failed = _schema_checked(table.name, model, getattr(body, table.name))
+        clean[table.name], failed_cells = validate_event_rows(
+            table, rows, received_at, settings.future_tolerance_seconds, numbers
         )
+        failed_numbers = {r.row for r in failed_cells}
+        kept = [i for i, number in enumerate(numbers) if number not in failed_numbers]
+        checked[table.name] = [rows[i] for i in kept]
+        positions[table.name] = [numbers[i] for i in kept]
+        rejected += failed + failed_cells
+    # The contract's own validation, as `patronage validate` runs it, has the last word.
+    latest = received_at + timedelta(seconds=settings.future_tolerance_seconds)
+    rejected += await run_in_threadpool(
+        contract_rejects,
+        checked["purchases"],
+        checked["feedback"],
+        latest,
+        checked["items"],
+        positions,
+    )
     if rejected:
+        tables = [table.name for table, _ in ROW_MODELS]
+        rejected.sort(key=lambda r: (tables.index(r.table), r.row))
         raise ApiError(
             422,
             "events_rejected",
@@ -89,6 +117,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             + "; ".join(f"{r.table}[{r.row}]: {r.reason}" for r in rejected[:5]),
             rejected=[r.to_json() for r in rejected],
         )
+    purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
     try:
         path = await run_in_threadpool(
             services.event_log.append, purchases, feedback, received_at, items

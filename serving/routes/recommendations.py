@@ -54,7 +54,7 @@ def _items(result: RecommendationList) -> list[dict[str, object]]:
 async def customer_recommendations(request: Request) -> Response:
     """Top-k items; an unknown customer gets trending items (strategy `trending`, note
     `new customer`). Items the customer bought in events posted since the model's `as_of` count
-    as purchased."""
+    as purchased; `excluded_recent_purchases` counts those this list leaves out."""
     services, customer_id = await customer_request(request, STOREFRONT_KEY)
     query = checked_query(RecommendationQuery, request)
     k, category, exclude_purchased = query.k, query.category, query.exclude_purchased
@@ -67,6 +67,16 @@ async def customer_recommendations(request: Request) -> Response:
     result = models.recommender.recommend_for(
         customer_id, k, category or None, exclude_purchased, just_bought
     )
+    excluded = 0
+    if just_bought:
+        # Only the model knows which bought items its rule keeps (a repeatable one may stay at
+        # rank 1): the items left out are those the same question without the posted purchases
+        # shows and this answer does not. Asked only for a customer with posted purchases.
+        without = models.recommender.recommend_for(
+            customer_id, k, category or None, exclude_purchased, []
+        )
+        bought, shown = set(just_bought), set(result.item_ids)
+        excluded = len({i for i in without.item_ids if i in bought and i not in shown})
     return json_response(
         {
             "customer_id": customer_id,
@@ -74,7 +84,7 @@ async def customer_recommendations(request: Request) -> Response:
             "strategy": result.strategy,
             "note": result.note,
             "model_version": models.version_of("recommender"),
-            "excluded_recent_purchases": len(set(just_bought)),
+            "excluded_recent_purchases": excluded,
         }
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,9 +14,12 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from serving.app import create_app
 from serving.config import Settings
 from serving.events import EventLog, EventOverlay, read_event_log, read_item_updates
+from serving.model_store import ModelStore, RecommendationList, Role, ServingModels
 from tests.serving.conftest import key
+from tests.serving.doubles import AS_OF, TinyRecommender, TinySource
 
 CRM, STOREFRONT = key("crm"), key("storefront")
 
@@ -70,8 +75,9 @@ def test_contract_violations_are_listed_and_nothing_is_written(
     answer = client.post("/v1/events", json={"purchases": [good, row]}, headers=CRM)
     assert answer.status_code == 422
     body = answer.json()
-    # Types and ranges are checked by the request schema, the rest of the contract after it.
-    assert body["error"] in {"events_rejected", "invalid_request"}
+    # Types and ranges are checked by the row schema, the rest of the contract after it: the
+    # route checks every row itself, so both are `events_rejected`.
+    assert body["error"] == "events_rejected"
     assert [(r["table"], r["row"]) for r in body["rejected"]] == [("purchases", 1)]
     assert reason in body["rejected"][0]["reason"]
     assert _log_lines(settings) == []
@@ -132,10 +138,102 @@ def test_bought_items_leave_recommendations_and_move_last_order(client: TestClie
     assert after["excluded_recent_purchases"] == 1
     loyalty = client.get("/v1/customers/c2/loyalty", headers=CRM).json()
     assert loyalty["last_order_at"] == now.isoformat()
-    assert loyalty["days_since_last_order"] < 0.01 < loyalty_before["days_since_last_order"]
+    # Counted at as_of like every field beside it: an order posted after as_of is negative days.
+    days_to_as_of = (AS_OF - now) / pd.Timedelta(days=1)
+    assert loyalty["days_since_last_order"] == pytest.approx(days_to_as_of, abs=0.001)
+    assert loyalty["days_since_last_order"] < 0 < loyalty_before["days_since_last_order"]
     assert loyalty["orders_posted_since_as_of"] == 1
     # The scores themselves are the model's at as_of: they change only with a retrain.
     assert loyalty["loyalty_score"] == loyalty_before["loyalty_score"]
+
+
+class RepeatableTinyRecommender(TinyRecommender):
+    """The tiny catalog where i0 is bought again often enough to be repeatable: the default
+    `non-repeatable` keeps it in the list after a purchase."""
+
+    def recommend_for(
+        self,
+        customer_id: str,
+        k: int,
+        category: str | None,
+        exclude_purchased: str,
+        extra_purchased: Sequence[str],
+    ) -> RecommendationList:
+        """As TinyRecommender, with i0 never excluded under `non-repeatable`."""
+        if exclude_purchased == "non-repeatable":
+            extra_purchased = [item for item in extra_purchased if item != "i0"]
+        return super().recommend_for(customer_id, k, category, exclude_purchased, extra_purchased)
+
+
+class RepeatableSource(TinySource):
+    """TinySource serving `RepeatableTinyRecommender`."""
+
+    def load(self, versions: Mapping[Role, str], previous: ServingModels | None) -> ServingModels:
+        """The tiny snapshot with the repeatable recommender."""
+        return replace(super().load(versions, previous), recommender=RepeatableTinyRecommender())
+
+
+def test_excluded_recent_purchases_counts_only_items_left_out(settings: Settings) -> None:
+    store = ModelStore(RepeatableSource(), poll_seconds=0)
+    store.reload()
+    with TestClient(create_app(settings, model_store=store)) as repeatable:
+        bought = [_purchase(item_id="i0"), _purchase(item_id="i3")]
+        posted = repeatable.post("/v1/events", json={"purchases": bought}, headers=CRM)
+        assert posted.status_code == 201, posted.text
+        path = "/v1/customers/c2/recommendations"
+        # i0 is repeatable: kept at rank 1, not excluded; i3 would not be in a top 3 anyway
+        top3 = repeatable.get(f"{path}?k=3", headers=STOREFRONT).json()
+        assert [i["item_id"] for i in top3["items"]] == ["i0", "i1", "i2"]
+        assert top3["excluded_recent_purchases"] == 0
+        # in a top 4 the purchase of i3 takes its place
+        top4 = repeatable.get(f"{path}?k=4", headers=STOREFRONT).json()
+        assert [i["item_id"] for i in top4["items"]] == ["i0", "i1", "i2", "i4"]
+        assert top4["excluded_recent_purchases"] == 1
+        every = repeatable.get(f"{path}?k=4&exclude_purchased=all", headers=STOREFRONT).json()
+        assert [i["item_id"] for i in every["items"]] == ["i1", "i2", "i4", "i5"]
+        assert every["excluded_recent_purchases"] == 2
+        kept = repeatable.get(f"{path}?k=4&exclude_purchased=none", headers=STOREFRONT).json()
+        assert kept["excluded_recent_purchases"] == 0
+
+
+def test_rows_failing_different_checks_come_back_in_one_answer(
+    client: TestClient, settings: Settings
+) -> None:
+    purchases = [
+        _purchase(order_id="o-1", quantity="two"),  # the request schema: not an integer
+        _purchase(order_id="o-2", ordered_at="2999-01-01T00:00:00Z"),  # per cell: the future
+        _purchase(order_id="o-3"),
+        _purchase(order_id="o-3", customer_id="c1", item_id="i5"),  # the contract: one order,
+    ]  # two customers
+    feedback = [{"customer_id": "c1", "created_at": "2026-01-02T00:00:00Z", "kind": "rating"}]
+    items = [{"item_id": "i1", "available": "no"}]  # the request schema: not a boolean
+    answer = client.post(
+        "/v1/events",
+        json={"purchases": purchases, "feedback": feedback, "items": items},
+        headers=CRM,
+    )
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["error"] == "events_rejected"
+    rejected = {(r["table"], r["row"]): r["reason"] for r in body["rejected"]}
+    assert sorted(rejected) == [
+        ("feedback", 0), ("items", 0), ("purchases", 0), ("purchases", 1), ("purchases", 3)
+    ]  # fmt: skip
+    assert "quantity" in rejected[("purchases", 0)]
+    assert "in the future" in rejected[("purchases", 1)]
+    assert rejected[("purchases", 3)].startswith("order_conflict")
+    assert rejected[("feedback", 0)] == "rating is required when kind is rating"
+    assert "available" in rejected[("items", 0)]
+    assert body["detail"].startswith("5 of 6 rows break the data contract")
+    assert _log_lines(settings) == []
+
+
+def test_orders_posted_since_as_of_counts_orders_not_lines(client: TestClient) -> None:
+    # A two-line order is one order, as the customer features and the churn reasons count it.
+    rows = [_purchase(item_id="i0"), _purchase(item_id="i3"), _purchase(order_id="o-101")]
+    assert client.post("/v1/events", json={"purchases": rows}, headers=CRM).status_code == 201
+    loyalty = client.get("/v1/customers/c2/loyalty", headers=CRM).json()
+    assert loyalty["orders_posted_since_as_of"] == 2
 
 
 def test_read_event_log_gives_canonical_frames(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
@@ -71,8 +72,17 @@ def test_loyalty_answer_has_every_field_and_null_for_unknown_values(client: Test
     assert answer["segment"] == "Lost" and answer["loyalty_score"] == 10.0
     assert answer["predicted_clv_365d"] is None  # NaN in the table is null, never "NaN"
     assert answer["last_order_at"] == "2025-06-01T00:00:00+00:00"
-    assert answer["days_since_last_order"] > 200
+    assert answer["days_since_last_order"] == 213.0  # at as_of, 2025-12-31
     assert answer["model_version"] == "loyalty/1"
+
+
+def test_loyalty_days_since_last_order_count_to_as_of_not_to_now(client: TestClient) -> None:
+    # Every other field of the answer is at as_of; "now" would make the answer move with the
+    # wall clock while the scores beside it do not.
+    for customer_id in ("c1", "c2", "c3"):
+        answer = client.get(f"/v1/customers/{customer_id}/loyalty", headers=CRM).json()
+        gap = pd.Timestamp(answer["as_of"]) - pd.Timestamp(answer["last_order_at"])
+        assert answer["days_since_last_order"] == gap / pd.Timedelta(days=1)
 
 
 @pytest.mark.parametrize("route", ["churn", "loyalty"])
@@ -94,7 +104,12 @@ def test_batch_keeps_order_lists_unknown_and_caps_size(client: TestClient) -> No
         "/v1/customers/scores:batch", json={"customer_ids": ["c1"] * 1001}, headers=CRM
     )
     assert too_many.status_code == 422
+    assert too_many.json()["error"] == "batch_too_large"  # the documented code
     assert "1000" in too_many.json()["detail"]
+    most = client.post(
+        "/v1/customers/scores:batch", json={"customer_ids": ["c1"] * 1000}, headers=CRM
+    )
+    assert most.status_code == 200
 
 
 def test_segments_add_up(client: TestClient) -> None:
