@@ -15,7 +15,9 @@ adds a Platt map fitted on the latest cut-off.
 Reasons: for each customer and each group of related features (recency, complaints, ratings,
 ...), the drop in churn probability when that group is replaced by a typical retained
 customer's values (medians of the training rows that did order again). The three largest
-positive drops become plain-words reasons built from the customer's own values.
+positive drops become plain-words reasons built from the customer's own values. A customer at
+medium or high risk always gets one: when no drop reaches a point, the largest positive one,
+and when none is positive, that no single cause stands out (see ChurnModel.explain).
 """
 
 from __future__ import annotations
@@ -418,7 +420,10 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
 
         A customer in the low risk tier (below the first of `risk_thresholds`) gets no reasons:
         what nudges a 3% risk to 4% is not worth a CRM user's action, and a reason printed
-        next to a low risk reads as a warning."""
+        next to a low risk reads as a warning. A customer at medium or high risk gets at least
+        one: the groups raising the risk by `MIN_REASON_EFFECT` or more; without any, the group
+        raising it most (by less); when no group raises it (in a shop where most customers
+        lapse, a typical retained customer is at high risk too), `no_single_cause`."""
         churn, effects = self._group_effects(self._matrix(X), X.index, at_risk_only=True)
         names = np.array(effects.columns)
         values = effects.to_numpy()
@@ -427,18 +432,24 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         out: list[list[str]] = []
         records = X.to_dict("records")  # row access through pandas is the slow part
         typical = dict(zip(self.feature_names_, self.reference_.tolist(), strict=True))
+        typical_churn: float | None = None
         for row, picks in enumerate(order):
             if low[row]:
                 out.append([])
                 continue
             customer = records[row]
-            out.append(
-                [
-                    describe_reason(str(names[g]), customer, typical)
-                    for g in picks
-                    if values[row, g] >= MIN_REASON_EFFECT
-                ]
-            )
+            reasons = [
+                describe_reason(str(names[g]), customer, typical)
+                for g in picks
+                if values[row, g] >= MIN_REASON_EFFECT
+            ]
+            if not reasons and len(picks) and values[row, picks[0]] > 0:
+                reasons = [describe_reason(str(names[picks[0]]), customer, typical)]
+            elif not reasons:
+                if typical_churn is None:
+                    typical_churn = float(self._probability(_steady(self.reference_[None, :]))[0])
+                reasons = [no_single_cause(typical_churn, self.risk_thresholds[0])]
+            out.append(reasons)
         return churn, out
 
 
@@ -468,6 +479,16 @@ def _plural(count: float, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
+def no_single_cause(typical_churn: float, medium: float) -> str:
+    """The reason of a customer at risk whom no feature group alone puts at risk: their values
+    are as good as a typical retained customer's in every group. `typical_churn` is the model's
+    P(churn) for that typical customer, `medium` the first risk threshold."""
+    typical = f"a typical returning customer scores {100 * typical_churn:.0f}%"
+    if typical_churn >= medium:
+        return f"no single cause: churn is common here ({typical})"
+    return f"no single cause: their habits together raise the risk, no one alone ({typical})"
+
+
 def describe_reason(
     group: str, customer: Mapping[str, Any], typical: Mapping[str, Any] | None = None
 ) -> str:
@@ -476,9 +497,12 @@ def describe_reason(
     typical = typical or {}
     v = lambda column: _value(customer, column)  # noqa: E731
     if group == "recency":
-        days, overdue = v("days_since_last_order"), v("overdue_ratio")
-        if v("orders") <= 1 or np.isnan(overdue):
+        # orders = distinct order ids, as the features and the frequency reason count them
+        days, overdue, orders = v("days_since_last_order"), v("overdue_ratio"), v("orders")
+        if not orders > 1:
             return f"only one order so far, {days:.0f} days ago"
+        if np.isnan(overdue):  # every order at the same time: no gap between them
+            return f"{_plural(orders, 'order')}, all on one day {days:.0f} days ago, none since"
         if overdue >= 1.5:
             return f"no order for {days:.0f} days, {overdue:.1f}x the usual gap"
         return f"no order for {days:.0f} days"

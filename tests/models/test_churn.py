@@ -11,7 +11,7 @@ import pytest
 
 from features.loading import load_shop
 from features.shop import Shop
-from models.churn import ChurnModel, describe_reason, training_cutoffs
+from models.churn import MIN_REASON_EFFECT, ChurnModel, describe_reason, training_cutoffs
 from models.customer_scores import SCORE_COLUMNS, CustomerScorer
 from patronage.cli import main
 
@@ -168,6 +168,94 @@ def test_reason_texts_use_the_customers_values() -> None:
     assert describe_reason("recency", {"days_since_last_order": 40.0, "orders": 1}) == (
         "only one order so far, 40 days ago"
     )
+
+
+def test_recency_reason_counts_orders_as_the_features_do() -> None:
+    """Two orders at the same time (CDNOW's two lines on one day) are two orders, as in the
+    features and the frequency reason; they have no gap, hence no overdue ratio."""
+    same_day = {"days_since_last_order": 534.0, "overdue_ratio": np.nan, "orders": 2,
+                "tenure_days": 534.0}  # fmt: skip
+    recency = describe_reason("recency", same_day)
+    assert recency == "2 orders, all on one day 534 days ago, none since"
+    assert describe_reason("frequency", same_day) == "2 orders in 534 days as a customer"
+
+
+def _synthetic_purchases(directory: Path, seed: int = 7) -> pd.Timestamp:
+    """A small CDNOW-like shop in `directory/purchases.csv`; returns its as_of.
+
+    400 customers, first order in the first 60 of 420 days. 40% buy on one day only, half of
+    them in two orders that day (CDNOW's separate lines); the others buy every ~70 days."""
+    rng = np.random.default_rng(seed)
+    start, days = pd.Timestamp("2024-01-01", tz="UTC"), 420
+    rows = []
+    for number in range(400):
+        customer, day = f"C{number:04d}", float(rng.uniform(0, 60))
+        if rng.random() < 0.4:
+            rows += [(f"{customer}-{n}", customer, day) for n in range(1 + (rng.random() < 0.5))]
+            continue
+        while day < days:
+            rows.append((f"{customer}-{len(rows)}", customer, day))
+            day += float(rng.exponential(70))
+    frame = pd.DataFrame(rows, columns=["order_id", "customer_id", "day"])
+    frame = frame[frame["day"] < days]
+    frame["ordered_at"] = start + pd.to_timedelta(frame.pop("day").round(), unit="D")
+    frame = frame.assign(item_id="cd", quantity=1, unit_price=12.5)
+    frame.to_csv(directory / "purchases.csv", index=False)
+    return start + pd.Timedelta(days=days)
+
+
+def test_reasons_count_orders_one_way_and_every_risk_is_explained(tmp_path: Path) -> None:
+    """On a small shop with customers whose two orders fall on one day: a reason never says
+    "only one order" of a customer with two, every number of orders in a reason is the
+    features' `orders`, and every customer at medium or high risk gets a reason."""
+    from features.customers import customer_features
+
+    as_of = _synthetic_purchases(tmp_path)
+    shop = load_shop(tmp_path).shop
+    table = CustomerScorer().fit(shop, as_of, churn_horizon_days=60).score(shop, as_of)
+    features = customer_features(shop, as_of).set_index("customer_id")
+    table = table.join(features[["orders", "overdue_ratio"]], on="customer_id")
+    reasons = table["churn_reasons"].fillna("")
+    same_day = table["orders"].gt(1) & table["overdue_ratio"].isna() & reasons.ne("")
+    assert same_day.sum() >= 20  # the case is there: explained customers with one order day
+    assert not (reasons.str.contains("only one order") & table["orders"].gt(1)).any()
+    for pattern in (r"(\d+) orders?, all on one day", r"(\d+) orders? in \d+ days as a customer"):
+        stated = reasons.str.extract(pattern)[0].dropna().astype(int)
+        assert len(stated) and (stated == table.loc[stated.index, "orders"]).all()
+    at_risk = table["churn_risk"].isin(["medium", "high"])
+    assert (reasons[at_risk] != "").all()
+    assert (reasons[~at_risk] == "").all()
+
+
+def test_every_customer_at_risk_gets_a_reason() -> None:
+    """Features that tell nothing in a shop where most customers lapse (CDNOW, Groceries): the
+    risk is high for everyone, and no group moves it by a point for most customers. Each gets
+    the group that raises the risk most; one whose values are all typical, that no single cause
+    stands out."""
+    rng = np.random.default_rng(0)
+    n = 2000
+    features = pd.DataFrame(
+        {
+            "customer_id": [f"c{i}" for i in range(n)],
+            "orders": rng.integers(1, 8, n),
+            "days_since_last_order": rng.uniform(0, 200, n).round(),
+            "tenure_days": rng.uniform(200, 400, n).round(),
+            "orders_last_90d": rng.integers(0, 3, n),
+            "mean_order_value": rng.gamma(4, 5, n).round(2),
+        }
+    )
+    lapsed = (rng.random(n) < 0.75).astype(int)
+    model = ChurnModel(max_iter=50).fit(features, lapsed)
+    typical = pd.DataFrame([dict(zip(model.feature_names_, model.reference_, strict=True))])
+    churn, reasons = model.explain(pd.concat([features, typical], ignore_index=True))
+    effects = model.group_effects(features).max(axis=1).to_numpy()
+    at_risk = churn[:n] >= model.risk_thresholds[0]
+    assert (at_risk & (effects < MIN_REASON_EFFECT)).sum() > 100  # the case is there
+    assert all(reasons[i] for i in np.flatnonzero(at_risk))
+    assert churn[n] >= 0.6 and reasons[n] == [
+        f"no single cause: churn is common here (a typical returning customer scores "
+        f"{100 * churn[n]:.0f}%)"
+    ]
 
 
 def test_single_class_labels_are_refused() -> None:
