@@ -40,7 +40,7 @@ train: $(VENV)/.installed $(SAMPLE)/purchases.csv
 	touch mlruns/.sample-trained
 
 run: $(VENV)/.installed mlruns/.sample-trained
-	$(BIN)/patronage serve --host $(HOST) --port $(PORT) --demo-keys --examples-from $(SAMPLE)
+	$(BIN)/patronage serve --shop sample --host $(HOST) --port $(PORT) --demo-keys --examples-from $(SAMPLE)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "churn_cdnow": ["benchmarks.churn_cdnow"],
     "scores_scale": ["benchmarks.scores_scale"],
     "train_sample": ["benchmarks.train_sample"],
+    "shops": ["benchmarks.shops"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)
     "serving": ["benchmarks.serving", "--rounds", "12", "--seconds", "72"],
 }

@@ -368,6 +368,7 @@ class MlflowModelSource:
         self.hidden_items = hidden_items
         self.shown_items = shown_items
         self.shop = settings.shop
+        self.served_shop = settings.shop
         self.names: dict[Role, str] = {}
         self.unavailable: dict[Role, str] = {}
         """Roles without the alias at the last `champion_versions`, and why."""
@@ -418,6 +419,7 @@ class MlflowModelSource:
 
         client = self._mlflow_client()
         shop = self._shop(client)
+        self.served_shop = shop
         self.names = {role: registered_name(shop, role) for role in ROLES}
         alias = self.settings.model_alias
         versions: dict[Role, str] = {}
@@ -556,6 +558,7 @@ class MlflowModelSource:
                 "loyalty": "loyalty-model-scores-at-as_of",
             },
             unavailable=unavailable,
+            shop=self.served_shop,
         )
 
 

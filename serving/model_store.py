@@ -311,6 +311,8 @@ class ServingModels:
     unavailable: Mapping[Role, str] = field(default_factory=dict)
     """Roles without a champion and why; their parts are `Untrained*` stand-ins that answer
     `RoleNotTrained`."""
+    shop: str = ""
+    """The shop whose models these are (empty for sources without shops, e.g. test doubles)."""
 
     def __post_init__(self) -> None:
         labels = {role: f"{m.name}/{m.version}" for role, m in self.versions.items()}

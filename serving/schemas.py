@@ -164,7 +164,12 @@ class BatchScoresAnswer(BaseModel):
     scores: list[CustomerScores]
     unknown_customer_ids: list[str]
     as_of: str
-    model_versions: dict[str, str]
+    model_versions: dict[str, str | None]
+    unavailable: dict[str, str] = Field(
+        default_factory=dict,
+        description="churn or loyalty when the shop has no such model, with why (its fields "
+        "are then null)",
+    )
 
 
 class SegmentSummary(BaseModel):
@@ -293,13 +298,21 @@ class ModelInfo(BaseModel):
     as_of: str | None
     loaded_at: str
     metrics: dict[str, float | None]
+    beats_baseline: bool | None = Field(
+        default=None, description="whether its backtest beat the role's plain baseline"
+    )
+    baseline_note: str = ""
 
 
 class ModelsAnswer(BaseModel):
     """What is being served and how the last reload went."""
 
     ready: bool
+    shop: str = Field(default="", description="the shop whose champions are served")
     models: list[ModelInfo]
+    unavailable: dict[str, str] = Field(
+        default_factory=dict, description="roles without a champion, and why"
+    )
     alias: str
     poll_seconds: float
     last_reload: ReloadAnswer | None

@@ -46,6 +46,14 @@ class ConvertedShop:
             )
 
 
+SET_ASIDE_REASONS = {
+    "no_customer": "guest lines without a customer id",
+}
+"""Source rows the contract cannot hold by design, not by fault (a shop's guest checkouts):
+written to the rejects file with their reason like every rejected row, listed in the summary,
+but not counted toward --max-reject-rate. An import that accepts nothing is still refused."""
+
+
 @dataclass
 class ImportSummary:
     """What an import did: source rows read, accepted and rejected (by reason), and the report
@@ -70,9 +78,17 @@ class ImportSummary:
         return sum(self.rejected_by_reason.values())
 
     @property
+    def set_aside(self) -> int:
+        """Rejected source rows whose reason is in `SET_ASIDE_REASONS`."""
+        return sum(
+            n for reason, n in self.rejected_by_reason.items() if reason in SET_ASIDE_REASONS
+        )
+
+    @property
     def reject_rate(self) -> float:
-        """Rejected source rows / input rows (0.0 for an empty source)."""
-        return self.rejected / self.input_rows if self.input_rows else 0.0
+        """Rejected source rows, less those set aside, / input rows (0.0 for an empty source)."""
+        faulty = self.rejected - self.set_aside
+        return faulty / self.input_rows if self.input_rows else 0.0
 
     @property
     def within_limit(self) -> bool:
@@ -133,6 +149,14 @@ class ImportSummary:
             lines.append(f"      {reason:<24} {count:>10,}")
         if self.source_rejects_path:
             lines.append(f"  source rows not imported: {self.source_rejects_path}")
+        if self.set_aside:
+            kinds = ", ".join(
+                SET_ASIDE_REASONS[r] for r in self.rejected_by_reason if r in SET_ASIDE_REASONS
+            )
+            lines.append(
+                f"  set aside {self.set_aside:,} rows ({kinds}): kept in the rejects file, not "
+                "counted toward --max-reject-rate"
+            )
         lines.extend(f"  note: {note}" for note in self.notes)
         lines.extend(f"  WARNING: {warning}" for warning in self.warnings)
         lines.append(self.report.summary_text())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from patronage.commands._rejects import (
     add_reject_options,
@@ -186,9 +187,7 @@ def _registered_scorer(args: argparse.Namespace) -> Path:
     if args.model_uri:
         owner = shop_of_uri(args.model_uri)
         if owner is not None and owner != shop:
-            print(
-                f"note: scoring shop {shop!r} with a model trained on shop {owner!r} (--model-uri)"
-            )
+            print(f"note: scoring shop {shop!r} with shop {owner!r}'s model (--model-uri)")
         return model_artifact(args.model_uri, "scorer")
     uri, _ = champion_uri(shop, (CHURN, LOYALTY), use="score with")
     if not uri.endswith(f".{CHURN}@champion"):
@@ -196,7 +195,7 @@ def _registered_scorer(args: argparse.Namespace) -> Path:
     return model_artifact(uri, "scorer")
 
 
-def _fit_here(shop: object, as_of: object, args: argparse.Namespace) -> object:
+def _fit_here(shop: Any, as_of: Any, args: argparse.Namespace) -> Any:
     """A scorer fitted on the data before `as_of`; a shop too young to learn churn gets the
     rest (value, timing, segments) and a note saying why churn is empty."""
     from models.customer_scores import CustomerScorer

@@ -25,7 +25,12 @@ from serving.deps import (
 )
 from serving.errors import ApiError, ErrorBody
 from serving.events import EventOverlay
-from serving.model_store import LOYALTY_COLUMNS, CustomerScoreTable, ServingModels
+from serving.model_store import (
+    LOYALTY_COLUMNS,
+    CustomerScoreTable,
+    RoleNotTrained,
+    ServingModels,
+)
 from serving.schemas import (
     BatchScoresAnswer,
     BatchScoresRequest,
@@ -64,8 +69,8 @@ EMPTY_CHURN: dict[str, Any] = {"churn_probability": None, "churn_risk": None, "c
 EMPTY_LOYALTY = dict.fromkeys(LOYALTY_COLUMNS)
 
 
-def _churn_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any]:
-    if row is None:
+def _churn_fields(table: CustomerScoreTable | None, row: int | None) -> dict[str, Any]:
+    if table is None or row is None:
         return dict(EMPTY_CHURN)
     columns = table.columns
     return {
@@ -75,8 +80,8 @@ def _churn_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any]:
     }
 
 
-def _loyalty_fields(table: CustomerScoreTable, row: int | None) -> dict[str, Any]:
-    if row is None:
+def _loyalty_fields(table: CustomerScoreTable | None, row: int | None) -> dict[str, Any]:
+    if table is None or row is None:
         return dict(EMPTY_LOYALTY)
     columns = table.columns
     return {name: columns[name][row] for name in LOYALTY_COLUMNS}
@@ -170,7 +175,9 @@ async def customer_loyalty(request: Request) -> Response:
 )
 async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
     """Scores in request order (a repeated id answered once); ids without a score are listed in
-    `unknown_customer_ids` instead of failing the whole batch."""
+    `unknown_customer_ids` instead of failing the whole batch. A shop without a churn (or a
+    loyalty) model gets the other's fields, nulls for the missing ones, and why in
+    `unavailable`; without either, 503 `role_not_trained`."""
     if len(body.customer_ids) > services.settings.max_batch_customers:
         raise ApiError(
             422,
@@ -178,13 +185,18 @@ async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
             f"send at most {services.settings.max_batch_customers} customer_ids per request",
         )
     models = loaded_models(services)
-    churn, loyalty = models.churn, models.loyalty
+    unavailable = {r: why for r, why in models.unavailable.items() if r in ("churn", "loyalty")}
+    if len(unavailable) == 2:
+        raise RoleNotTrained("churn", unavailable["churn"])
+    churn = None if "churn" in unavailable else models.churn
+    loyalty = None if "loyalty" in unavailable else models.loyalty
     scores, unknown, seen = [], [], set()
     for customer_id in body.customer_ids:
         if customer_id in seen:
             continue
         seen.add(customer_id)
-        churn_row, loyalty_row = churn.row(customer_id), loyalty.row(customer_id)
+        churn_row = None if churn is None else churn.row(customer_id)
+        loyalty_row = None if loyalty is None else loyalty.row(customer_id)
         if churn_row is None and loyalty_row is None:
             unknown.append(customer_id)
             continue
@@ -199,11 +211,12 @@ async def batch_scores(body: BatchScoresRequest, services: CrmDep) -> Response:
         {
             "scores": scores,
             "unknown_customer_ids": unknown,
-            "as_of": churn.as_of_iso,
+            "as_of": (churn or loyalty).as_of_iso,  # type: ignore[union-attr]
             "model_versions": {
-                "churn": models.version_of("churn"),
-                "loyalty": models.version_of("loyalty"),
+                role: None if role in unavailable else models.version_of(role)
+                for role in ("churn", "loyalty")
             },
+            "unavailable": unavailable,
         }
     )
 

@@ -35,7 +35,9 @@ async def list_models(services: AdminDep) -> Response:
     return json_response(
         {
             "ready": models is not None,
+            "shop": "" if models is None else models.shop,
             "models": [] if models is None else [m.to_json() for m in models.versions.values()],
+            "unavailable": {} if models is None else dict(models.unavailable),
             "alias": services.settings.model_alias,
             "poll_seconds": store.poll_seconds,
             "last_reload": None if last is None else last.to_json(),

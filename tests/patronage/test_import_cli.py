@@ -76,16 +76,32 @@ def test_every_row_rejected_exits_2(
 def test_source_rejects_above_the_limit_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # One line in ten has no customer: 10% of the source rows, above the default 1%.
-    customers = ["17850"] * 9 + [""]
-    source = _retail_csv(tmp_path / "retail.csv", ["2010-12-01 08:26"] * 10, customers)
+    # One line in ten has a date nobody can read: 10% of the source rows, above the default 1%.
+    dates = ["2010-12-01 08:26"] * 9 + ["yesterday"]
+    source = _retail_csv(tmp_path / "retail.csv", dates)
     assert _import("online-retail", str(source), "--out", str(tmp_path / "a")) == 2
     err = capsys.readouterr().err
     assert "1 of 10 source rows rejected (10.00%)" in err
-    assert "no_customer" in err and "--max-reject-rate" in err
+    assert "bad_timestamp" in err and "--max-reject-rate" in err
     assert str(tmp_path / "a" / "_rejects" / "source.rejects.csv") in err
     args = ["online-retail", str(source), "--out", str(tmp_path / "b"), "--max-reject-rate", "0.1"]
     assert _import(*args) == 0
+
+
+def test_guest_lines_are_set_aside_not_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A quarter of the lines without a customer (as in the UCI export): kept in the rejects
+    # file with their reason, listed, not counted toward the limit.
+    customers = ["17850"] * 3 + [""]
+    source = _retail_csv(tmp_path / "retail.csv", ["2010-12-01 08:26"] * 4, customers)
+    assert _import("online-retail", str(source), "--out", str(tmp_path / "a")) == 0
+    assert "set aside 1 rows (guest lines without a customer id)" in capsys.readouterr().out
+    rejects = pd.read_csv(tmp_path / "a" / "_rejects" / "source.rejects.csv", dtype=str)
+    assert rejects["reason"].tolist() == ["no_customer"]
+    # Only guests: nothing accepted, refused all the same.
+    only_guests = _retail_csv(tmp_path / "guests.csv", ["2010-12-01 08:26"] * 2, ["", ""])
+    assert _import("online-retail", str(only_guests), "--out", str(tmp_path / "b")) == 2
 
 
 def test_ambiguous_dates_are_flagged_and_day_first_reads_them(

@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 
 KEYS = {"storefront": "e2e-sf", "crm": "e2e-crm", "admin": "e2e-admin"}
-MODEL_NAMES = ("patronage-recommender", "patronage-churn", "patronage-loyalty")
+SHOP = "sample"
+MODEL_NAMES = tuple(f"patronage.{SHOP}.{role}" for role in ("recommender", "churn", "loyalty"))
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,13 @@ def trained_registry(
     uri = f"sqlite:///{root / 'mlflow.db'}"
     # A short model-search budget: this tests serving, not model quality.
     train(
-        TrainOptions(directory=sample_shop_dir, tracking_uri=uri, progress=False, time_budget_s=5.0)
+        TrainOptions(
+            directory=sample_shop_dir,
+            tracking_uri=uri,
+            progress=False,
+            time_budget_s=5.0,
+            shop=SHOP,
+        )
     )
     return TrainedRegistry(tracking_uri=uri, shop_dir=sample_shop_dir)
 
@@ -159,12 +166,15 @@ def test_models_route_names_the_registry_champions(
     assert answer["ready"] is True and answer["last_reload"]["outcome"] in ("loaded", "unchanged")
     versions = {m["name"]: m["version"] for m in answer["models"]}
     assert versions == {name: "1" for name in MODEL_NAMES}
-    churn = next(m for m in answer["models"] if m["name"] == "patronage-churn")
+    churn = next(m for m in answer["models"] if m["name"] == "patronage.sample.churn")
     assert "roc_auc" in churn["metrics"]
     metrics = httpx.get(f"{server.url}/metrics").text
-    assert 'patronage_model_info{name="patronage-churn",role="churn",version="1"} 1.0' in metrics
+    assert (
+        'patronage_model_info{name="patronage.sample.churn",role="churn",version="1"} 1.0'
+        in metrics
+    )
     log = server.log_path.read_text()
-    assert "loaded patronage-churn version 1" in log
+    assert "loaded patronage.sample.churn version 1" in log
     assert "Downloading artifacts" not in log  # no per-file progress bars in the service log
 
 
@@ -172,11 +182,11 @@ def test_answers_equal_the_champion_models(
     server: RunningServer, trained_registry: TrainedRegistry
 ) -> None:
     customers = _known_customers(trained_registry.shop_dir, 5)
-    recommender = _pyfunc(trained_registry.tracking_uri, "patronage-recommender")
+    recommender = _pyfunc(trained_registry.tracking_uri, "patronage.sample.recommender")
     expected = recommender.predict(pd.DataFrame({"customer_id": customers}), params={"k": 5})
-    churn_model = _pyfunc(trained_registry.tracking_uri, "patronage-churn")
+    churn_model = _pyfunc(trained_registry.tracking_uri, "patronage.sample.churn")
     churn_expected = churn_model.predict(pd.DataFrame({"customer_id": customers}))
-    loyalty_model = _pyfunc(trained_registry.tracking_uri, "patronage-loyalty")
+    loyalty_model = _pyfunc(trained_registry.tracking_uri, "patronage.sample.loyalty")
     loyalty_expected = loyalty_model.predict(pd.DataFrame({"customer_id": customers}))
     for position, customer_id in enumerate(customers):
         answer = _get(server, f"/v1/customers/{customer_id}/recommendations?k=5", "storefront")
@@ -185,20 +195,20 @@ def test_answers_equal_the_champion_models(
         rows = expected[expected["customer_id"] == customer_id]
         assert [i["item_id"] for i in body["items"]] == rows["item_id"].tolist()
         assert body["strategy"] == rows["strategy"].iloc[0]
-        assert body["model_version"] == "patronage-recommender/1"
+        assert body["model_version"] == "patronage.sample.recommender/1"
 
         churn = _get(server, f"/v1/customers/{customer_id}/churn", "crm").json()
         assert churn["churn_probability"] == pytest.approx(
             float(churn_expected["churn_probability"].iloc[position])
         )
         assert churn["churn_risk"] == churn_expected["churn_risk"].iloc[position]
-        assert churn["model_version"] == "patronage-churn/1" and churn["strategy"]
+        assert churn["model_version"] == "patronage.sample.churn/1" and churn["strategy"]
         loyalty = _get(server, f"/v1/customers/{customer_id}/loyalty", "crm").json()
         assert loyalty["segment"] == loyalty_expected["segment"].iloc[position]
         assert loyalty["loyalty_score"] == pytest.approx(
             float(loyalty_expected["loyalty_score"].iloc[position])
         )
-        assert loyalty["model_version"] == "patronage-loyalty/1"
+        assert loyalty["model_version"] == "patronage.sample.loyalty/1"
         # every scored customer ordered before as_of: the answer knows when, and how long ago
         assert loyalty["last_order_at"] is not None and loyalty["days_since_last_order"] > 0
 
@@ -378,7 +388,7 @@ def test_hot_swap_under_load_drops_no_request(
         for thread in threads:
             thread.join(30)
     assert failures == []
-    assert {"patronage-churn/1", "patronage-churn/2"} <= seen_versions
+    assert {"patronage.sample.churn/1", "patronage.sample.churn/2"} <= seen_versions
     models = _get(server, "/v1/models", "admin").json()
     assert {m["version"] for m in models["models"]} == {"2"}
 
@@ -392,7 +402,7 @@ def test_corrupt_champion_keeps_old_models_serving(
     corrupt.mkdir()
     (corrupt / "MLmodel").write_text("not: a model\n")
     _new_champion_versions(
-        trained_registry.tracking_uri, {"patronage-churn": corrupt.resolve().as_uri()}
+        trained_registry.tracking_uri, {"patronage.sample.churn": corrupt.resolve().as_uri()}
     )
     reload = _post(server, "/v1/admin/reload", "admin", None)
     assert reload.status_code == 503 and reload.json()["error"] == "reload_failed"

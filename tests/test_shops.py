@@ -1,0 +1,98 @@
+"""The small version of `python -m benchmarks.shops`: shops our generator did not shape for
+training go through the whole product in one MLflow store, as a new user runs it.
+
+A young shop (150 days: too short to learn churn over 90 days) and the CDNOW sample (one
+product: no recommender) each go through import/generate, validate, plain `train`, `models`,
+`score`, `recommend` and `serve` with one request per route. Then the two shops share the store:
+retraining one with `--force` leaves the other's champions alone, and `score` on a third shop
+without a model of its own refuses instead of borrowing one."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.shops import run_all, shop_sources
+
+
+@pytest.fixture(scope="module")
+def shops(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Both shops run through the product; (workdir, runs by shop)."""
+    workdir = tmp_path_factory.mktemp("shops")
+    sources = [s for s in shop_sources(small=True) if s.name in ("sample-150", "cdnow")]
+    runs = run_all(sources, workdir)
+    return workdir, {run.shop: run for run in runs}
+
+
+def _cli(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{workdir / 'mlruns' / 'mlflow.db'}")
+    env.pop("MLFLOW_REGISTRY_URI", None)
+    return subprocess.run(
+        [sys.executable, "-m", "patronage", *args],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_young_shop_gets_recommendations_and_loyalty_and_is_told_why_not_churn(shops) -> None:  # type: ignore[no-untyped-def]
+    _, runs = shops
+    young = runs["sample-150"]
+    assert young.ok, young.problems
+    assert set(young.trained) == {"recommender", "loyalty"}
+    assert young.skipped["churn"].startswith("churn over 90 days needs 236 days of history")
+    assert "pass --churn-horizon-days" in young.skipped["churn"]
+    assert young.routes["churn"] == 503 and young.routes["loyalty"] == 200
+    assert young.routes["recommendations"] == 200
+    assert [step.code for step in young.steps if step.name == "train"] == [0]
+
+
+def test_a_one_product_shop_gets_churn_and_loyalty(shops) -> None:  # type: ignore[no-untyped-def]
+    _, runs = shops
+    cdnow = runs["cdnow"]
+    assert cdnow.ok, cdnow.problems
+    assert set(cdnow.trained) == {"churn", "loyalty"}
+    assert "need at least two products" in cdnow.skipped["recommender"]
+    assert cdnow.routes["recommendations"] == 503 and cdnow.routes["churn"] == 200
+    assert "recommender: skipped. recommendations need" in cdnow.step_output("train")
+
+
+def test_shops_keep_their_champions_apart(shops) -> None:  # type: ignore[no-untyped-def]
+    workdir, _ = shops
+    before = _cli(workdir, "models", "--shop", "cdnow", "--json")
+    assert before.returncode == 0, before.stderr
+    retrain = _cli(workdir, "train", str(workdir / "sample-150"), "--force", "--quiet")
+    assert retrain.returncode == 0, retrain.stderr
+    # Same data and seed: the same backtest, no worse, so v2 takes over (--force not needed).
+    assert "loyalty v2 (patronage.sample-150.loyalty): promoted (champion: v2)" in retrain.stdout
+    after = _cli(workdir, "models", "--shop", "cdnow", "--json")
+    assert after.stdout == before.stdout
+    # A role alone is ambiguous between two shops.
+    ambiguous = _cli(workdir, "rollback", "loyalty")
+    assert ambiguous.returncode == 1 and "pass --shop NAME" in ambiguous.stderr
+
+
+def test_score_never_borrows_another_shops_model(shops) -> None:  # type: ignore[no-untyped-def]
+    workdir, _ = shops
+    third = workdir / "other"
+    (third).mkdir()
+    for name in ("purchases.csv", "items.csv", "customers.csv", "feedback.csv"):
+        source = workdir / "sample-150" / name
+        if source.exists():
+            (third / name).write_bytes(source.read_bytes())
+    refused = _cli(workdir, "score", str(third), "--out", str(workdir / "other.csv"))
+    assert refused.returncode == 1
+    assert "shop 'other' has no champion to score with" in refused.stderr
+    assert "cdnow" in refused.stderr and "--model-uri" in refused.stderr
+    assert not (workdir / "other.csv").exists()
+    # Named explicitly, another shop's model is used, and the command says whose it is.
+    uri = "models:/patronage.sample-150.loyalty@champion"
+    borrowed = _cli(workdir, "score", str(third), "--model-uri", uri, "--out", "other.csv")
+    assert borrowed.returncode == 0, borrowed.stderr
+    assert "with shop 'sample-150''s model" in borrowed.stdout
