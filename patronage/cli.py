@@ -29,6 +29,19 @@ class PatronageError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds `(default: X)` to an option's help once: not when the help already names its
+    default, and not for options whose default is nothing (None, False: flags, optional
+    paths)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        nothing = action.default is None or action.default is False
+        if "default" in text or nothing or action.default == argparse.SUPPRESS:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand."""
     parser = argparse.ArgumentParser(

@@ -66,3 +66,14 @@ def test_readme_import_commands_run_as_written(
         assert main(words[1:]) == 0, line
         out = words[words.index("--out") + 1]
         assert main(["validate", out]) == 0
+
+
+def test_every_help_text_gives_each_default_once() -> None:
+    """On main before 2026-12-07 `--help` printed some defaults twice (in the text and again by
+    argparse's ArgumentDefaultsHelpFormatter)."""
+    parser = build_parser()
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    for name in choices:
+        text = " ".join(_help(name).split())
+        assert not re.search(r"default[^()]*\)\s*\(default", text), name
+        assert "(default: None)" not in text, name

@@ -32,10 +32,8 @@ def add_reject_options(parser: argparse.ArgumentParser, rejects_dir: bool = True
             type=Path,
             default=None,
             metavar="D",
-            # "%(default).0s" prints nothing; it keeps ArgumentDefaultsHelpFormatter from
-            # appending "(default: None)".
             help="where to write the rejected rows, whole, with line number and reason, as "
-            "NAME.rejects.csv (default: DIR/_rejects)%(default).0s",
+            "NAME.rejects.csv (default: DIR/_rejects)",
         )
 
 

@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from patronage.cli import DefaultsHelpFormatter
 from patronage.commands._rejects import (
     add_reject_options,
     as_of_option,
@@ -30,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "to --out as Parquet: customer_id plus one column per feature. Every feature, its "
             "unit and what a missing value means: docs/features.md."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
     parser.add_argument(

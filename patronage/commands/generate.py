@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from patronage.cli import PatronageError
+from patronage.cli import DefaultsHelpFormatter, PatronageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "OUT/_truth/. The same arguments always give byte-identical files. "
             "See docs/sample-shop.md for the generative story."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
     parser.add_argument("--customers", type=int, default=5000, help="number of customers")

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from patronage.cli import PatronageError
+from patronage.cli import DefaultsHelpFormatter, PatronageError
 from patronage.commands._rejects import add_reject_options, reject_options
 
 EXCLUDE_CHOICES = ("all", "non-repeatable", "none")
@@ -83,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--model-dir. Prints why each winner won. No MLflow involved (see `patronage "
             "train` for the registry)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     fit.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
     fit.add_argument("--model-dir", required=True, metavar="OUT", help="where to save")

@@ -85,3 +85,32 @@ def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ig
     assert "EV-9" in set(merged.purchases["order_id"])
     assert len(digest) == 64
     pd.testing.assert_frame_equal(shop.items, items_before)  # the input is never modified
+
+
+def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
+    sample_shop_dir, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """On main before 2026-12-07 as_of came from the files alone, so a purchase posted after
+    their last order was cut off silently while the report said the events were used."""
+    from serving.events import EventLog, read_event_log
+    from training.pipeline import _load
+
+    shop = load_shop(sample_shop_dir).shop
+    last = shop.purchases["ordered_at"].max()
+    item = str(shop.items["item_id"].iloc[0])
+    posted_at = (last + pd.Timedelta(days=3)).floor("s")
+    rows = [{"order_id": "EV-late", "customer_id": "C-late", "item_id": item, "quantity": 1,
+             "ordered_at": posted_at.isoformat()},
+            {"order_id": "EV-x", "customer_id": "C-late", "item_id": "not-in-catalog",
+             "quantity": 1, "ordered_at": posted_at.isoformat()}]  # fmt: skip
+    EventLog(tmp_path / "events").append(rows, [], posted_at.to_pydatetime())
+    purchases, feedback = read_event_log(tmp_path / "events")
+    options = {"extra_purchases": purchases, "extra_feedback": feedback, "progress": False}
+    merged, as_of, data = _load(TrainOptions(sample_shop_dir, **options))
+    assert as_of == posted_at.floor("D") + pd.Timedelta(days=1)
+    assert "EV-late" in set(merged.purchases["order_id"])
+    assert data.last_order_at == posted_at
+    assert any("name an item the catalog does not know" in note for note in data.notes)
+    # An explicit --as-of before the posted purchase: left out, and said so.
+    _, _, early = _load(TrainOptions(sample_shop_dir, as_of=last.isoformat(), **options))
+    assert any("dated at or after --as-of" in note for note in early.notes)

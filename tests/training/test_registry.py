@@ -197,3 +197,33 @@ def test_versus_baseline_names_a_useless_model() -> None:
     assert useful and note.startswith("beats its plain baseline")
     missing, note = versus_baseline(registry.RECOMMENDER, {"ndcg_at_10": 0.3}, {})
     assert not missing and "not measurable" in note
+
+
+def test_train_output_names_a_model_that_loses_to_its_baseline_and_skipped_roles() -> None:
+    from training.pipeline import ModelOutcome, TrainResult
+
+    result = TrainResult(
+        run_id="r",
+        experiment_id="1",
+        tracking_uri="sqlite:///x.db",
+        as_of=pd.Timestamp("2026-01-01", tz="UTC"),
+        seconds=1.0,
+        outcomes=[
+            ModelOutcome(
+                "churn",
+                "1",
+                "first",
+                "no champion yet",
+                "1",
+                {"roc_auc": 0.499},
+                False,
+                "does NOT beat its plain baseline (roc_auc 0.4990 vs recency 0.6000)",
+            )
+        ],  # fmt: skip
+        shop="groceries",
+        skipped={"recommender": "recommendations need at least two products that sold"},
+    )
+    text = result.describe()
+    assert "churn v1 (patronage.groceries.churn): first" in text
+    assert "WARNING: does NOT beat its plain baseline" in text
+    assert "recommender: skipped. recommendations need at least two products" in text
