@@ -232,6 +232,7 @@ class VersionRow:
     baseline_note: str
     data_source: str
     data_rows: dict[str, int]
+    data_sha256: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -250,6 +251,7 @@ class VersionRow:
             "baseline_note": self.baseline_note,
             "data_source": self.data_source,
             "data_rows": self.data_rows,
+            "data_sha256": self.data_sha256,
         }
 
 
@@ -328,6 +330,7 @@ def list_versions(
                     baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
                     data_source=tags.get(SOURCE_TAG, ""),
                     data_rows=data_rows,
+                    data_sha256=tags.get("patronage.data_sha256", ""),
                 )
             )
     return rows, skipped

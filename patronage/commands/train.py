@@ -342,6 +342,8 @@ def format_table(rows: list) -> str:  # type: ignore[type-arg]
     for line in lines:
         cells = [cell.ljust(width) for cell, width in zip(line[:-1], widths, strict=True)]
         out.append("  ".join(cells + [line[-1]]).rstrip())
-    sources = sorted({(row.shop, row.data_source) for row in rows if row.data_source})
-    out += [f"{shop}: trained on {source}" for shop, source in sources]
+    sources = sorted(
+        {(row.shop, row.data_source, row.data_sha256[:12]) for row in rows if row.data_source}
+    )
+    out += [f"{shop}: trained on {source} (sha256 {digest}...)" for shop, source, digest in sources]
     return "\n".join(out)

@@ -205,7 +205,9 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
     assert "segments.png" in report
 
 
-def test_rollback_restores_the_previous_champion_and_models_lists_it(store_copy, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_restores_the_previous_champion_and_models_lists_it(  # type: ignore[no-untyped-def]
+    store_copy, capsys, sample_shop_dir
+) -> None:
     from mlflow import MlflowClient
 
     client = MlflowClient()
@@ -234,6 +236,11 @@ def test_rollback_restores_the_previous_champion_and_models_lists_it(store_copy,
     assert by_key[(RECOMMENDER, "1")]["decision"] == "rollback"
     assert by_key[(RECOMMENDER, "2")]["aliases"] == [CHALLENGER]
     assert "roc_auc" in by_key[(CHURN, "2")]["metrics"]
+    # Each version says what it was trained on and whether it beat its plain baseline.
+    first = by_key[(RECOMMENDER, "1")]
+    assert len(first["data_sha256"]) == 64 and first["data_rows"]["purchases"] > 1000
+    assert first["data_source"].endswith(sample_shop_dir.name)
+    assert first["beats_baseline"] is True and "popularity" in first["baseline_note"]
     assert main(["models"]) == 0
     assert "champion" in capsys.readouterr().out
 
