@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -340,6 +340,10 @@ def summary(runs: list[ShopRun], small: bool) -> dict[str, Any]:
                 "routes": " ".join(f"{route}={code}" for route, code in run.routes.items()),
             }
         )
+    steps = [
+        {"shop": run.shop, **{step.name: round(step.seconds, 1) for step in run.steps}}
+        for run in runs
+    ]
     reasons = [
         {"shop": run.shop, "role": role, "why skipped (as printed by train)": reason}
         for run in runs
@@ -356,11 +360,8 @@ def summary(runs: list[ShopRun], small: bool) -> dict[str, Any]:
             "that role; anything else is a failure.",
             "The Complete Journey is not in this run: its importer is issue 21.",
         ],
-        "tables": {"shops": rows, "skipped roles": reasons},
-        "shops": [
-            {**asdict(run), "steps": [{**asdict(s), "output": s.output[-1500:]} for s in run.steps]}
-            for run in runs
-        ],
+        "tables": {"shops": rows, "skipped roles": reasons, "seconds per step": steps},
+        "problems": {run.shop: run.problems for run in runs if run.problems},
         "all_ok": all(run.ok for run in runs),
     }
 
