@@ -602,14 +602,14 @@ def loyalty_skip_reason(shop: Any, cut: pd.Timestamp, horizon_days: int) -> str 
     before = shop.purchases[shop.purchases["ordered_at"] < cut]
     if before.empty:
         return (
-            f"loyalty is checked on the last {horizon_days} days and nobody ordered before "
-            f"{cut.date()}: pass a shorter --churn-horizon-days or wait for more history"
+            f"churn and loyalty are checked on the last {horizon_days} days and nobody ordered "
+            f"before {cut.date()}: pass a shorter --churn-horizon-days or wait for more history"
         )
     orders = before.groupby(before["customer_id"].astype(str))["order_id"].nunique()
     if not (orders > 1).any():
         return (
-            "loyalty (expected orders, value) is learned from customers who ordered more than "
-            f"once, and none did before {cut.date()}: wait for repeat orders"
+            "churn and loyalty (expected orders, value) are learned from customers who ordered "
+            f"more than once, and none did before {cut.date()}: wait for repeat orders"
         )
     return None
 

@@ -256,7 +256,7 @@ def test_failing_fit_leaves_the_registry_as_it_was(store_copy, tmp_path, capsys)
     assert "no role could be trained" in error and "registry unchanged" in error
     # Each role says why in its own words.
     assert "recommender: the recommender backtest needs purchases before" in error
-    assert "churn: loyalty is checked on the last 90 days and nobody ordered before" in error
+    assert "churn: churn and loyalty are checked on the last 90 days and nobody" in error
     assert registry_snapshot() == before
 
 
