@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import threading
@@ -33,6 +34,7 @@ import pandas as pd
 
 from features.contract import FEEDBACK, ITEMS, PURCHASES, Column, Table
 
+logger = logging.getLogger("patronage.serving")
 EVENT_FILE_GLOB = "events-*.jsonl"
 INT64_MAX = 2**63 - 1
 EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK, "item": ITEMS}
@@ -254,10 +256,10 @@ class EventLog:
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
             created = not path.exists()
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # other worker processes append to the same file
-                view = memoryview(payload)
+                view = memoryview(_after_torn_tail(fd, path) + payload)
                 while view:
                     written = os.write(fd, view)
                     view = view[written:]
@@ -267,6 +269,23 @@ class EventLog:
             if created:
                 _fsync_directory(self.directory)
         return path
+
+
+def _after_torn_tail(fd: int, path: Path) -> bytes:
+    """A newline when the file (open, locked) ends in a fragment without its newline, else nothing.
+
+    A crash mid-write leaves a torn last line that was never acknowledged; appending straight
+    after it would glue the next (acknowledged) record onto it, and both would be unreadable.
+    Ending the fragment first keeps it one unreadable line, skipped by every reader."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return b""
+    logger.warning(
+        "event log %s ended in a torn line (a crash mid-write; never acknowledged): closed it "
+        "before appending",
+        path.name,
+    )
+    return b"\n"
 
 
 def _fsync_directory(directory: Path) -> None:

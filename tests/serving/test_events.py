@@ -264,6 +264,24 @@ def test_read_event_log_gives_canonical_frames(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_an_acknowledged_event_after_a_torn_tail_is_never_lost(
+    client: TestClient, settings: Settings
+) -> None:
+    """The probe of issue 22: cut the end off the log (a crash mid-write), post two purchases:
+    both 201, and both must be read back (on main before 2026-12-07 the first was glued onto
+    the fragment and lost to every reader)."""
+    first = client.post("/v1/events", json={"purchases": [_purchase()]}, headers=CRM)
+    assert first.status_code == 201
+    (log_file,) = Path(settings.events_dir).glob("events-*.jsonl")
+    log_file.write_bytes(log_file.read_bytes()[:-40])  # torn: the first row is now a fragment
+    for order in ("o-201", "o-202"):
+        answer = client.post("/v1/events", json={"purchases": [_purchase(order_id=order)]},
+                             headers=CRM)  # fmt: skip
+        assert answer.status_code == 201, answer.text
+    purchases, _ = read_event_log(Path(settings.events_dir))
+    assert sorted(purchases["order_id"]) == ["o-201", "o-202"]
+
+
 def test_read_event_log_of_missing_directory_is_empty(tmp_path: Path) -> None:
     purchases, feedback = read_event_log(tmp_path / "nothing")
     assert purchases.empty and feedback.empty
