@@ -8,7 +8,8 @@ import pandas as pd
 
 from features.loading import load_shop
 from patronage.cli import main
-from training.pipeline import TrainOptions, _merge_events
+from training.options import TrainOptions
+from training.shop_data import merge_events
 
 
 def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -30,12 +31,12 @@ def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:
     options = TrainOptions(
         sample_shop_dir, extra_purchases=purchases, extra_feedback=feedback, progress=False
     )
-    merged, digest, _ = _merge_events(shop, options)
+    merged, digest, _ = merge_events(shop, options)
     assert len(merged.purchases) == len(shop.purchases) + 1
     added = merged.purchases[merged.purchases["order_id"] == "EV-1"]
     assert added["ordered_at"].iloc[0] == pd.Timestamp("2026-01-02T10:00:00Z")
     assert len(digest) == 64
-    unchanged, nothing, _ = _merge_events(shop, TrainOptions(sample_shop_dir))
+    unchanged, nothing, _ = merge_events(shop, TrainOptions(sample_shop_dir))
     assert unchanged is shop and nothing == ""
 
 
@@ -74,7 +75,7 @@ def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ig
         extra_items=read_item_updates(tmp_path / "events"),
         progress=False,
     )
-    merged, digest, _ = _merge_events(shop, options)
+    merged, digest, _ = merge_events(shop, options)
     items = merged.items.set_index("item_id")
     assert not items.loc[first, "available"]
     assert items.loc[second, "available"] and items.loc[second, "price"] == 1.5
@@ -93,7 +94,7 @@ def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
     """On main before 2026-12-07 as_of came from the files alone, so a purchase posted after
     their last order was cut off silently while the report said the events were used."""
     from serving.events import EventLog, read_event_log
-    from training.pipeline import _load
+    from training.shop_data import load_training_data
 
     shop = load_shop(sample_shop_dir).shop
     last = shop.purchases["ordered_at"].max()
@@ -106,11 +107,13 @@ def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
     EventLog(tmp_path / "events").append(rows, [], posted_at.to_pydatetime())
     purchases, feedback = read_event_log(tmp_path / "events")
     options = {"extra_purchases": purchases, "extra_feedback": feedback, "progress": False}
-    merged, as_of, data = _load(TrainOptions(sample_shop_dir, **options))
+    merged, as_of, data = load_training_data(TrainOptions(sample_shop_dir, **options))
     assert as_of == posted_at.floor("D") + pd.Timedelta(days=1)
     assert "EV-late" in set(merged.purchases["order_id"])
     assert data.last_order_at == posted_at
     assert any("name an item the catalog does not know" in note for note in data.notes)
     # An explicit --as-of before the posted purchase: left out, and said so.
-    _, _, early = _load(TrainOptions(sample_shop_dir, as_of=last.isoformat(), **options))
+    _, _, early = load_training_data(
+        TrainOptions(sample_shop_dir, as_of=last.isoformat(), **options)
+    )
     assert any("dated at or after --as-of" in note for note in early.notes)

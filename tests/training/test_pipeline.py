@@ -143,7 +143,8 @@ def test_runs_register_challengers_and_promote_only_when_no_worse(trained: Train
 def test_same_backtest_compares_recorded_metrics(store_copy, trained: TrainedStore) -> None:  # type: ignore[no-untyped-def]
     from mlflow import MlflowClient
 
-    from training.pipeline import Candidate, _compare_with_champion
+    from training.candidate import Candidate
+    from training.champion import compare_with_champion
 
     client = MlflowClient()
     champion = client.get_model_version_by_alias(name_of(RECOMMENDER), CHAMPION)
@@ -158,7 +159,7 @@ def test_same_backtest_compares_recorded_metrics(store_copy, trained: TrainedSto
         cut=pd.Timestamp("2025-11-02T00:00:00Z"),
         evaluate_champion=lambda wrapper: pytest.fail("must not re-evaluate"),
     )
-    _compare_with_champion(client, candidate, SHOP)
+    compare_with_champion(client, candidate, SHOP)
     assert candidate.comparison == "same backtest as champion v1"
     metrics = _outcome(trained.first, RECOMMENDER).metrics
     assert candidate.champion_metrics
@@ -469,7 +470,10 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
     """The server going away mid-way: aliases, history and versions are restored."""
     from mlflow import MlflowClient
 
-    from training.pipeline import Candidate, DataSummary, TrainingFailed, _register
+    from training.candidate import Candidate
+    from training.options import TrainingFailed
+    from training.registration import register
+    from training.shop_data import DataSummary
 
     client = MlflowClient()
     before = registry_snapshot()
@@ -507,7 +511,7 @@ def test_an_error_while_registering_puts_the_registry_back(store_copy, trained) 
                        pd.Timestamp("2025-12-31", tz="UTC"), 0)  # fmt: skip
     options = TrainOptions("unused", force=True)  # moves champion of the first two first
     with pytest.raises(TrainingFailed, match="put back as it was"):
-        _register(
+        register(
             ServerGoesAway(), SHOP, candidates, {}, options,
             pd.Timestamp("2026-01-01", tz="UTC"), trained.second.run_id, data,
         )  # fmt: skip

@@ -200,7 +200,8 @@ def test_versus_baseline_names_a_useless_model() -> None:
 
 
 def test_train_output_names_a_model_that_loses_to_its_baseline_and_skipped_roles() -> None:
-    from training.pipeline import ModelOutcome, TrainResult
+    from training.pipeline import TrainResult
+    from training.registration import ModelOutcome
 
     result = TrainResult(
         run_id="r",

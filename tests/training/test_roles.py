@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from training.pipeline import churn_skip_reason, loyalty_skip_reason
+from training.customer_roles import churn_skip_reason, loyalty_skip_reason
 
 
 class _Shop:

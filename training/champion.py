@@ -1,0 +1,96 @@
+"""The shop's current champion measured on a candidate's own backtest (four cases, best first)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from models.registry_names import (
+    registered_name,
+)
+from training.candidate import Candidate
+from training.registry import (
+    METRIC_TAG_PREFIX,
+    baseline_verdict,
+    champion_version,
+)
+
+
+def recorded_metrics(version: Any) -> dict[str, float]:
+    metrics = {}
+    for key, value in (version.tags or {}).items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+            except ValueError:
+                continue
+    return metrics
+
+
+def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
+    """Fill `champion_metrics` and `comparison`: the champion on this candidate's backtest.
+
+    In order of preference:
+    1. same backtest key (same data, window, settings): the champion's recorded metrics are
+       exactly what re-running its backtest gives;
+    2. champion fitted at or before this cut: the served champion itself is evaluated on this
+       window (out of sample for it);
+    3. champion's own backtest model (fitted before its cut, which is at or before this one):
+       evaluated on this window, the champion's procedure on the same backtest, leak-free;
+    4. otherwise (a champion from a later as_of): its recorded backtest, and the reason says so.
+
+    Only the same shop's champion is looked at."""
+    name = registered_name(shop, candidate.name)
+    champion = champion_version(client, name)
+    if champion is None:
+        return
+    version = str(champion.version)
+    tags = champion.tags or {}
+    candidate.champion_beats_baseline = baseline_verdict(tags)
+    recorded = recorded_metrics(champion)
+    if tags.get("patronage.backtest_key") == candidate.backtest_key:
+        candidate.champion_metrics = recorded
+        candidate.comparison = f"same backtest as champion v{version}"
+        return
+    problems = []
+    champion_as_of = tags.get("patronage.as_of")
+    if champion_as_of and pd.Timestamp(champion_as_of) <= candidate.cut:
+        try:
+            import mlflow.pyfunc
+
+            loaded = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+            candidate.champion_metrics = candidate.evaluate_champion(loaded.unwrap_python_model())
+            candidate.comparison = f"champion v{version} evaluated on this backtest window"
+            return
+        except Exception as error:  # a broken champion must not block training
+            problems.append(f"loading it failed ({type(error).__name__}: {str(error)[:200]})")
+    champion_cut = tags.get("patronage.backtest_cut")
+    backtest_uri = tags.get("patronage.backtest_model_uri")
+    if (
+        backtest_uri
+        and champion_cut
+        and candidate.backtest_loader is not None
+        and pd.Timestamp(champion_cut) <= candidate.cut
+    ):
+        try:
+            import mlflow
+
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=backtest_uri))
+            model = candidate.backtest_loader(local)
+            candidate.champion_metrics = candidate.evaluate_champion(model)
+            candidate.comparison = (
+                f"backtest model of champion v{version} (fitted before {champion_cut}) "
+                "evaluated on this backtest window"
+            )
+            return
+        except Exception as error:
+            problems.append(
+                f"its backtest model failed ({type(error).__name__}: {str(error)[:200]})"
+            )
+    candidate.champion_metrics = recorded
+    why = "; ".join(problems) or "it has no leak-free model for this window"
+    candidate.comparison = (
+        f"champion v{version}: {why}; compared with its recorded backtest on its own window"
+    )

@@ -1,0 +1,273 @@
+"""The churn and loyalty roles: whether the shop's history can carry them, their shared
+`CustomerScorer` backtest on the last horizon before `as_of` beside recency, the base rate and
+the past order rate, and the final fit (docs/training.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.candidate import Candidate, backtest_key
+from training.options import RoleSkipped, TrainOptions
+from training.progress import Progress
+from training.registry import (
+    CHURN,
+    LOYALTY,
+)
+from training.shop_data import DataSummary
+
+
+def churn_skip_reason(
+    shop: Any, as_of: pd.Timestamp, horizon_days: int, step_days: float
+) -> str | None:
+    """Why the shop's history is too short to learn and backtest churn over `horizon_days`
+    (one sentence with what to pass instead, or how long to wait), or None when it is not."""
+    from models.churn import MIN_HISTORY_DAYS, churn_history_days
+
+    first = shop.purchases["ordered_at"].min()
+    have = (as_of - first).total_seconds() / 86_400
+    # The final fit needs churn_history_days; its backtest, one horizon more before as_of.
+    need = horizon_days + churn_history_days(horizon_days, step_days)
+    if have >= need:
+        return None
+    longest = int((have - step_days - MIN_HISTORY_DAYS) // 2)
+    options = [f"pass --churn-horizon-days {longest}"] if longest >= 7 else []
+    options.append(f"wait {int(np.ceil(need - have))} more days")
+    return (
+        f"churn over {horizon_days} days needs {need:g} days of history ({need - horizon_days:g} "
+        f"to learn from and {horizon_days} more to check it on); this shop has {have:.0f}: "
+        + " or ".join(options)
+    )
+
+
+def loyalty_skip_reason(shop: Any, cut: pd.Timestamp, horizon_days: int) -> str | None:
+    """Why loyalty (expected orders, value, segments) cannot be learned and backtested with a
+    `horizon_days` window ending at `as_of` = `cut` + horizon, or None when it can."""
+    before = shop.purchases[shop.purchases["ordered_at"] < cut]
+    if before.empty:
+        return (
+            f"churn and loyalty are checked on the last {horizon_days} days and nobody ordered "
+            f"before {cut.date()}: pass a shorter --churn-horizon-days or wait for more history"
+        )
+    orders = before.groupby(before["customer_id"].astype(str))["order_id"].nunique()
+    if not (orders > 1).any():
+        return (
+            "churn and loyalty (expected orders, value) are learned from customers who ordered "
+            f"more than once, and none did before {cut.date()}: wait for repeat orders"
+        )
+    return None
+
+
+def customer_candidates(
+    shop: Any,
+    as_of: pd.Timestamp,
+    data: DataSummary,
+    options: TrainOptions,
+    workdir: Path,
+    progress: Progress,
+    report: Any,
+    roles: tuple[str, ...],
+) -> tuple[list[Candidate], dict[str, str]]:
+    """Churn and loyalty candidates (they share one `CustomerScorer`, its backtest and score
+    table; only the metrics they are judged on differ), and the roles skipped with why."""
+    from models.customer_scores import CustomerScorer
+    from models.pyfunc import ChurnModel, LoyaltyModel
+
+    horizon = int(options.churn_horizon_days)
+    cut = as_of - pd.Timedelta(days=horizon)
+    skipped: dict[str, str] = {}
+    loyalty_reason = loyalty_skip_reason(shop, cut, horizon)
+    if loyalty_reason is not None:
+        # Churn is learned from the same repeat orders, over more history.
+        skipped = dict.fromkeys(roles, loyalty_reason)
+        return [], skipped
+    churn_reason = churn_skip_reason(shop, as_of, horizon, CustomerScorer().step_days)
+    if CHURN in roles and churn_reason is not None:
+        skipped[CHURN] = churn_reason
+    fit_churn = CHURN in roles and churn_reason is None
+    if not fit_churn and LOYALTY not in roles:
+        return [], skipped
+    progress.step(f"churn and loyalty backtest: fit before {cut.date()}, test to {as_of.date()}")
+    past = shop.before(cut)
+    try:
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+    except RoleSkipped as why:
+        if LOYALTY not in roles:
+            return [], {CHURN: str(why)}
+        skipped[CHURN], fit_churn = str(why), False
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+    backtest = CustomerBacktest(shop, cut, as_of, horizon)
+    backtest_scores = backtest_scorer.score(past, cut)
+    backtest_metrics = backtest.evaluate(backtest_scores)
+    backtest.describe(report, backtest_scores, fit_churn)
+
+    progress.step("fitting the final churn and loyalty models on all data")
+    scorer = _fit_scorer(shop, as_of, horizon, options.seed, fit_churn)
+    scores = scorer.score(shop, as_of)
+    if "segment" in scores.columns:
+        report.segment_sizes = {
+            str(k): int(v) for k, v in scores["segment"].value_counts().sort_index().items()
+        }
+    artifacts = _customer_artifacts(shop, as_of, horizon, scorer, scores, workdir)
+    known = scores["customer_id"].astype(str).head(3).tolist()
+    example = pd.DataFrame({"customer_id": known + ["__new_customer__"]})
+
+    def rescore(wrapper: Any) -> pd.DataFrame:
+        # A champion fitted before the cut scores the cut honestly with its own scorer.
+        if getattr(wrapper, "scorer", None) is not None:
+            return wrapper.scorer.score(past, cut)
+        return wrapper.scores.reset_index(drop=True)
+
+    backtest_dir = workdir / "backtest" / "customer_scorer"
+    backtest_scorer.save(backtest_dir)
+
+    def load_backtest(directory: Path) -> Any:
+        return SimpleNamespace(scorer=CustomerScorer.load(directory), scores=None)
+
+    def candidate(name: str, python_model: Any) -> Candidate:
+        def evaluate_champion(wrapper: Any) -> dict[str, float]:
+            return backtest.evaluate(rescore(wrapper))[name]
+
+        return Candidate(
+            name=name,
+            python_model=python_model,
+            artifacts=artifacts,
+            input_example=example,
+            metrics=backtest_metrics[name],
+            baselines=backtest.baselines[name],
+            backtest_key=backtest_key(data, name, cut, as_of, options),
+            cut=cut,
+            evaluate_champion=evaluate_champion,
+            backtest_dir=str(backtest_dir),
+            backtest_loader=load_backtest,
+        )
+
+    candidates = []
+    if fit_churn:
+        candidates.append(candidate(CHURN, ChurnModel()))
+    if LOYALTY in roles:
+        candidates.append(candidate(LOYALTY, LoyaltyModel()))
+    return candidates, skipped
+
+
+def _fit_scorer(shop: Any, as_of: pd.Timestamp, horizon: int, seed: int, fit_churn: bool) -> Any:
+    """A fitted `CustomerScorer`; a data problem of the churn part raises `RoleSkipped`."""
+    from models.customer_scores import CustomerScorer
+
+    try:
+        return CustomerScorer().fit(
+            shop, as_of, churn_horizon_days=horizon, seed=seed, fit_churn=fit_churn
+        )
+    except ValueError as error:
+        if not fit_churn:
+            raise
+        raise RoleSkipped(f"churn could not be learned before {as_of.date()}: {error}") from error
+
+
+def _customer_artifacts(
+    shop: Any,
+    as_of: pd.Timestamp,
+    horizon: int,
+    scorer: Any,
+    scores: pd.DataFrame,
+    workdir: Path,
+) -> dict[str, str]:
+    """The scorer and the served score table, saved under `workdir`: the pyfunc artifacts."""
+    from models.pyfunc import write_score_table
+
+    scorer_dir = workdir / "customer_scorer"
+    scorer.save(scorer_dir)
+    # The served loyalty answer counts days since the last order from this column (UTC).
+    known_orders = shop.purchases[shop.purchases["ordered_at"] < as_of]
+    last_order_at = known_orders.groupby("customer_id")["ordered_at"].max()
+    served_table = scores.assign(
+        last_order_at=scores["customer_id"].astype(str).map(last_order_at).to_numpy()
+    )
+    scores_dir = write_score_table(
+        served_table, workdir / "customer_scores", as_of, {"churn_horizon_days": horizon}
+    )
+    return {"scores": str(scores_dir), "scorer": str(scorer_dir)}
+
+
+class CustomerBacktest:
+    """What the customers known at `cut` did in `[cut, as_of)`, the baselines' metrics, and the
+    metrics of any score table on that window (churn and loyalty)."""
+
+    def __init__(self, shop: Any, cut: pd.Timestamp, as_of: pd.Timestamp, horizon: int) -> None:
+        from training.customer_backtest import (
+            churn_ranking_metrics,
+            constant_forecast_metrics,
+            customer_truth,
+            order_forecast_metrics,
+        )
+
+        self.horizon = horizon
+        self.cut, self.as_of = cut, as_of
+        self.truth = truth = customer_truth(shop, cut, as_of)
+        self.labels = truth.churned.to_numpy()
+        self.recency = truth.days_since_last_order.fillna(
+            truth.days_since_last_order.max()
+        ).to_numpy()
+        self.baselines: dict[str, dict[str, dict[str, float]]] = {
+            CHURN: {
+                "recency": churn_ranking_metrics(self.labels, self.recency),
+                "base_rate": constant_forecast_metrics(self.labels, truth.base_rate),
+            },
+            LOYALTY: {
+                "past_rate": order_forecast_metrics(
+                    truth.orders.to_numpy(), truth.past_rate_orders.to_numpy()
+                )
+            },
+        }
+
+    def _table(self, scores: pd.DataFrame) -> pd.DataFrame:
+        table = scores.assign(customer_id=scores["customer_id"].astype(str)).set_index(
+            "customer_id"
+        )
+        return table.reindex(self.truth.churned.index)
+
+    def evaluate(self, scores: pd.DataFrame) -> dict[str, dict[str, float]]:
+        """Backtest metrics of a score table, keyed CHURN and LOYALTY (churn empty when the
+        table has no churn probabilities)."""
+        from training.customer_backtest import churn_metrics, order_forecast_metrics
+
+        table = self._table(scores)
+        probability = table["churn_probability"].astype(float)
+        churn = (
+            churn_metrics(self.labels, probability.fillna(self.truth.base_rate).to_numpy())
+            if probability.notna().any()
+            else {}
+        )
+        expected = table["expected_orders_90d"].astype(float) * (self.horizon / 90.0)
+        loyalty = order_forecast_metrics(self.truth.orders.to_numpy(), expected.to_numpy())
+        return {CHURN: churn, LOYALTY: loyalty}
+
+    def describe(self, report: Any, scores: pd.DataFrame, with_churn: bool) -> None:
+        """Add the backtest's tables, curves and windows to the training report."""
+        metrics = self.evaluate(scores)
+        if with_churn:
+            probability = self._table(scores)["churn_probability"].astype(float)
+            report.churn_label = self.labels
+            report.churn_scores = {
+                "model": probability.fillna(self.truth.base_rate).to_numpy(),
+                "recency (days since last order)": self.recency,
+            }
+            report.metric_tables["Churn: backtest"] = {
+                "model": metrics[CHURN],
+                **self.baselines[CHURN],
+            }
+        report.metric_tables["Loyalty (expected orders): backtest"] = {
+            "model": metrics[LOYALTY],
+            **self.baselines[LOYALTY],
+        }
+        report.summary.append(
+            ("churn window", f"{self.cut.isoformat()} to {self.as_of.isoformat()}")
+        )
+        report.summary.append(
+            ("churn base rate (one horizon earlier)", f"{self.truth.base_rate:.4f}")
+        )
