@@ -30,6 +30,7 @@ import pandas as pd  # noqa: E402
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score  # noqa: E402
 
 from benchmarks.report import write_result
+from training.customer_backtest import expected_calibration_error
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
@@ -39,17 +40,6 @@ RESULT = Path(__file__).resolve().parent / "results" / "churn_cdnow.json"
 CUT = pd.Timestamp("1997-10-01", tz="UTC")
 HORIZON_DAYS = 91  # weeks 39-51
 TARGETS = {"auc": 0.78, "average_precision": 0.52, "ece": 0.02}
-
-
-def expected_calibration_error(label: np.ndarray, probability: np.ndarray, bins: int = 10) -> float:
-    """Mean |observed rate - mean probability| over 10 equal-width bins, weighted by bin size."""
-    index = np.minimum((probability * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            error += members.mean() * abs(label[members].mean() - probability[members].mean())
-    return float(error)
 
 
 def run_peers() -> dict[str, Any]:
