@@ -21,6 +21,7 @@ from serving.config import Settings
 from serving.deps import Services
 from serving.errors import error_response, install_error_handlers
 from serving.events import EventLog, EventOverlay
+from serving.limits import BodyLimitMiddleware, redact_access_log
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RoleNotTrained
 from serving.routes import customers, events, health, models, recommendations
@@ -91,13 +92,18 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         description=DESCRIPTION,
         version="1",
         lifespan=lifespan,
+        # A trailing slash answers 404, never a 307 whose Location is built from the request's
+        # Host header (an open redirect).
+        redirect_slashes=False,
         **_telemetry(settings),
     )
+    redact_access_log()
     app.state.services = services
     install_error_handlers(app)
     app.add_exception_handler(RoleNotTrained, _role_not_trained)
     for module in (recommendations, customers, events, models, health):
         app.include_router(module.router)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 

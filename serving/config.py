@@ -89,6 +89,12 @@ class Settings(BaseModel):
     )
     max_batch_customers: int = Field(default=1000, ge=1, le=100_000)
     max_events_per_request: int = Field(default=10_000, ge=1)
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        ge=1024,
+        description="request bodies over this many bytes answer 413 body_too_large, before "
+        "they are read (16 MiB)",
+    )
     future_tolerance_seconds: float = Field(
         default=300.0, ge=0, description="events dated further in the future are rejected"
     )

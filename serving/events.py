@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import FEEDBACK, ITEMS, PURCHASES, Column, Table
+from serving.schemas import ISO_8601 as _ISO_8601
 
 logger = logging.getLogger("patronage.serving")
 EVENT_FILE_GLOB = "events-*.jsonl"
@@ -55,8 +56,8 @@ class RejectedEvent:
 
 def _parse_timestamp(value: Any) -> pd.Timestamp:
     """ISO 8601 to a UTC Timestamp; no zone means UTC. Raises ValueError when unparseable."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("not an ISO 8601 timestamp")
+    if not isinstance(value, str) or not _ISO_8601.fullmatch(value.strip()):
+        raise ValueError("not an ISO 8601 timestamp")  # pandas would take "now" or "today"
     try:
         stamp = pd.Timestamp(value)
     except (ValueError, TypeError) as error:

@@ -6,9 +6,10 @@ models still describe every answer, and the schemathesis test checks the answers
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 FeedbackKind = Literal[
     "rating", "review", "complaint", "return"
@@ -16,6 +17,34 @@ FeedbackKind = Literal[
 ExcludePurchased = Literal["non-repeatable", "all", "none"]
 MAX_K = 100
 MAX_BASKET = 100
+MAX_ID_LENGTH = 256
+"""Ids in bodies, as in paths: 1 to 256 characters."""
+MAX_TEXT_LENGTH = 5000
+"""Free text (a review, a complaint, an item name), in characters."""
+ISO_8601 = re.compile(  # an ISO 8601 date, optional time and zone
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+
+
+def _iso_8601(value: str) -> str:
+    """An ISO 8601 date or time (no zone = UTC); words such as "now" or "today" are refused."""
+    if not ISO_8601.fullmatch(value.strip()):
+        raise ValueError(f"{value[:40]!r} is not an ISO 8601 timestamp (e.g. 2026-01-05T08:30:00Z)")
+    return value
+
+
+# Constrained like these, pydantic refuses a lone UTF-16 surrogate ("\\ud800" in JSON) with a 422
+# naming the field ("unable to parse raw data as a unicode string"); a plain `str` let it through
+# to orjson and pyarrow, which answered 500 (tests/serving/test_limits.py).
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+Text = Annotated[str, Field(max_length=MAX_TEXT_LENGTH)]
+Timestamp = Annotated[
+    str,
+    Field(
+        min_length=1, max_length=64, description="ISO 8601; no zone means UTC; not in the future"
+    ),
+    AfterValidator(_iso_8601),
+]
 
 
 class RecommendedItem(BaseModel):
@@ -61,8 +90,8 @@ class CrossSellRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    items: list[str] = Field(min_length=1, max_length=MAX_BASKET)
-    customer_id: str | None = None
+    items: list[Id] = Field(min_length=1, max_length=MAX_BASKET)
+    customer_id: Id | None = None
     k: int = Field(default=10, ge=1, le=MAX_K)
 
 
@@ -134,7 +163,7 @@ class BatchScoresRequest(BaseModel):
 
     # The upper limit is the route's (settings.max_batch_customers), so that more ids get the
     # documented `batch_too_large` rather than a schema error.
-    customer_ids: list[str] = Field(
+    customer_ids: list[Id] = Field(
         min_length=1,
         description="1 to PATRONAGE_MAX_BATCH_CUSTOMERS (default 1,000) ids; more: 422 "
         "batch_too_large",
@@ -194,35 +223,32 @@ class SegmentsAnswer(BaseModel):
 
 
 class PurchaseEvent(BaseModel):
-    """One purchase line in the contract's `purchases` shape (docs/data-contract.md)."""
+    """One purchase line in the contract's `purchases` shape (docs/data-contract.md). Strict
+    types: `quantity` a JSON integer (not `true` or `"2"`), timestamps ISO 8601 text."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    order_id: str = Field(min_length=1)
-    customer_id: str = Field(min_length=1)
-    item_id: str = Field(min_length=1)
+    order_id: Id
+    customer_id: Id
+    item_id: Id
     quantity: int = Field(ge=1, le=2**63 - 1)
     unit_price: float | None = Field(default=None, ge=0)
-    ordered_at: str = Field(
-        min_length=1, description="ISO 8601; no zone means UTC; not in the future"
-    )
-    channel: str | None = None
+    ordered_at: Timestamp
+    channel: Id | None = None
 
 
 class FeedbackEvent(BaseModel):
     """One feedback row in the contract's `feedback` shape."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    customer_id: str = Field(min_length=1)
-    created_at: str = Field(
-        min_length=1, description="ISO 8601; no zone means UTC; not in the future"
-    )
+    customer_id: Id
+    created_at: Timestamp
     kind: FeedbackKind
-    item_id: str | None = None
-    order_id: str | None = None
+    item_id: Id | None = None
+    order_id: Id | None = None
     rating: int | None = Field(default=None, ge=1, le=5, description="required for kind=rating")
-    text: str | None = None
+    text: Text | None = None
 
 
 class ItemEvent(BaseModel):
@@ -235,10 +261,10 @@ class ItemEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    item_id: str = Field(min_length=1)
+    item_id: Id
     available: bool
-    name: str | None = None
-    category: str | None = None
+    name: Text | None = None
+    category: Text | None = None
     price: float | None = Field(default=None, ge=0)
 
 
