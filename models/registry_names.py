@@ -35,6 +35,15 @@ SOURCE_TAG = "patronage.data_source"
 ROWS_TAG = "patronage.data_rows"
 """Version tag: JSON object of rows per contract table trained on."""
 
+MLFLOW_CLIENT_DEFAULTS = {
+    # Fail fast on an unreachable tracking server (MLflow's own default retries for minutes).
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    # Per-file download bars would drown our own progress lines and the service log.
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+"""Environment defaults for every process that talks to the registry (a user's setting wins)."""
+
 _SHOP_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 

@@ -28,6 +28,7 @@ from models.registry_names import (
     BASELINE_NOTE_TAG,
     BASELINE_TAG,
     METRIC_TAG_PREFIX,
+    MLFLOW_CLIENT_DEFAULTS,
     MODEL_PREFIX,
     ROLE_TAG,
     SHOP_TAG,
@@ -61,6 +62,16 @@ def no_posted_items() -> frozenset[str]:
 
 class ModelNotFound(LookupError):
     """A registered model or its alias is missing; the message says what to run."""
+
+
+class ModelLoadFailed(RuntimeError):
+    """A champion could not be downloaded or loaded; the message names the role, the
+    registered model and the version."""
+
+
+MISSING_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+"""MLflow's error codes for a registered model or alias that does not exist; any other error
+from the registry is the registry failing, and is reported as such."""
 
 
 class BundleRecommender:
@@ -376,12 +387,13 @@ class MlflowModelSource:
 
     def _mlflow_client(self) -> Any:
         if self._client is None:
-            # A progress bar per model load would fill the service log (the user's setting wins).
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+            for name, value in MLFLOW_CLIENT_DEFAULTS.items():
+                os.environ.setdefault(name, value)
+            uri = self.settings.tracking_uri
+            _require_sqlite_file(uri)
             import mlflow
             from mlflow import MlflowClient
 
-            uri = self.settings.tracking_uri
             # Process-wide, but this process only ever reads this one store.
             mlflow.set_tracking_uri(uri)
             mlflow.set_registry_uri(uri)
@@ -428,6 +440,8 @@ class MlflowModelSource:
             try:
                 version = client.get_model_version_by_alias(name, alias)
             except MlflowException as error:
+                if error.error_code not in MISSING_CODES:
+                    raise  # the registry itself failed (unreadable, corrupt): not "no model"
                 unavailable[role] = self._why_missing(client, name, alias, error)
                 continue
             versions[role] = str(version.version)
@@ -462,7 +476,13 @@ class MlflowModelSource:
             kept = None if previous is None else previous.versions.get(role)
             if kept is not None and kept.name == self.names[role] and kept.version == version:
                 continue
-            loaded[role] = self._load_one(client, role, version)
+            try:
+                loaded[role] = self._load_one(client, role, version)
+            except Exception as error:
+                raise ModelLoadFailed(
+                    f"loading the {role} model {self.names[role]} version {version} failed: "
+                    f"{type(error).__name__}: {error}"
+                ) from error
         return self._snapshot(loaded, versions, previous)
 
     def _load_one(self, client: Any, role: Role, version: str) -> tuple[LoadedModel, Any]:
@@ -559,6 +579,19 @@ class MlflowModelSource:
             },
             unavailable=unavailable,
             shop=self.served_shop,
+        )
+
+
+def _require_sqlite_file(uri: str) -> None:
+    """A `sqlite:///PATH` store must exist: MLflow would create an empty one and every model
+    would then look missing. Raises `ModelNotFound` saying which file and what to do."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.is_file():
+        raise ModelNotFound(
+            f"no MLflow database at {path.resolve()} (tracking URI {uri}): run `patronage "
+            "train DIR` from the same directory first, or set MLFLOW_TRACKING_URI to the store"
         )
 
 

@@ -14,21 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
+from models.registry_names import MLFLOW_CLIENT_DEFAULTS
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_EXPERIMENT = "patronage"
 ARTIFACTS_DIR_NAME = "artifacts"
-
-# MLflow retries an unreachable server for minutes by default; a user waiting at a terminal (or a
-# CI job) is better served by a clear error after a few seconds. The user's own settings win.
-_HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
-    # Per-file download bars would drown our own progress lines.
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}
 
 
 class TrackingUnavailable(RuntimeError):
@@ -84,7 +77,7 @@ def connect(tracking_uri: str | None = None) -> tuple[TrackingStore, MlflowClien
     """Point MLflow at the store and check it answers; raises `TrackingUnavailable` if not.
 
     Sets the process-wide tracking and registry URIs (MLflow keeps them globally)."""
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in MLFLOW_CLIENT_DEFAULTS.items():
         os.environ.setdefault(name, value)
     store = resolve_store(tracking_uri)
     import mlflow

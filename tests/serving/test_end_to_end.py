@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -406,6 +407,9 @@ def test_corrupt_champion_keeps_old_models_serving(
     )
     reload = _post(server, "/v1/admin/reload", "admin", None)
     assert reload.status_code == 503 and reload.json()["error"] == "reload_failed"
+    # The reason names the role, the registered model and the version that failed.
+    failed = r"loading the churn model patronage\.sample\.churn version \d+ failed"
+    assert re.search(failed, reload.text), reload.text
     after = _get(server, "/v1/models", "admin").json()
     assert {m["name"]: m["version"] for m in after["models"]} == served
     assert after["last_reload"]["outcome"] == "failed" and after["reload_failures"] >= 1
