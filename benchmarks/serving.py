@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.report import write_result
+from models.registry_names import registered_name
 
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "serving.json"
 KEYS = {"storefront": "bench-sf", "crm": "bench-crm", "admin": "bench-admin"}
@@ -271,13 +272,20 @@ def prepare(
     started = time.perf_counter()
     train(
         TrainOptions(
-            directory=shop_dir, tracking_uri=uri, progress=False, time_budget_s=time_budget_s
+            directory=shop_dir,
+            tracking_uri=uri,
+            progress=False,
+            time_budget_s=time_budget_s,
+            shop=SHOP,
         )
     )
     seconds["train"] = round(time.perf_counter() - started, 1)
     (workdir / "trained.json").write_text(json.dumps(seconds))
     return shop_dir, uri, seconds
 
+
+SHOP = "bench"
+"""The shop name the benchmark trains and serves (its models are patronage.bench.ROLE)."""
 
 Scenario = tuple[int, str, list[str], dict[str, str], list[bytes | None]]
 """(port, method, paths, headers, bodies) of one route's load."""
@@ -355,14 +363,15 @@ def main() -> int:
     server_log = workdir / "patronage-serve.log"
     server = subprocess.Popen(
         [sys.executable, "-m", "patronage", "serve", "--port", str(port), "--workers", "1",
-         "--poll-seconds", "0"],
+         "--poll-seconds", "0", "--shop", SHOP],
         cwd=workdir, env=env, stdout=server_log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     mlflow_port = _free_port()
     mlflow_log = workdir / "mlflow-serve.log"
     mlflow_server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-         "models:/patronage-churn@champion", "--env-manager", "local", "-p", str(mlflow_port),
+         f"models:/{registered_name(SHOP, 'churn')}@champion", "--env-manager", "local",
+         "-p", str(mlflow_port),
          "-h", "127.0.0.1", "-w", "1"],
         cwd=workdir, env=env, stdout=mlflow_log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
