@@ -12,11 +12,7 @@ from typing import Any
 import pandas as pd
 
 from training.options import TrainOptions
-from training.registry import (
-    CHURN,
-    LOYALTY,
-    RECOMMENDER,
-)
+from training.registry import CHURN, LOYALTY, RECOMMENDER
 from training.shop_data import DataSummary
 
 BACKTEST_VERSION = 1

@@ -7,15 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from models.registry_names import (
-    registered_name,
-)
+from models.registry_names import registered_name
 from training.candidate import Candidate
-from training.registry import (
-    METRIC_TAG_PREFIX,
-    baseline_verdict,
-    champion_version,
-)
+from training.registry import METRIC_TAG_PREFIX, baseline_verdict, champion_version
 
 
 def recorded_metrics(version: Any) -> dict[str, float]:

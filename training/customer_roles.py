@@ -15,10 +15,7 @@ import pandas as pd
 from training.candidate import Candidate, backtest_key
 from training.options import RoleSkipped, TrainOptions
 from training.progress import Progress
-from training.registry import (
-    CHURN,
-    LOYALTY,
-)
+from training.registry import CHURN, LOYALTY
 from training.shop_data import DataSummary
 
 

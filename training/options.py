@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from models.registry_names import (
-    ROLES,
-)
+from models.registry_names import ROLES
 
 
 class TrainingFailed(RuntimeError):

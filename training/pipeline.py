@@ -23,11 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from models.registry_names import (
-    ROLES,
-    registered_name,
-    shop_of_directory,
-)
+from models.registry_names import ROLES, registered_name, shop_of_directory
 from training.candidate import KEY_METRICS, Candidate
 from training.champion import compare_with_champion
 from training.customer_roles import customer_candidates
@@ -35,11 +31,7 @@ from training.options import RoleSkipped, TrainingFailed, TrainOptions
 from training.progress import Progress
 from training.recommender_role import recommender_candidate
 from training.registration import ModelOutcome, register
-from training.registry import (
-    CHURN,
-    LOYALTY,
-    RECOMMENDER,
-)
+from training.registry import CHURN, LOYALTY, RECOMMENDER
 from training.run_logging import log_run
 from training.shop_data import DataSummary, load_training_data
 

@@ -14,9 +14,7 @@ import pandas as pd
 from training.candidate import Candidate, backtest_key
 from training.options import RoleSkipped, TrainOptions
 from training.progress import Progress
-from training.registry import (
-    RECOMMENDER,
-)
+from training.registry import RECOMMENDER
 from training.shop_data import DataSummary
 
 
