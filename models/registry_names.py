@@ -11,8 +11,9 @@ version of it is trained.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Role = Literal["recommender", "churn", "loyalty"]
 ROLES: tuple[Role, ...] = ("recommender", "churn", "loyalty")
@@ -71,3 +72,39 @@ def registered_name(shop: str, role: Role | str) -> str:
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
     return f"{MODEL_PREFIX}.{shop}.{role}"
+
+
+def recorded_metrics(tags: Mapping[str, str]) -> dict[str, float]:
+    """The key backtest metrics a version carries as `patronage.metric.<name>` tags (values that
+    are not numbers are left out)."""
+    metrics = {}
+    for key, value in tags.items():
+        if key.startswith(METRIC_TAG_PREFIX):
+            try:
+                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
+            except ValueError:
+                continue
+    return metrics
+
+
+def beats_baseline(tags: Mapping[str, str]) -> bool | None:
+    """Whether a version's backtest beat its plain baseline (None: not recorded)."""
+    value = tags.get(BASELINE_TAG)
+    return None if value is None else value == "true"
+
+
+def shop_models(client: Any) -> list[Any]:
+    """Every registered model of every shop in the store behind an `MlflowClient` (those
+    tagged with shop and role), all pages."""
+    query = f"name LIKE '{MODEL_PREFIX}.%'"
+    found = client.search_registered_models(filter_string=query)
+    models = list(found)
+    while getattr(found, "token", None):
+        found = client.search_registered_models(filter_string=query, page_token=found.token)
+        models += list(found)
+    return [m for m in models if (m.tags or {}).get(SHOP_TAG) and (m.tags or {}).get(ROLE_TAG)]
+
+
+def shops(client: Any) -> list[str]:
+    """The names of the shops with registered models in the store, sorted."""
+    return sorted({m.tags[SHOP_TAG] for m in shop_models(client)})

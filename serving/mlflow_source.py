@@ -26,14 +26,12 @@ import pandas as pd
 
 from models.registry_names import (
     BASELINE_NOTE_TAG,
-    BASELINE_TAG,
-    METRIC_TAG_PREFIX,
     MLFLOW_CLIENT_DEFAULTS,
-    MODEL_PREFIX,
-    ROLE_TAG,
-    SHOP_TAG,
     SKIPPED_TAG,
+    beats_baseline,
+    recorded_metrics,
     registered_name,
+    shops,
 )
 from serving.config import Settings
 from serving.model_store import (
@@ -404,25 +402,18 @@ class MlflowModelSource:
         """The served shop: the configured one, else the store's only shop."""
         if self.shop:
             return self.shop
-        found = client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}.%'")
-        shops = sorted(
-            {
-                (m.tags or {}).get(SHOP_TAG, "")
-                for m in found
-                if (m.tags or {}).get(SHOP_TAG) and (m.tags or {}).get(ROLE_TAG)
-            }
-        )
-        if len(shops) != 1:
-            which = f"several shops ({', '.join(shops)})" if shops else "no shop's models"
+        known = shops(client)
+        if len(known) != 1:
+            which = f"several shops ({', '.join(known)})" if known else "no shop's models"
             raise ModelNotFound(
                 f"{self.settings.tracking_uri} holds {which}: "
                 + (
                     "start with --shop NAME (or PATRONAGE_SHOP)"
-                    if shops
+                    if known
                     else "run `patronage train DIR` first"
                 )
             )
-        return shops[0]
+        return known[0]
 
     def champion_versions(self) -> dict[Role, str]:
         """The version holding the alias for each role that has one (the others, with why, in
@@ -493,11 +484,7 @@ class MlflowModelSource:
         name = self.names[role]
         model_version = client.get_model_version(name, version)
         tags = model_version.tags or {}
-        metrics = {
-            key.removeprefix(METRIC_TAG_PREFIX): float(value)
-            for key, value in tags.items()
-            if key.startswith(METRIC_TAG_PREFIX) and _is_float(value)
-        }
+        metrics = recorded_metrics(tags)
         scratch = Path(tempfile.mkdtemp(prefix=f"patronage-serve-{role}-"))
         try:
             local = mlflow.artifacts.download_artifacts(
@@ -518,7 +505,7 @@ class MlflowModelSource:
             metrics=metrics,
             as_of=None if as_of is None else pd.Timestamp(as_of).isoformat(),
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            beats_baseline=None if BASELINE_TAG not in tags else tags[BASELINE_TAG] == "true",
+            beats_baseline=beats_baseline(tags),
             baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
         )
         logger.info("loaded %s version %s", name, version)
@@ -627,11 +614,3 @@ def _segment_thresholds(python_model: Any) -> dict[str, Any]:
 def _utc(stamp: Any) -> pd.Timestamp:
     value = pd.Timestamp(stamp)
     return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
-
-
-def _is_float(value: Any) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError):
-        return False
-    return True

@@ -7,20 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from models.registry_names import registered_name
+from models.registry_names import beats_baseline, recorded_metrics, registered_name
 from training.candidate import Candidate
-from training.registry import METRIC_TAG_PREFIX, baseline_verdict, champion_version
-
-
-def recorded_metrics(version: Any) -> dict[str, float]:
-    metrics = {}
-    for key, value in (version.tags or {}).items():
-        if key.startswith(METRIC_TAG_PREFIX):
-            try:
-                metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
-            except ValueError:
-                continue
-    return metrics
+from training.registry import champion_version
 
 
 def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
@@ -42,8 +31,8 @@ def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
         return
     version = str(champion.version)
     tags = champion.tags or {}
-    candidate.champion_beats_baseline = baseline_verdict(tags)
-    recorded = recorded_metrics(champion)
+    candidate.champion_beats_baseline = beats_baseline(tags)
+    recorded = recorded_metrics(champion.tags or {})
     if tags.get("patronage.backtest_key") == candidate.backtest_key:
         candidate.champion_metrics = recorded
         candidate.comparison = f"same backtest as champion v{version}"

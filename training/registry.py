@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from models.registry_names import (
     BASELINE_NOTE_TAG,
-    BASELINE_TAG,
     CHURN,
     LOYALTY,
     METRIC_TAG_PREFIX,
@@ -31,14 +30,26 @@ from models.registry_names import (
     SHOP_TAG,
     SKIPPED_TAG,
     SOURCE_TAG,
+    beats_baseline,
+    recorded_metrics,
     registered_name,
+    shop_models,
+    shops,
 )
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-__all__ = ["CHURN", "LOYALTY", "METRIC_TAG_PREFIX", "RECOMMENDER", "ROLES", "registered_name"]
+__all__ = [
+    "CHURN",
+    "LOYALTY",
+    "METRIC_TAG_PREFIX",
+    "RECOMMENDER",
+    "ROLES",
+    "registered_name",
+    "shops",
+]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -156,25 +167,6 @@ def _require_version(client: MlflowClient, name: str, version: str) -> None:
         raise RegistryError(f"{name} has no version {version}; see `patronage models`") from error
 
 
-def shop_models(client: MlflowClient) -> list[Any]:
-    """Every registered model of every shop in the store (tagged with shop and role)."""
-    found = client.search_registered_models(filter_string=f"name LIKE '{MODEL_PREFIX}.%'")
-    models = list(found)
-    token = getattr(found, "token", None)
-    while token:
-        found = client.search_registered_models(
-            filter_string=f"name LIKE '{MODEL_PREFIX}.%'", page_token=token
-        )
-        models += list(found)
-        token = getattr(found, "token", None)
-    return [m for m in models if (m.tags or {}).get(SHOP_TAG) and (m.tags or {}).get(ROLE_TAG)]
-
-
-def shops(client: MlflowClient) -> list[str]:
-    """The names of the shops with registered models in the store, sorted."""
-    return sorted({m.tags[SHOP_TAG] for m in shop_models(client)})
-
-
 def resolve_shop(client: MlflowClient, shop: str | None) -> str:
     """`shop` itself when given, else the store's only shop.
 
@@ -269,12 +261,6 @@ class SkippedRow:
         return {"shop": self.shop, "role": self.role, "name": self.name, "skipped": self.reason}
 
 
-def baseline_verdict(tags: dict[str, str]) -> bool | None:
-    """The recorded "beats its plain baseline" of a version (None when not recorded)."""
-    value = tags.get(BASELINE_TAG)
-    return None if value is None else value == "true"
-
-
 def list_versions(
     client: MlflowClient, shop: str | None = None, roles: tuple[str, ...] = ROLES
 ) -> tuple[list[VersionRow], list[SkippedRow]]:
@@ -300,13 +286,7 @@ def list_versions(
             skipped.append(SkippedRow(model_shop, role, name, model.tags[SKIPPED_TAG]))
         for version in sorted(versions, key=lambda v: int(v.version), reverse=True):
             tags = version.tags or {}
-            metrics = {}
-            for key, value in tags.items():
-                if key.startswith(METRIC_TAG_PREFIX):
-                    try:
-                        metrics[key.removeprefix(METRIC_TAG_PREFIX)] = float(value)
-                    except ValueError:
-                        continue
+            metrics = recorded_metrics(tags)
             created = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
             try:
                 data_rows = {
@@ -326,7 +306,7 @@ def list_versions(
                     as_of=tags.get("patronage.as_of", ""),
                     metrics=dict(sorted(metrics.items())),
                     run_id=version.run_id or "",
-                    beats_baseline=baseline_verdict(tags),
+                    beats_baseline=beats_baseline(tags),
                     baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
                     data_source=tags.get(SOURCE_TAG, ""),
                     data_rows=data_rows,
