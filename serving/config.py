@@ -95,6 +95,19 @@ class Settings(BaseModel):
         description="request bodies over this many bytes answer 413 body_too_large, before "
         "they are read (16 MiB)",
     )
+    max_header_bytes: int = Field(
+        default=64 * 1024,
+        ge=1024,
+        description="a request line and headers over this many bytes answer 431 and the "
+        "connection closes, before the request reaches the app (64 KiB)",
+    )
+    request_read_timeout_seconds: float = Field(
+        default=15.0,
+        ge=0,
+        description="a request (headers and body) not fully received this many seconds after "
+        "its connection opened or its first byte arrived answers 408 and the connection closes; "
+        "0 turns it off",
+    )
     future_tolerance_seconds: float = Field(
         default=300.0, ge=0, description="events dated further in the future are rejected"
     )

@@ -129,6 +129,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         access_log=args.access_log,
         log_level="info",
+        # header size limit and slow-client timeout (PATRONAGE_MAX_HEADER_BYTES,
+        # PATRONAGE_REQUEST_READ_TIMEOUT_SECONDS), each worker reads them from the environment
+        http="serving.http_protocol:GuardedHttpProtocol",
     )
     return 0
 

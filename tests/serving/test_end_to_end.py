@@ -223,6 +223,14 @@ def test_unknown_customers(server: RunningServer) -> None:
         assert missing.status_code == 404 and missing.json()["error"] == "unknown_customer"
 
 
+def test_serve_refuses_an_oversized_header_before_any_route(server: RunningServer) -> None:
+    """`patronage serve` runs the guarded protocol (tests/serving/test_http_protocol.py)."""
+    answer = httpx.get(f"{server.url}/health/live", headers={"X-Big": "a" * 200_000}, timeout=10)
+    assert answer.status_code == 431
+    assert "PATRONAGE_MAX_HEADER_BYTES" in answer.text
+    assert httpx.get(f"{server.url}/health/live", timeout=10).status_code == 200
+
+
 def test_storefront_and_crm_routes_answer(
     server: RunningServer, trained_registry: TrainedRegistry
 ) -> None:
