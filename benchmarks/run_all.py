@@ -26,6 +26,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "scores_scale": ["benchmarks.scores_scale"],
     "train_sample": ["benchmarks.train_sample"],
     "shops": ["benchmarks.shops"],
+    "crash": ["benchmarks.crash"],
+    "limits": ["benchmarks.limits"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)
     "serving": ["benchmarks.serving", "--rounds", "12", "--seconds", "72"],
 }
