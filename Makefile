@@ -8,7 +8,7 @@ PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install install-dev run train test lint bench clean
+.PHONY: install install-dev run train test lint bench audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,16 @@ test: lint
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run_all
+
+# Known vulnerabilities in the installed dependencies: pip-audit (in its own venv) against PyPI's
+# advisory data. Needs the network; offline every package is "not audited", and --strict makes
+# that a failure instead of a silent "No known vulnerabilities found".
+audit: install
+	test -x $(VENV)/audit/bin/pip-audit || ($(PYTHON) -m venv $(VENV)/audit && \
+		$(VENV)/audit/bin/pip install --quiet 'pip-audit>=2.7')
+	$(BIN)/pip freeze --exclude-editable > $(VENV)/audit-requirements.txt
+	$(VENV)/audit/bin/pip-audit --strict --progress-spinner off --no-deps --disable-pip \
+		-r $(VENV)/audit-requirements.txt
 
 clean:
 	rm -rf $(VENV) data/sample .pytest_cache .ruff_cache .mypy_cache
