@@ -5,8 +5,8 @@ One trained shop, one `patronage serve --workers 1` on 127.0.0.1. While a separa
 `GET /health/live` back to back (and another asks for recommendations, in the last phase), the
 run does, one phase at a time:
 - `quiet`: nothing (the reference);
-- `big_bodies`: three unauthenticated 100 MB `POST /v1/events` at once;
-- `big_header`: one request with a 50 MB header;
+- `big_bodies`: three unauthenticated 100 MB `POST /v1/events` at once, repeated for 5 s;
+- `big_header`: a request with a 50 MB header, repeated for 5 s;
 - `slowloris`: 100 connections that drip a request a byte every half second;
 - `event_post_10k`: a legitimate crm post of 10,000 purchase rows.
 For each phase: the server's resident memory rise over its level before the phase (sampled
@@ -276,8 +276,8 @@ def main() -> int:
         time.sleep(2.0)  # the probes connect and warm up
         plan: list[tuple[str, Callable[[], Any]]] = [
             ("quiet", lambda: _quiet(5.0)),
-            ("big_bodies", lambda: _in_threads([lambda: _big_body(port)] * 3)),
-            ("big_header", lambda: _big_header(port)),
+            ("big_bodies", lambda: _repeat(lambda: _in_threads([lambda: _big_body(port)] * 3))),
+            ("big_header", lambda: _repeat(lambda: [_big_header(port)])),
             ("slowloris", lambda: _slowloris(port)),
             ("event_post_10k", lambda: _event_post(port, rows)),
             ("quiet_after", lambda: _quiet(5.0)),
@@ -313,12 +313,13 @@ def main() -> int:
 
     by_name = {p["phase"]: p for p in phases}
     bodies = by_name["big_bodies"]["outcome"]
+    header = by_name["big_header"]["outcome"]
     checks = {
-        "100 MB unauthenticated bodies answer 413": all(b["status"] == 413 for b in bodies),
+        "100 MB unauthenticated bodies answer 413": bodies["statuses"] == [413],
         f"RSS rises <= {RSS_RISE_TARGET_MB:g} MB during them": by_name["big_bodies"]["rss_rise_mb"]
         <= RSS_RISE_TARGET_MB,
-        "50 MB header refused (431) within 1 s": by_name["big_header"]["outcome"]["status"] == 431
-        and by_name["big_header"]["outcome"]["seconds"] < 1.0,
+        "50 MB headers refused (431) within 1 s": header["statuses"] == [431]
+        and header["max_seconds"] < 1.0,
         "slowloris connections all cut off": by_name["slowloris"]["outcome"]["still_open_after_s"]
         is None,
         f"/health/live p99 < {HEALTH_P99_TARGET_MS:g} ms in every phase": all(
@@ -351,7 +352,8 @@ def main() -> int:
             "`GET /health/live` and a known customer's recommendations (k=10). Each phase's "
             "latencies are the probe requests started during it; RSS is the server's resident "
             "memory, sampled every 5 ms, peak during the phase minus the level before it.",
-            "Phases: three 100 MB unauthenticated event posts at once; one 50 MB header; 100 "
+            "Phases: three 100 MB unauthenticated event posts at once, again and again for 5 s; "
+            "a request with a 50 MB header, again and again for 5 s; 100 "
             "connections dripping a byte each every 0.5 s; a legitimate 10,000-row crm event "
             "post. Targets: "
             + "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in checks.items()),
@@ -366,6 +368,21 @@ def main() -> int:
     if args.workdir is None:
         shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def _repeat(attack: Callable[[], list[dict[str, Any]]], seconds: float = 5.0) -> dict[str, Any]:
+    """Repeat `attack` (a list of client outcomes per go) for `seconds`; a summary of them all
+    (one go lasts a few milliseconds: too short for the probes to see alone)."""
+    outcomes: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        outcomes += attack()
+    return {
+        "requests": len(outcomes),
+        "statuses": sorted({o["status"] for o in outcomes}, key=str),
+        "max_seconds": max(o["seconds"] for o in outcomes),
+        "max_mb_sent_before_close": max(o["mb_sent_before_close"] for o in outcomes),
+    }
 
 
 def _quiet(seconds: float) -> dict[str, Any]:
