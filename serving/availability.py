@@ -1,6 +1,8 @@
-"""The served recommender: a `RecommenderBundle`'s answers with the availability posted since
-training applied (items posted unavailable hidden, items trained as unavailable and posted
-available again shown), from the precomputed lists where they hold the answer.
+"""Applies the availability posted since training to a recommender bundle's answers.
+
+`BundleRecommender` hides items posted unavailable, shows again items it was trained on as
+unavailable once they are posted available (restocked), and answers from the precomputed lists
+(`serving.precompute`) where they hold the answer.
 """
 
 from __future__ import annotations
