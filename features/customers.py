@@ -32,6 +32,7 @@ from features.engines import (
     registered_shop,
     spark_shop_tables,
 )
+from features.frames import FLOAT, canonical_frame
 from features.shop import Shop
 
 WINDOWS_DAYS = (30, 90, 365)
@@ -56,8 +57,6 @@ COUNT_COLUMNS = (
     "btyd_frequency",
 )
 """Columns that are whole counts (int64, never missing)."""
-
-_FLOAT = "float64"
 
 
 def customer_features(
@@ -166,15 +165,7 @@ def customer_feature_table(
 
 def canonical_customer_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Engine output in canonical types: ids str, counts int64, everything else float64."""
-    frame = frame.sort_values("customer_id", kind="stable").reset_index(drop=True)
-    types = {
-        column: ("int64" if column in COUNT_COLUMNS else _FLOAT)
-        for column in frame.columns
-        if column != "customer_id"
-    }
-    frame = frame.astype(types)
-    frame["customer_id"] = frame["customer_id"].astype(str)
-    return frame
+    return canonical_frame(frame, "customer_id", COUNT_COLUMNS)
 
 
 def _lines_before(purchases: ir.Table, items: ir.Table, as_of: pd.Timestamp) -> ir.Table:
@@ -184,7 +175,7 @@ def _lines_before(purchases: ir.Table, items: ir.Table, as_of: pd.Timestamp) -> 
     lines = lines.mutate(
         t=second,
         day=second // SECONDS_PER_DAY,
-        value=lines.quantity.cast(_FLOAT) * lines.unit_price.cast(_FLOAT),
+        value=lines.quantity.cast(FLOAT) * lines.unit_price.cast(FLOAT),
     )
     # one category per item even if the items table repeats an id (never multiply lines)
     categories = items.group_by("item_id").aggregate(category=items.category.min())
@@ -193,7 +184,7 @@ def _lines_before(purchases: ir.Table, items: ir.Table, as_of: pd.Timestamp) -> 
 
 def _sum_if_known(values: ir.FloatingColumn) -> ir.FloatingScalar:
     """The sum of `values`, or missing when any of them is missing (unknown, not zero)."""
-    return ibis.cases((values.isnull().sum() > 0, ibis.null(_FLOAT)), else_=values.sum())
+    return ibis.cases((values.isnull().sum() > 0, ibis.null(FLOAT)), else_=values.sum())
 
 
 def _window_spend(orders: ir.Table, start: int, end: int) -> ir.FloatingScalar:
@@ -201,7 +192,7 @@ def _window_spend(orders: ir.Table, start: int, end: int) -> ir.FloatingScalar:
     inside = (orders.t >= start) & (orders.t < end)
     unknown = (inside & orders.value.isnull()).sum()
     spend = ibis.ifelse(inside, orders.value, 0.0).sum()
-    return ibis.cases((unknown > 0, ibis.null(_FLOAT)), else_=spend)
+    return ibis.cases((unknown > 0, ibis.null(FLOAT)), else_=spend)
 
 
 def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir.Table:
@@ -209,7 +200,7 @@ def _order_aggregates(orders: ir.Table, now: int, channels: Sequence[str]) -> ir
     orders per channel (one pass over the orders, so the engine groups them only once)."""
     day = SECONDS_PER_DAY
     window = ibis.window(group_by="customer_id", order_by=["t", "order_id"])
-    orders = orders.mutate(gap=(orders.t - orders.t.lag().over(window)).cast(_FLOAT) / day)
+    orders = orders.mutate(gap=(orders.t - orders.t.lag().over(window)).cast(FLOAT) / day)
     windows = {f"orders_last_{d}d": (orders.t >= now - d * day).sum() for d in WINDOWS_DAYS}
     spends = {f"spend_last_{d}d": _window_spend(orders, now - d * day, now) for d in WINDOWS_DAYS}
     by_channel = {
@@ -237,7 +228,7 @@ def _categories(lines: ir.Table) -> ir.Table:
     counts = known.group_by(["customer_id", "category"]).aggregate(n=known.count())
     return counts.group_by("customer_id").aggregate(
         _categories=counts.count(),
-        top_category_share=counts.n.max().cast(_FLOAT) / counts.n.sum().cast(_FLOAT),
+        top_category_share=counts.n.max().cast(FLOAT) / counts.n.sum().cast(FLOAT),
     )
 
 
@@ -256,7 +247,7 @@ def _repeat_items(lines: ir.Table) -> ir.Table:
     )
     return per_item.group_by("customer_id").aggregate(
         distinct_items=per_item.count(),
-        repeat_item_share=per_item.repeated.sum().cast(_FLOAT) / per_item.count().cast(_FLOAT),
+        repeat_item_share=per_item.repeated.sum().cast(FLOAT) / per_item.count().cast(FLOAT),
     )
 
 
@@ -275,15 +266,15 @@ def _buy_till_you_die(lines: ir.Table, as_of: pd.Timestamp) -> ir.Table:
         _first_day=days.day.min(),
         _last_day=days.day.max(),
         _repeat_unknown=(repeat & days.value.isnull()).sum(),
-        _repeat_mean=ibis.ifelse(repeat, days.value, ibis.null(_FLOAT)).mean(),
+        _repeat_mean=ibis.ifelse(repeat, days.value, ibis.null(FLOAT)).mean(),
     )
     return summary.select(
         "customer_id",
         btyd_frequency=summary._days - 1,
-        btyd_recency_days=(summary._last_day - summary._first_day).cast(_FLOAT),
-        btyd_T_days=(last_day_before(as_of) - summary._first_day).cast(_FLOAT),
+        btyd_recency_days=(summary._last_day - summary._first_day).cast(FLOAT),
+        btyd_T_days=(last_day_before(as_of) - summary._first_day).cast(FLOAT),
         btyd_monetary_value=ibis.cases(
-            (summary._repeat_unknown > 0, ibis.null(_FLOAT)), else_=summary._repeat_mean
+            (summary._repeat_unknown > 0, ibis.null(FLOAT)), else_=summary._repeat_mean
         ),
     )
 
@@ -301,8 +292,8 @@ def _feedback_aggregates(feedback: ir.Table, as_of: pd.Timestamp) -> ir.Table:
         feedback=rows.count(),
         returns=returned.sum(),
         ratings=rows.rating.count(),
-        rating_mean=rows.rating.cast(_FLOAT).mean(),
-        rating_min=rows.rating.min().cast(_FLOAT),
+        rating_mean=rows.rating.cast(FLOAT).mean(),
+        rating_min=rows.rating.min().cast(FLOAT),
         complaints=complaint.sum(),
         **{f"complaints_last_{COMPLAINT_WINDOW_DAYS}d": (complaint & recent).sum()},
         _last_complaint_t=ibis.ifelse(complaint, rows.t, ibis.null("int64")).max(),
@@ -319,17 +310,17 @@ def _sign_up(customers: ir.Table, as_of: pd.Timestamp) -> ir.Table:
 
 def _ratio(numerator: ir.NumericValue, denominator: ir.NumericValue) -> ir.FloatingValue:
     """numerator / denominator as float, missing when the denominator is 0 or missing."""
-    return numerator.cast(_FLOAT) / denominator.cast(_FLOAT).nullif(0.0)
+    return numerator.cast(FLOAT) / denominator.cast(FLOAT).nullif(0.0)
 
 
 def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Table:
     """Turn the joined per-customer aggregates into the documented feature columns."""
     j = joined
     day = float(SECONDS_PER_DAY)
-    days_since_last = (now - j.last_t).cast(_FLOAT) / day
+    days_since_last = (now - j.last_t).cast(FLOAT) / day
     gap_mean = ibis.cases(
-        (j.orders > 1, (j.last_t - j.first_t).cast(_FLOAT) / day / (j.orders - 1).cast(_FLOAT)),
-        else_=ibis.null(_FLOAT),
+        (j.orders > 1, (j.last_t - j.first_t).cast(FLOAT) / day / (j.orders - 1).cast(FLOAT)),
+        else_=ibis.null(FLOAT),
     )
     returns = j.returns.fill_null(0)
     complaints_recent = f"complaints_last_{COMPLAINT_WINDOW_DAYS}d"
@@ -344,15 +335,15 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
     elif channel_counts:
         top_channel_share = _ratio(channel_counts[0], j._channel_known)
     else:
-        top_channel_share = ibis.null(_FLOAT)
+        top_channel_share = ibis.null(FLOAT)
     return j.select(
         "customer_id",
         "orders",
         "purchase_lines",
         "units",
         days_since_last_order=days_since_last,
-        tenure_days=(now - j.first_t).cast(_FLOAT) / day,
-        days_since_signup=(now - j._signed_up_t).cast(_FLOAT) / day,
+        tenure_days=(now - j.first_t).cast(FLOAT) / day,
+        days_since_signup=(now - j._signed_up_t).cast(FLOAT) / day,
         order_gap_mean_days=gap_mean,
         order_gap_std_days=j.order_gap_std_days,
         overdue_ratio=days_since_last / gap_mean.nullif(0.0),
@@ -364,7 +355,7 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
         spend_trend_90d_diff=j.spend_last_90d - j.spend_previous_90d,
         spend_trend_90d_ratio=_ratio(j.spend_last_90d, j.spend_previous_90d),
         distinct_items=j.distinct_items,
-        distinct_categories=j._categories.cast(_FLOAT),  # missing: no known category
+        distinct_categories=j._categories.cast(FLOAT),  # missing: no known category
         top_category_share=j.top_category_share,
         repeat_item_share=j.repeat_item_share,
         returns=returns,
@@ -374,7 +365,7 @@ def _final_columns(joined: ir.Table, now: int, channels: Sequence[str]) -> ir.Ta
         rating_min=j.rating_min,
         complaints=j.complaints.fill_null(0),
         **{complaints_recent: j[complaints_recent].fill_null(0)},
-        days_since_last_complaint=(now - j._last_complaint_t).cast(_FLOAT) / day,
+        days_since_last_complaint=(now - j._last_complaint_t).cast(FLOAT) / day,
         feedback=feedback,
         negative_feedback_share=_ratio(j._negative, feedback),
         top_channel_share=top_channel_share,

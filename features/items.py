@@ -27,6 +27,7 @@ from features.engines import (
     registered_shop,
     spark_shop_tables,
 )
+from features.frames import FLOAT, canonical_frame
 from features.shop import Shop
 
 TREND_WINDOWS_DAYS = (30, 90)
@@ -44,9 +45,7 @@ ITEM_COUNT_COLUMNS = (
     "ratings",
     "returns",
 )
-"""Columns that are whole counts (int64, never missing)."""
-
-_FLOAT = "float64"
+"""Item columns that are whole counts (int64; 0 for an item nobody bought before `as_of`)."""
 
 
 def item_features(
@@ -74,16 +73,7 @@ def item_features(
                 tables.purchases, tables.feedback, tables.items, as_of, half_life_days
             )
             frame = execute(backend, expression)
-    frame = frame.sort_values("item_id", kind="stable")
-    frame = frame.reset_index(drop=True)
-    types = {
-        column: ("int64" if column in ITEM_COUNT_COLUMNS else _FLOAT)
-        for column in frame.columns
-        if column not in ("item_id", "category")
-    }
-    frame = frame.astype(types)
-    frame["item_id"] = frame["item_id"].astype(str)
-    return frame
+    return canonical_frame(frame, "item_id", ITEM_COUNT_COLUMNS, text_columns=("category",))
 
 
 def _features_on(tables: ShopTables, as_of: pd.Timestamp, half_life_days: float) -> ir.Table:
@@ -107,7 +97,7 @@ def item_feature_table(
     now = as_of_second(as_of)
     lines = purchases.filter(before(purchases.ordered_at, as_of))
     lines = lines.mutate(t=epoch_second(lines.ordered_at))
-    age_days = (now - lines.t).cast(_FLOAT) / SECONDS_PER_DAY
+    age_days = (now - lines.t).cast(FLOAT) / SECONDS_PER_DAY
     decay = (age_days * (-math.log(2.0) / half_life_days)).exp()
     recent = {days: lines.t >= now - days * SECONDS_PER_DAY for days in TREND_WINDOWS_DAYS}
     sales = lines.group_by("item_id").aggregate(
@@ -125,16 +115,16 @@ def item_feature_table(
             f"units_last_{days}d": ibis.ifelse(inside, lines.quantity, 0).sum()
             for days, inside in recent.items()
         },
-        trend_score=(lines.quantity.cast(_FLOAT) * decay).sum(),
+        trend_score=(lines.quantity.cast(FLOAT) * decay).sum(),
     )
     per_buyer = lines.group_by(["item_id", "customer_id"]).aggregate(n=lines.order_id.nunique())
     repeat = per_buyer.group_by("item_id").aggregate(
-        repeat_purchase_rate=(per_buyer.n > 1).sum().cast(_FLOAT) / per_buyer.count().cast(_FLOAT)
+        repeat_purchase_rate=(per_buyer.n > 1).sum().cast(FLOAT) / per_buyer.count().cast(FLOAT)
     )
     notes = feedback.filter(before(feedback.created_at, as_of) & feedback.item_id.notnull())
     reviews = notes.group_by("item_id").aggregate(
         ratings=notes.rating.count(),
-        rating_mean=notes.rating.cast(_FLOAT).mean(),
+        rating_mean=notes.rating.cast(FLOAT).mean(),
         returns=(notes.kind == "return").sum(),
     )
     catalogue = items.group_by("item_id").aggregate(category=items.category.min())
@@ -156,5 +146,5 @@ def item_feature_table(
         ratings=j.ratings.fill_null(0),
         rating_mean=j.rating_mean,
         returns=j.returns.fill_null(0),
-        return_rate=j.returns.fill_null(0).cast(_FLOAT) / j.purchase_lines.cast(_FLOAT).nullif(0.0),
+        return_rate=j.returns.fill_null(0).cast(FLOAT) / j.purchase_lines.cast(FLOAT).nullif(0.0),
     ).order_by("item_id")

@@ -405,56 +405,48 @@ class ModelStore:
             started = time.perf_counter()
             previous = self._current
             versions: Mapping[Role, str] = {}
+            kind: Literal["loaded", "unchanged", "failed"]
             try:
                 versions = self.source.champion_versions()
-                loaded = (
-                    {}
-                    if previous is None
-                    else {role: model.version for role, model in previous.versions.items()}
-                )
-                if not force and previous is not None and dict(versions) == loaded:
-                    outcome = ReloadOutcome(
-                        _now_iso(),
-                        "unchanged",
-                        "champions unchanged",
-                        versions,
-                        time.perf_counter() - started,
-                    )
-                else:
-                    snapshot = self.source.load(versions, previous)
-                    for listener in self.listeners:
-                        listener(snapshot)
-                    # The swap: one reference assignment of an immutable snapshot.
-                    self._current = snapshot
-                    _notify(snapshot, previous)
-                    self.reloads_loaded += 1
-                    changed = ", ".join(
-                        f"{role} {loaded.get(role, 'none')}->{version}"
-                        for role, version in versions.items()
-                        if loaded.get(role) != version
-                    )
-                    outcome = ReloadOutcome(
-                        _now_iso(),
-                        "loaded",
-                        f"loaded {changed or 'same versions (forced)'}",
-                        versions,
-                        time.perf_counter() - started,
-                    )
-                    logger.info("models %s", outcome.detail)
+                kind, detail = self._swap_if_changed(versions, previous, force)
             except Exception as error:  # a bad model must never take the server down
                 self.reload_failures += 1
-                detail = f"{type(error).__name__}: {error}"
                 kept = "no models loaded" if previous is None else "previous models still serving"
-                outcome = ReloadOutcome(
-                    _now_iso(),
-                    "failed",
-                    f"{detail} ({kept})",
-                    versions,
-                    time.perf_counter() - started,
-                )
-                logger.error("model reload failed: %s", outcome.detail)
+                kind, detail = "failed", f"{type(error).__name__}: {error} ({kept})"
+                logger.error("model reload failed: %s", detail)
+            outcome = ReloadOutcome(
+                _now_iso(), kind, detail, versions, time.perf_counter() - started
+            )
             self.last_reload = outcome
             return outcome
+
+    def _swap_if_changed(
+        self, versions: Mapping[Role, str], previous: ServingModels | None, force: bool
+    ) -> tuple[Literal["loaded", "unchanged"], str]:
+        """Load `versions` and swap them in unless they are the ones serving (or `force`);
+        returns the outcome and its detail. A load error propagates (nothing swapped)."""
+        loaded = (
+            {}
+            if previous is None
+            else {role: model.version for role, model in previous.versions.items()}
+        )
+        if not force and previous is not None and dict(versions) == loaded:
+            return "unchanged", "champions unchanged"
+        snapshot = self.source.load(versions, previous)
+        for listener in self.listeners:
+            listener(snapshot)
+        # The swap: one reference assignment of an immutable snapshot.
+        self._current = snapshot
+        _notify(snapshot, previous)
+        self.reloads_loaded += 1
+        changed = ", ".join(
+            f"{role} {loaded.get(role, 'none')}->{version}"
+            for role, version in versions.items()
+            if loaded.get(role) != version
+        )
+        detail = f"loaded {changed or 'same versions (forced)'}"
+        logger.info("models %s", detail)
+        return "loaded", detail
 
     def start(self) -> None:
         """Load in a background thread now, then poll every `poll_seconds` (0: never poll)."""

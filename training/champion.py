@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from models.registry_names import beats_baseline, recorded_metrics, registered_name
+from models.registry_names import (
+    AS_OF_TAG,
+    BACKTEST_CUT_TAG,
+    BACKTEST_KEY_TAG,
+    BACKTEST_MODEL_URI_TAG,
+    beats_baseline,
+    recorded_metrics,
+    registered_name,
+)
 from training.candidate import Candidate
 from training.registry import champion_version
 
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
-def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
+
+def compare_with_champion(client: MlflowClient, candidate: Candidate, shop: str) -> None:
     """Fill `champion_metrics` and `comparison`: the champion on this candidate's backtest.
 
     In order of preference:
@@ -33,12 +44,12 @@ def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
     tags = champion.tags or {}
     candidate.champion_beats_baseline = beats_baseline(tags)
     recorded = recorded_metrics(champion.tags or {})
-    if tags.get("patronage.backtest_key") == candidate.backtest_key:
+    if tags.get(BACKTEST_KEY_TAG) == candidate.backtest_key:
         candidate.champion_metrics = recorded
         candidate.comparison = f"same backtest as champion v{version}"
         return
     problems = []
-    champion_as_of = tags.get("patronage.as_of")
+    champion_as_of = tags.get(AS_OF_TAG)
     if champion_as_of and pd.Timestamp(champion_as_of) <= candidate.cut:
         try:
             import mlflow.pyfunc
@@ -49,8 +60,8 @@ def compare_with_champion(client: Any, candidate: Candidate, shop: str) -> None:
             return
         except Exception as error:  # a broken champion must not block training
             problems.append(f"loading it failed ({type(error).__name__}: {str(error)[:200]})")
-    champion_cut = tags.get("patronage.backtest_cut")
-    backtest_uri = tags.get("patronage.backtest_model_uri")
+    champion_cut = tags.get(BACKTEST_CUT_TAG)
+    backtest_uri = tags.get(BACKTEST_MODEL_URI_TAG)
     if (
         backtest_uri
         and champion_cut

@@ -5,22 +5,26 @@ the past order rate, and the final fit (docs/training.md).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from training.candidate import Candidate, backtest_key
-from training.options import RoleSkipped, TrainOptions
-from training.progress import Progress
+from training.options import RoleSkipped
 from training.registry import CHURN, LOYALTY
-from training.shop_data import DataSummary
+from training.stages import RoleInputs
+
+if TYPE_CHECKING:
+    from features.shop import Shop
+    from models.customer_scores import CustomerScorer
+    from training.report import EvaluationReport
 
 
 def churn_skip_reason(
-    shop: Any, as_of: pd.Timestamp, horizon_days: int, step_days: float
+    shop: Shop, as_of: pd.Timestamp, horizon_days: int, step_days: float
 ) -> str | None:
     """Why the shop's history is too short to learn and backtest churn over `horizon_days`
     (one sentence with what to pass instead, or how long to wait), or None when it is not."""
@@ -42,7 +46,7 @@ def churn_skip_reason(
     )
 
 
-def loyalty_skip_reason(shop: Any, cut: pd.Timestamp, horizon_days: int) -> str | None:
+def loyalty_skip_reason(shop: Shop, cut: pd.Timestamp, horizon_days: int) -> str | None:
     """Why loyalty (expected orders, value, segments) cannot be learned and backtested with a
     `horizon_days` window ending at `as_of` = `cut` + horizon, or None when it can."""
     before = shop.purchases[shop.purchases["ordered_at"] < cut]
@@ -61,98 +65,54 @@ def loyalty_skip_reason(shop: Any, cut: pd.Timestamp, horizon_days: int) -> str 
 
 
 def customer_candidates(
-    shop: Any,
-    as_of: pd.Timestamp,
-    data: DataSummary,
-    options: TrainOptions,
-    workdir: Path,
-    progress: Progress,
-    report: Any,
-    roles: tuple[str, ...],
+    inputs: RoleInputs, roles: tuple[str, ...]
 ) -> tuple[list[Candidate], dict[str, str]]:
     """Churn and loyalty candidates (they share one `CustomerScorer`, its backtest and score
     table; only the metrics they are judged on differ), and the roles skipped with why."""
     from models.customer_scores import CustomerScorer
-    from models.pyfunc import ChurnModel, LoyaltyModel
 
+    shop, as_of, options = inputs.shop, inputs.as_of, inputs.options
     horizon = int(options.churn_horizon_days)
     cut = as_of - pd.Timedelta(days=horizon)
-    skipped: dict[str, str] = {}
     loyalty_reason = loyalty_skip_reason(shop, cut, horizon)
     if loyalty_reason is not None:
         # Churn is learned from the same repeat orders, over more history.
-        skipped = dict.fromkeys(roles, loyalty_reason)
-        return [], skipped
+        return [], dict.fromkeys(roles, loyalty_reason)
+    skipped: dict[str, str] = {}
     churn_reason = churn_skip_reason(shop, as_of, horizon, CustomerScorer().step_days)
     if CHURN in roles and churn_reason is not None:
         skipped[CHURN] = churn_reason
     fit_churn = CHURN in roles and churn_reason is None
     if not fit_churn and LOYALTY not in roles:
         return [], skipped
-    progress.step(f"churn and loyalty backtest: fit before {cut.date()}, test to {as_of.date()}")
+    inputs.progress.step(
+        f"churn and loyalty backtest: fit before {cut.date()}, test to {as_of.date()}"
+    )
     past = shop.before(cut)
     try:
         backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
     except RoleSkipped as why:
-        if LOYALTY not in roles:
-            return [], {CHURN: str(why)}
         skipped[CHURN], fit_churn = str(why), False
+        if LOYALTY not in roles:
+            return [], skipped
         backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
     backtest = CustomerBacktest(shop, cut, as_of, horizon)
     backtest_scores = backtest_scorer.score(past, cut)
     backtest_metrics = backtest.evaluate(backtest_scores)
-    backtest.describe(report, backtest_scores, fit_churn)
+    backtest.describe(inputs.report, backtest_scores, fit_churn)
 
-    progress.step("fitting the final churn and loyalty models on all data")
-    scorer = _fit_scorer(shop, as_of, horizon, options.seed, fit_churn)
-    scores = scorer.score(shop, as_of)
-    if "segment" in scores.columns:
-        report.segment_sizes = {
-            str(k): int(v) for k, v in scores["segment"].value_counts().sort_index().items()
-        }
-    artifacts = _customer_artifacts(shop, as_of, horizon, scorer, scores, workdir)
-    known = scores["customer_id"].astype(str).head(3).tolist()
-    example = pd.DataFrame({"customer_id": known + ["__new_customer__"]})
-
-    def rescore(wrapper: Any) -> pd.DataFrame:
-        # A champion fitted before the cut scores the cut honestly with its own scorer.
-        if getattr(wrapper, "scorer", None) is not None:
-            return wrapper.scorer.score(past, cut)
-        return wrapper.scores.reset_index(drop=True)
-
-    backtest_dir = workdir / "backtest" / "customer_scorer"
+    inputs.progress.step("fitting the final churn and loyalty models on all data")
+    artifacts, example = _final_fit(inputs, horizon, fit_churn)
+    backtest_dir = inputs.workdir / "backtest" / "customer_scorer"
     backtest_scorer.save(backtest_dir)
-
-    def load_backtest(directory: Path) -> Any:
-        return SimpleNamespace(scorer=CustomerScorer.load(directory), scores=None)
-
-    def candidate(name: str, python_model: Any) -> Candidate:
-        def evaluate_champion(wrapper: Any) -> dict[str, float]:
-            return backtest.evaluate(rescore(wrapper))[name]
-
-        return Candidate(
-            name=name,
-            python_model=python_model,
-            artifacts=artifacts,
-            input_example=example,
-            metrics=backtest_metrics[name],
-            baselines=backtest.baselines[name],
-            backtest_key=backtest_key(data, name, cut, as_of, options),
-            cut=cut,
-            evaluate_champion=evaluate_champion,
-            backtest_dir=str(backtest_dir),
-            backtest_loader=load_backtest,
-        )
-
-    candidates = []
-    if fit_churn:
-        candidates.append(candidate(CHURN, ChurnModel()))
-    if LOYALTY in roles:
-        candidates.append(candidate(LOYALTY, LoyaltyModel()))
-    return candidates, skipped
+    shared = _SharedBacktest(backtest, backtest_metrics, past, artifacts, example, backtest_dir)
+    fitted = ([CHURN] if fit_churn else []) + ([LOYALTY] if LOYALTY in roles else [])
+    return [shared.candidate(role, inputs) for role in fitted], skipped
 
 
-def _fit_scorer(shop: Any, as_of: pd.Timestamp, horizon: int, seed: int, fit_churn: bool) -> Any:
+def _fit_scorer(
+    shop: Shop, as_of: pd.Timestamp, horizon: int, seed: int, fit_churn: bool
+) -> CustomerScorer:
     """A fitted `CustomerScorer`; a data problem of the churn part raises `RoleSkipped`."""
     from models.customer_scores import CustomerScorer
 
@@ -166,11 +126,97 @@ def _fit_scorer(shop: Any, as_of: pd.Timestamp, horizon: int, seed: int, fit_chu
         raise RoleSkipped(f"churn could not be learned before {as_of.date()}: {error}") from error
 
 
+def _final_fit(
+    inputs: RoleInputs, horizon: int, fit_churn: bool
+) -> tuple[dict[str, str], pd.DataFrame]:
+    """Fit the scorer on all data before `as_of`: its pyfunc artifacts (the scorer and the
+    served score table) and an input example (three known customers and a new one)."""
+    scorer = _fit_scorer(inputs.shop, inputs.as_of, horizon, inputs.options.seed, fit_churn)
+    scores = scorer.score(inputs.shop, inputs.as_of)
+    if "segment" in scores.columns:
+        inputs.report.segment_sizes = {
+            str(k): int(v) for k, v in scores["segment"].value_counts().sort_index().items()
+        }
+    artifacts = _customer_artifacts(
+        inputs.shop, inputs.as_of, horizon, scorer, scores, inputs.workdir
+    )
+    known = scores["customer_id"].astype(str).head(3).tolist()
+    return artifacts, pd.DataFrame({"customer_id": known + ["__new_customer__"]})
+
+
+@dataclass(frozen=True)
+class _SharedBacktest:
+    """What the churn and loyalty candidates share: the backtest window and its metrics, the
+    shop before the cut, the final fit's artifacts and input example, the backtest scorer's
+    directory."""
+
+    backtest: CustomerBacktest
+    metrics: dict[str, dict[str, float]]
+    past: Shop
+    artifacts: dict[str, str]
+    example: pd.DataFrame
+    backtest_dir: Path
+
+    def candidate(self, role: str, inputs: RoleInputs) -> Candidate:
+        """The `role` candidate (CHURN or LOYALTY) of this backtest."""
+        from models.pyfunc import ChurnModel, LoyaltyModel
+
+        cut = self.backtest.cut
+        return Candidate(
+            name=role,
+            python_model=ChurnModel() if role == CHURN else LoyaltyModel(),
+            artifacts=self.artifacts,
+            input_example=self.example,
+            metrics=self.metrics[role],
+            baselines=self.backtest.baselines[role],
+            backtest_key=backtest_key(inputs.data, role, cut, inputs.as_of, inputs.options),
+            cut=cut,
+            evaluate_champion=_ChampionOnBacktest(self.backtest, self.past, role),
+            backtest_dir=str(self.backtest_dir),
+            backtest_loader=BacktestScorer.load,
+        )
+
+
+@dataclass(frozen=True)
+class BacktestScorer:
+    """A champion's backtest scorer read back from its run, shaped like the served wrapper
+    (`scorer`; no score table) so `_ChampionOnBacktest` treats both alike."""
+
+    scorer: CustomerScorer
+    scores: None = None
+
+    @classmethod
+    def load(cls, directory: Path) -> BacktestScorer:
+        """The scorer saved in `directory`."""
+        from models.customer_scores import CustomerScorer
+
+        return cls(CustomerScorer.load(directory))
+
+
+@dataclass(frozen=True)
+class _ChampionOnBacktest:
+    """The champion's metrics for `role` on this backtest, from its wrapper (served, or
+    `BacktestScorer`)."""
+
+    backtest: CustomerBacktest
+    past: Shop
+    role: str
+
+    def __call__(self, wrapper: Any) -> dict[str, float]:
+        return self.backtest.evaluate(self._scores(wrapper))[self.role]
+
+    def _scores(self, wrapper: Any) -> pd.DataFrame:
+        # A champion fitted before the cut scores the cut honestly with its own scorer.
+        if getattr(wrapper, "scorer", None) is not None:
+            return wrapper.scorer.score(self.past, self.backtest.cut)
+        return wrapper.scores.reset_index(drop=True)
+
+
 def _customer_artifacts(
-    shop: Any,
+    shop: Shop,
     as_of: pd.Timestamp,
     horizon: int,
-    scorer: Any,
+    scorer: CustomerScorer,
     scores: pd.DataFrame,
     workdir: Path,
 ) -> dict[str, str]:
@@ -195,7 +241,7 @@ class CustomerBacktest:
     """What the customers known at `cut` did in `[cut, as_of)`, the baselines' metrics, and the
     metrics of any score table on that window (churn and loyalty)."""
 
-    def __init__(self, shop: Any, cut: pd.Timestamp, as_of: pd.Timestamp, horizon: int) -> None:
+    def __init__(self, shop: Shop, cut: pd.Timestamp, as_of: pd.Timestamp, horizon: int) -> None:
         from training.customer_backtest import (
             churn_ranking_metrics,
             constant_forecast_metrics,
@@ -244,7 +290,7 @@ class CustomerBacktest:
         loyalty = order_forecast_metrics(self.truth.orders.to_numpy(), expected.to_numpy())
         return {CHURN: churn, LOYALTY: loyalty}
 
-    def describe(self, report: Any, scores: pd.DataFrame, with_churn: bool) -> None:
+    def describe(self, report: EvaluationReport, scores: pd.DataFrame, with_churn: bool) -> None:
         """Add the backtest's tables, curves and windows to the training report."""
         metrics = self.evaluate(scores)
         if with_churn:

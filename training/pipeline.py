@@ -10,7 +10,8 @@ One module per step, in the order `train` calls them: `shop_data` (load, validat
 posted events, hash), `recommender_role` and `customer_roles` (per role: can the data carry it,
 backtest beside the plain baselines, final fit, as a `candidate.Candidate`), `champion` (the
 shop's champion on the same backtest), `run_logging` (the MLflow run, each model loaded back),
-`registration` (versions, aliases, skipped roles; all or nothing).
+`registration` (versions, aliases, skipped roles; all or nothing). What one stage hands the next
+is typed: `shop_data.TrainingData`, `stages.RoleInputs`, `stages.Backtests`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -33,7 +34,11 @@ from training.recommender_role import recommender_candidate
 from training.registration import ModelOutcome, register
 from training.registry import CHURN, LOYALTY, RECOMMENDER
 from training.run_logging import log_run
-from training.shop_data import DataSummary, load_training_data
+from training.shop_data import TrainingData, load_training_data
+from training.stages import Backtests, RoleInputs
+
+if TYPE_CHECKING:
+    from training.report import EvaluationReport
 
 __all__ = ["TrainOptions", "TrainResult", "TrainingFailed", "train"]
 
@@ -88,16 +93,7 @@ def train(options: TrainOptions) -> TrainResult:
     from threadpoolctl import threadpool_limits
 
     started = time.perf_counter()
-    unknown = sorted(set(options.roles) - set(ROLES))
-    if unknown or not options.roles:
-        raise TrainingFailed(
-            f"unknown role(s) {', '.join(unknown) or '(none given)'}: "
-            f"choose from {', '.join(ROLES)}"
-        )
-    try:
-        shop_name = options.shop or shop_of_directory(options.directory)
-    except ValueError as error:
-        raise TrainingFailed(str(error)) from None
+    shop_name = _shop_name(options)
     progress = Progress(total=9, enabled=options.progress)
     progress.step("connecting to the MLflow tracking store")
     from training.tracking import connect, ensure_experiment
@@ -109,32 +105,16 @@ def train(options: TrainOptions) -> TrainResult:
         raise TrainingFailed(f"cannot open experiment {options.experiment!r}: {error}") from error
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="patronage-train-") as tmp:
         workdir = Path(tmp)
-        try:
-            progress.step("loading and validating the shop")
-            shop, as_of, data = load_training_data(options)
-            candidates, skipped, report = backtest_and_fit(
-                shop, as_of, data, options, workdir, progress
-            )
-            if not candidates:
-                raise ValueError(
-                    f"no role could be trained for shop {shop_name!r}: "
-                    + " ".join(f"{role}: {reason}" for role, reason in skipped.items())
-                )
-            progress.step("comparing with the current champions")
-            for candidate in candidates:
-                compare_with_champion(client, candidate, shop_name)
-        except Exception as error:  # any failure before logging leaves the registry alone
-            progress.close()
-            kind = (
-                ""
-                if isinstance(error, ValueError | FileNotFoundError)
-                else (f"{type(error).__name__}: ")
-            )
-            raise TrainingFailed(f"training failed, registry unchanged: {kind}{error}") from error
+        training, backtests = _candidates(client, shop_name, options, workdir, progress)
+        as_of, data = training.as_of, training.summary
         progress.step("logging the run, report and models to MLflow")
-        run_id = log_run(options, experiment_id, as_of, data, candidates, report, workdir)
+        run_id = log_run(
+            options, experiment_id, as_of, data, backtests.candidates, backtests.report, workdir
+        )
         progress.step("registering versions and moving aliases")
-        outcomes = register(client, shop_name, candidates, skipped, options, as_of, run_id, data)
+        outcomes = register(
+            client, shop_name, backtests.candidates, backtests.skipped, options, as_of, run_id, data
+        )
     progress.close()
     return TrainResult(
         run_id=run_id,
@@ -143,26 +123,61 @@ def train(options: TrainOptions) -> TrainResult:
         as_of=as_of,
         seconds=time.perf_counter() - started,
         outcomes=outcomes,
-        backtest={c.name: {"model": c.metrics, **c.baselines} for c in candidates},
+        backtest={c.name: {"model": c.metrics, **c.baselines} for c in backtests.candidates},
         shop=shop_name,
-        skipped=skipped,
+        skipped=backtests.skipped,
         notes=list(data.notes),
     )
 
 
-def backtest_and_fit(
-    shop: Any,
-    as_of: pd.Timestamp,
-    data: DataSummary,
-    options: TrainOptions,
-    workdir: Path,
-    progress: Progress,
-) -> tuple[list[Candidate], dict[str, str], Any]:
-    """The candidates of the roles asked for that the data can carry, the skipped roles with
-    why, and the evaluation report. Each role is backtested and fitted on its own."""
-    from training.promotion import versus_baseline
+def _shop_name(options: TrainOptions) -> str:
+    """The shop's name in the registry; `TrainingFailed` on unknown roles or a bad name."""
+    unknown = sorted(set(options.roles) - set(ROLES))
+    if unknown or not options.roles:
+        raise TrainingFailed(
+            f"unknown role(s) {', '.join(unknown) or '(none given)'}: "
+            f"choose from {', '.join(ROLES)}"
+        )
+    try:
+        return options.shop or shop_of_directory(options.directory)
+    except ValueError as error:
+        raise TrainingFailed(str(error)) from None
+
+
+def _candidates(
+    client: Any, shop_name: str, options: TrainOptions, workdir: Path, progress: Progress
+) -> tuple[TrainingData, Backtests]:
+    """Everything that can fail for data or model reasons, before the registry is touched:
+    load, backtest and fit every role, measure the champions on the same backtests."""
+    try:
+        progress.step("loading and validating the shop")
+        training = load_training_data(options)
+        report = _new_report(training, options)
+        backtests = backtest_and_fit(RoleInputs.of(training, options, workdir, progress, report))
+        if not backtests.candidates:
+            raise ValueError(
+                f"no role could be trained for shop {shop_name!r}: "
+                + " ".join(f"{role}: {reason}" for role, reason in backtests.skipped.items())
+            )
+        progress.step("comparing with the current champions")
+        for candidate in backtests.candidates:
+            compare_with_champion(client, candidate, shop_name)
+    except Exception as error:  # any failure before logging leaves the registry alone
+        progress.close()
+        kind = (
+            ""
+            if isinstance(error, ValueError | FileNotFoundError)
+            else (f"{type(error).__name__}: ")
+        )
+        raise TrainingFailed(f"training failed, registry unchanged: {kind}{error}") from error
+    return training, backtests
+
+
+def _new_report(training: TrainingData, options: TrainOptions) -> EvaluationReport:
+    """The evaluation report, opened with what was trained on."""
     from training.report import EvaluationReport
 
+    as_of, data = training.as_of, training.summary
     report = EvaluationReport(title=f"Patronage training report, data before {as_of.isoformat()}")
     report.summary += [
         ("data", data.source),
@@ -172,20 +187,25 @@ def backtest_and_fit(
         ("as_of (exclusive)", as_of.isoformat()),
         ("seed", str(options.seed)),
     ]
+    return report
+
+
+def backtest_and_fit(inputs: RoleInputs) -> Backtests:
+    """The candidates of the roles asked for that the data can carry, the skipped roles with
+    why, and the evaluation report. Each role is backtested and fitted on its own."""
+    from training.promotion import versus_baseline
+
+    roles, report = inputs.options.roles, inputs.report
     candidates: list[Candidate] = []
     skipped: dict[str, str] = {}
-    if RECOMMENDER in options.roles:
+    if RECOMMENDER in roles:
         try:
-            candidates.append(
-                recommender_candidate(shop, as_of, data, options, workdir, progress, report)
-            )
+            candidates.append(recommender_candidate(inputs))
         except RoleSkipped as why:
             skipped[RECOMMENDER] = str(why)
-    customer_roles = tuple(role for role in (CHURN, LOYALTY) if role in options.roles)
+    customer_roles = tuple(role for role in (CHURN, LOYALTY) if role in roles)
     if customer_roles:
-        customers, customer_skips = customer_candidates(
-            shop, as_of, data, options, workdir, progress, report, customer_roles
-        )
+        customers, customer_skips = customer_candidates(inputs, customer_roles)
         candidates += customers
         skipped.update(customer_skips)
     for candidate in candidates:
@@ -194,4 +214,4 @@ def backtest_and_fit(
         )
         report.summary.append((f"{candidate.name} vs plain baseline", candidate.baseline_note))
     report.summary += [(f"{role} skipped", reason) for role, reason in skipped.items()]
-    return candidates, skipped, report
+    return Backtests(candidates, skipped, report)

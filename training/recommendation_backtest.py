@@ -13,7 +13,7 @@ use the same business rules, so the comparison is like for like.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +41,7 @@ class RecommendationEvaluation:
     """Metrics at K=10 and metric@K curves (K = 1..K_MAX) of one ranking source."""
 
     metrics: dict[str, float] = field(default_factory=dict)
-    curves: dict[str, list[float]] = field(default_factory=dict)
+    curves: dict[str, Sequence[float]] = field(default_factory=dict)
 
 
 def window_truth(

@@ -12,21 +12,14 @@ from typing import Any
 import pandas as pd
 
 from training.candidate import Candidate, backtest_key
-from training.options import RoleSkipped, TrainOptions
-from training.progress import Progress
+from training.options import RoleSkipped
 from training.registry import RECOMMENDER
-from training.shop_data import DataSummary
+from training.stages import RoleInputs
 
 
-def recommender_candidate(
-    shop: Any,
-    as_of: pd.Timestamp,
-    data: DataSummary,
-    options: TrainOptions,
-    workdir: Path,
-    progress: Progress,
-    report: Any,
-) -> Candidate:
+def recommender_candidate(inputs: RoleInputs) -> Candidate:
+    shop, as_of, data, options = inputs.shop, inputs.as_of, inputs.data, inputs.options
+    workdir, progress, report = inputs.workdir, inputs.progress, inputs.report
     from models.pyfunc import RecommenderModel
     from models.recommenders.bundle import fit_recommender_bundle
     from training.recommendation_backtest import (

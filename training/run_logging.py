@@ -7,14 +7,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from models.registry_names import AS_OF_TAG, DATA_SHA256_TAG
 from training.candidate import Candidate
 from training.options import TrainingFailed, TrainOptions
 from training.shop_data import DataSummary
+
+if TYPE_CHECKING:
+    from training.report import EvaluationReport
 
 
 def pip_requirements() -> list[str]:
@@ -49,7 +53,7 @@ def log_run(
     as_of: pd.Timestamp,
     data: DataSummary,
     candidates: list[Candidate],
-    report: Any,
+    report: EvaluationReport,
     workdir: Path,
 ) -> str:
     """One MLflow run with params, metrics, dataset, report and the three models (verified)."""
@@ -77,7 +81,7 @@ def _log_contents(
     as_of: pd.Timestamp,
     data: DataSummary,
     candidates: list[Candidate],
-    report: Any,
+    report: EvaluationReport,
     workdir: Path,
 ) -> None:
     import mlflow
@@ -98,7 +102,7 @@ def _log_contents(
             "data.last_order_at": data.last_order_at.isoformat(),
         }
     )
-    mlflow.set_tags({"patronage.as_of": as_of.isoformat(), "patronage.data_sha256": data.sha256})
+    mlflow.set_tags({AS_OF_TAG: as_of.isoformat(), DATA_SHA256_TAG: data.sha256})
     metrics: dict[str, float] = {}
     for candidate in candidates:
         short = candidate.name

@@ -7,11 +7,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple
 
 import pandas as pd
 
 from training.options import TrainOptions
+
+if TYPE_CHECKING:
+    from features.shop import Shop
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,19 @@ class DataSummary:
     """What the user should know about the data used (posted events left out, and why)."""
 
 
-def load_training_data(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSummary]:
+class TrainingData(NamedTuple):
+    """What the first stage hands on: the shop's rows before `as_of`, `as_of` itself (UTC,
+    exclusive) and the summary recorded with every version."""
+
+    shop: Shop
+    as_of: pd.Timestamp
+    summary: DataSummary
+
+
+def load_training_data(options: TrainOptions) -> TrainingData:
+    """Load and validate the shop, merge the posted events, and fix `as_of` (default: midnight
+    UTC after the last purchase). Raises ValueError when the data is refused or holds no
+    purchase before `as_of`."""
     from features.loading import DataRejected, load_shop, to_utc
 
     directory = Path(options.directory)
@@ -77,10 +92,10 @@ def load_training_data(options: TrainOptions) -> tuple[Any, pd.Timestamp, DataSu
         rejected_rows=rejected,
         notes=tuple(notes),
     )
-    return shop, as_of, data
+    return TrainingData(shop, as_of, data)
 
 
-def merge_events(shop: Any, options: TrainOptions) -> tuple[Any, str, list[str]]:
+def merge_events(shop: Shop, options: TrainOptions) -> tuple[Shop, str, list[str]]:
     """The shop with the event log's item updates applied and its purchases and feedback
     appended; returns (shop, events hash, notes on posted rows not used).
 

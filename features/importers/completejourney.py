@@ -54,6 +54,7 @@ from features.importers.base import (
     require_columns,
     source_rejects,
 )
+from features.importers.purchases import purchases_from_groups
 
 TRANSACTION_COLUMNS = [
     "household_id",
@@ -263,19 +264,7 @@ def _purchases(lines: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         ordered_at=("ordered_at", "first"),
         lines=("quantity", "size"),
     )
-    grouped = grouped.reset_index().sort_values(["ordered_at", "order_id"], kind="stable")
-    purchases = pd.DataFrame(
-        {
-            "order_id": grouped["order_id"],
-            "customer_id": grouped["customer_id"],
-            "item_id": grouped["item_id"],
-            "quantity": grouped["quantity"].astype("int64"),
-            "unit_price": grouped["spend"] / grouped["quantity"],
-            "ordered_at": grouped["ordered_at"],
-            "channel": "store",
-        }
-    ).reset_index(drop=True)
-    return purchases, grouped["lines"].to_numpy(dtype=np.int64)
+    return purchases_from_groups(grouped, "order_id", "spend", channel="store")
 
 
 def _items(purchases: pd.DataFrame, products: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

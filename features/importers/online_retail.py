@@ -36,6 +36,7 @@ from features.importers.base import (
     source_rejects,
 )
 from features.importers.dates import parse_dates, unreadable_date
+from features.importers.purchases import purchases_from_groups
 
 # Canonical name -> the names it has in Online Retail I and II.
 COLUMN_NAMES = {
@@ -200,19 +201,7 @@ def _purchases(sales: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         ordered_at=("at", "first"),
         lines=("quantity", "size"),
     )
-    grouped = grouped.reset_index().sort_values(["ordered_at", "invoice"], kind="stable")
-    purchases = pd.DataFrame(
-        {
-            "order_id": grouped["invoice"],
-            "customer_id": grouped["customer_id"],
-            "item_id": grouped["item_id"],
-            "quantity": grouped["quantity"].astype("int64"),
-            "unit_price": (grouped["amount"] / grouped["quantity"]).round(6),
-            "ordered_at": grouped["ordered_at"],
-            "channel": "web",
-        }
-    ).reset_index(drop=True)
-    return purchases, grouped["lines"].to_numpy(dtype=np.int64)
+    return purchases_from_groups(grouped, "invoice", "amount", channel="web", price_decimals=6)
 
 
 def _returns(returns: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from features.contract import TABLES
 from features.sample_shop.catalogue import Catalogue, build_catalogue
-from features.sample_shop.feedback import KINDS, TEXTS, build_feedback
+from features.sample_shop.feedback import KINDS, TEXTS, Feedback, build_feedback
 from features.sample_shop.people import (
     AGE_BANDS,
     CHANNELS,
@@ -29,7 +29,7 @@ from features.sample_shop.people import (
     Customers,
     build_customers,
 )
-from features.sample_shop.simulation import History, simulate
+from features.sample_shop.simulation import ORDER_COLUMNS, History, simulate
 from features.sample_shop.writing import FORMATS, make_ids, take, timestamps, write_table
 
 __all__ = ["GenerationSummary", "generate_shop"]
@@ -91,6 +91,70 @@ def generate_shop(
     directory = Path(out_dir)
     _prepare_directory(directory, overwrite)
 
+    shop = _simulate_shop(seed, customers, items, days, start_day)
+    epoch = int(start_day.astype(np.int64)) * SECONDS_PER_DAY
+    ids = _Ids(
+        customer=make_ids("C", customers),
+        item=make_ids("I", items),
+        order=make_ids("O", len(shop.history.order_customer)),
+    )
+    for name, table in _contract_tables(shop, ids, epoch, file_format).items():
+        write_table(table, directory, name, file_format)
+    arguments = {
+        "customers": customers,
+        "items": items,
+        "days": days,
+        "seed": seed,
+        "start": str(start_day),
+        "file_format": file_format,
+    }
+    _write_truth(directory / TRUTH_DIRECTORY, shop, ids, epoch, arguments)
+    return GenerationSummary(
+        out_dir=directory,
+        file_format=file_format,
+        start=str(start_day),
+        end=str(start_day + np.timedelta64(days, "D")),
+        customers=customers,
+        items=items,
+        orders=len(shop.history.order_customer),
+        purchase_lines=len(shop.history.line_item),
+        feedback_rows=len(shop.feedback.customer),
+        leavers=shop.leavers,
+        complementary_pairs=len(shop.catalogue.pairs),
+        seconds=time.perf_counter() - began,
+    )
+
+
+@dataclass(frozen=True)
+class _SimulatedShop:
+    """Everything drawn for one shop, as arrays indexed by number (no ids yet)."""
+
+    catalogue: Catalogue
+    people: Customers
+    unavailable_from_day: np.ndarray
+    history: History
+    feedback: Feedback
+
+    @property
+    def leavers(self) -> int:
+        """How many customers left for good within the period."""
+        return int((self.history.left_second >= 0).sum())
+
+
+@dataclass(frozen=True)
+class _Ids:
+    """The string ids of customers, items and orders, indexed by number."""
+
+    customer: pa.Array
+    item: pa.Array
+    order: pa.Array
+
+
+def _simulate_shop(
+    seed: int, customers: int, items: int, days: int, start_day: np.datetime64
+) -> _SimulatedShop:
+    """Draw the catalogue, the customers, the history and its feedback, in that order from one
+    random stream (the dates items stopped selling come from a stream of their own)."""
     rng = np.random.default_rng(seed)
     catalogue = build_catalogue(rng, items)
     people = build_customers(rng, customers, days, len(catalogue.category_names))
@@ -101,83 +165,24 @@ def generate_shop(
     )
     feedback = build_feedback(
         rng,
-        order_customer=history.order_customer,
-        order_second=history.order_second,
-        order_delivery_problem=history.order_delivery_problem,
-        line_order=history.line_order,
-        line_item=history.line_item,
-        line_defective=history.line_defective,
+        history,
         item_consumable=catalogue.category_consumable[catalogue.category],
         vocal=people.vocal,
         days=days,
     )
+    return _SimulatedShop(catalogue, people, unavailable_from_day, history, feedback)
 
-    epoch = int(start_day.astype(np.int64)) * SECONDS_PER_DAY
-    customer_ids = make_ids("C", customers)
-    item_ids = make_ids("I", items)
-    order_ids = make_ids("O", len(history.order_customer))
-    order_times = timestamps(epoch + history.order_second, file_format)
-    tables = {
-        "purchases": pa.table(
-            {
-                "order_id": take(order_ids, history.line_order),
-                "customer_id": take(customer_ids, history.order_customer[history.line_order]),
-                "item_id": take(item_ids, history.line_item),
-                "quantity": pa.array(history.line_quantity, type=pa.int64()),
-                "unit_price": pa.array(history.line_unit_price, type=pa.float64()),
-                "ordered_at": take(order_times, history.line_order),
-                "channel": take(pa.array(CHANNELS), history.order_channel[history.line_order]),
-            }
-        ),
-        "feedback": pa.table(
-            {
-                "customer_id": take(customer_ids, feedback.customer),
-                "created_at": timestamps(epoch + feedback.second, file_format),
-                "kind": take(pa.array(KINDS), feedback.kind),
-                "item_id": take(item_ids, np.maximum(feedback.item, 0), feedback.item < 0),
-                "order_id": take(order_ids, feedback.order),
-                "rating": pa.array(feedback.rating, mask=feedback.rating == 0, type=pa.int64()),
-                "text": take(pa.array(TEXTS), np.maximum(feedback.text, 0), feedback.text < 0),
-            }
-        ),
-        "items": _items_table(catalogue, item_ids),
-        "customers": _customers_table(people, customer_ids, epoch, file_format),
+
+def _contract_tables(
+    shop: _SimulatedShop, ids: _Ids, epoch: int, file_format: str
+) -> dict[str, pa.Table]:
+    """The four contract tables, by name; `epoch` is the period's start in Unix seconds."""
+    return {
+        "purchases": _purchases_table(shop.history, ids, epoch, file_format),
+        "feedback": _feedback_table(shop.feedback, ids, epoch, file_format),
+        "items": _items_table(shop.catalogue, ids.item),
+        "customers": _customers_table(shop.people, ids.customer, epoch, file_format),
     }
-    for name, table in tables.items():
-        write_table(table, directory, name, file_format)
-
-    leavers = _write_truth(
-        directory / TRUTH_DIRECTORY,
-        catalogue=catalogue,
-        people=people,
-        history=history,
-        customer_ids=customer_ids,
-        item_ids=item_ids,
-        epoch=epoch,
-        unavailable_from_day=unavailable_from_day,
-        arguments={
-            "customers": customers,
-            "items": items,
-            "days": days,
-            "seed": seed,
-            "start": str(start_day),
-            "file_format": file_format,
-        },
-    )
-    return GenerationSummary(
-        out_dir=directory,
-        file_format=file_format,
-        start=str(start_day),
-        end=str(start_day + np.timedelta64(days, "D")),
-        customers=customers,
-        items=items,
-        orders=len(history.order_customer),
-        purchase_lines=len(history.line_item),
-        feedback_rows=len(feedback.customer),
-        leavers=leavers,
-        complementary_pairs=len(catalogue.pairs),
-        seconds=time.perf_counter() - began,
-    )
 
 
 def _parse_start(start: str | date) -> np.datetime64:
@@ -231,19 +236,10 @@ def _chronological(history: History) -> History:
     by_time = np.lexsort((history.order_customer, history.order_second))
     rank = np.empty_like(by_time)
     rank[by_time] = np.arange(len(by_time))
-    return History(
-        order_customer=history.order_customer[by_time],
-        order_second=history.order_second[by_time],
-        order_channel=history.order_channel[by_time],
-        order_delivery_problem=history.order_delivery_problem[by_time],
+    return replace(
+        history,
+        **{name: getattr(history, name)[by_time] for name in ORDER_COLUMNS},
         line_order=rank[history.line_order],
-        line_item=history.line_item,
-        line_quantity=history.line_quantity,
-        line_unit_price=history.line_unit_price,
-        line_defective=history.line_defective,
-        drifting_second=history.drifting_second,
-        left_second=history.left_second,
-        bad_experiences=history.bad_experiences,
     )
 
 
@@ -262,19 +258,44 @@ def _merge_duplicate_lines(history: History, items: int) -> History:
     unique_key, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     quantity = np.bincount(inverse, weights=history.line_quantity).astype(np.int64)
     defective = np.bincount(inverse, weights=history.line_defective) > 0
-    return History(
-        order_customer=history.order_customer,
-        order_second=history.order_second,
-        order_channel=history.order_channel,
-        order_delivery_problem=history.order_delivery_problem,
+    return replace(
+        history,
         line_order=unique_key // items,
         line_item=unique_key % items,
         line_quantity=quantity,
         line_unit_price=history.line_unit_price[first],
         line_defective=defective,
-        drifting_second=history.drifting_second,
-        left_second=history.left_second,
-        bad_experiences=history.bad_experiences,
+    )
+
+
+def _purchases_table(history: History, ids: _Ids, epoch: int, file_format: str) -> pa.Table:
+    """The contract's purchases table: one row per order line."""
+    order_times = timestamps(epoch + history.order_second, file_format)
+    return pa.table(
+        {
+            "order_id": take(ids.order, history.line_order),
+            "customer_id": take(ids.customer, history.order_customer[history.line_order]),
+            "item_id": take(ids.item, history.line_item),
+            "quantity": pa.array(history.line_quantity, type=pa.int64()),
+            "unit_price": pa.array(history.line_unit_price, type=pa.float64()),
+            "ordered_at": take(order_times, history.line_order),
+            "channel": take(pa.array(CHANNELS), history.order_channel[history.line_order]),
+        }
+    )
+
+
+def _feedback_table(feedback: Feedback, ids: _Ids, epoch: int, file_format: str) -> pa.Table:
+    """The contract's feedback table: ratings, reviews, complaints and returns."""
+    return pa.table(
+        {
+            "customer_id": take(ids.customer, feedback.customer),
+            "created_at": timestamps(epoch + feedback.second, file_format),
+            "kind": take(pa.array(KINDS), feedback.kind),
+            "item_id": take(ids.item, np.maximum(feedback.item, 0), feedback.item < 0),
+            "order_id": take(ids.order, feedback.order),
+            "rating": pa.array(feedback.rating, mask=feedback.rating == 0, type=pa.int64()),
+            "text": take(pa.array(TEXTS), np.maximum(feedback.text, 0), feedback.text < 0),
+        }
     )
 
 
@@ -307,97 +328,112 @@ def _customers_table(
 
 
 def _write_truth(
-    directory: Path,
-    *,
-    catalogue: Catalogue,
-    people: Customers,
-    history: History,
-    customer_ids: pa.Array,
-    item_ids: pa.Array,
-    epoch: int,
-    unavailable_from_day: np.ndarray,
-    arguments: dict[str, object],
-) -> int:
-    """Write the planted truths (always CSV) and return the number of leavers."""
+    directory: Path, shop: _SimulatedShop, ids: _Ids, epoch: int, arguments: dict[str, object]
+) -> None:
+    """Write the planted truths (always CSV) and the arguments that generated the shop."""
     directory.mkdir(exist_ok=True)
+    fates = _Fates.of(shop.history, epoch)
+    truths = {
+        "complementary_pairs": _pairs_truth(shop.catalogue, ids.item),
+        "leavers": _leavers_truth(fates, ids.customer),
+        "customers": _customers_truth(shop, fates, ids.customer),
+        "items": _items_truth(shop, ids.item, epoch),
+        "taste_clusters": _taste_clusters_truth(shop.people, shop.catalogue),
+    }
+    for name, table in truths.items():
+        write_table(table, directory, name, "csv")
+    (directory / "generation.json").write_text(json.dumps(arguments, indent=2) + "\n")
+
+
+@dataclass(frozen=True)
+class _Fates:
+    """Per customer: whether they left, and when they left and started drifting (CSV
+    timestamps, null when never)."""
+
+    left: np.ndarray
+    left_at: pa.Array
+    drifting_since: pa.Array
+
+    @classmethod
+    def of(cls, history: History, epoch: int) -> _Fates:
+        """The fates recorded in `history`, dated from `epoch` (Unix seconds)."""
+        customers = np.arange(len(history.left_second))
+        left = history.left_second >= 0
+        drifting = history.drifting_second >= 0
+        return cls(
+            left=left,
+            left_at=take(timestamps(epoch + history.left_second, "csv"), customers, ~left),
+            drifting_since=take(
+                timestamps(epoch + history.drifting_second, "csv"), customers, ~drifting
+            ),
+        )
+
+
+def _pairs_truth(catalogue: Catalogue, item_ids: pa.Array) -> pa.Table:
+    """The planted complementary item pairs."""
     pairs = catalogue.pairs
-    write_table(
-        pa.table({"item_a": take(item_ids, pairs[:, 0]), "item_b": take(item_ids, pairs[:, 1])}),
-        directory,
-        "complementary_pairs",
-        "csv",
+    return pa.table({"item_a": take(item_ids, pairs[:, 0]), "item_b": take(item_ids, pairs[:, 1])})
+
+
+def _leavers_truth(fates: _Fates, customer_ids: pa.Array) -> pa.Table:
+    """The customers who left within the period, when, and since when they drifted."""
+    leavers = pa.array(np.flatnonzero(fates.left))
+    return pa.table(
+        {
+            "customer_id": customer_ids.take(leavers),
+            "left_at": fates.left_at.take(leavers),
+            "drifting_since": fates.drifting_since.take(leavers),
+        }
     )
-    left = history.left_second >= 0
-    drifting = history.drifting_second >= 0
-    left_at = take(timestamps(epoch + history.left_second, "csv"), np.arange(people.size), ~left)
-    drifting_since = take(
-        timestamps(epoch + history.drifting_second, "csv"), np.arange(people.size), ~drifting
+
+
+def _customers_truth(shop: _SimulatedShop, fates: _Fates, customer_ids: pa.Array) -> pa.Table:
+    """Every customer's taste cluster, hidden rates, bad experiences and fate."""
+    people = shop.people
+    return pa.table(
+        {
+            "customer_id": customer_ids,
+            "taste_cluster": pa.array(people.taste_cluster, type=pa.int64()),
+            "purchase_rate_per_day": np.round(people.purchase_rate, 6),
+            "leave_hazard_per_day": np.round(people.leave_hazard, 8),
+            "bad_experiences": pa.array(shop.history.bad_experiences, type=pa.int64()),
+            "drifting_since": fates.drifting_since,
+            "left_at": fates.left_at,
+        }
     )
-    leavers = np.flatnonzero(left)
-    write_table(
-        pa.table(
-            {
-                "customer_id": customer_ids.take(pa.array(leavers)),
-                "left_at": left_at.take(pa.array(leavers)),
-                "drifting_since": drifting_since.take(pa.array(leavers)),
-            }
-        ),
-        directory,
-        "leavers",
-        "csv",
+
+
+def _items_truth(shop: _SimulatedShop, item_ids: pa.Array, epoch: int) -> pa.Table:
+    """Every item's popularity, repeat and defect rates, partner, and when it stopped selling."""
+    catalogue, unavailable_from_day = shop.catalogue, shop.unavailable_from_day
+    return pa.table(
+        {
+            "item_id": item_ids,
+            "category": take(pa.array(catalogue.category_names), catalogue.category),
+            "popularity": np.round(catalogue.popularity / catalogue.popularity.sum(), 10),
+            "repeat_rate": np.round(catalogue.repeat_rate, 6),
+            "defect_rate": np.round(catalogue.defect_rate, 6),
+            "partner": take(item_ids, np.maximum(catalogue.partner, 0), catalogue.partner < 0),
+            # When an item flagged unavailable stopped selling (empty: still sold).
+            "unavailable_from": take(
+                timestamps(epoch + unavailable_from_day * SECONDS_PER_DAY, "csv"),
+                np.arange(len(unavailable_from_day)),
+                catalogue.available,
+            ),
+        }
     )
-    write_table(
-        pa.table(
-            {
-                "customer_id": customer_ids,
-                "taste_cluster": pa.array(people.taste_cluster, type=pa.int64()),
-                "purchase_rate_per_day": np.round(people.purchase_rate, 6),
-                "leave_hazard_per_day": np.round(people.leave_hazard, 8),
-                "bad_experiences": pa.array(history.bad_experiences, type=pa.int64()),
-                "drifting_since": drifting_since,
-                "left_at": left_at,
-            }
-        ),
-        directory,
-        "customers",
-        "csv",
-    )
-    write_table(
-        pa.table(
-            {
-                "item_id": item_ids,
-                "category": take(pa.array(catalogue.category_names), catalogue.category),
-                "popularity": np.round(catalogue.popularity / catalogue.popularity.sum(), 10),
-                "repeat_rate": np.round(catalogue.repeat_rate, 6),
-                "defect_rate": np.round(catalogue.defect_rate, 6),
-                "partner": take(item_ids, np.maximum(catalogue.partner, 0), catalogue.partner < 0),
-                # When an item flagged unavailable stopped selling (empty: still sold).
-                "unavailable_from": take(
-                    timestamps(epoch + unavailable_from_day * SECONDS_PER_DAY, "csv"),
-                    np.arange(len(unavailable_from_day)),
-                    catalogue.available,
-                ),
-            }
-        ),
-        directory,
-        "items",
-        "csv",
-    )
+
+
+def _taste_clusters_truth(people: Customers, catalogue: Catalogue) -> pa.Table:
+    """Each taste cluster's preference for each category (rows sum to 1 per cluster)."""
     n_clusters, n_categories = people.cluster_preferences.shape
     preference = people.cluster_preferences / people.cluster_preferences.sum(1, keepdims=True)
-    write_table(
-        pa.table(
-            {
-                "taste_cluster": np.repeat(np.arange(n_clusters), n_categories),
-                "category": take(
-                    pa.array(catalogue.category_names), np.tile(np.arange(n_categories), n_clusters)
-                ),
-                "preference": np.round(preference.ravel(), 6),
-            }
-        ),
-        directory,
-        "taste_clusters",
-        "csv",
+    return pa.table(
+        {
+            "taste_cluster": np.repeat(np.arange(n_clusters), n_categories),
+            "category": take(
+                pa.array(catalogue.category_names), np.tile(np.arange(n_categories), n_clusters)
+            ),
+            "preference": np.round(preference.ravel(), 6),
+        }
     )
-    (directory / "generation.json").write_text(json.dumps(arguments, indent=2) + "\n")
-    return int(left.sum())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from features.sample_shop.people import SECONDS_PER_DAY
+from features.sample_shop.simulation import History
 
 KINDS = ("rating", "review", "complaint", "return")
 RATING, REVIEW, COMPLAINT, RETURN = range(4)
@@ -44,27 +45,25 @@ class Feedback:
 
 def build_feedback(
     rng: np.random.Generator,
+    history: History,
     *,
-    order_customer: np.ndarray,
-    order_second: np.ndarray,
-    order_delivery_problem: np.ndarray,
-    line_order: np.ndarray,
-    line_item: np.ndarray,
-    line_defective: np.ndarray,
     item_consumable: np.ndarray,
     vocal: np.ndarray,
     days: int,
 ) -> Feedback:
-    """Draw the feedback rows for the given orders and lines; rows after the period are dropped.
+    """Draw the feedback rows for the orders and lines of `history`; rows after the period are
+    dropped.
 
     Every row refers to an existing order (and item of that order), dated 1 minute to 20 days
     after the order."""
-    line_customer = order_customer[line_order]
+    order_second, line_order = history.order_second, history.line_order
+    line_item, line_defective = history.line_item, history.line_defective
+    line_customer = history.order_customer[line_order]
     line_vocal = vocal[line_customer]
     line_count = len(line_item)
     first_line = np.ones(line_count, dtype=bool)
     first_line[1:] = line_order[1:] != line_order[:-1]
-    delivery_line = order_delivery_problem[line_order]
+    delivery_line = history.order_delivery_problem[line_order]
     good_line = ~line_defective & ~delivery_line
     pieces: list[tuple[np.ndarray, ...]] = []
 

@@ -60,6 +60,10 @@ class History:
     bad_experiences: np.ndarray  # int per customer
 
 
+ORDER_COLUMNS = ("order_customer", "order_second", "order_channel", "order_delivery_problem")
+"""The `History` columns with one value per order (the `line_` columns have one per line)."""
+
+
 def daily_demand(start_day: np.datetime64, days: int) -> np.ndarray:
     """Relative order volume per day: weekly rhythm, winter peak, Black Friday to Cyber Monday."""
     dates = start_day + np.arange(days)
@@ -119,130 +123,170 @@ def simulate(
     `unavailable_from_day` (int per item, day index; `days` or more: never) is when an item
     stops selling: from that day a line that would be that item is its substitute instead
     (`substitutes`), so the catalogue's `available` flag and the sales agree."""
-    n = customers.size
     if unavailable_from_day is None:
         unavailable_from_day = np.full(len(catalogue.category), days, dtype=np.int64)
+    run = _Simulation(rng, catalogue, customers, start_day, days)
     substitute = np.arange(len(catalogue.category))
-    demand = daily_demand(start_day, days)
-    season = category_season(catalogue, start_day, days)
-    promotion = promotion_days(start_day + np.arange(days))
-    items_sorted, within_cumulative, category_starts = catalogue.items_by_category()
-    flat_within = within_cumulative + np.repeat(
-        np.arange(len(catalogue.category_names)), np.diff(category_starts)
-    )
-    hourly_cumulative = np.cumsum(HOURLY_PROFILE)[None, :]
-    consumable_item = catalogue.category_consumable[catalogue.category]
-    sign_up_day = np.floor_divide(customers.signed_up_second, SECONDS_PER_DAY)
-    sign_up_second_of_day = customers.signed_up_second - sign_up_day * SECONDS_PER_DAY
-    delivery_risk = REGION_DELIVERY_PROBLEM[customers.region]
-    decay = 0.5 ** (1.0 / BAD_EXPERIENCE_HALF_LIFE_DAYS)
-
-    state = np.zeros(n, dtype=np.int8)
-    recent_bad = np.zeros(n)
-    bad_experiences = np.zeros(n, dtype=np.int64)
-    drifting_second = np.full(n, -1, dtype=np.int64)
-    left_second = np.full(n, -1, dtype=np.int64)
-    staple = np.full(n, -1, dtype=np.int64)  # the consumable each customer re-buys
     parts: dict[str, list[np.ndarray]] = {}
     order_count = 0
-
     for day in range(days):
         if (unavailable_from_day == day).any():
             substitute = substitutes(catalogue, unavailable_from_day <= day)
-        here = np.flatnonzero((sign_up_day <= day) & (state != LEFT))
-        chance = customers.purchase_rate[here] * demand[day]
-        chance[state[here] == DRIFTING] *= DRIFTING_RATE_FACTOR
-        joined_today = sign_up_day[here] == day
+        here = np.flatnonzero((run.sign_up_day <= day) & (run.state != LEFT))
+        buyer = run.buyers(day, here)
+        orders, bad_order = run.orders(day, buyer, substitute)
+        orders["line_order"] = orders["line_order"] + order_count
+        _append(parts, **orders)
+        order_count += len(buyer)
+        run.advance_fates(day, here, buyer[bad_order])
+    return run.history(parts)
+
+
+class _Simulation:
+    """The shop's fixed calendar and catalogue lookups, and each customer's changing fate
+    (active, drifting, left; recent bad experiences; the staple they re-buy).
+
+    The steps draw from `rng` in a fixed order (buyers, order times, lines, channels and
+    problems, quantities, then fates): the same seed gives the same shop."""
+
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        catalogue: Catalogue,
+        customers: Customers,
+        start_day: np.datetime64,
+        days: int,
+    ) -> None:
+        self.rng, self.catalogue, self.customers, self.days = rng, catalogue, customers, days
+        self.demand = daily_demand(start_day, days)
+        self.season = category_season(catalogue, start_day, days)
+        self.promotion = promotion_days(start_day + np.arange(days))
+        self.items_sorted, within_cumulative, category_starts = catalogue.items_by_category()
+        self.flat_within = within_cumulative + np.repeat(
+            np.arange(len(catalogue.category_names)), np.diff(category_starts)
+        )
+        self.hourly_cumulative = np.cumsum(HOURLY_PROFILE)[None, :]
+        self.consumable_item = catalogue.category_consumable[catalogue.category]
+        self.sign_up_day = np.floor_divide(customers.signed_up_second, SECONDS_PER_DAY)
+        self.sign_up_second_of_day = customers.signed_up_second - self.sign_up_day * SECONDS_PER_DAY
+        self.delivery_risk = REGION_DELIVERY_PROBLEM[customers.region]
+        self.decay = 0.5 ** (1.0 / BAD_EXPERIENCE_HALF_LIFE_DAYS)
+
+        n = customers.size
+        self.state = np.zeros(n, dtype=np.int8)
+        self.recent_bad = np.zeros(n)
+        self.bad_experiences = np.zeros(n, dtype=np.int64)
+        self.drifting_second = np.full(n, -1, dtype=np.int64)
+        self.left_second = np.full(n, -1, dtype=np.int64)
+        self.staple = np.full(n, -1, dtype=np.int64)  # the consumable each customer re-buys
+
+    def buyers(self, day: int, here: np.ndarray) -> np.ndarray:
+        """Who of the customers `here` (signed up, not left) orders on `day`."""
+        chance = self.customers.purchase_rate[here] * self.demand[day]
+        chance[self.state[here] == DRIFTING] *= DRIFTING_RATE_FACTOR
+        joined_today = self.sign_up_day[here] == day
         chance[joined_today] = np.maximum(chance[joined_today], FIRST_ORDER_AT_SIGN_UP)
-        buyer = here[rng.random(len(here)) < chance]
+        return here[self.rng.random(len(here)) < chance]
 
-        second_of_day = _order_seconds(rng, hourly_cumulative, len(buyer))
-        same_day = sign_up_day[buyer] == day
-        earliest = sign_up_second_of_day[buyer][same_day] + 1
-        second_of_day[same_day] = earliest + (
-            rng.random(same_day.sum()) * (SECONDS_PER_DAY - earliest)
-        ).astype(np.int64)
-
-        lines = _order_lines(
+    def orders(
+        self, day: int, buyer: np.ndarray, substitute: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The day's orders (one per buyer) and their lines as `History` columns (`line_order`
+        counting from 0 this day), and which orders went badly (delivery or a defect)."""
+        rng, catalogue = self.rng, self.catalogue
+        second_of_day = self._seconds_of_day(day, buyer)
+        line_order, line_item = _order_lines(
             rng,
             catalogue,
-            customers,
+            self.customers,
             buyer,
-            season[day],
-            items_sorted,
-            flat_within,
-            staple,
+            self.season[day],
+            self.items_sorted,
+            self.flat_within,
+            self.staple,
             substitute,
         )
-        line_order, line_item = lines
-        consumable_line = consumable_item[line_item]
-        staple[buyer[line_order[consumable_line]]] = line_item[consumable_line]
+        consumable_line = self.consumable_item[line_item]
+        self.staple[buyer[line_order[consumable_line]]] = line_item[consumable_line]
 
         channel = np.where(
             rng.random(len(buyer)) < 0.85,
-            customers.channel[buyer],
+            self.customers.channel[buyer],
             rng.integers(0, len(CHANNELS), size=len(buyer)),
         )
-        delivery_problem = (channel != STORE) & (rng.random(len(buyer)) < delivery_risk[buyer])
+        delivery_problem = (channel != STORE) & (rng.random(len(buyer)) < self.delivery_risk[buyer])
         defective = rng.random(len(line_item)) < catalogue.defect_rate[line_item]
         bad_order = delivery_problem | (
             np.bincount(line_order[defective], minlength=len(buyer)) > 0
         )
-
         quantity = np.where(
             consumable_line,
             1 + rng.poisson(0.6, size=len(line_item)),
             1 + (rng.random(len(line_item)) < 0.05),
         )
         unit_price = catalogue.price[line_item]
-        if promotion[day]:
+        if self.promotion[day]:
             unit_price = np.round(unit_price * 0.8, 2)
+        columns = {
+            "order_customer": buyer,
+            "order_second": day * SECONDS_PER_DAY + second_of_day,
+            "order_channel": channel,
+            "order_delivery_problem": delivery_problem,
+            "line_order": line_order,
+            "line_item": line_item,
+            "line_quantity": quantity,
+            "line_unit_price": unit_price,
+            "line_defective": defective,
+        }
+        return columns, bad_order
 
-        _append(
-            parts,
-            order_customer=buyer,
-            order_second=day * SECONDS_PER_DAY + second_of_day,
-            order_channel=channel,
-            order_delivery_problem=delivery_problem,
-            line_order=line_order + order_count,
-            line_item=line_item,
-            line_quantity=quantity,
-            line_unit_price=unit_price,
-            line_defective=defective,
-        )
-        order_count += len(buyer)
+    def _seconds_of_day(self, day: int, buyer: np.ndarray) -> np.ndarray:
+        """When in the day each buyer orders; a customer who signed up today orders after."""
+        second_of_day = _order_seconds(self.rng, self.hourly_cumulative, len(buyer))
+        same_day = self.sign_up_day[buyer] == day
+        earliest = self.sign_up_second_of_day[buyer][same_day] + 1
+        second_of_day[same_day] = earliest + (
+            self.rng.random(same_day.sum()) * (SECONDS_PER_DAY - earliest)
+        ).astype(np.int64)
+        return second_of_day
 
+    def advance_fates(self, day: int, here: np.ndarray, had_bad_order: np.ndarray) -> None:
+        """After the day's orders: remember bad experiences, and let content customers start
+        drifting away and drifting ones leave."""
         # Bad experiences raise the hazard of drifting away; their memory fades.
-        recent_bad *= decay
-        recent_bad[buyer[bad_order]] += 1.0
-        bad_experiences[buyer[bad_order]] += 1
-        content = here[state[here] == ACTIVE]
-        tenure_days = day - sign_up_day[content]
+        self.recent_bad *= self.decay
+        self.recent_bad[had_bad_order] += 1.0
+        self.bad_experiences[had_bad_order] += 1
+        content = here[self.state[here] == ACTIVE]
+        tenure_days = day - self.sign_up_day[content]
         hazard = (
-            customers.leave_hazard[content]
-            * np.exp(BAD_EXPERIENCE_EFFECT * recent_bad[content])
+            self.customers.leave_hazard[content]
+            * np.exp(BAD_EXPERIENCE_EFFECT * self.recent_bad[content])
             * (1.0 + NEWCOMER_EXTRA_HAZARD * np.exp(-tenure_days / NEWCOMER_DAYS))
         )
-        starts_drifting = content[rng.random(len(content)) < hazard]
-        drifting = here[state[here] == DRIFTING]
-        leaves = drifting[rng.random(len(drifting)) < 1.0 / MEAN_DRIFT_DAYS]
-        state[starts_drifting] = DRIFTING
-        drifting_second[starts_drifting] = (day + 1) * SECONDS_PER_DAY
+        starts_drifting = content[self.rng.random(len(content)) < hazard]
+        drifting = here[self.state[here] == DRIFTING]
+        leaves = drifting[self.rng.random(len(drifting)) < 1.0 / MEAN_DRIFT_DAYS]
+        self.state[starts_drifting] = DRIFTING
+        self.drifting_second[starts_drifting] = (day + 1) * SECONDS_PER_DAY
         # Leaving takes effect after the day's orders: some time during the next day.
-        state[leaves] = LEFT
-        left_second[leaves] = (day + 1) * SECONDS_PER_DAY + rng.integers(
+        self.state[leaves] = LEFT
+        self.left_second[leaves] = (day + 1) * SECONDS_PER_DAY + self.rng.integers(
             0, SECONDS_PER_DAY, size=len(leaves)
         )
 
-    left_second[left_second >= days * SECONDS_PER_DAY] = -1
-    drifting_second[drifting_second >= days * SECONDS_PER_DAY] = -1
-    joined = {name: np.concatenate(chunks) for name, chunks in parts.items()}
-    return History(
-        **joined,
-        drifting_second=drifting_second,
-        left_second=left_second,
-        bad_experiences=bad_experiences,
-    )
+    def history(self, parts: dict[str, list[np.ndarray]]) -> History:
+        """The collected days as one `History`; fates after the period read as never."""
+        end = self.days * SECONDS_PER_DAY
+        self.left_second[self.left_second >= end] = -1
+        self.drifting_second[self.drifting_second >= end] = -1
+        joined = {name: np.concatenate(chunks) for name, chunks in parts.items()}
+        return History(
+            **joined,
+            drifting_second=self.drifting_second,
+            left_second=self.left_second,
+            bad_experiences=self.bad_experiences,
+        )
 
 
 def _order_seconds(rng: np.random.Generator, hourly_cumulative: np.ndarray, n: int) -> np.ndarray:

@@ -1,11 +1,22 @@
-"""Which registered model a command uses (recommend, score): the shop's champion by default,
-another shop's only when `--model-uri` names it."""
+"""Which registered model a command uses (recommend, score, the registry commands): the shop's
+champion by default, another shop's only when `--model-uri` names it."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from patronage.cli import PatronageError
+
+SHOP_HELP = (
+    "the shop's name in the registry (its models are patronage.SHOP.ROLE); default: the only "
+    "shop in the store"
+)
+
+
+def add_shop_option(parser: argparse.ArgumentParser, help_text: str = SHOP_HELP) -> None:
+    """The `--shop NAME` option of every command that reads or writes a shop's models."""
+    parser.add_argument("--shop", default=None, metavar="NAME", help=help_text)
 
 
 def model_artifact(uri: str, artifact: str) -> Path:

@@ -39,21 +39,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_generate)
 
 
+SHOP_OPTIONS = ("customers", "items", "days", "seed", "start", "file_format", "overwrite")
+"""The options passed on to `generate_shop` as they are (same names)."""
+
+
 def _generate(args: argparse.Namespace) -> int:
     """Generate the shop and print its summary."""
     from features.sample_shop import generate_shop
 
     try:
-        summary = generate_shop(
-            args.out,
-            customers=args.customers,
-            items=args.items,
-            days=args.days,
-            seed=args.seed,
-            start=args.start,
-            file_format=args.file_format,
-            overwrite=args.overwrite,
-        )
+        summary = generate_shop(args.out, **{name: getattr(args, name) for name in SHOP_OPTIONS})
     except ValueError as error:
         raise PatronageError(str(error)) from None
     print(summary.describe())

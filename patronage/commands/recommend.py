@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from patronage.cli import DefaultsHelpFormatter, PatronageError
+from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import add_reject_options, reject_options
 
 EXCLUDE_CHOICES = ("all", "non-repeatable", "none")
@@ -36,12 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--customers", required=True, metavar="FILE", help="customer ids file")
-    parser.add_argument(
-        "--shop",
-        default=None,
-        metavar="NAME",
-        help="whose champion recommends (default: the only shop in the store)",
-    )
+    add_shop_option(parser, "whose champion recommends (default: the only shop in the store)")
     parser.add_argument("--k", type=int, default=10, help="items per customer (default: 10)")
     parser.add_argument(
         "--exclude-purchased",

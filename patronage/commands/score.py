@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models.score_columns import SCORE_COLUMNS
+from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import (
     add_reject_options,
     as_of_option,
@@ -28,9 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score every customer: churn risk with reasons, CLV, next order, RFM segment",
         description=(
             "Load and validate the shop in DIR and write one row per customer who ordered "
-            "before --as-of: customer_id, churn_probability, churn_risk, churn_reasons, "
-            "loyalty_score, segment, p_alive, expected_orders_90d, predicted_clv_365d, "
-            "expected_next_order_at, avg_days_between_orders, satisfaction. The scorer is, by "
+            f"before --as-of: {', '.join(SCORE_COLUMNS)}. The scorer is, by "
             "default, the champion of this shop (--shop, default DIR's name) in the MLflow "
             "registry: churn's, or loyalty's when training skipped churn (churn columns then "
             "empty). A model of another shop is used only when --model-uri names it. Or a "
@@ -39,12 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
-    parser.add_argument(
-        "--shop",
-        default=None,
-        metavar="NAME",
-        help="whose champion scores the shop (default: DIR's name)",
-    )
+    add_shop_option(parser, "whose champion scores the shop (default: DIR's name)")
     parser.add_argument(
         "--as-of",
         metavar="TS",

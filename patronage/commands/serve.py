@@ -9,6 +9,7 @@ import argparse
 import os
 
 from patronage.cli import PatronageError
+from patronage.commands._registry import add_shop_option
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,12 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "PATRONAGE_EVENTS_DIR (default data/events), see docs/serving.md."
         ),
     )
-    parser.add_argument(
-        "--shop",
-        default=None,
-        metavar="NAME",
-        help="the shop whose champions are served (default: PATRONAGE_SHOP, else the only shop "
-        "in the store)",
+    add_shop_option(
+        parser,
+        (
+            "the shop whose champions are served (default: PATRONAGE_SHOP, else the only shop "
+            "in the store)"
+        ),
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)"

@@ -8,9 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
+from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import add_reject_options, reject_options
 
 if TYPE_CHECKING:
@@ -20,15 +23,6 @@ TRACKING_HELP = (
     "The MLflow store is MLFLOW_TRACKING_URI when set (a SQLite URI or a server "
     "http://HOST:PORT), else sqlite:///mlruns/mlflow.db in the current directory."
 )
-SHOP_HELP = (
-    "the shop's name in the registry (its models are patronage.SHOP.ROLE); default: the only "
-    "shop in the store"
-)
-
-
-def add_shop_option(parser: argparse.ArgumentParser, help_text: str = SHOP_HELP) -> None:
-    """The `--shop NAME` option every registry command takes."""
-    parser.add_argument("--shop", default=None, metavar="NAME", help=help_text)
 
 
 def parse_roles(text: str) -> tuple[str, ...]:
@@ -50,6 +44,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _register_promote(subparsers)
     _register_rollback(subparsers)
     _register_models(subparsers)
+
+
+def _registry_parser(
+    subparsers: argparse._SubParsersAction, name: str, help_text: str, description: str
+) -> argparse.ArgumentParser:
+    """A subcommand that reads or moves registered models; its description ends by saying
+    which MLflow store it uses."""
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help_text, description=f"{description} {TRACKING_HELP}"
+    )
+    return parser
 
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
@@ -135,17 +140,14 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_promote(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = _registry_parser(
+        subparsers,
         "promote",
-        help="make a registered model version the champion (by hand)",
-        description=(
-            "Move alias 'champion' of NAME to VERSION, keeping the previous champion in the "
-            f"history that `patronage rollback` uses. {TRACKING_HELP}"
-        ),
+        "make a registered model version the champion (by hand)",
+        "Move alias 'champion' of NAME to VERSION, keeping the previous champion in the history "
+        "that `patronage rollback` uses.",
     )
-    parser.add_argument(
-        "name", metavar="NAME", help="a role (recommender, churn, loyalty) or patronage.SHOP.ROLE"
-    )
+    _add_model_name(parser)
     parser.add_argument("version", metavar="VERSION", help="version number")
     parser.add_argument("--reason", default="", help="why (recorded as a tag on the version)")
     add_shop_option(parser)
@@ -153,32 +155,36 @@ def _register_promote(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _register_rollback(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
+    parser = _registry_parser(
+        subparsers,
         "rollback",
-        help="move a model's champion back to the previous champion",
-        description=(
-            "Move alias 'champion' of NAME back to the version that was champion before the "
-            f"current one (history kept in a registered-model tag). {TRACKING_HELP}"
-        ),
+        "move a model's champion back to the previous champion",
+        "Move alias 'champion' of NAME back to the version that was champion before the current "
+        "one (history kept in a registered-model tag).",
     )
-    parser.add_argument(
-        "name", metavar="NAME", help="a role (recommender, churn, loyalty) or patronage.SHOP.ROLE"
-    )
+    _add_model_name(parser)
     add_shop_option(parser)
     parser.set_defaults(handler=_rollback)
 
 
-def _register_models(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "models",
-        help="list registered model versions, their aliases and key backtest metrics",
-        description=(
-            "List every version of every shop's registered models (or one shop's with --shop): "
-            "aliases, decision, whether it beats its plain baseline, what it was trained on, "
-            f"key metrics; and the roles the last training skipped, with why. {TRACKING_HELP}"
-        ),
+def _add_model_name(parser: argparse.ArgumentParser) -> None:
+    """NAME, the model `promote` and `rollback` act on: a role (of the shop `--shop` names) or a
+    full registered name."""
+    parser.add_argument(
+        "name", metavar="NAME", help="a role (recommender, churn, loyalty) or patronage.SHOP.ROLE"
     )
-    parser.add_argument("--shop", default=None, metavar="NAME", help="only this shop")
+
+
+def _register_models(subparsers: argparse._SubParsersAction) -> None:
+    parser = _registry_parser(
+        subparsers,
+        "models",
+        "list registered model versions, their aliases and key backtest metrics",
+        "List every version of every shop's registered models (or one shop's with --shop): "
+        "aliases, decision, whether it beats its plain baseline, what it was trained on, key "
+        "metrics; and the roles the last training skipped, with why.",
+    )
+    add_shop_option(parser, "only this shop")
     parser.add_argument(
         "--role", default=None, choices=("recommender", "churn", "loyalty"), help="only this role"
     )
@@ -255,30 +261,37 @@ def _client():  # type: ignore[no-untyped-def]
 
 def _promote(args: argparse.Namespace) -> int:
     """Promote by hand."""
-    from training.registry import RegistryError, promote, resolve_model_name
+    from training.registry import promote, resolve_model_name
 
     client = _client()
-    try:
+    with _registry_errors():
         name = resolve_model_name(client, args.name, args.shop)
         promote(client, name, args.version, args.reason)
-    except RegistryError as error:
-        raise PatronageError(str(error)) from None
     print(f"{name}: champion is now version {args.version}")
     return 0
 
 
 def _rollback(args: argparse.Namespace) -> int:
     """Roll back to the previous champion."""
-    from training.registry import RegistryError, resolve_model_name, rollback
+    from training.registry import resolve_model_name, rollback
 
     client = _client()
-    try:
+    with _registry_errors():
         name = resolve_model_name(client, args.name, args.shop)
         previous, restored = rollback(client, name)
-    except RegistryError as error:
-        raise PatronageError(str(error)) from None
     print(f"{name}: champion rolled back from version {previous} to version {restored}")
     return 0
+
+
+@contextmanager
+def _registry_errors() -> Iterator[None]:
+    """A registry refusal (unknown model or version, no history) as a `PatronageError`."""
+    from training.registry import RegistryError
+
+    try:
+        yield
+    except RegistryError as error:
+        raise PatronageError(str(error)) from None
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from models.score_columns import CHURN_COLUMNS, LOYALTY_COLUMNS
 from serving.deps import (
     CRM_KEY,
     CrmDep,
@@ -25,12 +26,8 @@ from serving.deps import (
 )
 from serving.errors import ApiError, ErrorBody
 from serving.events import EventOverlay
-from serving.model_store import (
-    LOYALTY_COLUMNS,
-    CustomerScoreTable,
-    RoleNotTrained,
-    ServingModels,
-)
+from serving.model_store import CustomerScoreTable, RoleNotTrained, ServingModels
+from serving.routes.responses import error_responses
 from serving.schemas import (
     BatchScoresAnswer,
     BatchScoresRequest,
@@ -41,12 +38,7 @@ from serving.schemas import (
 
 router = APIRouter(tags=["crm"])
 
-CRM_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "no or unknown API key"},
-    403: {"model": ErrorBody, "description": "API key without the crm scope"},
-    422: {"model": ErrorBody, "description": "invalid request; `detail` says what to fix"},
-    503: {"model": ErrorBody, "description": "models not loaded yet"},
-}
+CRM_ERRORS = error_responses("crm", "invalid request; `detail` says what to fix")
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "the model has no score for this customer"}
 }
@@ -65,26 +57,29 @@ def _row_or_404(table: CustomerScoreTable, customer_id: str) -> int:
     return row
 
 
-EMPTY_CHURN: dict[str, Any] = {"churn_probability": None, "churn_risk": None, "churn_reasons": []}
-EMPTY_LOYALTY = dict.fromkeys(LOYALTY_COLUMNS)
+EMPTY_CHURN: dict[str, Any] = {**dict.fromkeys(CHURN_COLUMNS), "churn_reasons": []}
+EMPTY_LOYALTY: dict[str, Any] = dict.fromkeys(LOYALTY_COLUMNS)
 
 
 def _churn_fields(table: CustomerScoreTable | None, row: int | None) -> dict[str, Any]:
-    if table is None or row is None:
-        return dict(EMPTY_CHURN)
-    columns = table.columns
-    return {
-        "churn_probability": columns["churn_probability"][row],
-        "churn_risk": columns["churn_risk"][row],
-        "churn_reasons": columns["churn_reasons"][row],
-    }
+    return _fields(table, row, CHURN_COLUMNS, EMPTY_CHURN)
 
 
 def _loyalty_fields(table: CustomerScoreTable | None, row: int | None) -> dict[str, Any]:
+    return _fields(table, row, LOYALTY_COLUMNS, EMPTY_LOYALTY)
+
+
+def _fields(
+    table: CustomerScoreTable | None,
+    row: int | None,
+    names: tuple[str, ...],
+    empty: dict[str, Any],
+) -> dict[str, Any]:
+    """The `names` columns of one row; `empty` (copied) when there is no table or no row."""
     if table is None or row is None:
-        return dict(EMPTY_LOYALTY)
+        return dict(empty)
     columns = table.columns
-    return {name: columns[name][row] for name in LOYALTY_COLUMNS}
+    return {name: columns[name][row] for name in names}
 
 
 def _last_order(

@@ -10,15 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from serving.deps import AdminDep, json_response
 from serving.errors import ErrorBody
 from serving.model_store import ServingModels
+from serving.routes.responses import error_responses
 from serving.schemas import ModelsAnswer, ReloadAnswer
 
 router = APIRouter(tags=["admin"])
 
-ADMIN_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorBody, "description": "no or unknown API key"},
-    403: {"model": ErrorBody, "description": "API key without the admin scope"},
-    422: {"model": ErrorBody, "description": "invalid parameters; `detail` says what to fix"},
-}
+ADMIN_ERRORS = error_responses("admin", needs_models=False)
 
 
 @router.get(

@@ -17,6 +17,7 @@ from serving.deps import (
 )
 from serving.errors import ApiError, ErrorBody
 from serving.model_store import RecommendationList, finite_or_none
+from serving.routes.responses import error_responses
 from serving.schemas import (
     MAX_K,
     CrossSellAnswer,
@@ -28,12 +29,7 @@ from serving.schemas import (
 
 router = APIRouter(tags=["storefront"])
 
-AUTH_ERRORS: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorBody, "description": "no or unknown API key"},
-    403: {"model": ErrorBody, "description": "API key without the storefront scope"},
-    422: {"model": ErrorBody, "description": "invalid parameters; `detail` says what to fix"},
-    503: {"model": ErrorBody, "description": "models not loaded yet"},
-}
+AUTH_ERRORS = error_responses("storefront")
 K = Annotated[int, Query(ge=1, le=MAX_K, description="number of items")]
 
 
