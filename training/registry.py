@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.registry_names import (
+    AS_OF_TAG,
     BASELINE_NOTE_TAG,
     CHURN,
+    DATA_SHA256_TAG,
+    DECISION_TAG,
     LOYALTY,
     METRIC_TAG_PREFIX,
     MODEL_PREFIX,
+    REASON_TAG,
     RECOMMENDER,
     ROLE_TAG,
     ROLES,
@@ -100,8 +104,8 @@ def set_champion(client: MlflowClient, name: str, version: str, decision: str, r
     current = champion_version(client, name)
     if current is not None and (not history or history[-1] != str(current.version)):
         history.append(str(current.version))  # alias set outside Patronage: keep it rollbackable
-    client.set_model_version_tag(name, version, "patronage.decision", decision)
-    client.set_model_version_tag(name, version, "patronage.reason", reason[:5000])
+    client.set_model_version_tag(name, version, DECISION_TAG, decision)
+    client.set_model_version_tag(name, version, REASON_TAG, reason[:5000])
     client.set_model_version_tag(name, version, "patronage.champion_since", _now())
     client.set_registered_model_alias(name, CHAMPION, version)
     if not history or history[-1] != version:
@@ -136,9 +140,9 @@ def rollback(client: MlflowClient, name: str) -> tuple[str, str]:
     target = history[-1]
     _require_version(client, name, target)
     client.set_model_version_tag(name, str(current.version), "patronage.rolled_back_at", _now())
-    client.set_model_version_tag(name, target, "patronage.decision", "rollback")
+    client.set_model_version_tag(name, target, DECISION_TAG, "rollback")
     client.set_model_version_tag(
-        name, target, "patronage.reason", f"rolled back from version {current.version}"
+        name, target, REASON_TAG, f"rolled back from version {current.version}"
     )
     client.set_registered_model_alias(name, CHAMPION, target)
     _write_history(client, name, history)
@@ -302,15 +306,15 @@ def list_versions(
                     version=str(version.version),
                     aliases=tuple(sorted(aliases.get(str(version.version), []))),
                     created_at=created.isoformat(timespec="seconds"),
-                    decision=tags.get("patronage.decision", ""),
-                    as_of=tags.get("patronage.as_of", ""),
+                    decision=tags.get(DECISION_TAG, ""),
+                    as_of=tags.get(AS_OF_TAG, ""),
                     metrics=dict(sorted(metrics.items())),
                     run_id=version.run_id or "",
                     beats_baseline=beats_baseline(tags),
                     baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
                     data_source=tags.get(SOURCE_TAG, ""),
                     data_rows=data_rows,
-                    data_sha256=tags.get("patronage.data_sha256", ""),
+                    data_sha256=tags.get(DATA_SHA256_TAG, ""),
                 )
             )
     return rows, skipped
