@@ -24,13 +24,13 @@ from serving.deps import (
     loaded_models,
 )
 from serving.errors import ApiError, ErrorBody
-from serving.events import EventOverlay
 from serving.model_store import (
     LOYALTY_COLUMNS,
     CustomerScoreTable,
     RoleNotTrained,
     ServingModels,
 )
+from serving.overlay import EventOverlay
 from serving.schemas import (
     BatchScoresAnswer,
     BatchScoresRequest,
