@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import ISO_8601, MAX_INTEGER, Column
+from features.contract import MAX_INTEGER, Column
 from features.validation_results import RowVerdicts
 
 TRUE_WORDS = ("true", "1", "yes")
@@ -139,9 +139,10 @@ def _arrow_timestamps(arrow: pa.Array | pa.ChunkedArray, zoned: bool) -> np.ndar
 
 
 def _pandas_timestamps(text: pd.Series) -> np.ndarray:
-    # pandas takes "now" and "today" even with format="ISO8601": only the contract's form passes.
-    iso = text.str.fullmatch(ISO_8601.pattern).fillna(False).astype(bool)
-    parsed = pd.to_datetime(text.where(iso), format="ISO8601", utc=True, errors="coerce")
+    # pandas takes the words "now" and "today" even with format="ISO8601"; a date begins with
+    # a digit (the basic form, 20250105T1000Z, is ISO 8601 too and stays).
+    dated = text.str.match("[0-9]").fillna(False).astype(bool)
+    parsed = pd.to_datetime(text.where(dated), format="ISO8601", utc=True, errors="coerce")
     outside = (parsed < EARLIEST_TIMESTAMP) | (parsed > LATEST_TIMESTAMP)
     parsed = parsed.mask(outside).astype("datetime64[ns, UTC]")
     return parsed.dt.tz_convert(None).to_numpy(dtype="datetime64[ns]").view("int64")

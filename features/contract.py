@@ -31,8 +31,9 @@ MAX_INTEGER = 2**63 - 1
 ISO_8601 = re.compile(  # an ISO 8601 date, optional time and zone
     r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
 )
-"""The form of a timestamp as text: an ISO 8601 date, optionally with time and zone (no zone
-means UTC); words such as "now" or "today" are not timestamps."""
+"""The form of a timestamp in a request body: an ISO 8601 date in the extended form, optionally
+with time and zone (no zone means UTC). Files also take what pandas reads as ISO 8601 (e.g. the
+basic form 20250105T1000Z); neither takes words such as "now" or "today"."""
 
 
 @dataclass(frozen=True)
