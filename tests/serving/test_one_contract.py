@@ -134,3 +134,17 @@ def test_serving_holds_no_row_checker() -> None:
     serving_dir = Path(serving.overlay.__file__).parent
     for path in serving_dir.rglob("*.py"):
         assert "features.validation" not in path.read_text(), path
+
+
+@pytest.mark.parametrize("price", ["NaN", "Infinity"])
+def test_a_price_must_be_a_finite_json_number(client: TestClient, price: str) -> None:
+    """Python's JSON reader takes NaN and Infinity; the old per-cell check refused them, the row
+    model does now (the validator would read NaN as an empty price)."""
+    body = '{"items": [{"item_id": "i1", "available": false, "price": PRICE}]}'
+    answer = client.post(
+        "/v1/events",
+        content=body.replace("PRICE", price),
+        headers={**CRM, "Content-Type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["rejected"][0]["reason"].startswith("price:")
