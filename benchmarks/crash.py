@@ -126,7 +126,7 @@ def _client(
 
 def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) -> CrashRun:
     """Run `cycles` post-and-kill cycles in `workdir`, then restart once and read back."""
-    from serving.events import read_event_log
+    from features.event_log import read_event_log
 
     events_dir = workdir / "events"
     log = workdir / "serve.log"

@@ -5,17 +5,35 @@ One directory holds up to four tables, each as `NAME.csv` or `NAME.parquet`:
 inferred from purchases when absent) and `customers` (optional, inferred when absent). Ids are
 strings. Timestamps are ISO 8601; a timestamp without a zone is UTC. Every timestamp inside
 Patronage is a timezone-aware UTC `pandas.Timestamp`. `docs/data-contract.md` is the
-human-readable version of this module; `features/validation.py` applies its rules.
+human-readable version of this module; `features/validation.py` applies its rules, to a shop's
+files and to rows posted to the server alike.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 ColumnKind = Literal["id", "int", "float", "timestamp", "text", "bool", "choice"]
 
-FEEDBACK_KINDS = ("rating", "review", "complaint", "return")
+FeedbackKind = Literal["rating", "review", "complaint", "return"]
+FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
+
+# Limits of a posted row (`POST /v1/events`), whose values arrive typed (JSON); a shop's files
+# are held to the rules of the tables below, which do not cap lengths.
+MAX_ID_LENGTH = 256
+"""Ids in request bodies, as in paths: 1 to 256 characters."""
+MAX_TEXT_LENGTH = 5000
+"""Free text (a review, a complaint, an item name), in characters."""
+MAX_INTEGER = 2**63 - 1
+"""The largest whole number a table holds (int64)."""
+ISO_8601 = re.compile(  # an ISO 8601 date, optional time and zone
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+"""The form of a timestamp in a request body: an ISO 8601 date in the extended form, optionally
+with time and zone (no zone means UTC). Files also take what pandas reads as ISO 8601 (e.g. the
+basic form 20250105T1000Z); neither takes words such as "now" or "today"."""
 
 
 @dataclass(frozen=True)

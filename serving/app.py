@@ -16,14 +16,15 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from threadpoolctl import threadpool_limits
 
+from features.event_log import EventLog
 from serving.auth import KeyRing
 from serving.config import Settings
 from serving.deps import Services
 from serving.errors import error_response, install_error_handlers
-from serving.events import EventLog, EventOverlay
 from serving.limits import BodyLimitMiddleware, redact_access_log
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RoleNotTrained
+from serving.overlay import EventOverlay
 from serving.routes import customers, events, health, models, recommendations
 
 logger = logging.getLogger("patronage.serving")

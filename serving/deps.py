@@ -14,12 +14,14 @@ from fastapi import Depends, Request, Response, Security
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
+from features.contract import MAX_ID_LENGTH
+from features.event_log import EventLog
 from serving.auth import API_KEY_HEADER, KeyRing, api_key_header
 from serving.config import Settings
 from serving.errors import ApiError, describe_validation_errors
-from serving.events import EventLog, EventOverlay
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore, ServingModels
+from serving.overlay import EventOverlay
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -119,7 +121,7 @@ CrmDep = Annotated[Services, Security(CRM_KEY)]
 AdminDep = Annotated[Services, Security(ScopedApiKey("admin"))]
 ServicesDep = Annotated[Services, Depends(get_services)]
 
-CUSTOMER_ID_MAX_LENGTH = 256
+CUSTOMER_ID_MAX_LENGTH = MAX_ID_LENGTH
 CUSTOMER_ID_PARAMETER: dict[str, Any] = {
     "name": "customer_id",
     "in": "path",

@@ -6,24 +6,25 @@ models still describe every answer, and the schemathesis test checks the answers
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
-FeedbackKind = Literal[
-    "rating", "review", "complaint", "return"
-]  # features.contract.FEEDBACK_KINDS
+from features.contract import (
+    FEEDBACK,
+    ISO_8601,
+    ITEMS,
+    MAX_ID_LENGTH,
+    MAX_INTEGER,
+    MAX_TEXT_LENGTH,
+    PURCHASES,
+    FeedbackKind,
+    Table,
+)
+
 ExcludePurchased = Literal["non-repeatable", "all", "none"]
 MAX_K = 100
 MAX_BASKET = 100
-MAX_ID_LENGTH = 256
-"""Ids in bodies, as in paths: 1 to 256 characters."""
-MAX_TEXT_LENGTH = 5000
-"""Free text (a review, a complaint, an item name), in characters."""
-ISO_8601 = re.compile(  # an ISO 8601 date, optional time and zone
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d+)?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
-)
 
 
 def _iso_8601(value: str) -> str:
@@ -222,6 +223,21 @@ class SegmentsAnswer(BaseModel):
     strategy: str
 
 
+def _minimum(table: Table, column: str) -> float | None:
+    """A contract column's lower bound (None: none), for pydantic's `ge`."""
+    return table.columns_by_name[column].minimum
+
+
+def _maximum(table: Table, column: str, largest: float | None = None) -> float | None:
+    """A contract column's upper bound for pydantic's `le`; `largest` when the contract sets
+    none."""
+    maximum = table.columns_by_name[column].maximum
+    return largest if maximum is None else maximum
+
+
+# The row models take the shape and the JSON types of a row (the contract's own validation,
+# `features.posted_rows`, applies its rules after them); their ranges are the contract's, so
+# that a value out of range is named as FastAPI names every other field error.
 class PurchaseEvent(BaseModel):
     """One purchase line in the contract's `purchases` shape (docs/data-contract.md). Strict
     types: `quantity` a JSON integer (not `true` or `"2"`), timestamps ISO 8601 text."""
@@ -231,8 +247,15 @@ class PurchaseEvent(BaseModel):
     order_id: Id
     customer_id: Id
     item_id: Id
-    quantity: int = Field(ge=1, le=2**63 - 1)
-    unit_price: float | None = Field(default=None, ge=0)
+    quantity: int = Field(
+        ge=_minimum(PURCHASES, "quantity"), le=_maximum(PURCHASES, "quantity", MAX_INTEGER)
+    )
+    unit_price: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        ge=_minimum(PURCHASES, "unit_price"),
+        le=_maximum(PURCHASES, "unit_price"),
+    )
     ordered_at: Timestamp
     channel: Id | None = None
 
@@ -247,7 +270,12 @@ class FeedbackEvent(BaseModel):
     kind: FeedbackKind
     item_id: Id | None = None
     order_id: Id | None = None
-    rating: int | None = Field(default=None, ge=1, le=5, description="required for kind=rating")
+    rating: int | None = Field(
+        default=None,
+        ge=_minimum(FEEDBACK, "rating"),
+        le=_maximum(FEEDBACK, "rating"),
+        description="required for kind=rating",
+    )
     text: Text | None = None
 
 
@@ -265,7 +293,12 @@ class ItemEvent(BaseModel):
     available: bool
     name: Text | None = None
     category: Text | None = None
-    price: float | None = Field(default=None, ge=0)
+    price: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        ge=_minimum(ITEMS, "price"),
+        le=_maximum(ITEMS, "price"),
+    )
 
 
 def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:

@@ -42,7 +42,7 @@ class TrainOptions:
     """Purchases received since the files were written (the serving event log), canonical types."""
     extra_feedback: pd.DataFrame | None = None
     extra_items: pd.DataFrame | None = None
-    """The latest posted row of each item (`serving.events.read_item_updates`): catalog changes
+    """The latest posted row of each item (`features.event_log.read_item_updates`): catalog changes
     such as `available: false`, applied over the files' items table."""
     events_source: str = ""
     shop: str | None = None

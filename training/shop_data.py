@@ -141,7 +141,7 @@ def merge_events(shop: Shop, options: TrainOptions) -> tuple[Shop, str, list[str
 def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.DataFrame:
     """The catalog with posted item rows applied (a new frame; `items` is not modified).
 
-    `updates` holds one row per item (`serving.events.read_item_updates`: per column the latest
+    `updates` holds one row per item (`features.event_log.read_item_updates`: per column the latest
     value posted); its non-empty values replace the catalog's. Items the catalog does not have
     are added (available unless the update says otherwise)."""
     if updates is None or not len(updates):

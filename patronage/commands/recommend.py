@@ -200,7 +200,7 @@ def _apply_events(bundle: Any, directory: Path) -> tuple[Any, dict[str, list[str
     were posted buying at or after the bundle's `as_of` (UTC)."""
     if not directory.is_dir():
         raise PatronageError(f"--events {directory}: no such directory")
-    from serving.events import read_events
+    from features.event_log import read_events
 
     purchases, _, items = read_events(directory)
     posted = items.loc[items["available"].notna(), ["item_id", "available"]]

@@ -205,7 +205,7 @@ def _train(args: argparse.Namespace) -> int:
         if not Path(args.events).is_dir():
             raise PatronageError(f"--events {args.events}: no such directory")
         # The CLI is the one place that may import both serving and training.
-        from serving.events import read_events
+        from features.event_log import read_events
 
         extra_purchases, extra_feedback, extra_items = read_events(args.events)
     options = TrainOptions(

@@ -25,8 +25,8 @@ from serving.deps import (
     loaded_models,
 )
 from serving.errors import ApiError, ErrorBody
-from serving.events import EventOverlay
 from serving.model_store import CustomerScoreTable, RoleNotTrained, ServingModels
+from serving.overlay import EventOverlay
 from serving.routes.responses import error_responses
 from serving.schemas import (
     BatchScoresAnswer,

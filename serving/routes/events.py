@@ -12,9 +12,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
+from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
-from serving.events import RejectedEvent, contract_rejects, validate_event_rows
 from serving.schemas import EventsAnswer, EventsRequest, FeedbackEvent, ItemEvent, PurchaseEvent
 
 router = APIRouter(tags=["crm"])
@@ -29,47 +29,40 @@ ROW_MODELS: tuple[tuple[Table, type[BaseModel]], ...] = (
 
 def _schema_checked(
     table: str, model: type[BaseModel], rows: Sequence[Any]
-) -> tuple[list[dict[str, Any]], list[int], list[RejectedEvent]]:
+) -> tuple[list[dict[str, Any]], list[int], list[RejectedRow]]:
     """The rows that fit `model` (as its dumps) and their positions in the request, and one
     reject per row that does not, worded as FastAPI's own validation errors (`field: what`)."""
     fitting: list[dict[str, Any]] = []
     numbers: list[int] = []
-    rejected: list[RejectedEvent] = []
+    rejected: list[RejectedRow] = []
     for position, row in enumerate(rows):
         try:
             fitting.append(model.model_validate(row).model_dump())
             numbers.append(position)
         except ValidationError as error:
             problems = [{**e, "loc": ("body", table, position, *e["loc"])} for e in error.errors()]
-            rejected += [RejectedEvent(**r) for r in rejected_rows(problems) or ()]
+            rejected += [RejectedRow(**r) for r in rejected_rows(problems) or ()]
     return fitting, numbers, rejected
 
 
 def _checked_rows(
     body: EventsRequest, received_at: datetime, future_tolerance_seconds: float
-) -> tuple[dict[str, list[dict[str, Any]]], list[RejectedEvent]]:
-    """Every posted row through the row schema, the per-cell rules, then the contract's own
-    validation (as `patronage validate` runs it, which has the last word): the rows that pass,
-    by table, and one reject per row that fails, with the first check it failed."""
-    clean: dict[str, list[dict[str, Any]]] = {}
-    checked: dict[str, list[dict[str, Any]]] = {}
+) -> tuple[dict[str, list[dict[str, Any]]], list[RejectedRow]]:
+    """Every posted row through its row model (shape and JSON types), then the data contract's
+    own validation (`features.posted_rows`: the validator of shop files): the rows that pass, by
+    table, in canonical values, and one reject per row that fails, from the first check it
+    fails; the rejects of both checks come back together."""
+    fitting: dict[str, list[dict[str, Any]]] = {}
     positions: dict[str, list[int]] = {}
-    rejected: list[RejectedEvent] = []
+    rejected: list[RejectedRow] = []
     for table, model in ROW_MODELS:
-        rows, numbers, failed = _schema_checked(table.name, model, getattr(body, table.name))
-        clean[table.name], failed_cells = validate_event_rows(
-            table, rows, received_at, future_tolerance_seconds, numbers
+        fitting[table.name], positions[table.name], failed = _schema_checked(
+            table.name, model, getattr(body, table.name)
         )
-        failed_numbers = {r.row for r in failed_cells}
-        kept = [i for i, number in enumerate(numbers) if number not in failed_numbers]
-        checked[table.name] = [rows[i] for i in kept]
-        positions[table.name] = [numbers[i] for i in kept]
-        rejected += failed + failed_cells
-    latest = received_at + timedelta(seconds=future_tolerance_seconds)
-    rejected += contract_rejects(
-        checked["purchases"], checked["feedback"], latest, checked["items"], positions
-    )
-    return clean, rejected
+        rejected += failed
+    as_of = received_at + timedelta(seconds=future_tolerance_seconds)
+    clean, failed = check_posted_rows(fitting, as_of, positions)
+    return clean, rejected + failed
 
 
 @router.post(

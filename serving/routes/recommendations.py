@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from features.contract import MAX_ID_LENGTH
 from serving.deps import (
     STOREFRONT_KEY,
     StorefrontDep,
@@ -115,7 +116,7 @@ async def cross_sell(body: CrossSellRequest, services: StorefrontDep) -> Respons
     summary="Items similar to one item",
 )
 async def similar_items(
-    item_id: Annotated[str, Path(min_length=1, max_length=256)],
+    item_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)],
     services: StorefrontDep,
     k: K = 10,
 ) -> Response:

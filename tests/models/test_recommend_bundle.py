@@ -231,7 +231,7 @@ def test_with_availability_changes_only_the_rule_and_leaves_the_bundle_alone(
 def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_path: Path) -> None:
     """--events: items posted unavailable leave the lists, posted purchases count as bought,
     exactly as the bundle's own rules would have it; the log is only read."""
-    from serving.events import EventLog
+    from features.event_log import EventLog
 
     bundle.save(tmp_path / "bundle")
     customers = [str(c) for c in bundle.customer_ids[5:8]]

@@ -14,10 +14,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from features.event_log import EventLog, read_event_log, read_item_updates
 from serving.app import create_app
 from serving.config import Settings
-from serving.events import EventLog, EventOverlay, read_event_log, read_item_updates
 from serving.model_store import ModelStore, RecommendationList, Role, ServingModels
+from serving.overlay import EventOverlay
 from tests.serving.conftest import key
 from tests.serving.doubles import AS_OF, TinyRecommender, TinySource
 
@@ -64,7 +65,9 @@ def test_event_is_on_disk_when_the_201_arrives(client: TestClient, settings: Set
         (_purchase(quantity=0), "quantity"),
         (_purchase(unit_price=-1.0), "unit_price"),
         (_purchase(ordered_at="yesterday"), "not an ISO 8601 timestamp"),
-        (_purchase(ordered_at="2999-01-01T00:00:00Z"), "in the future"),
+        (_purchase(ordered_at="2200-01-01T00:00:00Z"), "after_as_of: ordered_at 2200-01-01"),
+        (_purchase(ordered_at="2999-01-01T00:00:00Z"), "bad_timestamp"),  # beyond 2261
+        (_purchase(customer_id="  "), "missing_value: customer_id is empty"),
         (_purchase(customer_id=""), "customer_id"),
     ],
 )
@@ -86,7 +89,7 @@ def test_contract_violations_are_listed_and_nothing_is_written(
 @pytest.mark.parametrize(
     ("feedback", "reason"),
     [
-        ({"kind": "rating"}, "rating is required when kind is rating"),
+        ({"kind": "rating"}, "missing_rating: kind is rating but rating is empty"),
         ({"kind": "rating", "rating": 6}, "rating: Input should be less than or equal to 5"),
         ({"kind": "praise"}, "kind: Input should be 'rating', 'review', 'complaint' or 'return'"),
     ],
@@ -116,7 +119,9 @@ def test_type_errors_and_unknown_columns_name_the_row(client: TestClient) -> Non
 def test_duplicate_line_in_one_request_is_rejected(client: TestClient) -> None:
     answer = client.post("/v1/events", json={"purchases": [_purchase(), _purchase()]}, headers=CRM)
     assert answer.status_code == 422
-    assert "duplicate order_id+item_id of row 0" in answer.json()["rejected"][0]["reason"]
+    assert answer.json()["rejected"] == [
+        {"table": "purchases", "row": 1, "reason": "duplicate_line: same values as row 0"}
+    ]
 
 
 def test_empty_request_is_422(client: TestClient) -> None:
@@ -201,7 +206,7 @@ def test_rows_failing_different_checks_come_back_in_one_answer(
 ) -> None:
     purchases = [
         _purchase(order_id="o-1", quantity="two"),  # the request schema: not an integer
-        _purchase(order_id="o-2", ordered_at="2999-01-01T00:00:00Z"),  # per cell: the future
+        _purchase(order_id="o-2", ordered_at="2200-01-01T00:00:00Z"),  # the contract: future
         _purchase(order_id="o-3"),
         _purchase(order_id="o-3", customer_id="c1", item_id="i5"),  # the contract: one order,
     ]  # two customers
@@ -220,9 +225,9 @@ def test_rows_failing_different_checks_come_back_in_one_answer(
         ("feedback", 0), ("items", 0), ("purchases", 0), ("purchases", 1), ("purchases", 3)
     ]  # fmt: skip
     assert "quantity" in rejected[("purchases", 0)]
-    assert "in the future" in rejected[("purchases", 1)]
+    assert rejected[("purchases", 1)].startswith("after_as_of")
     assert rejected[("purchases", 3)].startswith("order_conflict")
-    assert rejected[("feedback", 0)] == "rating is required when kind is rating"
+    assert rejected[("feedback", 0)] == "missing_rating: kind is rating but rating is empty"
     assert "available" in rejected[("items", 0)]
     assert body["detail"].startswith("5 of 6 rows break the data contract")
     assert _log_lines(settings) == []

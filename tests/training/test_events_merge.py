@@ -13,7 +13,7 @@ from training.shop_data import merge_events
 
 
 def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from serving.events import EventLog, read_event_log
+    from features.event_log import EventLog, read_event_log
 
     shop = load_shop(sample_shop_dir).shop
     known = shop.purchases.iloc[0]
@@ -48,7 +48,7 @@ def test_missing_event_directory_is_a_clear_error(sample_shop_dir, tmp_path, cap
 def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ignore[no-untyped-def]
     sample_shop_dir, tmp_path
 ) -> None:
-    from serving.events import EventLog, read_event_log, read_item_updates
+    from features.event_log import EventLog, read_event_log, read_item_updates
 
     shop = load_shop(sample_shop_dir).shop
     items_before = shop.items.copy()
@@ -93,7 +93,7 @@ def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
 ) -> None:  # type: ignore[no-untyped-def]
     """On main before 2026-12-07 as_of came from the files alone, so a purchase posted after
     their last order was cut off silently while the report said the events were used."""
-    from serving.events import EventLog, read_event_log
+    from features.event_log import EventLog, read_event_log
     from training.shop_data import load_training_data
 
     shop = load_shop(sample_shop_dir).shop
