@@ -5,33 +5,38 @@ trending, then the final fit on all data (docs/training.md).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
 from training.candidate import Candidate, backtest_key
-from training.options import RoleSkipped
+from training.options import RoleSkipped, TrainOptions
 from training.registry import RECOMMENDER
 from training.stages import RoleInputs
 
 
-def recommender_candidate(inputs: RoleInputs) -> Candidate:
-    shop, as_of, data, options = inputs.shop, inputs.as_of, inputs.data, inputs.options
-    workdir, progress, report = inputs.workdir, inputs.progress, inputs.report
-    from models.pyfunc import RecommenderModel
-    from models.recommenders.bundle import fit_recommender_bundle
-    from training.recommendation_backtest import (
-        baseline_lists,
-        bundle_lists,
-        evaluate_lists,
-        window_truth,
-    )
+@dataclass
+class _Backtest:
+    """The bundle fitted before the cut, the truth of the window after it, and the metrics of
+    the bundle and of each baseline there."""
 
-    window = float(options.recommendation_window_days)
-    cut = as_of - pd.Timedelta(days=window)
-    progress.step(f"recommender backtest: fit before {cut.date()}, test to {as_of.date()}")
+    bundle: Any
+    truth: Any
+    n_items: int
+    model: Any
+    baselines: dict[str, Any]
+
+    def evaluate(self, bundle: Any) -> dict[str, float]:
+        """Metrics of another bundle's lists on the same window (the champion's)."""
+        from training.recommendation_backtest import bundle_lists, evaluate_lists
+
+        return evaluate_lists(bundle_lists(bundle, self.truth), self.truth, self.n_items).metrics
+
+
+def _check_recommendable(shop: Any, cut: pd.Timestamp, window: float) -> None:
+    """RoleSkipped when the shop sold fewer than two products, or nothing before `cut`."""
     products = shop.purchases["item_id"].nunique()
     if products < 2:
         raise RoleSkipped(
@@ -39,78 +44,118 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
             "before as_of, so there is nothing to choose between (churn and loyalty do not need "
             "products)"
         )
-    past = shop.before(cut)
-    if past.purchases.empty:
+    if shop.before(cut).purchases.empty:
         raise RoleSkipped(
             f"the recommender backtest needs purchases before {cut.date()} (the "
             f"{window:g}-day window before as_of) and this shop has none: pass a shorter "
             "--recommendation-window-days or wait for more history"
         )
+
+
+def _fit_bundle(shop: Any, as_of: pd.Timestamp, options: TrainOptions, what: str) -> Any:
+    """`fit_recommender_bundle` with the run's seed and budget; RoleSkipped when it cannot."""
+    from models.recommenders.bundle import fit_recommender_bundle
+
     try:
-        backtest_bundle = fit_recommender_bundle(
-            past, cut, seed=options.seed, time_budget_s=options.time_budget_s
+        return fit_recommender_bundle(
+            shop, as_of, seed=options.seed, time_budget_s=options.time_budget_s
         )
     except ValueError as error:
-        raise RoleSkipped(
-            f"the recommender could not be fitted on the data before {cut.date()}: {error}"
-        ) from error
-    truth = window_truth(shop, backtest_bundle.customer_ids, cut, as_of, seed=options.seed)
+        raise RoleSkipped(f"the recommender could not be fitted on {what}: {error}") from error
+
+
+def _backtest(
+    shop: Any, as_of: pd.Timestamp, cut: pd.Timestamp, window: float, options: TrainOptions
+) -> _Backtest:
+    """Fit before `cut`, judge the bundle and the baselines on `[cut, as_of)`."""
+    from training.recommendation_backtest import (
+        baseline_lists,
+        bundle_lists,
+        evaluate_lists,
+        window_truth,
+    )
+
+    past = shop.before(cut)
+    bundle = _fit_bundle(past, cut, options, f"the data before {cut.date()}")
+    truth = window_truth(shop, bundle.customer_ids, cut, as_of, seed=options.seed)
     if not truth.relevant["repeat"]:
         raise RoleSkipped(
             f"no customer known before {cut.date()} bought in the {window:g} days before as_of, "
             "so recommendations cannot be checked: pass a longer --recommendation-window-days "
             "or an earlier --as-of"
         )
-    n_items = len(backtest_bundle.item_ids)
-    model_eval = evaluate_lists(bundle_lists(backtest_bundle, truth), truth, n_items)
+    n_items = len(bundle.item_ids)
+    model = evaluate_lists(bundle_lists(bundle, truth), truth, n_items)
     baselines = {
         name: evaluate_lists(lists, truth, n_items)
-        for name, lists in baseline_lists(backtest_bundle, past, truth, window).items()
+        for name, lists in baseline_lists(bundle, past, truth, window).items()
     }
+    return _Backtest(bundle, truth, n_items, model, baselines)
+
+
+def _record(report: Any, backtest: _Backtest, cut: pd.Timestamp, as_of: pd.Timestamp) -> None:
+    """The backtest's metric table, curves and summary lines in the training report."""
+    baselines = backtest.baselines
     report.metric_tables["Recommendations: backtest"] = {
-        "model": model_eval.metrics,
+        "model": backtest.model.metrics,
         **{name: e.metrics for name, e in baselines.items()},
     }
-    report.recommendation_curves = {"model": model_eval.curves} | {
+    report.recommendation_curves = {"model": backtest.model.curves} | {
         name: e.curves for name, e in baselines.items()
     }
     report.summary.append(("recommendation window", f"{cut.isoformat()} to {as_of.isoformat()}"))
-    report.summary.append(("recommender strategies", json.dumps(backtest_bundle.strategies)))
+    report.summary.append(("recommender strategies", json.dumps(backtest.bundle.strategies)))
+
+
+@dataclass(frozen=True)
+class BacktestBundle:
+    """A champion's backtest bundle read back from its run, shaped like the served wrapper
+    (`bundle`), so the champion comparison treats both alike."""
+
+    bundle: Any
+
+    @classmethod
+    def load(cls, directory: Path) -> BacktestBundle:
+        """The bundle saved in `directory`."""
+        from models.recommenders.bundle import RecommenderBundle
+
+        return cls(bundle=RecommenderBundle.load(directory))
+
+
+def recommender_candidate(inputs: RoleInputs) -> Candidate:
+    """The recommender bundle fitted on all data, with its backtest on the last window
+    (`options.recommendation_window_days`) before `as_of`; RoleSkipped when the shop cannot
+    carry recommendations or the window cannot check them."""
+    shop, as_of, data, options = inputs.shop, inputs.as_of, inputs.data, inputs.options
+    workdir, progress, report = inputs.workdir, inputs.progress, inputs.report
+    from models.pyfunc import RecommenderModel
+
+    window = float(options.recommendation_window_days)
+    cut = as_of - pd.Timedelta(days=window)
+    progress.step(f"recommender backtest: fit before {cut.date()}, test to {as_of.date()}")
+    _check_recommendable(shop, cut, window)
+    backtest = _backtest(shop, as_of, cut, window, options)
+    _record(report, backtest, cut, as_of)
 
     progress.step("fitting the final recommender on all data")
-    try:
-        bundle = fit_recommender_bundle(
-            shop, as_of, seed=options.seed, time_budget_s=options.time_budget_s
-        )
-    except ValueError as error:
-        raise RoleSkipped(f"the recommender could not be fitted on all data: {error}") from error
+    bundle = _fit_bundle(shop, as_of, options, "all data")
     bundle_dir = workdir / "recommender_bundle"
     bundle.save(bundle_dir)
     known = [str(c) for c in bundle.customer_ids[:3]]
     example = pd.DataFrame({"customer_id": known + ["__new_customer__"]})
-
-    def evaluate_champion(wrapper: Any) -> dict[str, float]:
-        return evaluate_lists(bundle_lists(wrapper.bundle, truth), truth, n_items).metrics
-
     backtest_dir = workdir / "backtest" / "recommender_bundle"
-    backtest_bundle.save(backtest_dir)
-
-    def load_backtest(directory: Path) -> Any:
-        from models.recommenders.bundle import RecommenderBundle
-
-        return SimpleNamespace(bundle=RecommenderBundle.load(directory))
-
+    backtest.bundle.save(backtest_dir)
     return Candidate(
         name=RECOMMENDER,
         python_model=RecommenderModel(),
         artifacts={"bundle": str(bundle_dir)},
         input_example=example,
         predict_params={"k": 10, "exclude_purchased": "non-repeatable", "category": ""},
-        metrics=model_eval.metrics,
-        baselines={name: e.metrics for name, e in baselines.items()},
+        metrics=backtest.model.metrics,
+        baselines={name: e.metrics for name, e in backtest.baselines.items()},
         backtest_key=backtest_key(data, RECOMMENDER, cut, as_of, options),
         cut=cut,
-        evaluate_champion=evaluate_champion,
+        evaluate_champion=lambda wrapper: backtest.evaluate(wrapper.bundle),
         backtest_dir=str(backtest_dir),
-        backtest_loader=load_backtest,
+        backtest_loader=BacktestBundle.load,
     )

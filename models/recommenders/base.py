@@ -100,13 +100,15 @@ class Recommender(ABC):
             self._fit_customer_attributes(matrix, customer_attributes)
         return self
 
-    @abstractmethod
     def _fit(
         self,
         matrix: sp.csr_matrix,
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
-    ) -> None: ...
+    ) -> None:
+        """Learn from the float32 CSR matrix (`fit` checks the inputs first). Models that
+        override `fit` itself (blends of fitted members, re-rankers) do not implement it."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _fit nor fit")
 
     def _fit_customer_attributes(
         self, matrix: sp.csr_matrix, attributes: CustomerAttributes

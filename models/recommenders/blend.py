@@ -2,7 +2,7 @@
 
 Each member's scores are divided by the row's largest absolute value, so weights compare
 shares of each member's own scale. Weights are chosen on a validation window by
-`models.recommenders.selection` (never on the period the blend is judged on)."""
+`models.recommenders.greedy_blend` (never on the period the blend is judged on)."""
 
 from __future__ import annotations
 
@@ -56,14 +56,6 @@ class BlendRecommender(Recommender):
             member.fit(interactions, co_purchase, item_categories, customer_attributes)
         self.n_items_ = interactions.n_items
         return self
-
-    def _fit(
-        self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
-        raise NotImplementedError  # fit() is overridden
 
     @classmethod
     def from_fitted(cls, members: list[Recommender], weights: list[float]) -> BlendRecommender:

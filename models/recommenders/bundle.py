@@ -37,7 +37,7 @@ from models.recommenders.base import (
     top_k,
     weighted_rows_sum,
 )
-from models.recommenders.neighbours import ItemKNNRecommender
+from models.recommenders.candidates import SIMILAR_ITEMS, CandidateSpec
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,
@@ -45,12 +45,9 @@ from models.recommenders.rules import (
     ExcludePurchased,
     repeat_purchase_rates,
 )
-from models.recommenders.selection import (
-    build_candidate,
-    fit_winner,
-    item_categories,
-    select_models,
-)
+from models.recommenders.selection import SelectionSettings, select_models
+from models.recommenders.validation import item_categories, rows_of
+from models.recommenders.winners import fit_winner
 
 BUNDLE_FORMAT = 1
 ROLES = ("discovery", "repeat", "cross_sell", "similar", "trending")
@@ -503,6 +500,16 @@ class RecommenderBundle:
         )
 
 
+def fallback_half_life(best_baseline: CandidateSpec) -> float | None:
+    """The half-life (multiples of W) of the fallback trending model: the best baseline's, to
+    the two significant digits its name shows (trending_h0.33 -> 0.33, not 1/3; None, i.e.
+    all-time sales, for popularity). The served bundles and the benchmark figures were made
+    with the rounded value, which a name-parsing version of this code read back."""
+    if best_baseline.half_life is None:
+        return None
+    return float(f"{best_baseline.half_life:.2g}")
+
+
 def _history_key(half_life_days: float | None) -> str:
     return "hinf" if half_life_days is None else f"h{half_life_days:.6g}"
 
@@ -550,9 +557,8 @@ def fit_recommender_bundle(
     (the final refit comes on top). Raises ValueError when there is too little history."""
     started = time.perf_counter()
     item_ids = catalog_item_ids(shop)
-    selection = select_models(
-        shop, as_of, seed, time_budget_s, horizon_days, item_ids=item_ids, log=log
-    )
+    settings = SelectionSettings(seed, time_budget_s, horizon_days)
+    selection = select_models(shop, as_of, settings, item_ids=item_ids, log=log)
     window = selection.window_days
     matrices: dict[float | None, Interactions] = {}
     builder = InteractionsBuilder(shop, as_of, item_ids=item_ids)
@@ -570,8 +576,7 @@ def fit_recommender_bundle(
     strategies: dict[str, str] = {}
     history: dict[str, sp.csr_matrix] = {}
     counts = purchase_counts(shop, as_of, item_ids)
-    rows = pd.Index(counts.customer_ids).get_indexer(reference.customer_ids)
-    purchased = counts.matrix[np.maximum(rows, 0)]
+    purchased = rows_of(counts, reference.customer_ids)
     repeat_rates = repeat_purchase_rates(purchased)
     attributes = customer_attributes(shop, builder.customer_ids)
     for role in ("discovery", "repeat"):
@@ -591,15 +596,13 @@ def fit_recommender_bundle(
         history[key] = matrix_at(half_life).matrix
         model_history[role] = key
         strategies[role] = winner.label
-    cross, spec = build_candidate(selection.cross_sell_winner, len(item_ids), seed)
-    models["cross_sell"] = cross.fit(matrix_at(spec.half_life), co_purchase)
-    strategies["cross_sell"] = selection.cross_sell_winner
-    models["similar"] = ItemKNNRecommender("cosine", neighbours=200).fit(reference, co_purchase)
-    strategies["similar"] = "item_knn_cosine_k200"
-    best_trending = selection.report["repeat_winner"]["best_baseline"]
-    trending_half_life = (
-        None if best_trending == "popularity" else float(best_trending.split("_h")[1])
-    )
+    for role, candidate in (
+        ("cross_sell", selection.cross_sell_winner),
+        ("similar", SIMILAR_ITEMS),
+    ):
+        models[role] = candidate.make().fit(matrix_at(candidate.half_life), co_purchase)
+        strategies[role] = candidate.name
+    trending_half_life = fallback_half_life(selection.trending)
     models["trending"] = TrendingRecommender().fit(matrix_at(trending_half_life))
     strategies["trending"] = "trending"
     for role in ("cross_sell", "similar", "trending"):
@@ -612,7 +615,7 @@ def fit_recommender_bundle(
     models = {role: model.for_available(sold) for role, model in models.items()}
     report = dict(selection.report)
     report["fit_seconds"] = round(time.perf_counter() - started, 2)
-    report["trending_model"] = best_trending
+    report["trending_model"] = selection.trending.name
     return RecommenderBundle(
         as_of=as_of,
         item_ids=item_ids,

@@ -29,28 +29,44 @@ def ranking_metrics(
     from `recommended` counts as an empty list); `relevant[c]` is a set of item ids. Returns
     also `customers` (how many were evaluated). Raises ValueError when no customer has a
     relevant item."""
-    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
     totals = dict.fromkeys(METRIC_NAMES, 0.0)
-    customers = 0
+    hit_rows: list[np.ndarray] = []
+    n_relevant: list[int] = []
     for customer, truth in relevant.items():
         if not truth:
             continue
-        customers += 1
         ranked = list(recommended.get(customer, ()))[:k]
         hits = np.array([1.0 if item in truth else 0.0 for item in ranked])
+        hit_rows.append(hits)
+        n_relevant.append(len(truth))
         n_hits = float(hits.sum())
         totals["precision"] += n_hits / k
         totals["recall"] += n_hits / len(truth)
         totals["hit_rate"] += 1.0 if n_hits > 0 else 0.0
-        ideal = discounts[: min(len(truth), k)].sum()
-        totals["ndcg"] += float((hits * discounts[: len(hits)]).sum()) / ideal
         precision_at_hits = np.cumsum(hits) / np.arange(1, len(hits) + 1)
         totals["map"] += float((precision_at_hits * hits).sum()) / min(len(truth), k)
+    customers = len(hit_rows)
     if customers == 0:
         raise ValueError("no customer has a relevant item: nothing to evaluate")
+    hit_matrix = np.zeros((customers, k), dtype=bool)
+    for row, hits in enumerate(hit_rows):
+        hit_matrix[row, : len(hits)] = hits > 0
+    # Summed in customer order, as the other metrics are.
+    totals["ndcg"] = sum(ndcg_per_customer(hit_matrix, np.array(n_relevant), k).tolist())
     result = {name: value / customers for name, value in totals.items()}
     result["customers"] = float(customers)
     return result
+
+
+def ndcg_per_customer(hits: np.ndarray, n_relevant: np.ndarray, k: int) -> np.ndarray:
+    """NDCG@k of each customer (float64): `hits` is bool (customers, k), True where the item at
+    rank j is relevant; `n_relevant` is each customer's number of relevant items (at least 1).
+
+    The one NDCG of the project: `ranking_metrics` (backtests, benchmarks) and model selection
+    (per-customer paired comparisons) both read it."""
+    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, k) - 1]
+    return (hits @ discounts) / ideal
 
 
 def catalog_coverage(recommended: Mapping[Any, Sequence[Any]], n_items: int) -> float:

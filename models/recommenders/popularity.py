@@ -9,6 +9,18 @@ import scipy.sparse as sp
 from models.recommenders.base import Recommender
 
 
+def buyers_per_item(matrix: sp.csr_matrix) -> np.ndarray:
+    """int64 per item column: how many customers (rows) have a positive entry for it."""
+    return np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
+
+
+def sales_per_item(matrix: sp.csr_matrix) -> np.ndarray:
+    """float32 per item column: the sum of its positive entries (recency-weighted sales when
+    the matrix is a confidence matrix with a half-life)."""
+    positive = matrix.multiply(matrix > 0)
+    return np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
+
+
 class PopularityRecommender(Recommender):
     """Items ranked by the number of customers who bought them (the same for everyone)."""
 
@@ -26,9 +38,7 @@ class PopularityRecommender(Recommender):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None:
-        self.item_scores_ = np.bincount(
-            matrix.indices[matrix.data > 0], minlength=matrix.shape[1]
-        ).astype(np.float32)
+        self.item_scores_ = buyers_per_item(matrix).astype(np.float32)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         return np.broadcast_to(self.item_scores_, (len(customer_rows), self.n_items_)).copy()
@@ -47,8 +57,7 @@ class TrendingRecommender(PopularityRecommender):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None:
-        positive = matrix.multiply(matrix > 0)
-        self.item_scores_ = np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
+        self.item_scores_ = sales_per_item(matrix)
 
 
 class RepeatPurchaseRecommender(Recommender):
@@ -71,8 +80,7 @@ class RepeatPurchaseRecommender(Recommender):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None:
-        positive = matrix.multiply(matrix > 0)
-        totals = np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
+        totals = sales_per_item(matrix)
         self.item_scores_ = totals / max(float(totals.max()), 1e-12)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
@@ -110,8 +118,8 @@ class CategoryAffinityRecommender(Recommender):
         )
         codes, _ = pd.factorize(pd.Series(labels).fillna(""))
         self.item_category_ = codes.astype(np.int64)
-        sold = np.bincount(matrix.indices[matrix.data > 0], minlength=matrix.shape[1])
-        buyers = sold.astype(np.float64) + 0.5  # an unsold item still has a tiny chance
+        # An unsold item still has a tiny chance.
+        buyers = buyers_per_item(matrix).astype(np.float64) + 0.5
         per_category = np.bincount(self.item_category_, weights=buyers)
         self.item_share_ = (buyers / per_category[self.item_category_]).astype(np.float32)
         self.category_share_ = (per_category / per_category.sum()).astype(np.float32)

@@ -8,26 +8,39 @@ they bought it), the size of their history, and the item's repeat-purchase rate;
 gives the probability that the customer buys the item in the next window. Candidates are scored
 2 + probability, so they always precede the rest, which keep their summed score (scaled below 1).
 
-It is trained on labels from a time window (see `selection.fit_reranker`), never by `fit`.
-The classifier is saved with skops (a non-pickle format) and loaded trusting only its tree type.
+`fit` takes fitted members (constructor), the history matrix they score, the items' repeat
+rates, and either `labels` (purchases of the window after that history: the classifier is
+trained on them) or a `classifier` trained elsewhere (constructor; e.g. one window earlier,
+see `models.recommenders.rerank_training`). The classifier is saved with skops (a non-pickle
+format) and loaded trusting only its tree type.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import scipy.sparse as sp
 from threadpoolctl import threadpool_limits
 
+from features.attributes import CustomerAttributes
+from features.interactions import Interactions
 from models.recommenders.base import Recommender, row_normalise, top_k
 
 TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+HISTORY_HALF_LIFE = 1.0
+"""Re-rankers read customer history with a half-life of W, the validation window (train and
+serve alike)."""
+TRAIN_CUSTOMERS = 3_000
+"""The classifier learns from at most this many customers' candidates (a seeded sample)."""
+MIN_TRAIN_CUSTOMERS = 20
 
 
 class RerankRecommender(Recommender):
-    """Gradient-boosted re-ranking of the top candidates of fitted member models."""
+    """Gradient-boosted re-ranking of the top candidates of fitted member models.
+
+    `classifier`: an already trained classifier to use instead of training one in `fit`."""
 
     strategy = "rerank"
     _array_names = ("repeat_rates_",)
@@ -45,6 +58,7 @@ class RerankRecommender(Recommender):
         max_leaf_nodes: int = 31,
         min_samples_leaf: int = 100,
         random_state: int = 0,
+        classifier: Any = None,
     ) -> None:
         self.members = list(members or [])
         self.member_names = list(member_names or [type(m).__name__ for m in self.members])
@@ -55,23 +69,94 @@ class RerankRecommender(Recommender):
         self.max_leaf_nodes = max_leaf_nodes
         self.min_samples_leaf = min_samples_leaf
         self.random_state = random_state
+        self.classifier = classifier
 
     def get_params(self) -> dict[str, Any]:
         """Plain-value parameters (members and the classifier are saved beside them)."""
         params = super().get_params()
         params.pop("members")
+        params.pop("classifier")
         return params
 
-    def _fit(
+    def fit(
         self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
-        raise NotImplementedError(
-            "a re-ranker learns from a later time window: use "
-            "models.recommenders.selection.fit_reranker"
+        interactions: Interactions,
+        co_purchase: sp.csr_matrix | None = None,
+        item_categories: np.ndarray | None = None,
+        customer_attributes: CustomerAttributes | None = None,
+        *,
+        labels: sp.csr_matrix | None = None,
+        repeat_rates: np.ndarray | None = None,
+    ) -> Self:
+        """Learn to re-rank the members' candidates for the customers of `interactions` (the
+        history the members score; their rows are the customers of `labels`).
+
+        `repeat_rates`: per item, the share of its buyers who bought it again (as from
+        `rules.repeat_purchase_rates`, at the same time as `interactions`). `labels`: customers
+        x items, non-zero where the customer bought the item in the window after `interactions`;
+        the classifier is trained on them (at most `TRAIN_CUSTOMERS` customers, sampled with
+        `random_state`). Without labels, the constructor's `classifier` is used as it is.
+        The members must be fitted already; `co_purchase`, `item_categories` and
+        `customer_attributes` are not read. Raises ValueError when neither labels nor a
+        classifier is given, when repeat_rates is missing, or when the labels cannot train a
+        classifier (too few buyers, or every label equal)."""
+        if repeat_rates is None or len(repeat_rates) != interactions.n_items:
+            raise ValueError(
+                "a re-ranker needs the repeat-purchase rate of every item column "
+                f"({interactions.n_items}): pass repeat_rates=repeat_purchase_rates(counts)"
+            )
+        if labels is None and self.classifier is None:
+            raise ValueError(
+                "a re-ranker learns from a later time window: pass labels= (the purchases "
+                "after the history) or a trained classifier to the constructor"
+            )
+        self.n_items_ = interactions.n_items
+        self.repeat_rates_ = np.asarray(repeat_rates, dtype=np.float32)
+        if labels is None:
+            self.classifier_ = self.classifier
+        else:
+            self.classifier_ = self._train_classifier(interactions.matrix, labels)
+        return self
+
+    def _train_classifier(self, history: sp.csr_matrix, labels: sp.csr_matrix) -> Any:
+        """Fit the classifier on (customer, candidate) pairs: positive when the customer bought
+        the candidate in the labels' window (a new item only, when `exclude_seen`)."""
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        if self.exclude_seen:
+            seen = sp.csr_matrix(history != 0, dtype=np.float32)
+            positives = labels - labels.multiply(seen)
+        else:
+            positives = labels
+        positives = sp.csr_matrix(positives)
+        rows = np.flatnonzero(np.diff(positives.indptr) > 0)
+        rng = np.random.default_rng(self.random_state)
+        if len(rows) > TRAIN_CUSTOMERS:
+            rows = np.sort(rng.choice(rows, TRAIN_CUSTOMERS, replace=False))
+        if len(rows) < MIN_TRAIN_CUSTOMERS:
+            raise ValueError("too few customers bought in the window to train a re-ranker")
+        tables, targets = [], []
+        for start in range(0, len(rows), 500):
+            chunk = rows[start : start + 500]
+            columns, table, _ = self.candidate_features(chunk, history[chunk])
+            truth = positives[chunk].toarray() > 0
+            target = np.take_along_axis(truth, np.maximum(columns, 0), axis=1) & (columns >= 0)
+            keep = (columns >= 0).reshape(-1)
+            tables.append(table[keep])
+            targets.append(target.reshape(-1)[keep])
+        y = np.concatenate(targets)
+        if y.all() or not y.any():
+            raise ValueError("re-ranker labels are all equal in the window")
+        classifier = HistGradientBoostingClassifier(
+            max_iter=self.max_iter,
+            learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf,
+            early_stopping=False,
+            random_state=self.random_state,
         )
+        with threadpool_limits(1):  # HistGradientBoosting uses OpenMP; the machine is shared
+            return classifier.fit(np.vstack(tables), y)
 
     # --- features ---------------------------------------------------------------------------
     def candidate_features(

@@ -19,7 +19,7 @@ from features.attributes import customer_attributes
 from features.interactions import Interactions
 from features.shop import Shop
 from models.recommenders import LatentClassRecommender, Recommender
-from models.recommenders.selection import candidate_specs
+from models.recommenders.candidates import candidate_specs
 
 N_CUSTOMERS = 600
 ITEMS = 20
@@ -158,14 +158,21 @@ def test_attribute_candidates_only_when_the_shop_describes_its_customers() -> No
 
 
 def test_near_twins_leave_room_for_other_models_in_the_blend_pool() -> None:
-    from models.recommenders.selection import BLEND_POOL, _blend_pool
+    from models.recommenders.candidates import spec
+    from models.recommenders.greedy_blend import BLEND_POOL, blend_pool
 
-    latent = [f"latent_class_k{k}_{level}{suffix}" for k in (10, 30)
-              for level in ("item", "category") for suffix in ("", "_attributes")]  # fmt: skip
-    ranked = ["repeat_purchase_p0.3_hW", "repeat_purchase_p3_hW", "repeat_purchase_p30_hW"]
-    ranked += latent + ["als_f16_r0.1_a5", "category_affinity_s5_hW", "trending_h0.33"]
-    ranked += ["popularity", "item_knn_cosine_k50_hW", "co_purchase_l0_hW"]
-    pool = _blend_pool(ranked)
+    repeat = [spec("repeat_purchase", 1.0, popularity_weight=w) for w in (0.3, 3.0, 30.0)]
+    latent = [spec("latent_class", n_classes=k, level=level, random_state=0,
+                   use_customer_attributes=attributes)
+              for k in (10, 30) for level in ("item", "category")
+              for attributes in (False, True)]  # fmt: skip
+    ranked = repeat + latent
+    ranked += [spec("als", 1.0, factors=16, regularization=0.1, alpha=5.0, iterations=15)]
+    ranked += [spec("category_affinity", 1.0, smoothing=5.0), spec("trending", 1 / 3, "baseline")]
+    ranked += [spec("popularity", None, "baseline")]
+    ranked += [spec("item_knn", 1.0, similarity="cosine", neighbours=50)]
+    ranked += [spec("co_purchase", 1.0, lift_exponent=0.0)]
+    pool = [candidate.name for candidate in blend_pool(ranked)]
     assert pool == [
         "repeat_purchase_p0.3_hW",
         "repeat_purchase_p3_hW",

@@ -64,14 +64,14 @@ def test_coverage_and_empty_input() -> None:
 def test_blend_guard_rejects_noise_and_accepts_a_consistent_gain() -> None:
     import numpy as np
 
-    from models.recommenders.selection import _significant
+    from models.recommenders.greedy_blend import significant
 
     rng = np.random.default_rng(0)
     halves = [np.arange(400) % 2 == 0, np.arange(400) % 2 == 1]
     noise = rng.normal(0.0, 0.2, size=400)
     noise -= noise.mean() - 0.001  # a tiny mean gain, far inside one standard error
-    assert not _significant(noise, halves)
+    assert not significant(noise, halves)
     consistent = rng.normal(0.05, 0.2, size=400)
-    assert _significant(consistent, halves)
+    assert significant(consistent, halves)
     one_sided = np.where(halves[0], 0.2, -0.01)  # large on one half, a loss on the other
-    assert not _significant(one_sided, halves)
+    assert not significant(one_sided, halves)

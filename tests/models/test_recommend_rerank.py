@@ -16,7 +16,6 @@ from models.recommenders import (
     Recommender,
     RerankRecommender,
 )
-from models.recommenders.selection import _train_classifier
 
 GROUP_SIZE = 100
 ITEMS_PER_GROUP = 8
@@ -55,10 +54,10 @@ def trained() -> tuple[RerankRecommender, Interactions]:
         min_samples_leaf=20,
         max_iter=30,
     )
-    model.repeat_rates_ = np.zeros(history.n_items, dtype=np.float32)
-    model.n_items_ = history.n_items
-    model.classifier_ = _train_classifier(
-        model, history, sp.csr_matrix(labels), exclude_seen=True, seed=0
+    model.fit(
+        history,
+        labels=sp.csr_matrix(labels),
+        repeat_rates=np.zeros(history.n_items, dtype=np.float32),
     )
     return model, history
 
@@ -84,7 +83,28 @@ def test_round_trip_and_batch(trained, tmp_path: Path) -> None:
     np.testing.assert_array_equal(single[0][0], before[0][3])
 
 
-def test_fit_is_refused(trained) -> None:
+def test_fit_needs_labels_or_a_trained_classifier(trained) -> None:
     model, history = trained
-    with pytest.raises(NotImplementedError, match="fit_reranker|later time window"):
-        RerankRecommender().fit(history)
+    rates = np.zeros(history.n_items, dtype=np.float32)
+    with pytest.raises(ValueError, match="later time window"):
+        RerankRecommender(model.members, model.member_names).fit(history, repeat_rates=rates)
+    with pytest.raises(ValueError, match="repeat-purchase rate"):
+        RerankRecommender(model.members, classifier=model.classifier_).fit(history)
+
+
+def test_a_trained_classifier_is_reused_as_it_is(trained) -> None:
+    model, history = trained
+    rates = np.zeros(history.n_items, dtype=np.float32)
+    reused = RerankRecommender(
+        model.members,
+        model.member_names,
+        candidates=8,
+        exclude_seen=True,
+        classifier=model.classifier_,
+    ).fit(history, repeat_rates=rates)
+    assert reused.classifier_ is model.classifier_
+    rows = np.arange(history.n_customers)
+    np.testing.assert_array_equal(
+        reused.recommend(rows, history.matrix, k=4)[0],
+        model.recommend(rows, history.matrix, k=4)[0],
+    )
