@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
@@ -234,7 +235,8 @@ class ChurnModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     are averaged; `n_bags=1` uses every feature. `risk_thresholds` (medium, high) split
     probabilities into low / medium / high.
     `n_threads` caps OpenMP threads (None = all): one thread is about ten times faster than two
-    on a busy 2-core machine (OpenMP spinning).
+    on a busy 2-core machine (OpenMP spinning). With more than one, the bags are fitted side by
+    side (joblib threads, one bag per thread while there are more bags than threads).
     Learned: `feature_names_` (the columns used), `bag_columns_` (feature positions per bag),
     `classifiers_`, `calibrator_` (or None), `reference_`, `classes_`, `n_iter_` (boosting
     iterations per bag), `n_features_in_` (columns of the fit's X) and, when X was a frame with
@@ -324,12 +326,19 @@ class ChurnModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 )
                 for bag in range(self.n_bags)
             ]
-        self.classifiers_ = [
-            self._classifier(len(y), [self.feature_names_[i] for i in columns]).fit(
-                matrix[:, columns], y
+        # The bags are independent fits: within the `n_threads` budget, several at once in
+        # threads (each with its share of OpenMP threads) rather than one bag on all threads;
+        # HGB's result does not depend on its thread count, so neither do the trees.
+        workers, threads_each = _bag_workers(len(self.bag_columns_), self.n_threads)
+        self.classifiers_ = joblib.Parallel(n_jobs=workers, prefer="threads")(
+            joblib.delayed(_fit_bag)(
+                self._classifier(len(y), [self.feature_names_[i] for i in columns]),
+                matrix[:, columns],
+                y,
+                threads_each,
             )
             for columns in self.bag_columns_
-        ]
+        )
         self.n_iter_ = np.array([c.n_iter_ for c in self.classifiers_])
         latest = cutoff == cutoff.min()
         self.calibrator_: LogisticRegression | None = None
@@ -496,6 +505,24 @@ class ChurnModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
                 reasons = [no_single_cause(typical_churn, self.risk_thresholds[0])]
             out.append(reasons)
         return churn, out
+
+
+def _bag_workers(n_bags: int, n_threads: int | None) -> tuple[int, int]:
+    """(bags fitted at once, OpenMP threads for each) within `n_threads` (None: every CPU)."""
+    budget = joblib.cpu_count() if n_threads is None else max(1, int(n_threads))
+    workers = max(1, min(n_bags, budget))
+    return workers, max(1, budget // workers)
+
+
+def _fit_bag(
+    classifier: HistGradientBoostingClassifier,
+    matrix: NDArray[np.float64],
+    churned: NDArray[np.int64],
+    threads: int,
+) -> HistGradientBoostingClassifier:
+    # OpenMP limits are per thread: a joblib worker thread must set its own
+    with threadpool_limits(threads, user_api="openmp"):
+        return classifier.fit(matrix, churned)
 
 
 def _numeric_matrix(X: Any) -> NDArray[np.float64]:
