@@ -26,8 +26,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.integrate import quad
 from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
+
+from models.fitted import check_fitted
 
 FloatArray = NDArray[np.float64]
 
@@ -137,9 +137,13 @@ def _alive_expected_purchases(
     return float(value)
 
 
-class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
+class BetaGeoModel:
     """BG/NBD: Poisson purchasing at rate lambda ~ Gamma(r, alpha) while alive; after each purchase
     the customer drops out with probability p ~ Beta(a, b).
+
+    A statistical model on per-customer summaries, not a scikit-learn estimator: `fit` takes
+    three vectors (frequency, recency, T), not X / y, so it does not claim the estimator API
+    (no get_params, cloning or pipelines); it is saved with `to_dict` / `from_dict`.
 
     `penalizer_coef` adds `penalizer_coef * (r^2 + alpha^2 + a^2 + b^2)` to the mean negative
     log-likelihood (as `lifetimes` did), which keeps the fit finite on tiny or degenerate shops.
@@ -183,7 +187,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
     @property
     def params_(self) -> dict[str, float]:
         """The fitted parameters as a dict (r, alpha, a, b)."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         return {"r": self.r_, "alpha": self.alpha_, "a": self.a_, "b": self.b_}
 
     # ----- per-customer outputs ---------------------------------------------------------------
@@ -210,7 +214,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         Caveat: this is exactly 1 for customers without a repeat purchase (BG/NBD customers can
         only drop out right after a purchase), so it ranks one-time buyers as the safest of all
         and must never be used as a churn score."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
         return np.exp(-np.logaddexp(0.0, self._log_alive_odds_against(x, t_x, big_t)))
 
@@ -224,7 +228,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         Pfaff's transformation as 2F1(a-1, r+x; a+b+x-1; -t/(alpha+T)): no power of a large
         number multiplies a tiny one, so frequent buyers and near-degenerate fits (a, b in the
         millions, i.e. an almost fixed drop-out chance) stay finite."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
         r, a, b = self.r_, self.a_, self.b_
         if abs(a - 1.0) < 1e-6:
@@ -277,7 +281,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         T makes no purchase in the next t with probability exp(-lambda t), and the posterior of
         lambda given alive is Gamma(r + x, alpha + T). Hence
         P = P(alive) * (1 - ((alpha + T) / (alpha + T + t))^(r + x))."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
         alive = self.probability_alive(x, t_x, big_t)
         return _order_within(alive, self.r_ + x, self.alpha_ + big_t, t)
@@ -290,7 +294,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
         Solves probability_of_purchase(t) = 0.5 in closed form:
         t = (alpha + T) * ((1 - 0.5 / P(alive))^(-1 / (r + x)) - 1); infinite when
         P(alive) <= 0.5 (a next purchase is unlikely ever to happen)."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
         alive = self.probability_alive(x, t_x, big_t)
         out = np.full(len(x), np.inf)
@@ -303,7 +307,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
 
     def log_likelihood(self, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> FloatArray:
         """Per-customer log-likelihood under the fitted parameters."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         x, t_x, big_t = _check_summary(frequency, recency, T)
         params = np.array([self.r_, self.alpha_, self.a_, self.b_])
         return _bgnbd_loglik_and_grad(params, x, t_x, big_t)[0]
@@ -311,7 +315,7 @@ class BetaGeoModel(BaseEstimator):  # type: ignore[misc]
     # ----- persistence (JSON, never pickle) ---------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as plain JSON-able values."""
-        check_is_fitted(self, "r_")
+        check_fitted(self, "r_")
         return {
             "model": "bgnbd",
             "penalizer_coef": self.penalizer_coef,
@@ -367,8 +371,11 @@ def _bgnbd_loglik_and_grad(
     return ll, np.vstack([d_r, d_alpha, d_a, d_b])
 
 
-class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
+class GammaGammaModel:
     """Gamma-Gamma spend model: each transaction's value ~ Gamma(p, nu), nu ~ Gamma(q, gamma).
+
+    Like BetaGeoModel, a statistical model on two per-customer vectors (frequency, monetary
+    value), not a scikit-learn estimator; saved with `to_dict` / `from_dict`.
 
     Fitted on customers with at least one repeat purchase (frequency > 0) and the mean value of
     their repeat purchases; it assumes value and frequency are independent. `penalizer_coef` as
@@ -415,7 +422,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
     @property
     def params_(self) -> dict[str, float]:
         """The fitted parameters as a dict (p, q, gamma)."""
-        check_is_fitted(self, "p_")
+        check_fitted(self, "p_")
         return {"p": self.p_, "q": self.q_, "gamma": self.gamma_}
 
     def expected_order_value(self, frequency: ArrayLike, monetary_value: ArrayLike) -> FloatArray:
@@ -429,7 +436,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
         customer with p x + q <= 1 neither does the posterior one. Those customers get the
         shop's observed mean repeat order value (`observed_order_value_`, NaN for a model saved
         without it) instead of no value at all; the others keep their posterior mean."""
-        check_is_fitted(self, "p_")
+        check_fitted(self, "p_")
         x = _as_float(frequency, "frequency")
         m = np.nan_to_num(np.asarray(monetary_value, dtype=np.float64).reshape(-1))
         x = np.where(m > 0, x, 0.0)
@@ -442,7 +449,7 @@ class GammaGammaModel(BaseEstimator):  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted model as plain JSON-able values."""
-        check_is_fitted(self, "p_")
+        check_fitted(self, "p_")
         return {
             "model": "gamma_gamma",
             "penalizer_coef": self.penalizer_coef,

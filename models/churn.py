@@ -27,13 +27,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import Tags, assert_all_finite
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 from threadpoolctl import threadpool_limits
 
 from models.btyd import BetaGeoModel, BTYDFitError
@@ -210,23 +213,34 @@ def model_columns(features: pd.DataFrame) -> list[str]:
         c
         for c in features.columns
         if c != "customer_id"
-        and not c.startswith(EXCLUDED_PREFIXES)
+        and not (isinstance(c, str) and c.startswith(EXCLUDED_PREFIXES))
         and pd.api.types.is_numeric_dtype(features[c])
     ]
 
 
-class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
+class ChurnModel(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """Calibrated churn classifier over a feature frame; `predict_proba[:, 1]` = P(churn).
 
-    `fit(X, y, cutoff)`: `y` 1 = churned; `cutoff` numbers the training cut-offs (0 = latest),
+    A scikit-learn binary classifier (it passes `check_estimator`). `X` is normally the
+    features layer's customer frame: columns are then used by name (ids, per-channel shares
+    and non-numeric columns left out; a column missing when predicting counts as unknown,
+    NaN), and the monotonic constraints and reasons follow the names. Any other 2-D array-like
+    is numeric features by position (the same width at fit and predict). Missing values are
+    allowed (unknown), sparse input is not.
+
+    `fit(X, y, cutoff)`: `y` two classes, 1 = churned (any two labels work: `classes_` holds
+    them sorted, the second is churn); `cutoff` numbers the training cut-offs (0 = latest),
     with `calibrate` the latest calibrates (Platt scaling, see fit). `n_bags` tree models,
     each on a random `feature_fraction` of the features (drawn with seed `random_state + k`),
     are averaged; `n_bags=1` uses every feature. `risk_thresholds` (medium, high) split
     probabilities into low / medium / high.
     `n_threads` caps OpenMP threads (None = all): one thread is about ten times faster than two
-    on a busy 2-core machine (OpenMP spinning).
-    Learned: `feature_names_`, `bag_columns_` (feature positions per bag), `classifiers_`,
-    `calibrator_` (or None), `reference_`."""
+    on a busy 2-core machine (OpenMP spinning). With more than one, the bags are fitted side by
+    side (joblib threads, one bag per thread while there are more bags than threads).
+    Learned: `feature_names_` (the columns used), `bag_columns_` (feature positions per bag),
+    `classifiers_`, `calibrator_` (or None), `reference_`, `classes_`, `n_iter_` (boosting
+    iterations per bag), `n_features_in_` (columns of the fit's X) and, when X was a frame with
+    string column names, `feature_names_in_`."""
 
     def __init__(
         self,
@@ -270,17 +284,28 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
             random_state=self.random_state,
         )
 
-    def fit(self, X: pd.DataFrame, y: Any, cutoff: Any = None) -> ChurnModel:
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a missing feature value is unknown, not an error
+        tags.classifier_tags.multi_class = False  # churned or not
+        return tags
+
+    def fit(self, X: Any, y: Any, cutoff: Any = None) -> ChurnModel:
         """Fit on stacked cut-offs (see the class docstring). Raises ValueError when a class is
-        missing (every customer churned or none did)."""
+        missing (every customer churned or none did), on more than two classes and on labels
+        that are not classes (NaN, continuous values)."""
         with threadpool_limits(self.n_threads):
             return self._fit(X, y, cutoff)
 
-    def _fit(self, X: pd.DataFrame, y: Any, cutoff: Any) -> ChurnModel:
-        y = np.asarray(y, dtype=np.int64)
-        if len(np.unique(y)) < 2:
-            raise ValueError("churn labels hold a single class: need churned and retained rows")
+    def _fit(self, X: Any, y: Any, cutoff: Any) -> ChurnModel:
+        X = _fit_frame(X)
+        self.classes_, y = _encoded_labels(y)
+        if len(y) != len(X):
+            raise ValueError(f"X has {len(X)} rows but y has {len(y)} labels")
         cutoff = np.zeros(len(y), dtype=np.int64) if cutoff is None else np.asarray(cutoff)
+        self.n_features_in_ = X.shape[1]
+        if all(isinstance(c, str) for c in X.columns):
+            self.feature_names_in_ = np.asarray(X.columns, dtype=object)
         # a column nobody has (no ratings in the whole shop) carries nothing, and HGB's binning
         # fails on it
         self.feature_names_ = [c for c in model_columns(X) if X[c].notna().any()]
@@ -301,12 +326,20 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
                 )
                 for bag in range(self.n_bags)
             ]
-        self.classifiers_ = [
-            self._classifier(len(y), [self.feature_names_[i] for i in columns]).fit(
-                matrix[:, columns], y
+        # The bags are independent fits: within the `n_threads` budget, several at once in
+        # threads (each with its share of OpenMP threads) rather than one bag on all threads;
+        # HGB's result does not depend on its thread count, so neither do the trees.
+        workers, threads_each = _bag_workers(len(self.bag_columns_), self.n_threads)
+        self.classifiers_ = joblib.Parallel(n_jobs=workers, prefer="threads")(
+            joblib.delayed(_fit_bag)(
+                self._classifier(len(y), [self.feature_names_[i] for i in columns]),
+                matrix[:, columns],
+                y,
+                threads_each,
             )
             for columns in self.bag_columns_
-        ]
+        )
+        self.n_iter_ = np.array([c.n_iter_ for c in self.classifiers_])
         latest = cutoff == cutoff.min()
         self.calibrator_: LogisticRegression | None = None
         if self.calibrate and len(np.unique(y[latest])) == 2:
@@ -323,7 +356,6 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
             # "All-NaN slice": a group nobody has (no ratings at all) gets a NaN reference
             warnings.simplefilter("ignore", RuntimeWarning)
             self.reference_ = np.nanmedian(retained, axis=0)
-        self.classes_ = np.array([0, 1])
         return self
 
     def _bag_probabilities(
@@ -347,6 +379,24 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
     def _probability(self, matrix: NDArray[np.float64]) -> NDArray[np.float64]:
         return self._combined(self._bag_probabilities(matrix))
 
+    def _frame(self, X: Any) -> pd.DataFrame:
+        """X as a frame: a frame as it is (columns by name); any other array-like by position,
+        named as the fit's columns (raises ValueError on another width)."""
+        check_is_fitted(self, "classifiers_")
+        if isinstance(X, pd.DataFrame):
+            return X
+        matrix = _numeric_matrix(X)
+        expected = getattr(self, "n_features_in_", len(self.feature_names_))
+        if matrix.shape[1] != expected:
+            raise ValueError(
+                f"X has {matrix.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{expected} features as input"
+            )
+        names = getattr(self, "feature_names_in_", None)
+        if names is None and not hasattr(self, "n_features_in_"):
+            names = self.feature_names_  # a model saved before n_features_in_ was kept
+        return pd.DataFrame(matrix, columns=None if names is None else list(names))
+
     def _matrix(self, X: pd.DataFrame) -> NDArray[np.float64]:
         check_is_fitted(self, "classifiers_")
         columns = [
@@ -355,14 +405,16 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         ]
         return _steady(np.column_stack(columns)) if columns else np.empty((len(X), 0))
 
-    def predict_proba(self, X: pd.DataFrame) -> NDArray[np.float64]:
+    def predict_proba(self, X: Any) -> NDArray[np.float64]:
         """Columns: P(retained), P(churned); a feature missing from X counts as unknown (NaN)."""
-        churn = self._probability(self._matrix(X))
+        churn = self._probability(self._matrix(self._frame(X)))
         return np.column_stack([1.0 - churn, churn])
 
-    def predict(self, X: pd.DataFrame) -> NDArray[np.int64]:
-        """1 = churn when P(churn) >= 0.5."""
-        return (self.predict_proba(X)[:, 1] >= 0.5).astype(np.int64)
+    def predict(self, X: Any) -> NDArray[Any]:
+        """The churn class (`classes_[1]`, 1 when fitted on 0/1 labels) where P(churn) >= 0.5,
+        else the other."""
+        churn = self.predict_proba(X)[:, 1] >= 0.5
+        return np.asarray(self.classes_[churn.astype(np.int64)])
 
     def risk_tier(self, churn_probability: NDArray[np.float64]) -> NDArray[np.object_]:
         """'low' / 'medium' / 'high' by `risk_thresholds` (medium from the first, high from the
@@ -374,9 +426,10 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
             np.where(churn_probability >= medium, "medium", "low"),
         ).astype(object)
 
-    def group_effects(self, X: pd.DataFrame) -> pd.DataFrame:
+    def group_effects(self, X: Any) -> pd.DataFrame:
         """Per customer and reason group: P(churn) minus P(churn) with that group's features set
         to a typical retained customer's values (positive = the group raises churn)."""
+        X = self._frame(X)
         return self._group_effects(self._matrix(X), X.index)[1]
 
     def _group_effects(
@@ -411,11 +464,11 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
             effects[group] = effect
         return base, pd.DataFrame(effects, index=index)
 
-    def reasons(self, X: pd.DataFrame, top: int = 3) -> list[list[str]]:
+    def reasons(self, X: Any, top: int = 3) -> list[list[str]]:
         """Up to `top` plain-words reasons per customer, strongest first (see the module doc)."""
         return self.explain(X, top)[1]
 
-    def explain(self, X: pd.DataFrame, top: int = 3) -> tuple[NDArray[np.float64], list[list[str]]]:
+    def explain(self, X: Any, top: int = 3) -> tuple[NDArray[np.float64], list[list[str]]]:
         """P(churn) and up to `top` reasons per customer in one pass (see `reasons`).
 
         A customer in the low risk tier (below the first of `risk_thresholds`) gets no reasons:
@@ -424,6 +477,7 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
         one: the groups raising the risk by `MIN_REASON_EFFECT` or more; without any, the group
         raising it most (by less); when no group raises it (in a shop where most customers
         lapse, a typical retained customer is at high risk too), `no_single_cause`."""
+        X = self._frame(X)
         churn, effects = self._group_effects(self._matrix(X), X.index, at_risk_only=True)
         names = np.array(effects.columns)
         values = effects.to_numpy()
@@ -451,6 +505,64 @@ class ChurnModel(BaseEstimator, ClassifierMixin):  # type: ignore[misc]
                 reasons = [no_single_cause(typical_churn, self.risk_thresholds[0])]
             out.append(reasons)
         return churn, out
+
+
+def _bag_workers(n_bags: int, n_threads: int | None) -> tuple[int, int]:
+    """(bags fitted at once, OpenMP threads for each) within `n_threads` (None: every CPU)."""
+    budget = joblib.cpu_count() if n_threads is None else max(1, int(n_threads))
+    workers = max(1, min(n_bags, budget))
+    return workers, max(1, budget // workers)
+
+
+def _fit_bag(
+    classifier: HistGradientBoostingClassifier,
+    matrix: NDArray[np.float64],
+    churned: NDArray[np.int64],
+    threads: int,
+) -> HistGradientBoostingClassifier:
+    # OpenMP limits are per thread: a joblib worker thread must set its own
+    with threadpool_limits(threads, user_api="openmp"):
+        return classifier.fit(matrix, churned)
+
+
+def _numeric_matrix(X: Any) -> NDArray[np.float64]:
+    """A 2-D float array from any array-like; NaN allowed. Raises ValueError on 1-D, empty,
+    complex or infinite input, TypeError on sparse input."""
+    return np.asarray(check_array(X, dtype=np.float64, ensure_all_finite="allow-nan"))
+
+
+def _fit_frame(X: Any) -> pd.DataFrame:
+    """The fit's X as a frame: a frame as it is, any other array-like with columns 0..n-1."""
+    if isinstance(X, pd.DataFrame):
+        if X.shape[0] == 0:
+            raise ValueError("no rows to learn churn from (0 samples)")
+        return X
+    return pd.DataFrame(_numeric_matrix(X))
+
+
+def _encoded_labels(y: Any) -> tuple[NDArray[Any], NDArray[np.int64]]:
+    """The two classes (sorted) and y as 0 / 1 (1 = the second class: churned for 0/1 labels).
+
+    Raises ValueError on a missing y, NaN or continuous labels, one class or more than two."""
+    if y is None:
+        raise ValueError(
+            "ChurnModel requires y to be passed, but the target y is None: give the churn "
+            "labels (1 = churned)"
+        )
+    y = column_or_1d(y, warn=True)
+    assert_all_finite(y, input_name="y")
+    check_classification_targets(y)
+    classes, encoded = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            "churn labels hold a single class (1 class found): need churned and retained rows"
+        )
+    if len(classes) > 2:
+        raise ValueError(
+            "Only binary classification is supported. The type of the target is "
+            f"{type_of_target(y)}: churn labels are 1 = churned, 0 = retained"
+        )
+    return classes, encoded.astype(np.int64)
 
 
 def _steady(matrix: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
+
+from models.fitted import check_fitted
 
 FloatArray = NDArray[np.float64]
 
@@ -73,8 +73,12 @@ def _scores(values: FloatArray, edges: FloatArray) -> NDArray[np.int64]:
     return (np.searchsorted(edges, values, side="left") + 1).astype(np.int64)
 
 
-class RFMScorer(BaseEstimator):  # type: ignore[misc]
+class RFMScorer:
     """RFM quintile scores and segments over a customer feature frame.
+
+    Not a scikit-learn transformer: it reads three named columns of the features layer's
+    frame and returns a frame with a string `segment` column, so it does not claim the
+    estimator API; it is saved with `to_dict` / `from_dict`.
 
     Uses the feature columns `days_since_last_order`, `orders` and `total_spend` (a missing
     spend, i.e. unknown prices, counts as the median so it neither helps nor hurts).
@@ -109,7 +113,7 @@ class RFMScorer(BaseEstimator):  # type: ignore[misc]
     def transform(self, features: pd.DataFrame) -> pd.DataFrame:
         """Columns `rfm_recency`, `rfm_frequency`, `rfm_monetary` (1-5) and `segment`, in the
         order of `features`."""
-        check_is_fitted(self, "recency_edges_")
+        check_fitted(self, "recency_edges_")
         middle = float(self.monetary_edges_[1:3].mean())
         recency, frequency, monetary = self._columns(features, fill=middle)
         r = _scores(-recency, self.recency_edges_)
@@ -122,7 +126,7 @@ class RFMScorer(BaseEstimator):  # type: ignore[misc]
 
     def to_dict(self) -> dict[str, Any]:
         """The learned edges as JSON-able lists."""
-        check_is_fitted(self, "recency_edges_")
+        check_fitted(self, "recency_edges_")
         return {
             "recency_edges": self.recency_edges_.tolist(),
             "frequency_edges": self.frequency_edges_.tolist(),

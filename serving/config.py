@@ -1,18 +1,27 @@
-"""Server settings: one pydantic model, read from `PATRONAGE_*` environment variables.
+"""Server settings: one pydantic-settings `Settings`, read from `PATRONAGE_*` variables.
 
-`pydantic-settings` is not a dependency, so `Settings.from_env` does the one thing we need from
-it: every field `name` may be given as the variable `PATRONAGE_<NAME>` (upper case). The MLflow
-tracking URI also honours the standard `MLFLOW_TRACKING_URI`.
+Every field `name` may be given as the environment variable `PATRONAGE_<NAME>` (any case); the
+MLflow tracking URI also honours the standard `MLFLOW_TRACKING_URI` (`PATRONAGE_TRACKING_URI`
+wins when both are set). Keyword arguments win over the environment. `Settings.from_env` is the
+entry point of the server and the CLI: it turns pydantic's errors into a `SettingsError` that
+names the variable and never shows a value (API keys are secrets).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "PATRONAGE_"
 SCOPES = ("storefront", "crm", "admin")
@@ -52,10 +61,41 @@ def parse_api_keys(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-class Settings(BaseModel):
+_ENVIRONMENT: ContextVar[Mapping[str, str] | None] = ContextVar("_ENVIRONMENT", default=None)
+"""The variables `Settings.from_env` was given instead of `os.environ` (None: `os.environ`)."""
+
+
+@contextmanager
+def _environment(environ: Mapping[str, str] | None) -> Iterator[None]:
+    token = _ENVIRONMENT.set(environ)
+    try:
+        yield
+    finally:
+        _ENVIRONMENT.reset(token)
+
+
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # case-insensitive, as for os.environ (the config sets case_sensitive=False)
+        return {name.lower(): value for name, value in self._environ.items()}
+
+
+class Settings(BaseSettings):
     """Everything the server can be told; immutable once built."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        frozen=True,
+        extra="ignore",
+        populate_by_name=True,  # tracking_uri=... as well as its variable names
+    )
 
     api_keys: str = Field(
         default="",
@@ -66,7 +106,8 @@ class Settings(BaseModel):
         default=False, description="serve without any API key (local development only)"
     )
     tracking_uri: str = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI),
+        default=DEFAULT_TRACKING_URI,
+        validation_alias=AliasChoices(f"{ENV_PREFIX}TRACKING_URI", "MLFLOW_TRACKING_URI"),
         description="MLflow tracking/registry URI the champion models are read from",
     )
     model_alias: str = Field(default="champion", description="registry alias that is served")
@@ -127,6 +168,22 @@ class Settings(BaseModel):
         "OpenTelemetry SDK); off, each request skips looking for a provider",
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments, then the environment (`from_env`'s mapping when given); no .env
+        or secrets files."""
+        environ = _ENVIRONMENT.get()
+        if environ is not None:
+            env_settings = _MappingEnvSource(settings_cls, environ)
+        return init_settings, env_settings
+
     @field_validator("api_keys")
     @classmethod
     def _keys_parse(cls, value: str) -> str:
@@ -147,23 +204,21 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from `PATRONAGE_<FIELD>` variables, then `overrides` (None ignored).
+        """Build settings from `PATRONAGE_<FIELD>` variables (of `environ`, default
+        `os.environ`), then `overrides` (None ignored).
 
-        Raises `SettingsError` naming the variable when a value does not parse."""
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name in cls.model_fields:
-            variable = ENV_PREFIX + name.upper()
-            if variable in environ:
-                values[name] = environ[variable]
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        Raises `SettingsError` naming the variable when a value does not parse; the message
+        holds pydantic's reason, never the value."""
+        values = {k: v for k, v in overrides.items() if v is not None}
         try:
-            return cls(**values)
-        except SettingsError:
-            raise
+            with _environment(environ):
+                return cls(**values)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{ENV_PREFIX}{'.'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-                for e in error.errors()
-            )
+            problems = "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in error.errors())
             raise SettingsError(f"invalid server settings: {problems}") from None
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    """The environment variable of a validation error's location (a field name or alias)."""
+    name = ".".join(str(part) for part in location).upper()
+    return name if name.startswith(ENV_PREFIX) or name.startswith("MLFLOW_") else ENV_PREFIX + name

@@ -4,9 +4,9 @@ The scorer is fitted on data before `cut = as_of - horizon` and scores every cus
 order before `cut`; the truth is what they did in `[cut, as_of)`:
 - churn: label 1 = no order in the window (`features.labels.churn_labels`). Metrics ROC-AUC,
   average precision (churners as positives), Brier score, log loss and expected calibration
-  error (10 equal-width bins). Baselines: `recency` (days since the last order; a ranking only,
-  so AUC and AP) and `base_rate` (every customer gets the churn rate seen one horizon earlier,
-  the honest constant forecast; Brier and log loss).
+  error (10 equal-width bins, `models.calibration`). Baselines: `recency` (days since the last
+  order; a ranking only, so AUC and AP) and `base_rate` (every customer gets the churn rate
+  seen one horizon earlier, the honest constant forecast; Brier and log loss).
 - loyalty: expected orders in the window (`expected_orders_90d` rescaled to the horizon) against
   the orders actually placed: Spearman rank correlation and mean absolute error. Baseline
   `past_rate`: the customer's order rate over the last 365 days before `cut` times the horizon.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-ECE_BINS = 10
+from models.calibration import expected_calibration_error
 
 
 @dataclass(frozen=True)
@@ -110,16 +110,6 @@ def constant_forecast_metrics(churned: np.ndarray, rate: float) -> dict[str, flo
         "brier": float(brier_score_loss(churned, probability)),
         "log_loss": float(log_loss(churned, probability, labels=[0, 1])),
     }
-
-
-def expected_calibration_error(churned: np.ndarray, probability: np.ndarray) -> float:
-    """Mean |observed - predicted| churn rate over 10 equal-width bins, weighted by bin size."""
-    bins = np.clip((np.asarray(probability) * ECE_BINS).astype(int), 0, ECE_BINS - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        inside = bins == b
-        total += inside.sum() * abs(churned[inside].mean() - probability[inside].mean())
-    return float(total / max(len(probability), 1))
 
 
 def order_forecast_metrics(actual: np.ndarray, expected: np.ndarray) -> dict[str, float]:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.calibration import CALIBRATION_BINS, calibration_bins
+
 
 @dataclass
 class EvaluationReport:
@@ -139,17 +141,13 @@ def _calibration(label: np.ndarray, scores: Mapping[str, np.ndarray], directory:
     for name, score in scores.items():
         if np.nanmin(score) < 0 or np.nanmax(score) > 1:
             continue  # not a probability (e.g. days since last order): no calibration to show
-        bins = np.clip((score * 10).astype(int), 0, 9)
-        counts = np.bincount(bins, minlength=10)
-        present = counts > 0
-        predicted = np.bincount(bins, weights=score, minlength=10)[present] / counts[present]
-        observed = np.bincount(bins, weights=label, minlength=10)[present] / counts[present]
-        ax.plot(predicted, observed, marker="o", label=name)
+        bins = calibration_bins(label, score)
+        ax.plot(bins.predicted, bins.observed, marker="o", label=name)
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
     ax.set(
         xlabel="predicted churn probability",
         ylabel="observed churn rate",
-        title="Churn calibration (10 bins)",
+        title=f"Churn calibration ({CALIBRATION_BINS} bins)",
     )
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, directory / "churn_calibration.png")
