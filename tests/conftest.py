@@ -17,27 +17,75 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
-REPO_DEFAULT_EXPERIMENT_DIR = PROJECT_ROOT / "mlruns" / "0"
-"""Where MLflow puts runs of its "Default" experiment when a store was created in the repository."""
+UNTRACKED_BY_DESIGN = (".venv/", ".hypothesis/", "patronage.egg-info/", "data/sample/")
+"""Paths a test run may leave or find changed in the repository: the environment, caches and
+the sample shop `make run` generates (caches like .pytest_cache, .mypy_cache, __pycache__ and
+.ruff_cache are matched by name wherever they are)."""
+CACHE_NAMES = ("__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache")
 
 
-def _entries(directory: Path) -> set[str]:
-    return {entry.name for entry in directory.iterdir()} if directory.is_dir() else set()
+def _modified_time(path: str) -> float:
+    """Modification time of a repository file; -1 when it does not exist."""
+    try:
+        return (PROJECT_ROOT / path).stat().st_mtime
+    except OSError:
+        return -1.0
+
+
+def _repository_state() -> dict[str, float] | None:
+    """Every file `git status --porcelain --ignored` reports (untracked, ignored or changed;
+    directories expanded) with its modification time; None outside a git checkout."""
+    import subprocess
+
+    try:
+        listing = subprocess.run(
+            ["git", "status", "--porcelain", "--ignored", "--untracked-files=all"],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    state: dict[str, float] = {}
+    for line in listing.splitlines():
+        path = line[3:].split(" -> ")[-1].strip('"')
+        if path.startswith(UNTRACKED_BY_DESIGN) or any(
+            part in CACHE_NAMES for part in Path(path).parts
+        ):
+            continue
+        target = PROJECT_ROOT / path
+        files = [f for f in target.rglob("*") if f.is_file()] if target.is_dir() else [target]
+        for file in files:
+            name = str(file.relative_to(PROJECT_ROOT))
+            state[name] = _modified_time(name)
+    return state
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_mlflow_runs_in_the_repository() -> Iterator[None]:
-    """Fail the session when a test logged MLflow runs into the repository's `mlruns/0`.
+def _tests_leave_the_repository_alone() -> Iterator[None]:
+    """Fail the session when the tests created, changed or deleted a file in the repository.
 
-    Tests keep their stores and artifacts under their temporary directories (`mlflow_store`);
-    runs already there before the session (e.g. by hand) are left alone and not counted."""
-    before = _entries(REPO_DEFAULT_EXPERIMENT_DIR)
+    Tests write only under their temporary directories (`tmp_path`, `mlflow_store`, ...).
+    Compares `git status --porcelain --ignored` (files expanded, with modification times)
+    before and after the session, so an edit made by hand during the run is reported too;
+    the environment, caches and `make run`'s data/sample are left out."""
+    before = _repository_state()
     yield
-    new = sorted(_entries(REPO_DEFAULT_EXPERIMENT_DIR) - before)
-    if new:
+    after = _repository_state()
+    if before is None or after is None:
+        return
+    # A file no longer listed (e.g. committed during the run) is compared as it is on disk.
+    after.update({path: _modified_time(path) for path in before.keys() - after.keys()})
+    touched = sorted(
+        path for path in before.keys() | after.keys() if before.get(path) != after.get(path)
+    )
+    if touched:
         pytest.fail(
-            f"a test wrote MLflow runs into the repository ({REPO_DEFAULT_EXPERIMENT_DIR}: "
-            f"{', '.join(new[:5])}); log into a store under tmp_path (the mlflow_store fixture)"
+            f"the test run created, changed or deleted {len(touched)} file(s) in the repository "
+            f"{PROJECT_ROOT}: {', '.join(touched[:8])}; write under tmp_path instead (MLflow: "
+            "the mlflow_store fixture; a relative path: monkeypatch.chdir(tmp_path))"
         )
 
 
@@ -122,6 +170,57 @@ def mlflow_store(
         # None clears MLflow's globals; monkeypatch then restores the environment variables.
         mlflow.set_tracking_uri(previous_tracking)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+SAMPLE_SHOP_NAME = "sample"
+"""The shop name the session's trained store registers the sample shop under."""
+SAMPLE_TRAINED_AS_OF = "2025-12-02T00:00:00Z"
+"""`as_of` of the session's trained store: 30 days before the sample shop ends (365 days from
+2025-01-01), so the last 30 days are a future the models never saw (quality tests)."""
+
+
+@dataclass(frozen=True)
+class TrainedSampleStore:
+    """A temp MLflow SQLite store with the sample shop's three champions (version 1 each)."""
+
+    root: Path
+    tracking_uri: str
+    shop_dir: Path
+    as_of: str
+
+
+@pytest.fixture(scope="session")
+def trained_sample_store(
+    sample_shop_dir: Path, migrated_mlflow_db: Path, tmp_path_factory: pytest.TempPathFactory
+) -> TrainedSampleStore:
+    """`sample_shop_dir` trained once per session by the training pipeline at
+    `SAMPLE_TRAINED_AS_OF` (recommender search budget 5 s, seed 0), registered as shop
+    "sample". Read-only: a test that changes the registry copies `root / "mlflow.db"` first
+    (the artifacts, under `root / "artifacts"`, are then shared read-only)."""
+    import mlflow
+
+    from training.pipeline import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("trained_sample") / "mlruns"
+    root.mkdir()
+    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    train(
+        TrainOptions(
+            directory=sample_shop_dir,
+            as_of=SAMPLE_TRAINED_AS_OF,
+            tracking_uri=uri,
+            progress=False,
+            time_budget_s=5.0,
+            shop=SAMPLE_SHOP_NAME,
+            rejects_dir=root.parent / "rejects",
+        )
+    )
+    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    return TrainedSampleStore(
+        root=root, tracking_uri=uri, shop_dir=sample_shop_dir, as_of=SAMPLE_TRAINED_AS_OF
+    )
 
 
 def _converted_shop(tables: dict) -> object:

@@ -24,8 +24,10 @@ import httpx
 import pandas as pd
 import pytest
 
+from tests.conftest import SAMPLE_SHOP_NAME, TrainedSampleStore
+
 KEYS = {"storefront": "e2e-sf", "crm": "e2e-crm", "admin": "e2e-admin"}
-SHOP = "sample"
+SHOP = SAMPLE_SHOP_NAME
 MODEL_NAMES = tuple(f"patronage.{SHOP}.{role}" for role in ("recommender", "churn", "loyalty"))
 
 
@@ -49,25 +51,16 @@ class RunningServer:
 
 @pytest.fixture(scope="module")
 def trained_registry(
-    sample_shop_dir: Path, migrated_mlflow_db: Path, tmp_path_factory: pytest.TempPathFactory
+    trained_sample_store: TrainedSampleStore, tmp_path_factory: pytest.TempPathFactory
 ) -> TrainedRegistry:
-    """Train the sample shop once with the training pipeline (all three models registered)."""
-    from training.pipeline import TrainOptions, train
-
+    """The session's sample shop champions (all three models, trained once by the training
+    pipeline), in a private copy of the store's database: the tests here register new
+    versions. The artifacts stay where the session's store keeps them, read-only."""
+    assert trained_sample_store.tracking_uri.endswith("mlflow.db")
     root = tmp_path_factory.mktemp("serving_mlruns")
-    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    shutil.copyfile(trained_sample_store.root / "mlflow.db", root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    # A short model-search budget: this tests serving, not model quality.
-    train(
-        TrainOptions(
-            directory=sample_shop_dir,
-            tracking_uri=uri,
-            progress=False,
-            time_budget_s=5.0,
-            shop=SHOP,
-        )
-    )
-    return TrainedRegistry(tracking_uri=uri, shop_dir=sample_shop_dir)
+    return TrainedRegistry(tracking_uri=uri, shop_dir=trained_sample_store.shop_dir)
 
 
 def _free_port() -> int:

@@ -136,8 +136,75 @@ def test_runs_register_challengers_and_promote_only_when_no_worse(trained: Train
     for name in (CHURN, LOYALTY):
         outcome = _outcome(trained.second, name)
         assert "backtest model of champion v1" in outcome.reason
-        assert outcome.decision in ("promoted", "kept")
-        assert outcome.champion == ("2" if outcome.decision == "promoted" else "1")
+        # Which way B's decision goes is the data's business; the decision itself is tested
+        # with a registry set up to make it known (test_decision_follows_the_champion_...).
+        assert (outcome.decision, outcome.champion) in (("promoted", "2"), ("kept", "1"))
+
+
+@pytest.mark.parametrize(
+    ("champion_lead", "decision", "champion_after"),
+    [(0.0, "promoted", "3"), (0.05, "kept", "2")],
+    ids=["champion-equal", "champion-better"],
+)
+def test_decision_follows_the_champion_set_up_in_the_registry(  # type: ignore[no-untyped-def]
+    store_copy, trained: TrainedStore, champion_lead: float, decision: str, champion_after: str
+) -> None:
+    """Churn and loyalty challengers on the champion's own backtest (same backtest key): with
+    the champion's recorded metrics equal to theirs they are promoted; with the champion
+    recorded 0.05 better on every promotion metric they are kept out. The registry is set up
+    so the outcome is known, then `register` runs as `train` calls it."""
+    from mlflow import MlflowClient
+
+    from models.registry_names import METRIC_TAG_PREFIX, recorded_metrics
+    from training.candidate import Candidate
+    from training.champion import compare_with_champion
+    from training.promotion import PROMOTION_METRICS
+    from training.registration import register
+    from training.shop_data import DataSummary
+
+    client = MlflowClient()
+    candidates = []
+    for role in (CHURN, LOYALTY):
+        # B's outcome decided who is champion; set the champion to version 2 (B) explicitly.
+        client.set_registered_model_alias(name_of(role), CHAMPION, "2")
+        champion = client.get_model_version(name_of(role), "2")
+        metrics = recorded_metrics(champion.tags)
+        for rule in PROMOTION_METRICS[role]:
+            lead = champion_lead if rule.higher_is_better else -champion_lead
+            value = metrics[rule.name]
+            recorded = value * (1 + lead) if rule.relative else value + lead
+            client.set_model_version_tag(
+                name_of(role), "2", METRIC_TAG_PREFIX + rule.name, repr(recorded)
+            )
+        candidate = Candidate(
+            name=role,
+            python_model=None,
+            artifacts={},
+            input_example=pd.DataFrame(),
+            metrics=dict(metrics),
+            baselines={},
+            backtest_key=champion.tags["patronage.backtest_key"],
+            cut=pd.Timestamp(champion.tags["patronage.backtest_cut"]),
+            evaluate_champion=lambda wrapper: pytest.fail("same backtest: must not re-evaluate"),
+            model_uri=champion.source,
+            model_id=getattr(champion, "model_id", "") or "",
+        )
+        compare_with_champion(client, candidate, SHOP)
+        assert candidate.comparison == "same backtest as champion v2"
+        candidates.append(candidate)
+    data = DataSummary("test", "0" * 64, {"purchases": 1}, pd.Timestamp("2025-01-01", tz="UTC"),
+                       pd.Timestamp("2025-12-31", tz="UTC"), 0)  # fmt: skip
+    outcomes = register(
+        client, SHOP, candidates, {}, TrainOptions("unused"),
+        pd.Timestamp("2026-01-01", tz="UTC"), trained.second.run_id, data,
+    )  # fmt: skip
+    assert [(o.name, o.version, o.decision, o.champion) for o in outcomes] == [
+        (CHURN, "3", decision, champion_after),
+        (LOYALTY, "3", decision, champion_after),
+    ], [o.reason for o in outcomes]
+    for role in (CHURN, LOYALTY):
+        served = client.get_model_version_by_alias(name_of(role), CHAMPION)
+        assert str(served.version) == champion_after
 
 
 def test_same_backtest_compares_recorded_metrics(store_copy, trained: TrainedStore) -> None:  # type: ignore[no-untyped-def]
