@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, is_classifier
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import estimator_checks_generator
 
 from models.btyd import BetaGeoModel, GammaGammaModel
 from models.churn import ChurnModel
@@ -24,7 +24,23 @@ ESTIMATORS = [
 ]
 
 
-@parametrize_with_checks(ESTIMATORS)  # type: ignore[misc]
+NOT_CLAIMED = {"check_array_api_input"}
+"""Checks of an API we do not claim (the array API: ChurnModel takes numpy and pandas); they
+are left out here, not skipped at run time."""
+
+
+def _checks() -> list[Any]:
+    """Every (estimator, check) pair of scikit-learn's suite, minus `NOT_CLAIMED`."""
+    pairs = []
+    for estimator in ESTIMATORS:
+        for _, check in estimator_checks_generator(estimator, legacy=True):
+            name = getattr(check, "func", check).__name__
+            if name not in NOT_CLAIMED:
+                pairs.append(pytest.param(estimator, check, id=f"{estimator!r}-{name}"))
+    return pairs
+
+
+@pytest.mark.parametrize(("estimator", "check"), _checks())
 def test_churn_model_passes_sklearn_checks(
     estimator: ChurnModel, check: Callable[[ChurnModel], None]
 ) -> None:
