@@ -47,8 +47,10 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy features models training serving benchmarks patronage
 
+# Two processes (the machine's two cores), each running whole test files, so a module's fixtures
+# are built once.
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run_all
