@@ -11,6 +11,7 @@ from benchmarks.crash import crash_cycles
 def test_every_acknowledged_row_survives_kill_9_and_torn_tails(tmp_path: Path) -> None:
     run = crash_cycles(tmp_path, cycles=2, clients=8, seed=1)
     assert run.posts_acknowledged > 0, "no post was acknowledged: the run proves nothing"
+    assert run.refused == {}, f"valid posts were refused: {run.refused}"
     assert run.torn_fragments == 1
     assert run.missing == [], f"{len(run.missing)} acknowledged rows lost, e.g. {run.missing[:3]}"
     assert run.replayed is not None and run.replayed >= len(run.acknowledged)
