@@ -118,39 +118,15 @@ def _latencies(samples: list[list[float]], start: float, end: float) -> dict[str
 
 
 # --- the phases: each returns what its clients got -----------------------------------------
-def _big_body(port: int) -> dict[str, Any]:
-    """An unauthenticated 100 MB POST; the status, seconds to it and bytes the server took."""
+def _flood(port: int, head: bytes, chunk: bytes, total: int) -> dict[str, Any]:
+    """Send `head`, then `chunk` until `total` bytes or until the server closes; the status it
+    answered, the seconds to it and the MB sent before it closed."""
     started = time.perf_counter()
     sent = 0
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-        connection.sendall(
-            b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {100 * MB}\r\n\r\n".encode()
-        )
-        chunk = b" " * MB
+        connection.sendall(head)
         try:
-            while sent < 100 * MB:
-                connection.sendall(chunk)
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = connection.recv(4096)
-    return {
-        "status": int(answer.split(b" ")[1]) if answer else None,
-        "seconds": round(time.perf_counter() - started, 3),
-        "mb_sent_before_close": round(sent / MB, 1),
-    }
-
-
-def _big_header(port: int) -> dict[str, Any]:
-    """A 50 MB header; the status, seconds to it and bytes sent before the server closed."""
-    started = time.perf_counter()
-    sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
-        connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: bench\r\nX-Big: ")
-        chunk = b"a" * 65536
-        try:
-            while sent < 50 * MB:
+            while sent < total:
                 connection.sendall(chunk)
                 sent += len(chunk)
         except (BrokenPipeError, ConnectionResetError):
@@ -161,6 +137,21 @@ def _big_header(port: int) -> dict[str, Any]:
         "seconds": round(time.perf_counter() - started, 3),
         "mb_sent_before_close": round(sent / MB, 2),
     }
+
+
+def _big_body(port: int) -> dict[str, Any]:
+    """An unauthenticated 100 MB POST /v1/events."""
+    head = (
+        b"POST /v1/events HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {100 * MB}\r\n\r\n".encode()
+    )
+    return _flood(port, head, b" " * MB, 100 * MB)
+
+
+def _big_header(port: int) -> dict[str, Any]:
+    """A request with a 50 MB header."""
+    head = b"GET /health/live HTTP/1.1\r\nHost: bench\r\nX-Big: "
+    return _flood(port, head, b"a" * 65536, 50 * MB)
 
 
 def _slowloris(port: int, connections: int = 100, seconds: float = 60.0) -> dict[str, Any]:
