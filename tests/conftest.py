@@ -17,6 +17,35 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
 
 
+SLOW_FILES_FIRST = (
+    "tests/training/test_pipeline.py",
+    "tests/test_shops.py",
+    "tests/features/test_spark_parity.py",
+    "tests/serving/test_end_to_end.py",
+    "tests/serving/test_openapi_fuzz.py",
+    "tests/models/test_churn.py",
+    "tests/test_docs.py",
+    "tests/serving/test_crash.py",
+)
+"""Test files by wall time, longest first (measured with `pytest --durations`, 2026-12-07).
+
+`make test` runs whole files on two processes (`--dist loadfile --no-loadscope-reorder`),
+handing out files in collection order; starting the longest ones first keeps one process from
+finishing a long file alone at the end while the other idles (longest-first scheduling).
+xdist's default order (most tests per file first) started tests/test_shops.py last."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run `SLOW_FILES_FIRST` before every other file, each file's tests in their own order."""
+    rank = {name: position for position, name in enumerate(SLOW_FILES_FIRST)}
+
+    def file_rank(item: pytest.Item) -> int:
+        relative = Path(str(item.path)).resolve().relative_to(PROJECT_ROOT).as_posix()
+        return rank.get(relative, len(rank))
+
+    items.sort(key=file_rank)  # stable: the rest keep pytest's order
+
+
 UNTRACKED_BY_DESIGN = (".venv/", ".hypothesis/", "patronage.egg-info/", "data/sample/")
 """Paths a test run may leave or find changed in the repository: the environment, caches and
 the sample shop `make run` generates (caches like .pytest_cache, .mypy_cache, __pycache__ and
