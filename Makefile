@@ -8,7 +8,7 @@ PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install install-dev run train test lint bench audit clean
+.PHONY: install install-dev browser run train test lint bench audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,19 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy features models training serving benchmarks patronage
 
+# The CRM console's browser tests drive Debian's Chromium through Debian's chromedriver
+# (tests/serving/test_crm_browser.py); installed here when either is missing (needs root).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
 # Two processes (the machine's two cores), each running whole test files, so a module's fixtures
 # are built once.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 bench: install-dev

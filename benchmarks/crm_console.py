@@ -51,7 +51,7 @@ QUERIES = (
     "segment=Champions&segment=Loyal&sort=predicted_clv_365d",
     "min_days=90&max_days=365&sort=days_since_last_order&direction=asc",
     "min_value=100&risk=medium&sort=churn_probability",
-    "min_satisfaction=1&max_satisfaction=2.5&sort=satisfaction",
+    "min_satisfaction=0&max_satisfaction=40&sort=satisfaction",
     "sort=customer_id&direction=asc",
 )
 
@@ -84,7 +84,7 @@ def synthetic_scores(customers: int, seed: int = 0) -> pd.DataFrame:
                 AS_OF + pd.to_timedelta(rng.exponential(40, customers), unit="D")
             ).round("s"),
             "avg_days_between_orders": rng.gamma(2.0, 20.0, customers),
-            "satisfaction": np.round(1 + rng.random(customers) * 4, 1),
+            "satisfaction": np.round(rng.beta(5, 5, customers) * 100, 1),
             "last_order_at": last_order.round("s"),
         }
     )

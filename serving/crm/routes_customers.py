@@ -147,7 +147,6 @@ async def profile(
         feedback=None if customer_history is None else customer_history.feedback,
         history_problem=history_problem,
         recommended=_named(recommended, history),
-        recommended_strategy=None if recommended is None else recommended.strategy,
         cross_sell=_named(cross_sell, history),
         winback=winback_items(models.recommender, customer_id),
         recommender_problem=recommender_problem,

@@ -61,7 +61,7 @@ FILTERS = [
         segments=("Champions", "At risk"), min_value=50, direction="asc", sort="predicted_clv_365d"
     ),  # fmt: skip
     CustomerFilter(min_days_since_order=30, max_days_since_order=200, sort="days_since_last_order"),
-    CustomerFilter(min_satisfaction=2.5, max_satisfaction=4.0, sort="satisfaction"),
+    CustomerFilter(min_satisfaction=40, max_satisfaction=60, sort="satisfaction"),
     CustomerFilter(sort="customer_id", direction="asc"),
     CustomerFilter(risk_tiers=("high", "medium"), max_value=10, sort="loyalty_score"),
 ]
