@@ -162,7 +162,9 @@ async def _measure(customers: int, requests: int) -> dict:
     table_seconds = time.perf_counter() - started
     store = ModelStore(_FixedSource(models), poll_seconds=0)
     store.reload()
-    settings = Settings(api_keys=f"crm={CRM_KEY}", load_on_start=False, crm_data_dir="/nonexistent")
+    settings = Settings(
+        api_keys=f"crm={CRM_KEY}", load_on_start=False, crm_data_dir=Path("/nonexistent")
+    )
     app = create_app(settings, model_store=store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:

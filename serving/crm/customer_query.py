@@ -16,7 +16,13 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import QueryParams
 
-from serving.crm.customer_frame import AT_RISK_TIERS, RISK_TIERS, SORT_KEYS, CustomerFilter
+from serving.crm.customer_frame import (
+    AT_RISK_TIERS,
+    RISK_TIERS,
+    SORT_KEYS,
+    CustomerFilter,
+    Direction,
+)
 
 PAGE_SIZES = (25, 50, 100, 200)
 DEFAULT_PAGE_SIZE = 50
@@ -110,7 +116,7 @@ def parse_query(params: QueryParams, segments: list[str]) -> CustomerQuery:
     if sort not in SORT_KEYS:
         ignored.append(f"sort: {sort[:40]!r} is not a column to sort by")
         sort = "value_at_risk"
-    direction = "asc" if params.get("direction") == "asc" else "desc"
+    direction: Direction = "asc" if params.get("direction") == "asc" else "desc"
     wanted = CustomerFilter(
         segments=chosen_segments,
         risk_tiers=tiers,

@@ -9,6 +9,7 @@ scored here.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -75,10 +76,11 @@ async def customers_csv(request: Request, console: ConsoleDep, session: SignedIn
     frame = await console.frame(models)
     query = parse_query(request.query_params, frame.segments())
     rows = frame.matching_rows(query.wanted)
+    names: Callable[[str], str]
     try:
         names = (await console.history(models)).item_name
     except HistoryUnavailable:
-        names = str
+        names = str  # ids stand in for names
     stamp = frame.as_of.strftime("%Y%m%d")
     filename = f"customers-{models.shop or 'shop'}-{stamp}.csv"
     response = StreamingResponse(
