@@ -4,9 +4,11 @@ Issue #24 asks for list pages under 200 ms server time at p95 on 1M customers, a
 export of the whole list that streams in bounded memory. The table is synthetic (scores drawn
 at random with the columns and types of `patronage score`; fitting real models on 1M customers
 is `benchmarks.scores_scale`'s job and takes far longer) and served by the real app
-(`serving.app.create_app`) from an in-memory model store, through the real routes (httpx's
-ASGI transport: server time, no network). Win-back items come from a stand-in recommender
-answering in constant time, so the export's time here is the console's, not the recommender's.
+(`serving.app.create_app`) from an in-memory model store, through the real routes, on a real
+uvicorn server on 127.0.0.1 in the same process (times as the client sees them over loopback;
+the export's memory is the whole process's, client included, which only counts bytes).
+Win-back items come from a stand-in recommender answering in constant time, so the export's
+time here is the console's, not the recommender's.
 
 Pages: signed in, 200 requests cycling through filters, sorts, the at-risk view and pages 1
 to 200 (each distinct sort is computed once and kept, as in the server). Export: the whole list
@@ -19,7 +21,6 @@ Writes benchmarks/results/crm_console.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import re
 import resource
@@ -27,6 +28,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -150,7 +152,35 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def _measure(customers: int, requests: int) -> dict:
+def _resident_mib() -> float:
+    """The process's resident memory now (Linux `/proc/self/statm`), MiB."""
+    import os
+
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 1024**2
+
+
+def _serve(app: Any) -> tuple[Any, str]:
+    """uvicorn serving `app` on a free port of 127.0.0.1 in a thread; (server, base URL)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
+    threading.Thread(target=server.run, name="bench-uvicorn", daemon=True).start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def _measure(customers: int, requests: int) -> dict:
     import httpx
 
     from serving.app import create_app
@@ -165,38 +195,40 @@ async def _measure(customers: int, requests: int) -> dict:
     settings = Settings(
         api_keys=f"crm={CRM_KEY}", load_on_start=False, crm_data_dir=Path("/nonexistent")
     )
-    app = create_app(settings, model_store=store)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-        form = await client.get("/crm/login")
+    server, url = _serve(create_app(settings, model_store=store))
+    with httpx.Client(base_url=url, timeout=600) as client:
+        form = client.get("/crm/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-        await client.post("/crm/login", data={"csrf_token": token, "api_key": CRM_KEY})
+        client.post("/crm/login", data={"csrf_token": token, "api_key": CRM_KEY})
         started = time.perf_counter()
-        first = await client.get("/crm/customers")
+        first = client.get("/crm/customers")
         assert first.status_code == 200, first.text[:500]
         first_seconds = time.perf_counter() - started
         warm: list[float] = []
         for query in QUERIES:  # each sort computed once, as the server keeps them
             started = time.perf_counter()
-            await client.get(f"/crm/customers?{query}")
+            client.get(f"/crm/customers?{query}")
             warm.append(time.perf_counter() - started)
         timings = []
         for number in range(requests):
             query = QUERIES[number % len(QUERIES)]
             page = 1 + (number * 7) % 200
             started = time.perf_counter()
-            answer = await client.get(f"/crm/customers?{query}&page={page}")
+            answer = client.get(f"/crm/customers?{query}&page={page}")
             timings.append(time.perf_counter() - started)
             assert answer.status_code == 200
         peak_before = _peak_mib()
+        resident_before = resident_most = _resident_mib()
         started = time.perf_counter()
         size = lines = 0
-        async with client.stream("GET", "/crm/customers.csv") as stream:
-            async for chunk in stream.aiter_bytes():
+        with client.stream("GET", "/crm/customers.csv") as stream:
+            for chunk in stream.iter_bytes():
                 size += len(chunk)
                 lines += chunk.count(b"\n")
+                resident_most = max(resident_most, _resident_mib())
         export_seconds = time.perf_counter() - started
         peak_after = _peak_mib()
+    server.should_exit = True
     milliseconds = np.array(timings) * 1000
     return {
         "customers": customers,
@@ -211,6 +243,8 @@ async def _measure(customers: int, requests: int) -> dict:
         "export_mib": round(size / 1024**2, 1),
         "export_seconds": round(export_seconds, 1),
         "export_rows_per_second": round((lines - 1) / export_seconds),
+        "rss_mib_before_export": round(resident_before, 1),
+        "rss_mib_max_during_export": round(resident_most, 1),
         "peak_rss_mib_before_export": round(peak_before, 1),
         "peak_rss_mib_after_export": round(peak_after, 1),
     }
@@ -222,18 +256,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--customers", type=int, default=1_000_000)
     parser.add_argument("--requests", type=int, default=200)
     args = parser.parse_args(argv)
-    figures = asyncio.run(_measure(args.customers, args.requests))
-    growth = figures["peak_rss_mib_after_export"] - figures["peak_rss_mib_before_export"]
-    figures["export_peak_rss_growth_mib"] = round(growth, 1)
+    figures = _measure(args.customers, args.requests)
+    growth = figures["rss_mib_max_during_export"] - figures["rss_mib_before_export"]
+    figures["export_rss_growth_mib"] = round(growth, 1)
     result = {
         "title": "CRM console: customers list pages and the CSV export on 1M customers",
         "command": "python -m benchmarks.crm_console",
         "notes": [
             f"Synthetic score table of {args.customers:,} customers (the columns of `patronage "
-            "score`), served by the real app through httpx's ASGI transport (server time, no "
-            "network); win-back items from a constant stand-in recommender.",
-            "Target (issue #24): list pages under 200 ms at p95; the export in bounded memory "
-            "(peak RSS growth while streaming every row).",
+            "score`), served by the real app on uvicorn on 127.0.0.1 in the same process "
+            "(request times as the client sees them over loopback); win-back items from a "
+            "constant stand-in recommender.",
+            "Target (issue #24): list pages under 200 ms at p95; the export in bounded memory: "
+            "export_rss_growth_mib is the most the resident memory (sampled at every chunk "
+            "received) rose above what it was before the export, while streaming every row.",
         ],
         "tables": {"Customers list and export": [figures]},
         "figures": figures,

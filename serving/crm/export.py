@@ -50,13 +50,15 @@ def _chunk_frame(
     recommender: Recommender,
     item_name: Callable[[str], str],
 ) -> pd.DataFrame:
-    records = list(frame.records(rows))
-    table = pd.DataFrame.from_records(records, columns=[*SCORE_COLUMNS, *EXTRA_COLUMNS[:2]])
-    table["churn_reasons"] = [REASON_SEPARATOR.join(r["churn_reasons"]) for r in records]
+    columns = frame.score_columns(rows)
+    columns["churn_reasons"] = [REASON_SEPARATOR.join(r) for r in columns["churn_reasons"]]
+    table = pd.DataFrame({name: columns[name] for name in SCORE_COLUMNS})
     table["expected_next_order_at"] = pd.to_datetime(
         table["expected_next_order_at"], utc=True, format="ISO8601"
     )
-    winback = [winback_items(recommender, r["customer_id"]) for r in records]
+    for name in EXTRA_COLUMNS[:2]:
+        table[name] = frame.numbers[name][rows]
+    winback = [winback_items(recommender, c) for c in columns["customer_id"]]
     table["winback_item_ids"] = [REASON_SEPARATOR.join(items) for items in winback]
     table["winback_item_names"] = [
         REASON_SEPARATOR.join(item_name(i) for i in items) for items in winback
