@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +54,20 @@ def _environment(store: TrainedSampleStore) -> dict[str, str]:
     return env
 
 
-def start_score(store: TrainedSampleStore, out: Path, log: Path) -> subprocess.Popen[bytes]:
-    """Start `patronage score` of the sample shop with its churn champion at the store's
-    `as_of` (what the console serves), writing `out`."""
-    with log.open("wb") as sink:
-        return subprocess.Popen(
+def score_with_the_cli(store: TrainedSampleStore, out: Path) -> Path:
+    """Run `patronage score` (its `main`, in this process: the test session has already paid
+    for the imports) on the sample shop with its churn champion at the store's `as_of`, what the
+    console serves; fail unless it wrote `out`."""
+    import mlflow
+
+    from patronage.cli import main
+
+    before = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    os.environ["MLFLOW_TRACKING_URI"] = store.tracking_uri
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    try:
+        code = main(
             [
-                sys.executable,
-                "-m",
-                "patronage",
                 "score",
                 str(store.shop_dir),
                 "--shop",
@@ -71,26 +76,27 @@ def start_score(store: TrainedSampleStore, out: Path, log: Path) -> subprocess.P
                 store.as_of,
                 "--out",
                 str(out),
-            ],  # fmt: skip
-            cwd=out.parent,
-            env=_environment(store),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+            ]  # fmt: skip
         )
-
-
-def finish_score(process: subprocess.Popen[bytes], out: Path, log: Path) -> Path:
-    """Wait for `start_score`'s command; fail with its output unless it wrote `out`."""
-    code = process.wait(180)
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     if code != 0 or not out.exists():
-        pytest.fail(f"patronage score failed ({code}):\n{log.read_text()}")
+        pytest.fail(f"patronage score exited {code} without writing {out}")
     return out
 
 
 @contextmanager
-def running_console(store: TrainedSampleStore, workdir: Path) -> Iterator[ConsoleServer]:
+def running_console(
+    store: TrainedSampleStore, workdir: Path, while_loading: Callable[[], object] | None = None
+) -> Iterator[ConsoleServer]:
     """`patronage serve` on a free port with keys of every scope, ready (models loaded) or
-    fail with its log; stopped afterwards."""
+    fail with its log; stopped afterwards. `while_loading` runs while the server loads."""
     port = _free_port()
     env = _environment(store) | {"PATRONAGE_EVENTS_DIR": str(workdir / "events")}
     log_path = workdir / "server.log"
@@ -114,6 +120,8 @@ def running_console(store: TrainedSampleStore, workdir: Path) -> Iterator[Consol
         )
     url = f"http://127.0.0.1:{port}"
     try:
+        if while_loading is not None:
+            while_loading()
         _wait_ready(url, process, log_path)
         yield ConsoleServer(url=url, log_path=log_path, workdir=workdir)
     finally:

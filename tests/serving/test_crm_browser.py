@@ -22,9 +22,8 @@ from tests.conftest import TrainedSampleStore
 from tests.serving.console_server import (
     KEYS,
     ConsoleServer,
-    finish_score,
     running_console,
-    start_score,
+    score_with_the_cli,
 )
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -121,24 +120,24 @@ def _chromium(profile: Path, downloads: Path) -> object:
 def console(
     trained_sample_store: TrainedSampleStore, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Console]:
-    """Server, `patronage score` and the browser started side by side; signed in at the end."""
+    """The browser, then the server; `patronage score` runs (in this process) while the server
+    loads its models."""
     root = tmp_path_factory.mktemp("crm_browser")
     for name in ("server", "profile", "downloads", "screenshots", "score"):
         (root / name).mkdir()
-    score_out, score_log = root / "score" / "scores.csv", root / "score" / "score.log"
-    scoring = start_score(trained_sample_store, score_out, score_log)
+    score_out = root / "score" / "scores.csv"
     driver = _chromium(root / "profile", root / "downloads")
     try:
-        with running_console(trained_sample_store, root / "server") as server:
-            cli = pd.read_csv(
-                finish_score(scoring, score_out, score_log), dtype={"customer_id": str}
-            )
+        with running_console(
+            trained_sample_store,
+            root / "server",
+            while_loading=lambda: score_with_the_cli(trained_sample_store, score_out),
+        ) as server:
+            cli = pd.read_csv(score_out, dtype={"customer_id": str})
             print(f"CRM console screenshots: {root / 'screenshots'}")
             yield Console(driver, server, root / "downloads", root / "screenshots", cli)
     finally:
         driver.quit()  # type: ignore[attr-defined]
-        if scoring.poll() is None:
-            scoring.kill()
 
 
 def _by(css: str) -> tuple[str, str]:
