@@ -3,8 +3,9 @@ and the shop's monthly history (cohort retention, satisfaction over time).
 
 Read from the shop's data directory (`Settings.crm_data_dir`, else the directory the served
 loyalty or churn champion was trained on, from its `patronage.data_source` tag) with the
-project's one loader (`features.loading.load_shop`), once per directory, in the background of
-the first console request that needs it; rejected rows go to a temporary directory, never
+project's one loader (`features.loading.load_shop`), once per directory and `as_of`, by the
+first console request that needs it (in a worker thread; that request waits); rejected rows go
+to a temporary directory, never
 into the shop's files. Only rows before the scores' `as_of` are kept, so the pages describe
 the same past the scores do. All times are UTC.
 """
