@@ -8,7 +8,7 @@ PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install install-dev run train test lint bench audit clean
+.PHONY: install install-dev browser run train test lint bench audit clean
 
 # uv installs what pip would (same ranges, from PyPI) in about half the time (measured on this
 # machine: 51 s with an empty uv cache against 111 s for pip with a warm one), which keeps a
@@ -52,10 +52,20 @@ lint: install-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy features models training serving benchmarks patronage
 
+# The CRM console's browser tests drive Debian's Chromium through Debian's chromedriver
+# (tests/serving/test_crm_browser.py); installed here when either is missing (needs root).
+browser:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "installing Debian's chromium and chromium-driver for the browser tests"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; \
+	fi
+
 # Two processes (the machine's two cores), each running whole test files, so a module's fixtures
 # are built once. Files go out in tests/conftest.py's order (longest first), not xdist's default
 # (most tests first), which left the longest files to start last.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: install-dev

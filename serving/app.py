@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from features.event_log import EventLog
 from serving.auth import KeyRing
 from serving.config import Settings
+from serving.crm.console import install_console
 from serving.deps import Services
 from serving.errors import error_response, install_error_handlers
 from serving.limits import BodyLimitMiddleware, redact_access_log
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
     app.add_exception_handler(RoleNotTrained, _role_not_trained)
     for module in (recommendations, customers, events, models, health):
         app.include_router(module.router)
+    install_console(app, services)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app

@@ -162,6 +162,25 @@ class Settings(BaseSettings):
     load_on_start: bool = Field(
         default=True, description="load the champion models in a background thread at start"
     )
+    crm_session_minutes: float = Field(
+        default=480.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="the CRM console's sign-in lasts this many minutes (8 hours); then the "
+        "marketer enters the crm key again",
+    )
+    crm_session_secret: str = Field(
+        default="",
+        repr=False,  # a secret, never printed or logged
+        description="secret that signs the CRM console's session cookies; empty: derived from "
+        "the configured crm keys (every worker derives the same, and changing the keys ends "
+        "every session)",
+    )
+    crm_data_dir: Path | None = Field(
+        default=None,
+        description="the shop's data directory the CRM console reads orders, feedback and item "
+        "names from; empty: the directory the served champion was trained on",
+    )
     opentelemetry: bool = Field(
         default=False,
         description="FastAPI's native OpenTelemetry spans and metrics (for a configured "

@@ -28,6 +28,7 @@ from models.registry_names import (
     BASELINE_NOTE_TAG,
     MLFLOW_CLIENT_DEFAULTS,
     SKIPPED_TAG,
+    SOURCE_TAG,
     beats_baseline,
     recorded_metrics,
     registered_name,
@@ -89,7 +90,7 @@ class MlflowModelSource:
             for name, value in MLFLOW_CLIENT_DEFAULTS.items():
                 os.environ.setdefault(name, value)
             uri = self.settings.tracking_uri
-            _require_sqlite_file(uri)
+            require_sqlite_file(uri)
             import mlflow
             from mlflow import MlflowClient
 
@@ -208,6 +209,7 @@ class MlflowModelSource:
             loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
             beats_baseline=beats_baseline(tags),
             baseline_note=tags.get(BASELINE_NOTE_TAG, ""),
+            data_source=tags.get(SOURCE_TAG, ""),
         )
         logger.info("loaded %s version %s", name, version)
         return info, python_model
@@ -270,7 +272,7 @@ class MlflowModelSource:
         )
 
 
-def _require_sqlite_file(uri: str) -> None:
+def require_sqlite_file(uri: str) -> None:
     """A `sqlite:///PATH` store must exist: MLflow would create an empty one and every model
     would then look missing. Raises `ModelNotFound` saying which file and what to do."""
     if not uri.startswith("sqlite:///"):

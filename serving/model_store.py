@@ -130,6 +130,9 @@ class LoadedModel:
     beats_baseline: bool | None = None
     """Whether its backtest beat the role's plain baseline (None: not recorded)."""
     baseline_note: str = ""
+    data_source: str = ""
+    """Where training read the shop's data (the `patronage.data_source` tag; may end in
+    ` + events DIR`); the CRM console reads orders and feedback from there."""
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""

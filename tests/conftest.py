@@ -23,6 +23,7 @@ SLOW_FILES_FIRST = (
     "tests/features/test_spark_parity.py",
     "tests/serving/test_end_to_end.py",
     "tests/serving/test_openapi_fuzz.py",
+    "tests/serving/test_crm_browser.py",
     "tests/models/test_churn.py",
     "tests/test_docs.py",
     "tests/serving/test_crash.py",
