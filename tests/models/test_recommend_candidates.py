@@ -13,9 +13,15 @@ from models.recommenders.candidates import (
     candidate_specs,
 )
 
+REPEAT_CYCLE_NAMES = [
+    "repeat_cycle_alive_s1_p0.1_hW", "repeat_cycle_alive_s1_p0.1_hinf",
+    "repeat_cycle_due_s3_p0.1_hW", "repeat_cycle_due_s3_p0.1_hinf",
+]  # fmt: skip
+"""The time-aware re-purchase candidates, tried first after the baselines."""
 SEED_0_NAMES = [
     "popularity", "trending_h0.17", "trending_h0.33", "trending_h0.67", "trending_h1",
-    "trending_h2", "trending_h4", "latent_class_k30_item", "latent_class_k10_category",
+    "trending_h2", "trending_h4", *REPEAT_CYCLE_NAMES, "latent_class_k30_item",
+    "latent_class_k10_category",
     "repeat_purchase_p0.3_hinf", "category_affinity_s5_hW", "repeat_purchase_p30_hW",
     "category_affinity_s1_hW", "latent_class_k10_item", "latent_class_k10_category_attributes",
     "latent_class_k30_category", "repeat_purchase_p3_hinf", "repeat_purchase_p3_hW",
@@ -28,14 +34,15 @@ SEED_0_NAMES = [
     "item_knn_cosine_k50_hinf", "item_knn_cosine_k200_hW", "als_f16_r0.1_a5", "als_f128_r1_a5",
     "als_f128_r0.1_a1", "als_f16_r0.01_a20", "bpr_f32",
 ]  # fmt: skip
-"""`candidate_specs(100, seed=0, with_attributes=True)` as the name-parsing version made it."""
+"""`candidate_specs(100, seed=0, with_attributes=True)` as the name-parsing version made it, with
+the time-aware re-purchase candidates (added later) first after the baselines."""
 
 
 def test_names_and_order_are_those_the_reports_show() -> None:
     specs = candidate_specs(100, seed=0, with_attributes=True)
     assert [spec.name for spec in specs] == SEED_0_NAMES
     large = candidate_specs(6_000, seed=0)
-    assert len(large) == 38 and not [s for s in large if s.family == "ease"]
+    assert len(large) == 42 and not [s for s in large if s.family == "ease"]
 
 
 def test_a_spec_makes_its_model_and_says_its_role() -> None:
