@@ -174,13 +174,19 @@ def history_variant_specs() -> list[CandidateSpec]:
     return cheap
 
 
-def repeat_cycle_specs() -> list[CandidateSpec]:
-    """Time-aware re-purchase (`repeat_cycle`) at half-life W and without decay: "still buys
-    it" with memoryless gaps (Gamma shape 1), then "due before the next order" with regular
-    gaps (shape 3); a small popularity fill."""
+def repeat_cycle_specs(next_order_due: bool) -> list[CandidateSpec]:
+    """Time-aware re-purchase (`repeat_cycle`) at half-life W and without decay, a small
+    popularity fill: "still buys it" with memoryless gaps (Gamma shape 1), or with
+    `next_order_due` "due before the next order" with regular gaps (shape 3)."""
+    shape = 3.0 if next_order_due else 1.0
     return [
-        spec("repeat_cycle", half_life, shape=shape, popularity_weight=0.1, next_order_due=due)
-        for shape, due in ((1.0, False), (3.0, True))
+        spec(
+            "repeat_cycle",
+            half_life,
+            shape=shape,
+            popularity_weight=0.1,
+            next_order_due=next_order_due,
+        )
         for half_life in (1.0, None)
     ]
 
@@ -234,11 +240,12 @@ def factor_model_specs(rng: np.random.Generator, seed: int) -> list[CandidateSpe
 
 
 def candidate_specs(n_items: int, seed: int, with_attributes: bool = False) -> list[CandidateSpec]:
-    """Every personal-protocol candidate: baselines, then the time-aware re-purchase models
-    (the cheapest personal ones, tried first so that a tight budget keeps them: on a 68k-item
+    """Every personal-protocol candidate: baselines, then the time-aware "still buys it"
+    re-purchase models (cheap, tried first so that a tight budget keeps them: on a 68k-item
     grocery catalogue a 30 s budget fitted only three personal candidates), then
-    own-history/category/co-purchase models, then item neighbours and EASE, then matrix
-    factorisation; a seeded order within the last three tiers. `with_attributes` (the shop's
+    own-history/category/co-purchase models (a seeded order), the "due before the next order"
+    re-purchase models, item neighbours and EASE, matrix factorisation (a seeded order within
+    each of the last two tiers). `with_attributes` (the shop's
     customers table describes its customers) adds latent-class variants that also read the
     customers' attributes."""
     rng = np.random.default_rng(seed)
@@ -246,7 +253,8 @@ def candidate_specs(n_items: int, seed: int, with_attributes: bool = False) -> l
     factor_models = factor_model_specs(rng, seed)
     instant = [c for c in cheap if c.family in INSTANT_FAMILIES]
     neighbour = [c for c in cheap if c not in instant]
-    ordered = repeat_cycle_specs()
+    ordered = repeat_cycle_specs(next_order_due=False)
     ordered += [instant[i] for i in rng.permutation(len(instant))]
+    ordered += repeat_cycle_specs(next_order_due=True)
     ordered += [neighbour[i] for i in rng.permutation(len(neighbour))]
     return baseline_specs() + ordered + factor_models
