@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "recommenders": ["benchmarks.recommenders"],
     "recommenders_scale": ["benchmarks.recommenders", "--scale"],
     "churn_cdnow": ["benchmarks.churn_cdnow"],
+    "completejourney": ["benchmarks.completejourney"],
     "scores_scale": ["benchmarks.scores_scale"],
     "train_sample": ["benchmarks.train_sample"],
     "shops": ["benchmarks.shops"],

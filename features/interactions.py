@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from features.purchase_timing import PurchaseTiming, pair_timing
 from features.shop import Shop
 
 ReturnsPolicy = Literal["remove", "negative", "ignore"]
@@ -38,11 +39,14 @@ ReturnsPolicy = Literal["remove", "negative", "ignore"]
 class Interactions:
     """A customers x items matrix (CSR, float32) with the ids of its rows and columns.
 
-    `customer_ids[r]` is the id of row r, `item_ids[j]` the id of column j (numpy arrays of str)."""
+    `customer_ids[r]` is the id of row r, `item_ids[j]` the id of column j (numpy arrays of str).
+    `timing`: when each pair was bought (same rows and columns; set by `InteractionsBuilder`,
+    None for a matrix made another way)."""
 
     matrix: sp.csr_matrix
     customer_ids: np.ndarray
     item_ids: np.ndarray
+    timing: PurchaseTiming | None = None
 
     @property
     def n_customers(self) -> int:
@@ -138,6 +142,9 @@ class InteractionsBuilder:
         self.customer_ids = np.asarray(customers, dtype=object).astype(str)
         self._base = 1.0 + np.log(np.maximum(lines["quantity"].to_numpy(dtype=np.float64), 1.0))
         self._age_days = (as_of - lines["ordered_at"]).dt.total_seconds().to_numpy() / 86400.0
+        self._rows, self._columns = rows, columns
+        self._order_ids = lines["order_id"]
+        self._timing: PurchaseTiming | None = None
         # Group the lines by (customer, item) once: a build is then one reduceat.
         order = np.lexsort((columns, rows))
         rows_sorted, cols_sorted = rows[order], columns[order]
@@ -181,7 +188,19 @@ class InteractionsBuilder:
                 self.returns,
             )
         matrix.eliminate_zeros()
-        return Interactions(matrix.astype(np.float32).tocsr(), self.customer_ids, self.item_ids)
+        return Interactions(
+            matrix.astype(np.float32).tocsr(), self.customer_ids, self.item_ids, self.timing()
+        )
+
+    def timing(self) -> PurchaseTiming:
+        """When each pair was bought (`features.purchase_timing`), computed on first use."""
+        if self._timing is None:
+            order_codes, _ = pd.factorize(self._order_ids.astype(str))
+            shape = (len(self.customer_ids), len(self.item_ids))
+            self._timing = pair_timing(
+                self._rows, self._columns, order_codes, self._age_days, shape
+            )
+        return self._timing
 
 
 def _feedback_cells(

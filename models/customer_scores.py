@@ -26,7 +26,7 @@ from models.churn import (
     training_cutoffs,
 )
 from models.loyalty import RFMScorer, loyalty_score, satisfaction_index
-from models.score_columns import SCORE_COLUMNS
+from models.score_columns import SCORE_COLUMNS, SPEND_COLUMN
 
 REASON_SEPARATOR = "; "
 FORMAT_VERSION = 2  # 2: the churn trees are a list (bagged)
@@ -124,13 +124,21 @@ class CustomerScorer:
         self.churn_horizon_days_ = float(churn_horizon_days)
         return self
 
-    def score(self, shop_or_features: Any, as_of: pd.Timestamp | str | None = None) -> pd.DataFrame:
+    def score(
+        self,
+        shop_or_features: Any,
+        as_of: pd.Timestamp | str | None = None,
+        value_horizon_days: float | None = None,
+    ) -> pd.DataFrame:
         """One row per customer who ordered before `as_of` (default: the fit's `as_of`), with
         exactly `SCORE_COLUMNS`; sorted by customer_id.
 
         Accepts a Shop (features computed here) or a frame from `customer_features`. Times are
         UTC; `expected_next_order_at` is NaT when a next order within `next_order_cap_days` is
-        not more likely than not."""
+        not more likely than not. With `value_horizon_days` N (days, > 0) the table also has
+        `SPEND_COLUMN`: the expected spend in [as_of, as_of + N days) (`_predicted_spend`)."""
+        if value_horizon_days is not None and not value_horizon_days > 0:
+            raise ValueError(f"value_horizon_days must be positive, got {value_horizon_days}")
         if not hasattr(self, "bgnbd_"):
             raise ValueError("the scorer is not fitted: call fit or load a saved scorer")
         as_of = self.as_of_ if as_of is None else _utc(as_of)
@@ -180,7 +188,31 @@ class CustomerScorer:
                 "satisfaction": np.round(satisfaction, 1),
             }
         )
-        return table.sort_values("customer_id", ignore_index=True)[list(SCORE_COLUMNS)]
+        columns = list(SCORE_COLUMNS)
+        if value_horizon_days is not None:
+            spend = self._predicted_spend(features, x, t_x, big_t, value_horizon_days)
+            table[SPEND_COLUMN] = np.round(spend, 2)
+            columns.append(SPEND_COLUMN)
+        return table.sort_values("customer_id", ignore_index=True)[columns]
+
+    def _predicted_spend(
+        self,
+        features: pd.DataFrame,
+        x: np.ndarray,
+        t_x: np.ndarray,
+        big_t: np.ndarray,
+        horizon_days: float,
+    ) -> np.ndarray:
+        """Expected spend per customer in the next `horizon_days` days, shop currency,
+        undiscounted: BG/NBD expected orders (one order = one UTC purchase day, as the BTYD
+        inputs count them) times the Gamma-Gamma expected order value. A customer without a
+        repeat day gets the population's mean order value. NaN for every customer when the
+        shop has no prices (no Gamma-Gamma fit), as `predicted_clv_365d`."""
+        if self.gamma_gamma_ is None or "btyd_monetary_value" not in features:
+            return np.full(len(features), np.nan)
+        value = np.nan_to_num(features["btyd_monetary_value"].to_numpy(np.float64))
+        orders = self.bgnbd_.expected_purchases(float(horizon_days), x, t_x, big_t)
+        return np.asarray(orders * self.gamma_gamma_.expected_order_value(x, value))
 
     def _clv(
         self, features: pd.DataFrame, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray

@@ -20,3 +20,6 @@ LOYALTY_COLUMNS = (
 """What the CRM asks about value and loyalty, per customer (the loyalty model's output)."""
 SCORE_COLUMNS = ("customer_id", *CHURN_COLUMNS, *LOYALTY_COLUMNS)
 """The score table's columns, in order (`patronage score`, the training pipeline)."""
+SPEND_COLUMN = "predicted_spend"
+"""Expected spend in the next N days, in the shop's currency (undiscounted): appended after
+`SCORE_COLUMNS` only when a value horizon is asked for (`patronage score --value-horizon-days`)."""

@@ -16,6 +16,7 @@ from models.recommenders.popularity import (
     RepeatPurchaseRecommender,
     TrendingRecommender,
 )
+from models.recommenders.repeat_cycle import RepeatCycleRecommender
 from models.recommenders.rerank import RerankRecommender
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "NotFittedError",
     "PopularityRecommender",
     "Recommender",
+    "RepeatCycleRecommender",
     "RepeatPurchaseRecommender",
     "RerankRecommender",
     "TrendingRecommender",

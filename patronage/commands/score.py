@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from models.score_columns import SCORE_COLUMNS
+from models.score_columns import SCORE_COLUMNS, SPEND_COLUMN
 from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import (
     add_reject_options,
@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score every customer: churn risk with reasons, CLV, next order, RFM segment",
         description=(
             "Load and validate the shop in DIR and write one row per customer who ordered "
-            f"before --as-of: {', '.join(SCORE_COLUMNS)}. The scorer is, by "
+            f"before --as-of: {', '.join(SCORE_COLUMNS)} (with --value-horizon-days N also "
+            f"{SPEND_COLUMN}). The scorer is, by "
             "default, the champion of this shop (--shop, default DIR's name) in the MLflow "
             "registry: churn's, or loyalty's when training skipped churn (churn columns then "
             "empty). A model of another shop is used only when --model-uri names it. Or a "
@@ -99,6 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed of the churn model (default: 0)"
     )
+    parser.add_argument(
+        "--value-horizon-days",
+        type=float,
+        default=None,
+        metavar="N",
+        help="also write predicted_spend: each customer's expected spend in the N days from "
+        "--as-of, in the shop's currency, undiscounted (BG/NBD expected orders x Gamma-Gamma "
+        "order value; empty when the shop has no prices)",
+    )
     add_reject_options(parser)
     parser.set_defaults(handler=run_score)
 
@@ -118,6 +128,10 @@ def run_score(args: argparse.Namespace) -> int:
     low, high = args.risk_thresholds
     if not 0 < low <= high < 1:
         raise PatronageError("--risk-thresholds need 0 < MEDIUM <= HIGH < 1")
+    if args.value_horizon_days is not None and not args.value_horizon_days > 0:
+        raise PatronageError(
+            f"--value-horizon-days must be a positive number of days, got {args.value_horizon_days}"
+        )
     loaded = load_shop(args.directory, **reject_options(args))
     shop = loaded.shop
     if len(shop.purchases) == 0:
@@ -148,7 +162,7 @@ def run_score(args: argparse.Namespace) -> int:
         if args.save_model is not None:
             scorer.save(args.save_model)
             print(f"scorer saved to {args.save_model}")
-    table = scorer.score(shop, as_of)
+    table = scorer.score(shop, as_of, value_horizon_days=args.value_horizon_days)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.out.suffix == ".csv":
         table.to_csv(args.out, index=False)

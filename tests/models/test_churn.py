@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.customers import customer_features
 from features.loading import load_shop
 from features.shop import Shop
 from models.churn import MIN_REASON_EFFECT, ChurnModel, describe_reason, training_cutoffs
-from models.customer_scores import SCORE_COLUMNS, CustomerScorer
+from models.customer_scores import SCORE_COLUMNS, SPEND_COLUMN, CustomerScorer
 from patronage.cli import main
 
 AS_OF = pd.Timestamp("2025-11-01", tz="UTC")
@@ -97,6 +98,35 @@ def test_saved_scorer_reproduces_the_table_as_parquet(
     assert list(again["customer_id"]) == list(first["customer_id"])
     np.testing.assert_allclose(again["churn_probability"], first["churn_probability"])
     assert list(again["churn_reasons"].fillna("")) == list(first["churn_reasons"].fillna(""))
+
+
+def test_value_horizon_adds_the_expected_spend(
+    cli_run: dict[str, Path],
+    sample_shop_dir: Path,
+    shop: Shop,
+    scorer: CustomerScorer,
+    tmp_path: Path,
+) -> None:
+    """`--value-horizon-days N` appends predicted_spend: BG/NBD expected orders in N days x
+    Gamma-Gamma order value, so it grows with N and matches expected_orders_90d at N = 90."""
+    tables = {}
+    for days in (30, 90):
+        out = tmp_path / f"spend_{days}.csv"
+        args = ["score", str(sample_shop_dir), "--as-of", AS_OF.isoformat(), "--out", str(out)]
+        horizon = ["--value-horizon-days", str(days)]
+        assert main([*args, "--model-dir", str(cli_run["model"]), *horizon]) == 0
+        tables[days] = pd.read_csv(out, dtype={"customer_id": str})
+    assert tuple(tables[90].columns) == (*SCORE_COLUMNS, SPEND_COLUMN)
+    short, long = tables[30][SPEND_COLUMN], tables[90][SPEND_COLUMN]
+    assert (short >= 0).all() and (long >= short - 0.01).all() and long.sum() > short.sum()
+    features = customer_features(shop, AS_OF)
+    features = features.set_index("customer_id").loc[tables[90]["customer_id"]]
+    value = scorer.gamma_gamma_.expected_order_value(
+        features["btyd_frequency"], np.nan_to_num(features["btyd_monetary_value"])
+    )
+    expected = tables[90]["expected_orders_90d"].to_numpy() * value
+    np.testing.assert_allclose(long, expected, rtol=1e-3, atol=0.02)
+    assert main([*args, "--model-dir", str(cli_run["model"]), "--value-horizon-days", "0"]) == 1
 
 
 def test_scoring_before_the_first_order(

@@ -13,29 +13,36 @@ from models.recommenders.candidates import (
     candidate_specs,
 )
 
+ALIVE_NAMES = ["repeat_cycle_alive_s1_p0.1_hW", "repeat_cycle_alive_s1_p0.1_hinf"]
+"""The time-aware "still buys it" re-purchase candidates, tried first after the baselines."""
+DUE_NAMES = ["repeat_cycle_due_s3_p0.1_hW", "repeat_cycle_due_s3_p0.1_hinf"]
+"""The "due before the next order" ones, after the other instant candidates."""
 SEED_0_NAMES = [
     "popularity", "trending_h0.17", "trending_h0.33", "trending_h0.67", "trending_h1",
-    "trending_h2", "trending_h4", "latent_class_k30_item", "latent_class_k10_category",
+    "trending_h2", "trending_h4", *ALIVE_NAMES, "latent_class_k30_item",
+    "latent_class_k10_category",
     "repeat_purchase_p0.3_hinf", "category_affinity_s5_hW", "repeat_purchase_p30_hW",
     "category_affinity_s1_hW", "latent_class_k10_item", "latent_class_k10_category_attributes",
     "latent_class_k30_category", "repeat_purchase_p3_hinf", "repeat_purchase_p3_hW",
     "category_affinity_s5_hinf", "repeat_purchase_p30_hinf", "co_purchase_l0_hW",
     "category_affinity_s1_hinf", "co_purchase_l0_hinf", "latent_class_k10_item_attributes",
     "repeat_purchase_p0.3_hW", "co_purchase_l0.5_hW", "latent_class_k30_category_attributes",
-    "co_purchase_l0.5_hinf", "latent_class_k30_item_attributes", "item_knn_cosine_k200_binary",
+    "co_purchase_l0.5_hinf", "latent_class_k30_item_attributes", *DUE_NAMES,
+    "item_knn_cosine_k200_binary",
     "ease_l2000", "item_knn_cosine_k50_hW", "ease_l500", "item_knn_bm25_k100_hinf", "ease_l100",
     "item_knn_cosine_k200_hinf", "item_knn_cosine_k50_binary", "item_knn_bm25_k100_hW",
     "item_knn_cosine_k50_hinf", "item_knn_cosine_k200_hW", "als_f16_r0.1_a5", "als_f128_r1_a5",
     "als_f128_r0.1_a1", "als_f16_r0.01_a20", "bpr_f32",
 ]  # fmt: skip
-"""`candidate_specs(100, seed=0, with_attributes=True)` as the name-parsing version made it."""
+"""`candidate_specs(100, seed=0, with_attributes=True)` as the name-parsing version made it, with
+the time-aware re-purchase candidates (added later) around the other instant ones."""
 
 
 def test_names_and_order_are_those_the_reports_show() -> None:
     specs = candidate_specs(100, seed=0, with_attributes=True)
     assert [spec.name for spec in specs] == SEED_0_NAMES
     large = candidate_specs(6_000, seed=0)
-    assert len(large) == 38 and not [s for s in large if s.family == "ease"]
+    assert len(large) == 42 and not [s for s in large if s.family == "ease"]
 
 
 def test_a_spec_makes_its_model_and_says_its_role() -> None:

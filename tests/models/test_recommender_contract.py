@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from features.attributes import CustomerAttributes
 from features.interactions import Interactions
+from features.purchase_timing import pair_timing
 from models.recommenders import (
     ALSRecommender,
     BlendRecommender,
@@ -32,6 +33,7 @@ from models.recommenders import (
     RerankRecommender,
     TrendingRecommender,
 )
+from models.recommenders.repeat_cycle import RepeatCycleRecommender
 
 GROUP_SIZE = 12  # customers per group
 ITEMS_PER_GROUP = 8
@@ -110,11 +112,26 @@ def _fitted_reranker(interactions: Interactions, co_purchase: sp.csr_matrix) -> 
     return model.fit(history, labels=labels, repeat_rates=rates)
 
 
+def _fitted_repeat_cycle(interactions: Interactions, co_purchase: sp.csr_matrix) -> Recommender:
+    """The time-aware re-purchase model on the checkerboard with timing: each customer bought
+    their items in one order, `customer + 1` days before `as_of`."""
+    matrix = interactions.matrix.tocoo()
+    timing = pair_timing(
+        matrix.row, matrix.col, matrix.row, matrix.row + 1.0, interactions.matrix.shape
+    )
+    timed = Interactions(
+        interactions.matrix, interactions.customer_ids, interactions.item_ids, timing
+    )
+    return RepeatCycleRecommender(shape=2.0, next_order_due=True).fit(timed, co_purchase)
+
+
 FITTED_BY_HAND: dict[str, Callable[[Interactions, sp.csr_matrix], Recommender]] = {
     "rerank": _fitted_reranker,
+    "repeat_cycle": _fitted_repeat_cycle,
 }
 """Models whose `fit` needs more than the checkerboard (the re-ranker learns from a later
-window): fitted here, then held to the same contract."""
+window, the re-purchase cycle from purchase times): fitted here, then held to the same
+contract."""
 LEARNS_STRUCTURE = {"item_knn_cosine", "item_knn_bm25", "als", "bpr", "co_purchase", "ease"}
 LEARNS_STRUCTURE |= {"blend", "category_affinity", "latent_class_item", "latent_class_category"}
 LEARNS_STRUCTURE |= {"latent_class_category_attributes"}
