@@ -180,5 +180,6 @@ def _examples(host: str, port: int, directory: str | None) -> str:
         f"  curl -H 'X-API-Key: {keys['crm']}' {base}/v1/customers/{customer_id}/loyalty",
         f"  curl -H 'X-API-Key: {keys['admin']}' {base}/v1/models",
         f"  open {base}/docs",
+        f"the CRM console: open {base}/crm/ and sign in with the crm key",
     ]
     return "\n".join(lines)

@@ -4,9 +4,10 @@ win-back items of each customer.
 The first columns are exactly `patronage score`'s (`SCORE_COLUMNS`, written the way pandas
 writes that command's table: reasons joined by "; ", times as `YYYY-MM-DD HH:MM:SS+00:00`),
 so an export of the whole list equals that command's output on the same model. Then:
-`days_since_last_order` (to `as_of`), `value_at_risk` (churn probability x predicted 365-day
-value) and the win-back items (the recommender's top 3 for the customer, ids and names,
-"; "-joined). Memory stays bounded: one chunk of `CHUNK_ROWS` customers at a time.
+`days_since_last_order` (to `as_of`, days), `value_at_risk` (churn probability x predicted
+365-day value, shop currency; both to 2 decimals) and the win-back items (the recommender's
+top 3 for the customer, ids and names, "; "-joined). Memory stays bounded: one chunk of
+`CHUNK_ROWS` customers at a time.
 """
 
 from __future__ import annotations
@@ -56,8 +57,9 @@ def _chunk_frame(
     table["expected_next_order_at"] = pd.to_datetime(
         table["expected_next_order_at"], utc=True, format="ISO8601"
     )
+    # to 2 decimals, as the score table rounds days and money
     for name in EXTRA_COLUMNS[:2]:
-        table[name] = frame.numbers[name][rows]
+        table[name] = np.round(frame.numbers[name][rows], 2)
     winback = [winback_items(recommender, c) for c in columns["customer_id"]]
     table["winback_item_ids"] = [REASON_SEPARATOR.join(items) for items in winback]
     table["winback_item_names"] = [
