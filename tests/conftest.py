@@ -1,4 +1,4 @@
-"""Shared fixtures: where the shared reference data lives, and BLAS pinned to one thread."""
+"""Shared fixtures: where the shared reference data lives, and BLAS and OpenMP at one thread."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ import pytest
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# OpenMP (scikit-learn's trees, implicit) at one thread in the test processes and every command
+# they start: two test processes share the two cores, and idle OpenMP threads spin against the
+# other process's work (tests/test_shops.py's fixture: 159 s alone, 603 s inside the suite).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
