@@ -21,6 +21,20 @@ def sales_per_item(matrix: sp.csr_matrix) -> np.ndarray:
     return np.asarray(positive.sum(axis=0), dtype=np.float32).ravel()
 
 
+def best_seller_shares(matrix: sp.csr_matrix) -> np.ndarray:
+    """Each item's sales as a share of the best seller's (1.0 for it; 0 in an empty shop)."""
+    totals = sales_per_item(matrix)
+    return totals / max(float(totals.max()), 1e-12)
+
+
+def own_shares(user_items: sp.csr_matrix) -> np.ndarray:
+    """Each customer's row (dense) divided by its largest cell: 1.0 for what they bought most,
+    0 for items never bought (negative confidence counts as none)."""
+    own = np.maximum(user_items.toarray(), 0.0)
+    scale = own.max(axis=1, keepdims=True)
+    return np.divide(own, scale, out=np.zeros_like(own), where=scale > 0)
+
+
 class PopularityRecommender(Recommender):
     """Items ranked by the number of customers who bought them (the same for everyone)."""
 
@@ -80,15 +94,12 @@ class RepeatPurchaseRecommender(Recommender):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None:
-        totals = sales_per_item(matrix)
-        self.item_scores_ = totals / max(float(totals.max()), 1e-12)
+        self.item_scores_ = best_seller_shares(matrix)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        own = user_items.toarray()
-        own = np.maximum(own, 0.0)
-        scale = own.max(axis=1, keepdims=True)
-        own = np.divide(own, scale, out=np.zeros_like(own), where=scale > 0)
-        return own + np.float32(self.popularity_weight) * self.item_scores_[None, :]
+        return (
+            own_shares(user_items) + np.float32(self.popularity_weight) * self.item_scores_[None, :]
+        )
 
 
 class CategoryAffinityRecommender(Recommender):

@@ -38,7 +38,7 @@ from features.attributes import CustomerAttributes
 from features.interactions import Interactions
 from features.purchase_timing import PurchaseTiming
 from models.recommenders.base import Recommender
-from models.recommenders.popularity import sales_per_item
+from models.recommenders.popularity import best_seller_shares, own_shares
 
 MIN_PROBABILITY = 1e-6
 """The due chance of a pair never drops below this: the customer's own items stay ahead of
@@ -97,16 +97,13 @@ class RepeatCycleRecommender(Recommender):
         co_purchase: sp.csr_matrix | None,
         item_categories: np.ndarray | None,
     ) -> None:
-        totals = sales_per_item(matrix)
-        self.item_scores_ = totals / max(float(totals.max()), 1e-12)
+        self.item_scores_ = best_seller_shares(matrix)
         timing = self._timing
         del self._timing
         self.due_ = due_probabilities(timing, self.shape, self.prior_gaps, self.next_order_due)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        own = np.maximum(user_items.toarray(), 0.0)
-        scale = own.max(axis=1, keepdims=True)
-        own = np.divide(own, scale, out=np.zeros_like(own), where=scale > 0)
+        own = own_shares(user_items)
         factor = np.ones_like(own)
         known = customer_rows >= 0
         if known.any():
