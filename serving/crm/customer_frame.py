@@ -240,19 +240,9 @@ class CustomerFrame:
         last order and value at risk."""
         record: dict[str, Any] = {"customer_id": str(self.customer_ids[row])}
         churn_row, loyalty_row = int(self.churn_rows[row]), int(self.loyalty_rows[row])
-        for name in ("churn_probability", "churn_risk", "churn_reasons"):
+        for name in CHURN_COLUMNS:
             record[name] = _cell(self.churn, name, churn_row)
-        for name in (
-            "loyalty_score",
-            "segment",
-            "p_alive",
-            "expected_orders_90d",
-            "predicted_clv_365d",
-            "expected_next_order_at",
-            "avg_days_between_orders",
-            "satisfaction",
-            "last_order_at",
-        ):
+        for name in (*LOYALTY_COLUMNS, "last_order_at"):
             record[name] = _cell(self.loyalty, name, loyalty_row)
         if record["churn_reasons"] is None:
             record["churn_reasons"] = []
