@@ -317,16 +317,13 @@ def _churn_description(churn: ChurnModel) -> dict[str, Any]:
 
 def _load_churn(churn_data: dict[str, Any], model_path: Path) -> ChurnModel:
     """A churn model from its JSON part and skops trees (only `TRUSTED_SKOPS_TYPES`)."""
-    import skops.io
+    from models.skops_files import load_trusted
 
-    untrusted = skops.io.get_untrusted_types(file=model_path)
-    unexpected = sorted(set(untrusted) - set(TRUSTED_SKOPS_TYPES))
-    if unexpected:
-        raise ValueError(f"{model_path} holds types that are not trusted: {unexpected}")
+    classifiers = load_trusted(model_path, TRUSTED_SKOPS_TYPES)
     churn_params = dict(churn_data["params"])
     churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
     churn = ChurnModel(**churn_params)
-    churn.classifiers_ = list(skops.io.load(model_path, trusted=TRUSTED_SKOPS_TYPES))
+    churn.classifiers_ = list(classifiers)
     churn.feature_names_ = list(churn_data["feature_names"])
     churn.bag_columns_ = [list(columns) for columns in churn_data["bag_columns"]]
     churn.reference_ = np.array(

@@ -216,14 +216,9 @@ class RerankRecommender(Recommender):
         return {"members": len(self.members)}
 
     def _load_extra(self, meta: dict[str, Any], directory: Path) -> None:
-        import skops.io
+        from models.skops_files import load_trusted
 
         self.members = [
             Recommender.load(directory / f"member_{index}") for index in range(meta["members"])
         ]
-        path = directory / "classifier.skops"
-        untrusted = skops.io.get_untrusted_types(file=path)
-        unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
-        if unexpected:
-            raise ValueError(f"{path} holds unexpected types {unexpected}: refusing to load it")
-        self.classifier_ = skops.io.load(path, trusted=TRUSTED_TYPES)
+        self.classifier_ = load_trusted(directory / "classifier.skops", TRUSTED_TYPES)
