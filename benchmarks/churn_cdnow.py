@@ -5,6 +5,9 @@
 2. The 13-week churn protocol of ../shared/data/README.md through the product's own code path
    (import -> load_shop -> CustomerScorer.fit at 1997-10-01 with rolling cut-offs before it ->
    score); "will buy" = 1 - churn_probability. The peers run in the same run (subprocess).
+   Customer value on the same cut: `predicted_spend` for the 13 weeks (91 days) after it, from
+   the forecast the shop's own backtest chose (`CustomerScorer.fit(value_horizon_days=91)`),
+   beside BG/NBD x Gamma-Gamma and the last 91 days' spend repeated, against the real spend.
 3. The generated sample shop: churn AUC against the planted leavers.
 4. BTYD fit and scoring for 1M customers drawn from the CDNOW parameters (days).
 
@@ -38,6 +41,8 @@ CDNOW = SHARED / "cdnow"
 PEERS = SHARED.parent / "peers" / "cdnow_peers.py"
 RESULT = Path(__file__).resolve().parent / "results" / "churn_cdnow.json"
 CUT = pd.Timestamp("1997-10-01", tz="UTC")
+VALUE_DAYS = 91
+"""The value horizon checked on CDNOW: the churn protocol's 13 weeks."""
 HORIZON_DAYS = 91  # weeks 39-51
 TARGETS = {"auc": 0.78, "average_precision": 0.52, "ece": 0.02}
 
@@ -121,6 +126,56 @@ def cdnow_churn(work: Path) -> dict[str, Any]:
         "ceiling_whole_history_cv_at_the_cut": sequence,
         "bootstrap": spread,
     }
+
+
+def cdnow_value(work: Path) -> dict[str, Any]:
+    """Predicted spend in the 91 days from the cut (the shop imported by `cdnow_churn`): the
+    backtest-chosen forecast, BG/NBD x Gamma-Gamma and the last 91 days repeated, against the
+    real spend (Spearman, MAE in dollars, top-decile share; `models.spend.spend_metrics`)."""
+    import copy
+
+    from features.labels import spend_labels
+    from features.loading import load_shop
+    from models.customer_scores import CustomerScorer
+    from models.spend import spend_metrics
+
+    shop = load_shop(work / "cdnow", as_of=pd.Timestamp("1998-07-01", tz="UTC")).shop
+    started = time.perf_counter()
+    scorer = CustomerScorer().fit(
+        shop, CUT, churn_horizon_days=HORIZON_DAYS, fit_churn=False, value_horizon_days=VALUE_DAYS
+    )
+    fit_seconds = time.perf_counter() - started
+    chosen = scorer.score(shop, CUT, value_horizon_days=VALUE_DAYS)
+    published = copy.copy(scorer)
+    published.spend_model_ = None  # BG/NBD x Gamma-Gamma at the same fit
+    btyd = published.score(shop, CUT, value_horizon_days=VALUE_DAYS)
+    ids = chosen["customer_id"]
+    actual = spend_labels(shop, CUT, VALUE_DAYS).reindex(ids).to_numpy()
+    past = spend_labels(shop, CUT - pd.Timedelta(days=VALUE_DAYS), VALUE_DAYS)
+    repeated = past.reindex(ids).fillna(0.0).to_numpy()
+    choice = scorer.spend_choice_
+    assert choice is not None
+    return {
+        "horizon_days": VALUE_DAYS,
+        "chosen": choice.winner,
+        "reason": choice.reason,
+        "backtest": {k: {m: round(v, 4) for m, v in f.items()} for k, f in choice.backtest.items()},
+        "fit_seconds": round(fit_seconds, 1),
+        "mean_actual": round(float(actual.mean()), 2),
+        "models": {
+            f"Patronage predicted_spend (backtest chose {choice.winner})": _rounded(
+                spend_metrics(chosen["predicted_spend"].to_numpy(), actual)
+            ),
+            "BG/NBD x Gamma-Gamma (ours, same fit)": _rounded(
+                spend_metrics(btyd["predicted_spend"].to_numpy(), actual)
+            ),
+            "last 91 days' spend repeated": _rounded(spend_metrics(repeated, actual)),
+        },
+    }
+
+
+def _rounded(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 4) for k, v in metrics.items()}
 
 
 def _answer_reading_ceiling(scorer: Any, shop: Any, bought: np.ndarray) -> dict[str, Any]:
@@ -337,6 +392,8 @@ def main() -> int:
         print("published checks:", json.dumps(published), flush=True)
         ours = cdnow_churn(work)
         print("cdnow churn (ours):", json.dumps(ours), flush=True)
+        value = cdnow_value(work)
+        print("cdnow value (ours):", json.dumps(value), flush=True)
         sample = sample_shop_churn(work)
         print("sample shop:", json.dumps(sample), flush=True)
         scale = btyd_million()
@@ -390,8 +447,14 @@ def main() -> int:
             f"expected orders: AUC {ours['bootstrap']['auc_minus_bgnbd_95']}, AP "
             f"{ours['bootstrap']['average_precision_minus_bgnbd_95']}.",
         ],
-        "tables": {"cdnow_13w_churn": rows},
+        "tables": {
+            "cdnow_13w_churn": rows,
+            "cdnow_13w_value (spend in the 91 days from 1997-10-01)": [
+                {"forecast": name, **m} for name, m in value["models"].items()
+            ],
+        },
         "cdnow_churn": ours,
+        "cdnow_value": value,
         "meets_targets": {
             "auc": ours["auc"] >= TARGETS["auc"],
             "average_precision": ours["average_precision"] >= TARGETS["average_precision"],

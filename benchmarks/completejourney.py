@@ -17,8 +17,10 @@ In one run, on the protocols of ../shared/data/README.md (section completejourne
    unmodified ../shared/peers/cj_clv_peers.py, which also runs as a subprocess in the same run.
 Only this file knows the data set, its dates and the targets; the product is run as any shop's.
 
-Usage: python -m benchmarks.completejourney [--workdir DIR]
-Writes benchmarks/results/completejourney.json.
+Usage: python -m benchmarks.completejourney [--workdir DIR] [--only value]
+Writes benchmarks/results/completejourney.json. `--only value` runs the import and step 3 alone
+(a few minutes) and replaces only the value figures in that file, saying in its notes when
+each part was measured.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ TARGETS = {
     "next_4_weeks.exclude_seen": {"ndcg@10": 0.050},
 }
 VALUE_TARGETS = {"spearman": 0.83, "mae": 165.0, "top_decile_spend_share": 0.34}
+VALUE_ONLY_NOTE = "Customer value re-measured"
 EXCLUDE_MODES = {"keep_seen": "none", "exclude_seen": "all"}
 """Protocol kind -> the `--exclude-purchased` rule its lists are made with."""
 
@@ -165,6 +168,7 @@ def value(workdir: Path, shop_dir: Path, env: dict[str, str], peers: ModuleType)
     """`patronage score --fit --as-of VALUE_CUT --value-horizon-days 91` against the real
     13-week spend of every household with a line before the cut (the peer script's set)."""
     out = workdir / "value_scores.parquet"
+    scorer_dir = workdir / "value_scorer"
     command = _patronage(
         "score",
         str(shop_dir),
@@ -175,8 +179,12 @@ def value(workdir: Path, shop_dir: Path, env: dict[str, str], peers: ModuleType)
         str(VALUE_DAYS),
         "--out",
         str(out),
+        "--save-model",
+        str(scorer_dir),
     )
     seconds, _ = _run(command, env, workdir)
+    # Which spend forecast the shop's own backtest chose, with its figures (the saved JSON).
+    spend = json.loads((scorer_dir / "customer_scorer.json").read_text())["spend"]["choice"]
     table = pd.read_parquet(out)
     raw = pd.read_parquet(
         TRANSACTIONS, columns=["household_id", "sales_value", "transaction_timestamp"]
@@ -201,6 +209,10 @@ def value(workdir: Path, shop_dir: Path, env: dict[str, str], peers: ModuleType)
         "households": int(len(households)),
         "households_not_scored": missing,
         "patronage_predicted_spend": peers.scores(prediction, actual),
+        "spend_model_chosen": spend["winner"],
+        "spend_choice_reason": spend["reason"],
+        "spend_choice_backtest_cut": spend["cut"],
+        "spend_choice_backtest": spend["backtest"],
         "mean_predicted": round(float(prediction.mean()), 2),
         "mean_actual": round(float(actual.mean()), 2),
     }
@@ -272,17 +284,31 @@ def _tables(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
         rows.append(row)
     for name, models in result["peers"]["models"].items():
         rows.append({"model": name, **{p: _pair(models[p]) for p in protocols}})
+    return {
+        "next purchases, NDCG@10 / Recall@10 (hit rate in the figures below)": rows,
+        **_value_tables(result),
+    }
+
+
+def _value_tables(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The value table (ours beside the peers) and the shop's own spend-model backtest."""
+    value = result["value"]
+    chosen = value.get("spend_model_chosen", "bgnbd_gamma_gamma")
     value_rows = [
         {
-            "model": "patronage predicted_spend (BG/NBD x Gamma-Gamma)",
-            **result["value"]["patronage_predicted_spend"],
+            "model": f"patronage predicted_spend (backtest chose {chosen})",
+            **value["patronage_predicted_spend"],
         }
     ]
     value_rows += [{"model": name, **m} for name, m in result["value_peers"]["models"].items()]
-    return {
-        "next purchases, NDCG@10 / Recall@10 (hit rate in the figures below)": rows,
-        f"customer value, {VALUE_DAYS} days from {VALUE_CUT}": value_rows,
-    }
+    tables = {f"customer value, {VALUE_DAYS} days from {VALUE_CUT}": value_rows}
+    if value.get("spend_choice_backtest"):
+        cut = str(value["spend_choice_backtest_cut"])[:10]
+        tables[f"the shop's own spend backtest (held out: {VALUE_DAYS} days from {cut})"] = [
+            {"model": name, **{k: v for k, v in m.items()}}
+            for name, m in value["spend_choice_backtest"].items()
+        ]
+    return tables
 
 
 def _pair(metrics: dict[str, Any]) -> str:
@@ -292,6 +318,12 @@ def _pair(metrics: dict[str, Any]) -> str:
 def main() -> int:
     """Import, train, recommend, score, run the peers; write the JSON result."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only",
+        choices=("all", "value"),
+        default="all",
+        help="value: import and customer value only, merged into the last full result",
+    )
     parser.add_argument(
         "--workdir",
         type=Path,
@@ -304,14 +336,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = (args.workdir or Path(tmp)).resolve()
         workdir.mkdir(parents=True, exist_ok=True)
-        result = run(workdir)
+        result = run(workdir) if args.only == "all" else run_value_only(workdir)
     write_result(RESULT, result)
     print(json.dumps(result["meets_targets"], indent=1))
     return 0
 
 
-def run(workdir: Path) -> dict[str, Any]:
-    """The whole benchmark in `workdir` (shop, MLflow store, lists)."""
+def _environment(workdir: Path) -> dict[str, str]:
     store = workdir / "mlruns"
     store.mkdir(exist_ok=True)
     env = dict(
@@ -321,6 +352,11 @@ def run(workdir: Path) -> dict[str, Any]:
         MLFLOW_TRACKING_URI=f"sqlite:///{store / 'mlflow.db'}",
     )
     env.pop("MLFLOW_REGISTRY_URI", None)
+    return env
+
+
+def _import(workdir: Path, env: dict[str, str]) -> tuple[Path, float]:
+    """`patronage import completejourney` into `workdir`; (shop directory, seconds)."""
     shop_dir = workdir / SHOP
     import_seconds, _ = _run(
         _patronage(
@@ -337,6 +373,39 @@ def run(workdir: Path) -> dict[str, Any]:
         workdir,
     )
     print(f"imported in {import_seconds:.0f} s", flush=True)
+    return shop_dir, import_seconds
+
+
+def run_value_only(workdir: Path) -> dict[str, Any]:
+    """Import and step 3 (customer value with its peers), merged into the last full result:
+    its value figures, value targets and value tables are replaced, the rest kept and the
+    notes say when each part was measured. Raises SystemExit without a full result."""
+    if not RESULT.is_file():
+        raise SystemExit(f"{RESULT} is missing: run the full benchmark first")
+    result = json.loads(RESULT.read_text())
+    # The full run's time: its stamp, or what an earlier value-only merge kept of it.
+    full_run_at = result.pop("full_run_at", None) or result.pop("measured_at", "unknown")
+    result.pop("measured_at", None)
+    env = _environment(workdir)
+    shop_dir, _ = _import(workdir, env)
+    value_peers = _load_peer(VALUE_PEERS, "cj_clv_peers")
+    result["value"] = value(workdir, shop_dir, env, value_peers)
+    result["value_peers"] = run_peers(VALUE_PEERS, VALUE_CUT, env)
+    now = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+    result["notes"] = [n for n in result["notes"] if not n.startswith(VALUE_ONLY_NOTE)] + [
+        f"{VALUE_ONLY_NOTE} at {now} (`--only value`, peers in the same run); next purchases "
+        f"and training time are from the full run measured at {full_run_at}."
+    ]
+    result["full_run_at"] = full_run_at
+    result["meets_targets"] = _compare(result)
+    result["tables"] = _tables(result)
+    return result
+
+
+def run(workdir: Path) -> dict[str, Any]:
+    """The whole benchmark in `workdir` (shop, MLflow store, lists)."""
+    env = _environment(workdir)
+    shop_dir, import_seconds = _import(workdir, env)
     train_seconds, train_output = _run(
         _patronage("train", str(shop_dir), "--as-of", CUT), env, workdir
     )
@@ -355,7 +424,9 @@ def run(workdir: Path) -> dict[str, Any]:
             "default non-repeatable is shown beside keep-seen.",
             f"Value: `patronage score DIR --fit --as-of {VALUE_CUT} --value-horizon-days "
             f"{VALUE_DAYS}` (fitted on data before the cut only); predicted_spend against each "
-            "household's real spend, scored by ../shared/peers/cj_clv_peers.py's `scores`.",
+            "household's real spend, scored by ../shared/peers/cj_clv_peers.py's `scores`. "
+            "Which spend forecast is used (BG/NBD x Gamma-Gamma or a learned one) is chosen by "
+            "the shop's own backtest on the 91 days before the cut, shown in its own table.",
             "Targets (issue #21): next basket keep-seen NDCG@10 >= 0.230 and Recall@10 >= 0.188, "
             "next 4 weeks keep-seen NDCG@10 >= 0.43, next 4 weeks exclude-seen >= 0.050; value "
             "Spearman >= 0.83, MAE <= 165, top-decile share >= 0.34; training within 5 minutes.",

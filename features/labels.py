@@ -43,3 +43,24 @@ def buy_labels(
     labels = pd.Series(known.isin(came_back).astype("int64"), index=known, name="bought")
     labels.index.name = "customer_id"
     return labels
+
+
+def spend_labels(
+    shop: Shop, as_of: pd.Timestamp | str, horizon_days: float = DEFAULT_HORIZON_DAYS
+) -> pd.Series:
+    """What each customer spent in `[as_of, as_of + horizon_days)`: the sum of quantity x
+    unit price of their order lines there, in the shop's currency (0 when they did not order;
+    an unpriced line counts 0).
+
+    Same customers, index and errors as `churn_labels`; float64, named `spend`."""
+    bought = buy_labels(shop, as_of, horizon_days)
+    as_of = as_of_utc(as_of)
+    end = as_of + pd.Timedelta(days=horizon_days)
+    purchases = shop.purchases
+    ordered_at = purchases["ordered_at"]
+    inside = purchases[(ordered_at >= as_of) & (ordered_at < end)]
+    value = inside["quantity"].astype("float64") * inside["unit_price"].astype("float64")
+    spent = value.fillna(0.0).groupby(inside["customer_id"].astype(str)).sum()
+    labels = spent.reindex(bought.index, fill_value=0.0).astype("float64").rename("spend")
+    labels.index.name = "customer_id"
+    return labels

@@ -1,9 +1,11 @@
 """The CRM's score table: churn risk with reasons, value, next order, RFM segment and loyalty.
 
-`CustomerScorer` holds the fitted BTYD models, the churn model and the RFM quintiles. It is
+`CustomerScorer` holds the fitted BTYD models, the churn model, the RFM quintiles and, when
+fitted for a value horizon, the spend forecast chosen by backtest (`models.spend`). It is
 fitted from a shop at `as_of` and scores a shop (or a ready customer feature frame) into one row
-per customer with exactly `SCORE_COLUMNS`. Persistence avoids pickle: parameters as JSON, the
-tree model with skops, loaded only with an explicit list of trusted types.
+per customer with exactly `SCORE_COLUMNS` (plus `SPEND_COLUMN` when asked). Persistence avoids
+pickle: parameters as JSON, the tree models with skops, loaded only with an explicit list of
+trusted types.
 """
 
 from __future__ import annotations
@@ -27,10 +29,21 @@ from models.churn import (
 )
 from models.loyalty import RFMScorer, loyalty_score, satisfaction_index
 from models.score_columns import SCORE_COLUMNS, SPEND_COLUMN
+from models.spend import (
+    SPEND_FEATURES,
+    LearnedSpend,
+    SpendChoice,
+    btyd_spend,
+    choose_spend_model,
+    fit_gamma_gamma,
+    forecast,
+)
 
 REASON_SEPARATOR = "; "
-FORMAT_VERSION = 2  # 2: the churn trees are a list (bagged)
+FORMAT_VERSION = 3  # 2: the churn trees are a list (bagged); 3: the chosen spend forecast
+READABLE_VERSIONS = (2, 3)
 CHURN_MODEL_FILE = "churn_classifier.skops"
+SPEND_MODEL_FILE = "spend_regressor.skops"
 PARAMS_FILE = "customer_scorer.json"
 
 # Every type a fitted HistGradientBoostingClassifier holds; skops refuses anything else.
@@ -41,6 +54,9 @@ TRUSTED_SKOPS_TYPES = [
     "sklearn._loss.link.LogitLink",
     "sklearn._loss.link.Interval",
     "sklearn._loss._loss.CyHalfBinomialLoss",
+    "sklearn._loss.loss.HalfPoissonLoss",
+    "sklearn._loss.link.LogLink",
+    "sklearn._loss._loss.CyHalfPoissonLoss",
     "numpy.dtype",
     "builtins.slice",
 ]
@@ -58,6 +74,26 @@ def _label_function() -> Any:
     return churn_labels
 
 
+def _memo() -> Any:
+    """The feature function, remembering each cut-off's frame for one fit (the callers copy
+    before they add columns)."""
+    compute = _feature_function()
+    frames: dict[pd.Timestamp, pd.DataFrame] = {}
+
+    def features(shop: Any, as_of: pd.Timestamp) -> pd.DataFrame:
+        if as_of not in frames:
+            frames[as_of] = compute(shop, as_of)
+        return frames[as_of]
+
+    return features
+
+
+def _spend_label_function() -> Any:
+    from features.labels import spend_labels
+
+    return spend_labels
+
+
 class CustomerScorer:
     """Fit once per shop and `as_of`; then `score` any shop or feature frame.
 
@@ -66,7 +102,10 @@ class CustomerScorer:
     `next_order_cap_days`: an expected next order further away than this is left empty.
     Learned (after fit): `as_of_`, `churn_horizon_days_`, `bgnbd_`, `gamma_gamma_` (None when
     the shop has no prices), `churn_model_` (None when fitted with `fit_churn=False`: a shop
-    too young to learn churn still gets loyalty, value and timing), `rfm_`, `cutoffs_`."""
+    too young to learn churn still gets loyalty, value and timing), `rfm_`, `cutoffs_`,
+    `spend_choice_` (`models.spend.SpendChoice`: which spend forecast won the backtest for the
+    value horizon, why, and its figures; None when fitted without a value horizon) and
+    `spend_model_` (the learned forecast when it won, else None)."""
 
     def __init__(
         self,
@@ -91,15 +130,23 @@ class CustomerScorer:
         churn_horizon_days: float = 90,
         seed: int = 0,
         fit_churn: bool = True,
+        value_horizon_days: float | None = None,
     ) -> CustomerScorer:
         """Fit every part on the shop's data before `as_of` (UTC, exclusive).
 
         Churn learns from cut-offs whose label windows end by `as_of`. Raises ValueError when
         the shop is too young for the horizon (with `fit_churn`) or has no customers before
         `as_of`. Without `fit_churn` the churn columns are left empty and the loyalty score's
-        retention part uses P(alive) instead of 1 - churn probability."""
+        retention part uses P(alive) instead of 1 - churn probability. With
+        `value_horizon_days` N the spend forecast for N days is chosen by backtest
+        (`models.spend.choose_spend_model`; a shop too young for it keeps BG/NBD x
+        Gamma-Gamma, the reason in `spend_choice_`)."""
+        if value_horizon_days is not None and not value_horizon_days > 0:
+            raise ValueError(f"value_horizon_days must be positive, got {value_horizon_days}")
         as_of = _utc(as_of)
-        features = _feature_function()(shop, as_of)
+        # Churn and the spend choice share cut-offs when their horizons match: features once.
+        feature_function = _feature_function() if value_horizon_days is None else _memo()
+        features = feature_function(shop, as_of)
         if len(features) == 0:
             raise ValueError(f"no customer ordered before {as_of}; choose a later --as-of")
         self.cutoffs_ = []
@@ -110,7 +157,7 @@ class CustomerScorer:
                 as_of, churn_horizon_days, first_order, self.n_cutoffs, self.step_days
             )
             training = build_training_set(
-                shop, self.cutoffs_, churn_horizon_days, _feature_function(), _label_function()
+                shop, self.cutoffs_, churn_horizon_days, feature_function, _label_function()
             )
             params = dict(self.churn_params or {})
             params.setdefault("risk_thresholds", self.risk_thresholds)
@@ -118,11 +165,42 @@ class CustomerScorer:
                 training.features, training.churned, training.cutoff
             )
         self.bgnbd_ = fit_bgnbd(features)
-        self.gamma_gamma_ = _fit_spend(features)
+        self.gamma_gamma_ = fit_gamma_gamma(features)
         self.rfm_ = RFMScorer().fit(features)
         self.as_of_ = as_of
         self.churn_horizon_days_ = float(churn_horizon_days)
+        self.spend_choice_: SpendChoice | None = None
+        self.spend_model_: LearnedSpend | None = None
+        if value_horizon_days is not None:
+            self.spend_choice_, self.spend_model_ = self._choose_spend(
+                shop, as_of, float(value_horizon_days), seed, feature_function
+            )
         return self
+
+    def _choose_spend(
+        self,
+        shop: Any,
+        as_of: pd.Timestamp,
+        horizon_days: float,
+        seed: int,
+        feature_function: Any,
+    ) -> tuple[SpendChoice, LearnedSpend | None]:
+        """The backtest-chosen spend forecast for `horizon_days`, trained on cut-offs placed as
+        churn's are (`n_cutoffs`, `step_days`)."""
+        first_order = shop.purchases["ordered_at"].min()
+
+        def cutoffs(end: pd.Timestamp) -> list[pd.Timestamp]:
+            return training_cutoffs(end, horizon_days, first_order, self.n_cutoffs, self.step_days)
+
+        return choose_spend_model(
+            shop,
+            as_of,
+            horizon_days,
+            cutoffs,
+            feature_function,
+            _spend_label_function(),
+            seed=seed,
+        )
 
     def score(
         self,
@@ -204,15 +282,21 @@ class CustomerScorer:
         horizon_days: float,
     ) -> np.ndarray:
         """Expected spend per customer in the next `horizon_days` days, shop currency,
-        undiscounted: BG/NBD expected orders (one order = one UTC purchase day, as the BTYD
-        inputs count them) times the Gamma-Gamma expected order value. A customer without a
-        repeat day gets the population's mean order value. NaN for every customer when the
-        shop has no prices (no Gamma-Gamma fit), as `predicted_clv_365d`."""
+        undiscounted. At the horizon the scorer was fitted for (`spend_choice_`), the forecast
+        that won its backtest; at any other horizon, and when BG/NBD x Gamma-Gamma won:
+        BG/NBD expected orders (one order = one UTC purchase day, as the BTYD inputs count
+        them) times the Gamma-Gamma expected order value (a customer without a repeat day gets
+        the population's mean order value). NaN for every customer when the shop has no
+        prices (no Gamma-Gamma fit), as `predicted_clv_365d`."""
         if self.gamma_gamma_ is None or "btyd_monetary_value" not in features:
             return np.full(len(features), np.nan)
-        value = np.nan_to_num(features["btyd_monetary_value"].to_numpy(np.float64))
-        orders = self.bgnbd_.expected_purchases(float(horizon_days), x, t_x, big_t)
-        return np.asarray(orders * self.gamma_gamma_.expected_order_value(x, value))
+        spend, order_value = btyd_spend(features, self.bgnbd_, self.gamma_gamma_, horizon_days)
+        if self.spend_model_ is None or self.spend_choice_ is None:
+            return spend
+        at_horizon = add_btyd_outputs(features, self.bgnbd_, horizon_days)
+        at_horizon[SPEND_FEATURES[0]] = order_value
+        at_horizon[SPEND_FEATURES[1]] = spend
+        return forecast(self.spend_choice_, self.spend_model_, at_horizon, spend, horizon_days)
 
     def _clv(
         self, features: pd.DataFrame, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray
@@ -257,11 +341,26 @@ class CustomerScorer:
             "gamma_gamma": None if self.gamma_gamma_ is None else self.gamma_gamma_.to_dict(),
             "rfm": self.rfm_.to_dict(),
             "churn": None if churn is None else _churn_description(churn),
+            "spend": self._spend_description(),
         }
         (directory / PARAMS_FILE).write_text(json.dumps(data, indent=1))
         if churn is not None:
             skops.io.dump(churn.classifiers_, directory / CHURN_MODEL_FILE)
+        if self.spend_model_ is not None:
+            skops.io.dump(self.spend_model_.regressor_, directory / SPEND_MODEL_FILE)
         return directory
+
+    def _spend_description(self) -> dict[str, Any] | None:
+        """The JSON part of the spend choice (the learned trees go to a skops file)."""
+        choice, model = getattr(self, "spend_choice_", None), getattr(self, "spend_model_", None)
+        if choice is None:
+            return None
+        return {
+            "choice": choice.to_dict(),
+            "model": None
+            if model is None
+            else {"params": model.get_params(), "columns": model.columns_},
+        }
 
     @classmethod
     def load(cls, directory: Path | str) -> CustomerScorer:
@@ -272,7 +371,7 @@ class CustomerScorer:
         if not params_path.exists():
             raise ValueError(f"{directory} holds no saved scorer ({PARAMS_FILE} is missing)")
         data = json.loads(params_path.read_text())
-        if data.get("format_version") != FORMAT_VERSION:
+        if data.get("format_version") not in READABLE_VERSIONS:
             raise ValueError(f"unsupported scorer format {data.get('format_version')!r}")
         config = data["config"]
         scorer = cls(
@@ -293,6 +392,9 @@ class CustomerScorer:
         scorer.churn_model_ = None
         if data["churn"] is not None:
             scorer.churn_model_ = _load_churn(data["churn"], directory / CHURN_MODEL_FILE)
+        scorer.spend_choice_, scorer.spend_model_ = _load_spend(
+            data.get("spend"), directory / SPEND_MODEL_FILE
+        )
         return scorer
 
 
@@ -317,13 +419,10 @@ def _churn_description(churn: ChurnModel) -> dict[str, Any]:
 
 def _load_churn(churn_data: dict[str, Any], model_path: Path) -> ChurnModel:
     """A churn model from its JSON part and skops trees (only `TRUSTED_SKOPS_TYPES`)."""
-    from models.skops_files import load_trusted
-
-    classifiers = load_trusted(model_path, TRUSTED_SKOPS_TYPES)
     churn_params = dict(churn_data["params"])
     churn_params["risk_thresholds"] = tuple(churn_params["risk_thresholds"])
     churn = ChurnModel(**churn_params)
-    churn.classifiers_ = list(classifiers)
+    churn.classifiers_ = list(_trusted_skops(model_path))
     churn.feature_names_ = list(churn_data["feature_names"])
     churn.bag_columns_ = [list(columns) for columns in churn_data["bag_columns"]]
     churn.reference_ = np.array(
@@ -341,17 +440,28 @@ def _load_churn(churn_data: dict[str, Any], model_path: Path) -> ChurnModel:
     return churn
 
 
-def _fit_spend(features: pd.DataFrame) -> GammaGammaModel | None:
-    """Gamma-Gamma on repeat customers with a known repeat value; None when too few (no
-    prices in the shop): the CLV column is then left empty rather than guessed."""
-    if "btyd_monetary_value" not in features:
-        return None
-    value = features["btyd_monetary_value"].to_numpy(np.float64)
-    frequency = features["btyd_frequency"].to_numpy(np.float64)
-    known = np.isfinite(value) & (value > 0) & (frequency > 0)
-    if known.sum() < 10:
-        return None
-    return GammaGammaModel(penalizer_coef=0.001).fit(frequency[known], value[known])
+def _trusted_skops(path: Path) -> Any:
+    """A skops file's object, refused when it holds a type outside `TRUSTED_SKOPS_TYPES`
+    (each file's bytes built once per process: `models.skops_files`)."""
+    from models.skops_files import load_trusted
+
+    return load_trusted(path, TRUSTED_SKOPS_TYPES)
+
+
+def _load_spend(
+    spend_data: dict[str, Any] | None, model_path: Path
+) -> tuple[SpendChoice | None, LearnedSpend | None]:
+    """The spend choice and, when a learned forecast won, its trees (a scorer saved before
+    format 3 has neither)."""
+    if spend_data is None:
+        return None, None
+    choice = SpendChoice.from_dict(spend_data["choice"])
+    if spend_data["model"] is None:
+        return choice, None
+    model = LearnedSpend(**spend_data["model"]["params"])
+    model.columns_ = list(spend_data["model"]["columns"])
+    model.regressor_ = _trusted_skops(model_path)
+    return choice, model
 
 
 def _utc(as_of: pd.Timestamp | str) -> pd.Timestamp:

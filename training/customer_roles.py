@@ -102,7 +102,8 @@ def customer_candidates(
     backtest.describe(inputs.report, backtest_scores, fit_churn)
 
     inputs.progress.step("fitting the final churn and loyalty models on all data")
-    artifacts, example = _final_fit(inputs, horizon, fit_churn)
+    artifacts, example, spend = _final_fit(inputs, horizon, fit_churn)
+    backtest_metrics[LOYALTY] = {**backtest_metrics[LOYALTY], **spend}
     backtest_dir = inputs.workdir / "backtest" / "customer_scorer"
     backtest_scorer.save(backtest_dir)
     shared = _SharedBacktest(backtest, backtest_metrics, past, artifacts, example, backtest_dir)
@@ -111,14 +112,25 @@ def customer_candidates(
 
 
 def _fit_scorer(
-    shop: Shop, as_of: pd.Timestamp, horizon: int, seed: int, fit_churn: bool
+    shop: Shop,
+    as_of: pd.Timestamp,
+    horizon: int,
+    seed: int,
+    fit_churn: bool,
+    value_horizon: int | None = None,
 ) -> CustomerScorer:
-    """A fitted `CustomerScorer`; a data problem of the churn part raises `RoleSkipped`."""
+    """A fitted `CustomerScorer` (with the spend choice for `value_horizon` days when given);
+    a data problem of the churn part raises `RoleSkipped`."""
     from models.customer_scores import CustomerScorer
 
     try:
         return CustomerScorer().fit(
-            shop, as_of, churn_horizon_days=horizon, seed=seed, fit_churn=fit_churn
+            shop,
+            as_of,
+            churn_horizon_days=horizon,
+            seed=seed,
+            fit_churn=fit_churn,
+            value_horizon_days=value_horizon,
         )
     except ValueError as error:
         if not fit_churn:
@@ -128,10 +140,15 @@ def _fit_scorer(
 
 def _final_fit(
     inputs: RoleInputs, horizon: int, fit_churn: bool
-) -> tuple[dict[str, str], pd.DataFrame]:
+) -> tuple[dict[str, str], pd.DataFrame, dict[str, float]]:
     """Fit the scorer on all data before `as_of`: its pyfunc artifacts (the scorer and the
-    served score table) and an input example (three known customers and a new one)."""
-    scorer = _fit_scorer(inputs.shop, inputs.as_of, horizon, inputs.options.seed, fit_churn)
+    served score table), an input example (three known customers and a new one) and the
+    figures of its spend choice (`spend_metrics`, also added to the training report)."""
+    value_horizon = inputs.options.value_horizon_days or None
+    scorer = _fit_scorer(
+        inputs.shop, inputs.as_of, horizon, inputs.options.seed, fit_churn, value_horizon
+    )
+    spend = spend_metrics(scorer, inputs.report)
     scores = scorer.score(inputs.shop, inputs.as_of)
     if "segment" in scores.columns:
         inputs.report.segment_sizes = {
@@ -141,7 +158,30 @@ def _final_fit(
         inputs.shop, inputs.as_of, horizon, scorer, scores, inputs.workdir
     )
     known = scores["customer_id"].astype(str).head(3).tolist()
-    return artifacts, pd.DataFrame({"customer_id": known + ["__new_customer__"]})
+    return artifacts, pd.DataFrame({"customer_id": known + ["__new_customer__"]}), spend
+
+
+def spend_metrics(scorer: CustomerScorer, report: EvaluationReport) -> dict[str, float]:
+    """The spend choice's backtest as loyalty metrics (`spend_<model>_<measure>`, and
+    `spend_learned_chosen` 1 or 0), its table and reason in the training report; empty when
+    the scorer was fitted without a value horizon."""
+    from models.spend import BTYD
+
+    choice = scorer.spend_choice_
+    if choice is None:
+        return {}
+    report.summary.append((f"predicted spend over {choice.horizon_days:g} days", choice.reason))
+    if choice.backtest:
+        report.metric_tables[f"Value (spend over {choice.horizon_days:g} days): backtest"] = {
+            name: dict(figures) for name, figures in choice.backtest.items()
+        }
+    metrics = {
+        f"spend_{name}_{measure}": value
+        for name, figures in choice.backtest.items()
+        for measure, value in figures.items()
+    }
+    metrics["spend_learned_chosen"] = float(choice.winner != BTYD)
+    return metrics
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ class TrainOptions:
     directory: str | Path
     as_of: str | pd.Timestamp | None = None
     churn_horizon_days: int = 90
+    value_horizon_days: int = 90
+    """The horizon the spend forecast is chosen (and a learned one fitted) for; 0: keep BG/NBD
+    x Gamma-Gamma without a backtest (docs/churn-and-loyalty.md)."""
     recommendation_window_days: int = 30
     experiment: str = "patronage"
     seed: int = 0

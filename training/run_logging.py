@@ -92,6 +92,7 @@ def _log_contents(
             "data.sha256": data.sha256,
             "as_of": as_of.isoformat(),
             "churn_horizon_days": options.churn_horizon_days,
+            "value_horizon_days": options.value_horizon_days,
             "recommendation_window_days": options.recommendation_window_days,
             "seed": options.seed,
             "time_budget_s": options.time_budget_s,

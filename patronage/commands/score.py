@@ -106,8 +106,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="N",
         help="also write predicted_spend: each customer's expected spend in the N days from "
-        "--as-of, in the shop's currency, undiscounted (BG/NBD expected orders x Gamma-Gamma "
-        "order value; empty when the shop has no prices)",
+        "--as-of, in the shop's currency, undiscounted: BG/NBD expected orders x Gamma-Gamma "
+        "order value, or a learned model when it beat that on the shop's latest held-out N "
+        "days (with --fit; a saved scorer uses its learned model only at the N it was fitted "
+        "for); empty when the shop has no prices",
     )
     add_reject_options(parser)
     parser.set_defaults(handler=run_score)
@@ -211,10 +213,15 @@ def _fit_here(shop: Any, as_of: Any, args: argparse.Namespace) -> Any:
     from patronage.cli import PatronageError
 
     scorer = CustomerScorer(risk_thresholds=tuple(args.risk_thresholds))
-    options = {"churn_horizon_days": args.churn_horizon_days, "seed": args.seed}
+    options = {
+        "churn_horizon_days": args.churn_horizon_days,
+        "seed": args.seed,
+        "value_horizon_days": args.value_horizon_days,
+    }
     try:
         scorer.fit(shop, as_of, **options)
         print(f"scorer fitted at {as_of} on {len(scorer.cutoffs_)} churn cut-offs")
+        _say_spend_choice(scorer)
         return scorer
     except ValueError as error:
         churn_error = error
@@ -223,4 +230,11 @@ def _fit_here(shop: Any, as_of: Any, args: argparse.Namespace) -> Any:
     except ValueError as error:
         raise PatronageError(f"cannot fit the scorer: {error}") from None
     print(f"note: churn not scored ({churn_error}); loyalty, value and timing fitted at {as_of}")
+    _say_spend_choice(scorer)
     return scorer
+
+
+def _say_spend_choice(scorer: Any) -> None:
+    """Print which spend forecast the backtest chose for the value horizon, and why."""
+    if scorer.spend_choice_ is not None:
+        print(f"predicted_spend: {scorer.spend_choice_.reason}")

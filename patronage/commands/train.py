@@ -99,6 +99,15 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         help="a customer churned when they do not order within N days (default: 90)",
     )
     parser.add_argument(
+        "--value-horizon-days",
+        type=int,
+        default=90,
+        metavar="N",
+        help="choose the predicted-spend forecast for N days by backtest: a learned model "
+        "replaces BG/NBD x Gamma-Gamma when it predicts the shop's latest N days better "
+        "(default: 90; 0 keeps BG/NBD x Gamma-Gamma without the backtest)",
+    )
+    parser.add_argument(
         "--recommendation-window-days",
         type=int,
         default=30,
@@ -212,6 +221,7 @@ def _train(args: argparse.Namespace) -> int:
         directory=args.directory,
         as_of=args.as_of,
         churn_horizon_days=args.churn_horizon_days,
+        value_horizon_days=args.value_horizon_days,
         recommendation_window_days=args.recommendation_window_days,
         experiment=args.experiment,
         seed=args.seed,

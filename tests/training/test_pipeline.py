@@ -251,8 +251,13 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
         "backtest.churn.base_rate.brier",
         "backtest.loyalty.model.orders_spearman",
         "backtest.loyalty.past_rate.orders_spearman",
+        # the final scorer's spend choice for --value-horizon-days (default 90), with its figures
+        "backtest.loyalty.model.spend_learned_chosen",
+        "backtest.loyalty.model.spend_bgnbd_gamma_gamma_mae",
+        "backtest.loyalty.model.spend_learned_mae",
     ):
         assert key in metrics, key
+    assert run.data.params["value_horizon_days"] == "90"
     # B's run logged the champion (A) evaluated on B's backtest beside B's own model.
     second = client.get_run(trained.second.run_id).data.metrics
     assert (
