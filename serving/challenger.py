@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from features.recommendation_ids import Variant
-from models.registry_names import CHALLENGER_ALIAS, RECOMMENDER
-from serving.mlflow_source import MlflowModelSource
-from serving.model_store import ModelStore, Role, ServingModels
+from models.registry_names import CHALLENGER_ALIAS, RECOMMENDER, Role
+
+if TYPE_CHECKING:  # the split itself needs none of them (a light import for every worker)
+    from serving.mlflow_source import MlflowModelSource
+    from serving.model_store import ModelStore, ServingModels
 
 BUCKETS = 2**64
 

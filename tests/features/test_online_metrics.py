@@ -3,14 +3,16 @@ published values (issue 23, Build 4).
 
 The fixture `fixtures/online_events/events-20260111.jsonl`, counted by hand:
 
-| impression | origin (version, route, variant) | shown to, at | what happened |
-|---|---|---|---|
-| A | v1 personal champion | u1, 01-01 10:00 | clicked i1 (twice: once); i3 bought 01-04 (2 x 5.00) |
-| B | v1 personal champion | u1, 01-03 10:00 | i2 bought 01-04 (10.00): B is the last to show i2 (A did too) |
-| C | v2 personal challenger | u2, 01-01 12:00 | clicked i5; i1 bought 01-05 (4.00); i5 bought 9 days later: no |
-| D | v2 cross_sell challenger | session s9, 01-02 | clicked i6; o4 names D and buys i6 (8.00) |
-| E | v1 cross_sell champion | u3, 01-01 | i1 bought 3 x without price: bought, revenue 0 |
-| X | an id not made by the server | u4, 01-05 | i8 bought (2.00): counted under `unknown` |
+- A (v1, personal, champion), shown to u1 on 01-01 10:00: i1 clicked (twice: counts once);
+  i3 bought 01-04 (2 x 5.00).
+- B (v1, personal, champion), u1 on 01-03 10:00: i2 bought 01-04 (10.00); B is the last
+  impression to show i2 (A did too).
+- C (v2, personal, challenger), u2 on 01-01 12:00: i5 clicked; i1 bought 01-05 (4.00); i5
+  bought 9 days later: not attributed.
+- D (v2, cross_sell, challenger), session s9 on 01-02: i6 clicked; order o4 names D and buys i6
+  (8.00).
+- E (v1, cross_sell, champion), u3 on 01-01: i1 bought 3 times without a price: bought, 0.00.
+- X (an id the server did not make), u4 on 01-05: i8 bought (2.00): counted as `unknown`.
 
 A posted again (other items) counts once; o1/i2 posted twice counts once; o6 (before every
 impression) and o7 (i4 an hour before B showed it) are nobody's. Unmatched clicks: A/i9 (not
