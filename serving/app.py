@@ -164,7 +164,7 @@ def _follow_events(services: Services, stop: threading.Event) -> None:
     try:
         count = services.overlay.replay(directory)
         if count:
-            logger.info("replayed %d purchase and item events from %s", count, directory)
+            logger.info("replayed %d event records from %s", count, directory)
     except OSError as error:
         logger.error("could not replay the event log: %s", error)
     while every > 0 and not stop.wait(every):
