@@ -65,7 +65,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(events_dir: Path, workdir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_events_server(
+    events_dir: Path, workdir: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     """`patronage serve` serving events only (no model load); returns it when live."""
     import httpx
 
@@ -155,7 +157,7 @@ def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) ->
     run = CrashRun()
     lock = threading.Lock()
     for cycle in range(cycles):
-        process, url = _start(events_dir, workdir, log)
+        process, url = start_events_server(events_dir, workdir, log)
         stop = threading.Event()
         threads = [
             threading.Thread(target=_client, args=(url, f"c{cycle}-t{t}", stop, run, lock))
@@ -183,7 +185,7 @@ def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) ->
                 handle.write(TORN_FRAGMENT)
             run.torn_fragments += 1
     marker = log.stat().st_size
-    process, _ = _start(events_dir, workdir, log)
+    process, _ = start_events_server(events_dir, workdir, log)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and run.replayed is None:
