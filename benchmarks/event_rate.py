@@ -1,7 +1,7 @@
 """Posting 1,000 events per second, durably: does a real `patronage serve` keep up?
 
 A real `patronage serve` on 127.0.0.1 (events only, one worker; the same start as
-`benchmarks.crash`), and a paced client: every 0.5 s one `POST /v1/events` of 500 events
+`benchmarks.crash`), and a paced client: every second one `POST /v1/events` of 1,000 events
 (`--batch`: 60% impressions, 30% clicks, 10% purchase lines, a storefront's mix, batched as a
 storefront's event buffer would), from two threads taking turns, for `--seconds` (60). Every
 answer must be a 201, which means fsynced. Sustained means: the events acknowledged per second
@@ -150,7 +150,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--target", type=float, default=1000.0, help="events per second")
-    parser.add_argument("--batch", type=int, default=500, help="events per request")
+    parser.add_argument("--batch", type=int, default=1000, help="events per request")
     args = parser.parse_args()
     per_second = args.target / args.batch
     with tempfile.TemporaryDirectory(prefix="patronage-bench-events-") as directory:

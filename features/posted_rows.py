@@ -85,5 +85,17 @@ def check_posted_rows(
 
 
 def _plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts of plain Python values (Timestamps stay Timestamps), empty as None."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    """Rows as dicts of plain Python values (Timestamps stay Timestamps), empty as None.
+
+    Column by column (a whole-frame `astype(object).where(...)` costs a third of a posted
+    batch's check)."""
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        column = frame[name]
+        values = column.astype(object).tolist()
+        missing = column.isna().to_numpy()
+        if missing.any():
+            values = [None if gone else value for value, gone in zip(values, missing, strict=True)]
+        columns[str(name)] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
