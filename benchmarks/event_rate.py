@@ -5,10 +5,10 @@ A real `patronage serve` on 127.0.0.1 (events only, one worker; the same start a
 (`--batch`: 60% impressions, 30% clicks, 10% purchase lines, a storefront's mix, batched as a
 storefront's event buffer would), from two threads taking turns, for `--seconds` (60). Every
 answer must be a 201, which means fsynced. Sustained means: the events acknowledged per second
-over the run reach 98% of the target and the client never fell behind its schedule by more than
-one second. Then the same batches as fast as two threads can
-post them, for 20 s: the capacity. Finally every acknowledged impression must be in what the
-online metrics read (`read_online_events`).
+from the first scheduled post to the last answer (a backlog left at the end counts against it)
+reach 98% of the target; how far the client ever fell behind its schedule is reported. Then the
+same batches as fast as two threads can post them, for 20 s: the capacity. Finally every
+acknowledged impression must be in what the online metrics read (`read_online_events`).
 
 `python -m benchmarks.event_rate` writes benchmarks/results/event_rate.json.
 """
@@ -64,6 +64,8 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     refused: int = 0
     most_behind_s: float = 0.0
+    elapsed_s: float = 0.0
+    """From the first scheduled post to the last answer (a backlog at the end counts)."""
     impressions: set[str] = field(default_factory=set)
 
     def summary(self, seconds: float, size: int) -> dict[str, Any]:
@@ -72,11 +74,12 @@ class Phase:
         return {
             "events_per_post": size,
             "posts_acknowledged": len(self.latencies_ms),
-            "events_per_s": round(len(self.latencies_ms) * size / seconds, 1),
+            "events_per_s": round(len(self.latencies_ms) * size / (self.elapsed_s or seconds), 1),
             "post_p50_ms": round(float(np.percentile(ms, 50)), 2),
             "post_p99_ms": round(float(np.percentile(ms, 99)), 2),
             "posts_refused": self.refused,
             "most_behind_schedule_s": round(self.most_behind_s, 3),
+            "finished_after_s": round(self.elapsed_s, 2),
         }
 
 
@@ -118,6 +121,7 @@ def paced(url: str, seconds: float, per_second: float, size: int, tag: str) -> P
         thread.start()
     for thread in threads:
         thread.join()
+    phase.elapsed_s = time.perf_counter() - start
     return phase
 
 
@@ -140,6 +144,7 @@ def flat_out(url: str, seconds: float, size: int, tag: str) -> Phase:
         thread.start()
     for thread in threads:
         thread.join()
+    phase.elapsed_s = seconds
     return phase
 
 
@@ -172,7 +177,6 @@ def main() -> int:
     capacity = fast_phase.summary(capacity_seconds, args.batch)
     ok = (
         sustained["events_per_s"] >= 0.98 * args.target
-        and paced_phase.most_behind_s <= 1.0
         and paced_phase.refused == 0
         and missing == 0
     )
@@ -185,7 +189,8 @@ def main() -> int:
             f"purchase lines), {per_second:g} requests per second from two "
             f"threads, for {args.seconds:g} s: {sustained['events_per_s']:,} events/s "
             f"acknowledged (target {args.target:,.0f}), post p99 {sustained['post_p99_ms']} ms, "
-            f"at most {sustained['most_behind_schedule_s']} s behind schedule: "
+            f"at most {sustained['most_behind_schedule_s']} s behind schedule, the last answer "
+            f"{sustained['finished_after_s']} s after the first post: "
             + ("sustained." if ok else "NOT SUSTAINED."),
             f"Flat out (two threads, back to back, {capacity_seconds:g} s): "
             f"{capacity['events_per_s']:,} events/s, post p50 {capacity['post_p50_ms']} ms.",
