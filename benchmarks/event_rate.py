@@ -16,6 +16,7 @@ acknowledged impression must be in what the online metrics read (`read_online_ev
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -195,7 +196,8 @@ def main() -> int:
             f"Flat out (two threads, back to back, {capacity_seconds:g} s): "
             f"{capacity['events_per_s']:,} events/s, post p50 {capacity['post_p50_ms']} ms.",
             f"{len(acknowledged):,} impressions acknowledged, {missing} missing from what the "
-            f"online metrics read; the log grew to {log_bytes / 1e6:.1f} MB.",
+            f"online metrics read; the log grew to {log_bytes / 1e6:.1f} MB. The machine is "
+            f"shared: load average {os.getloadavg()[0]:.1f} (1 min) at the end of the run.",
         ],
         "tables": {
             "posting": [
@@ -207,6 +209,7 @@ def main() -> int:
         "sustained": ok,
         "impressions_missing": missing,
         "log_mb": round(log_bytes / 1e6, 2),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
     }
     write_result(RESULT_PATH, result)
     print("\n".join(result["notes"]))

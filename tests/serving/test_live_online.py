@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,9 +19,10 @@ from fastapi.testclient import TestClient
 from features.event_log import read_event_log
 from features.recommendation_ids import origin_of
 from serving.app import create_app
-from serving.challenger import assigned_variant
+from serving.challenger import assigned_variant, challenger_models
 from serving.config import Settings
 from serving.model_store import ModelStore
+from tests.conftest import TrainedSampleStore
 from tests.serving.conftest import key
 from tests.serving.doubles import TinySource
 
@@ -72,7 +74,7 @@ def test_the_variant_is_the_same_in_another_process_with_another_hash_seed() -> 
     ids = [f"customer-{n}" for n in range(500)] + [f"session-{n}" for n in range(500)]
     here = [assigned_variant(i, 0.2) for i in ids]
     program = (
-        "import json, sys; from serving.challenger import assigned_variant; "
+        "import json, sys; from serving.challenger import assigned_variant, challenger_models; "
         "print(json.dumps([assigned_variant(i, 0.2) for i in json.load(sys.stdin)]))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": os.getcwd()}
@@ -180,3 +182,63 @@ def test_bad_impressions_and_clicks_are_refused_by_the_contract(
         ("clicks", 0, "clicked_at"),  # the row model: not ISO 8601
     ]
     assert not list(Path(settings.events_dir).glob("events-*.jsonl"))  # nothing written
+
+
+def test_the_challenger_version_comes_from_the_registry(
+    trained_sample_store: TrainedSampleStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real MLflow source: a second recommender version under `@challenger` is loaded beside
+    the champion and answers its share; with the alias on the champion's version, nobody is
+    told `challenger`."""
+    import mlflow
+
+    root = tmp_path / "mlruns"
+    root.mkdir()
+    shutil.copyfile(trained_sample_store.root / "mlflow.db", root / "mlflow.db")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)  # the registry resolves a version's source through it
+    mlflow.set_registry_uri(uri)
+    try:
+        _challenger_answers_its_share(uri, tmp_path)
+    finally:
+        mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+        mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+
+
+def _challenger_answers_its_share(uri: str, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = "patronage.sample.recommender"
+    first = client.get_model_version(name, "1")
+    client.create_model_version(name, first.source, first.run_id)
+    settings = Settings(
+        api_keys="storefront=sf,admin=ad",
+        events_dir=tmp_path / "events",
+        poll_seconds=0,
+        load_on_start=False,
+        tracking_uri=uri,
+        shop="sample",
+        challenger_share=0.5,
+        precompute_top_k=0,  # two loads of the sample recommender: skip the precomputed lists
+    )
+    app = create_app(settings)
+    services = app.state.services
+    assert services.store.reload().outcome == "loaded"
+    services.challenger.reload()
+    assert challenger_models(services.challenger) is None  # @challenger is version 1, the champion
+    client.set_registered_model_alias(name, "challenger", "2")
+    assert services.challenger.reload().outcome == "loaded"
+    customers = [f"C{n:04d}" for n in range(1, 25)]
+    with TestClient(app) as http:
+        for customer in customers:
+            answer = http.get(
+                f"/v1/customers/{customer}/recommendations", headers={"X-API-Key": "sf"}
+            ).json()
+            assert answer["variant"] == assigned_variant(customer, 0.5)
+            version = "2" if answer["variant"] == "challenger" else "1"
+            assert answer["model_version"] == f"{name}/{version}"
+        models = http.get("/v1/models", headers={"X-API-Key": "ad"}).json()
+    assert models["challenger"]["version"] == "2"
+    assert {assigned_variant(c, 0.5) for c in customers} == {"champion", "challenger"}
