@@ -62,29 +62,14 @@ class OnlineMetricsCollector(Collector):
     def __init__(self, view: OnlineMetricsView) -> None:
         self.view = view
 
+    def describe(self) -> Iterator[Metric]:
+        """The families without samples: registering the collector reads no log."""
+        yield from _families().values()
+
     def collect(self) -> Iterator[Metric]:
         """Impressions, clicked and bought-through impressions and revenue, per model version,
         route, strategy and variant."""
-        families = {
-            "impressions": CounterMetricFamily(
-                "patronage_online_impressions", "Recommendation answers shown", labels=LABELS
-            ),
-            "clicked": CounterMetricFamily(
-                "patronage_online_clicked_impressions",
-                "Shown answers with at least one click on a shown item",
-                labels=LABELS,
-            ),
-            "bought": CounterMetricFamily(
-                "patronage_online_bought_impressions",
-                "Shown answers with at least one attributed purchase (7 days, last impression)",
-                labels=LABELS,
-            ),
-            "revenue": CounterMetricFamily(
-                "patronage_online_revenue",
-                "Quantity x unit price of purchases attributed to recommendations",
-                labels=LABELS,
-            ),
-        }
+        families = _families()
         for key, tally in self.view.report().groups.items():
             labels = list(key)
             families["impressions"].add_metric(labels, float(tally.impressions))
@@ -92,3 +77,27 @@ class OnlineMetricsCollector(Collector):
             families["bought"].add_metric(labels, float(tally.bought))
             families["revenue"].add_metric(labels, tally.revenue)
         yield from families.values()
+
+
+def _families() -> dict[str, CounterMetricFamily]:
+    """The four online counter families, empty."""
+    return {
+        "impressions": CounterMetricFamily(
+            "patronage_online_impressions", "Recommendation answers shown", labels=LABELS
+        ),
+        "clicked": CounterMetricFamily(
+            "patronage_online_clicked_impressions",
+            "Shown answers with at least one click on a shown item",
+            labels=LABELS,
+        ),
+        "bought": CounterMetricFamily(
+            "patronage_online_bought_impressions",
+            "Shown answers with at least one attributed purchase (7 days, last impression)",
+            labels=LABELS,
+        ),
+        "revenue": CounterMetricFamily(
+            "patronage_online_revenue",
+            "Quantity x unit price of purchases attributed to recommendations",
+            labels=LABELS,
+        ),
+    }

@@ -71,9 +71,12 @@ async def reload_models(
     services: AdminDep,
     force: bool = Query(False, description="reload even if the versions did not change"),
 ) -> Response:
-    """Runs the same reload as the poller; requests keep being answered during the load.
-    503 with the reason when the load failed (the previous models keep serving)."""
+    """Runs the same reload as the poller (of the `@challenger` recommender too, when a
+    challenger share is set); requests keep being answered during the load. 503 with the
+    reason when the champions' load failed (the previous models keep serving)."""
     outcome = await run_in_threadpool(services.store.reload, force)
+    if services.challenger is not None:
+        await run_in_threadpool(services.challenger.reload, force)
     if outcome.outcome == "failed":
         return json_response(
             {"error": "reload_failed", "detail": outcome.detail, **outcome.to_json()}, 503

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from features.contract import MAX_ID_LENGTH
 from features.online_metrics import (
     ALL_ROUTES,
     online_report,
@@ -113,3 +114,7 @@ def test_a_recommendation_id_names_its_origin() -> None:
     assert (origin.model_version, origin.strategy) == ("patronage.s.recommender/7", "a~b")
     assert made != new_recommendation_id("challenger", "similar", "x/1", "a~b")
     assert origin_of("anything~else").model_version == UNKNOWN
+    long_blend = "blend(" + "+".join(f"repeat_purchase_p{n}_hW*0.1" for n in range(30)) + ")"
+    cut = new_recommendation_id("champion", "personal", "patronage.s.recommender/7", long_blend)
+    assert len(cut) == MAX_ID_LENGTH  # postable back as an impression's id
+    assert long_blend.startswith(origin_of(cut).strategy)
