@@ -1,11 +1,13 @@
 """`kill -9` while clients post events: is every acknowledged row still there?
 
 A real `patronage serve` on 127.0.0.1 (no models needed: events only), 8 client threads posting
-small purchase batches with unique order ids, and a `SIGKILL` at a random moment (seeded) in
-each cycle. Every other cycle a torn fragment (the start of a record, no newline: what a crash
-mid-write leaves) is appended to the day's log and left in place. After the last cycle the server
+small batches (purchases with unique order ids, one impression with a unique recommendation id
+and a click on it), and a `SIGKILL` at a random moment (seeded) in each cycle. Every other
+cycle a torn fragment (the start of a record, no newline: what a crash mid-write leaves) is
+appended to the day's log and left in place. After the last cycle the server
 starts once more; then every row that got a `201` must be in what training reads
-(`read_event_log`, as `patronage train --events` does) and in the server's replay count.
+(`read_event_log`, as `patronage train --events` does) and in the server's replay count, and
+every acknowledged impression and click in what the online metrics read (`read_online_events`).
 
 `python -m benchmarks.crash` runs 20 cycles and writes benchmarks/results/crash.json;
 `tests/serving/test_crash.py` runs 2 cycles of the same code in `make test`.
@@ -42,6 +44,8 @@ class CrashRun:
 
     acknowledged: set[tuple[str, str]] = field(default_factory=set)
     """(order_id, item_id) of every row answered 201."""
+    impressions: set[str] = field(default_factory=set)
+    """recommendation_id of every impression answered 201 (each post clicks its first item)."""
     posts_acknowledged: int = 0
     posts_failed: int = 0
     refused: dict[int, int] = field(default_factory=dict)
@@ -50,6 +54,8 @@ class CrashRun:
     kill_after_s: list[float] = field(default_factory=list)
     read_back: int = 0
     missing: list[tuple[str, str]] = field(default_factory=list)
+    missing_impressions: list[str] = field(default_factory=list)
+    missing_clicks: list[str] = field(default_factory=list)
     replayed: int | None = None
 
 
@@ -59,7 +65,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start(events_dir: Path, workdir: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_events_server(
+    events_dir: Path, workdir: Path, log: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     """`patronage serve` serving events only (no model load); returns it when live."""
     import httpx
 
@@ -113,8 +121,18 @@ def _client(
                 }
                 for line in range(int(rng.integers(1, 21)))
             ]
+            shown = f"{name}-{number}-shown"
+            impression = {
+                "recommendation_id": shown,
+                "customer_id": customer,
+                "items": ["item-0", "item-1"],
+                "shown_at": "2026-01-05T08:29:00Z",
+            }
+            click = {"recommendation_id": shown, "item_id": "item-0",
+                     "clicked_at": "2026-01-05T08:29:30Z"}  # fmt: skip
+            body = {"purchases": rows, "impressions": [impression], "clicks": [click]}
             try:
-                answer = http.post("/v1/events", json={"purchases": rows})
+                answer = http.post("/v1/events", json=body)
             except httpx.TransportError:
                 with lock:
                     run.posts_failed += 1
@@ -123,6 +141,7 @@ def _client(
                 if answer.status_code == 201:
                     run.posts_acknowledged += 1
                     run.acknowledged.update((str(r["order_id"]), str(r["item_id"])) for r in rows)
+                    run.impressions.add(shown)
                 else:
                     run.refused[answer.status_code] = run.refused.get(answer.status_code, 0) + 1
 
@@ -130,6 +149,7 @@ def _client(
 def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) -> CrashRun:
     """Run `cycles` post-and-kill cycles in `workdir`, then restart once and read back."""
     from features.event_log import read_event_log
+    from features.online_metrics import read_online_events
 
     events_dir = workdir / "events"
     log = workdir / "serve.log"
@@ -137,7 +157,7 @@ def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) ->
     run = CrashRun()
     lock = threading.Lock()
     for cycle in range(cycles):
-        process, url = _start(events_dir, workdir, log)
+        process, url = start_events_server(events_dir, workdir, log)
         stop = threading.Event()
         threads = [
             threading.Thread(target=_client, args=(url, f"c{cycle}-t{t}", stop, run, lock))
@@ -165,11 +185,11 @@ def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) ->
                 handle.write(TORN_FRAGMENT)
             run.torn_fragments += 1
     marker = log.stat().st_size
-    process, _ = _start(events_dir, workdir, log)
+    process, _ = start_events_server(events_dir, workdir, log)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and run.replayed is None:
-            found = re.search(rb"replayed (\d+) purchase", log.read_bytes()[marker:])
+            found = re.search(rb"replayed (\d+) event records", log.read_bytes()[marker:])
             if found:
                 run.replayed = int(found.group(1))
             time.sleep(0.1)
@@ -182,6 +202,9 @@ def crash_cycles(workdir: Path, cycles: int, clients: int = 8, seed: int = 0) ->
     )
     run.read_back = len(stored)
     run.missing = sorted(run.acknowledged - stored)
+    online = read_online_events(events_dir)
+    run.missing_impressions = sorted(run.impressions - set(online.impressions))
+    run.missing_clicks = sorted(run.impressions - {rid for rid, _ in online.clicks})
     return run
 
 
@@ -197,6 +220,8 @@ def main() -> int:
         seconds = time.perf_counter() - started
     ok = (
         not run.missing
+        and not run.missing_impressions
+        and not run.missing_clicks
         and not run.refused
         and run.replayed is not None
         and run.replayed >= len(run.acknowledged)
@@ -206,14 +231,17 @@ def main() -> int:
         "command": " ".join(["python -m benchmarks.crash", *sys.argv[1:]]),
         "notes": [
             f"{args.cycles} cycles of `patronage serve` (events only) with {args.clients} client "
-            "threads posting 1 to 20 purchase rows per request, killed with SIGKILL at a seeded "
+            "threads posting 1 to 20 purchase rows, one impression and one click per request, "
+            "killed with SIGKILL at a seeded "
             "random moment (0.3 to 2 s after the cycle's first answered post) in each; every "
             "other cycle a torn fragment is appended to the day's log and left there. Then one "
             "more start.",
             f"{len(run.acknowledged):,} rows acknowledged (201) in {run.posts_acknowledged:,} "
             f"posts; {len(run.missing)} of them missing from what training reads "
             f"(`read_event_log`: {run.read_back:,} rows); the server replayed "
-            f"{run.replayed} purchase rows at the last start. "
+            f"{run.replayed} records at the last start; {len(run.impressions):,} impressions and "
+            f"as many clicks acknowledged, {len(run.missing_impressions)} impressions and "
+            f"{len(run.missing_clicks)} clicks missing from what the online metrics read. "
             + ("Every acknowledged row survived." if ok else "ROWS WERE LOST."),
         ],
         "cycles": args.cycles,
@@ -226,6 +254,9 @@ def main() -> int:
         "rows_read_back": run.read_back,
         "rows_missing": len(run.missing),
         "rows_replayed": run.replayed,
+        "impressions_acknowledged": len(run.impressions),
+        "impressions_missing": len(run.missing_impressions),
+        "clicks_missing": len(run.missing_clicks),
         "kill_after_s": run.kill_after_s,
         "all_acknowledged_rows_survive": ok,
         "seconds": round(seconds, 1),

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "train_sample": ["benchmarks.train_sample"],
     "shops": ["benchmarks.shops"],
     "crash": ["benchmarks.crash"],
+    "event_rate": ["benchmarks.event_rate"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)

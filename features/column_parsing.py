@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.contract import MAX_INTEGER, Column
+from features.contract import MAX_ID_LENGTH, MAX_INTEGER, MAX_SHOWN_ITEMS, Column
 from features.validation_results import RowVerdicts
 
 TRUE_WORDS = ("true", "1", "yes")
@@ -200,6 +200,8 @@ def parse_column(
 
     Returns the parsed values (for every row) and the missing mask."""
     name = column.name
+    if column.kind == "id_list":
+        return _parse_id_lists(raw, column, verdicts)
     if column.kind == "text":
         values = raw if is_text_dtype(raw) else stripped_text(raw)
         values = values.astype("str")
@@ -236,6 +238,36 @@ def parse_column(
         code = "unknown_kind" if name == "kind" else "out_of_range"
         verdicts.reject(bad, code, says(f"is not one of {choices}"))
     return values, missing
+
+
+def _id_list(value: object) -> tuple[str, ...] | None:
+    """A list of distinct ids as a tuple (hashable, for the duplicate rules), else None."""
+    if not isinstance(value, (list, tuple)) or not 0 < len(value) <= MAX_SHOWN_ITEMS:
+        return None
+    if not all(isinstance(i, str) and 0 < len(i.strip()) <= MAX_ID_LENGTH for i in value):
+        return None
+    ids = tuple(i.strip() for i in value)
+    return ids if len(set(ids)) == len(ids) else None
+
+
+def _parse_id_lists(
+    raw: pd.Series, column: Column, verdicts: RowVerdicts
+) -> tuple[pd.Series, np.ndarray]:
+    """An `id_list` column (posted JSON lists): each value as a tuple of ids, rejecting an
+    empty value (`missing_value`) and anything but 1 to `MAX_SHOWN_ITEMS` distinct ids
+    (`bad_item_list`)."""
+    missing = np.array([v is None or (isinstance(v, float) and np.isnan(v)) for v in raw])
+    if column.required:
+        verdicts.reject(missing, "missing_value", f"{column.name} is empty")
+    values = pd.Series([None if m else _id_list(v) for v, m in zip(raw, missing, strict=True)])
+    bad = ~missing & values.isna().to_numpy()
+    verdicts.reject(
+        bad,
+        "bad_item_list",
+        f"{column.name} must list 1 to {MAX_SHOWN_ITEMS} distinct item ids of 1 to "
+        f"{MAX_ID_LENGTH} characters",
+    )
+    return values.astype(object), missing
 
 
 def _parse_number_column(

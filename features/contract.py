@@ -12,10 +12,12 @@ files and to rows posted to the server alike.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
-ColumnKind = Literal["id", "int", "float", "timestamp", "text", "bool", "choice"]
+ColumnKind = Literal["id", "int", "float", "timestamp", "text", "bool", "choice", "id_list"]
+"""`id_list`: a non-empty list of distinct ids (an impression's items in shown order; posted
+rows only)."""
 
 FeedbackKind = Literal["rating", "review", "complaint", "return"]
 FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
@@ -129,3 +131,59 @@ CUSTOMERS = Table(
 
 TABLES: dict[str, Table] = {t.name: t for t in (PURCHASES, FEEDBACK, ITEMS, CUSTOMERS)}
 FILE_SUFFIXES = (".csv", ".parquet")
+
+# What was shown and what was clicked: rows only the server takes (`POST /v1/events`), never a
+# shop's files. A recommendation answer carries a `recommendation_id`; the storefront posts it
+# back with what it showed, what was clicked and, optionally, on the purchase it led to.
+MAX_SHOWN_ITEMS = 1000
+"""The most item ids one impression may list."""
+
+RECOMMENDATION_ID = Column("recommendation_id", "id", required=False)
+"""The `recommendation_id` of the answer a row is about (`features.recommendation_ids`)."""
+
+IMPRESSIONS = Table(
+    name="impressions",
+    columns=(
+        Column("recommendation_id", "id"),
+        Column("customer_id", "id", required=False),
+        Column("session_id", "id", required=False),
+        Column("items", "id_list"),
+        Column("shown_at", "timestamp"),
+    ),
+    must_exist=False,
+    key=("recommendation_id",),
+    timestamp_column="shown_at",
+)
+"""One recommendation answer as shown: to whom (`customer_id` or `session_id`, at least one),
+the item ids in shown order, when. The same `recommendation_id` again is the same impression."""
+
+CLICKS = Table(
+    name="clicks",
+    columns=(
+        Column("recommendation_id", "id"),
+        Column("item_id", "id"),
+        Column("clicked_at", "timestamp"),
+    ),
+    must_exist=False,
+    key=("recommendation_id", "item_id"),
+    timestamp_column="clicked_at",
+)
+"""One click on a shown item; a second click on the same item of the same answer counts once."""
+
+POSTED_TABLE_NAMES = ("purchases", "feedback", "items", "impressions", "clicks")
+"""The tables a client may post rows of (`POST /v1/events`), in the order rejects are listed."""
+
+
+def posted_row_tables() -> dict[str, Table]:
+    """The rules of posted rows, by table: the shop's `purchases` (plus the optional
+    `recommendation_id` it came from, kept in the event log for the online metrics; training
+    reads the contract's columns only), `feedback` and `items` as in `TABLES` at the time of the
+    call, then `impressions` and `clicks`."""
+    purchases = TABLES["purchases"]
+    return {
+        "purchases": replace(purchases, columns=(*purchases.columns, RECOMMENDATION_ID)),
+        "feedback": TABLES["feedback"],
+        "items": TABLES["items"],
+        "impressions": IMPRESSIONS,
+        "clicks": CLICKS,
+    }

@@ -2,7 +2,9 @@
 durably and read back for training and for every serving worker.
 
 Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON object per line:
-`{"event": "purchase"|"feedback"|"item", "received_at": ISO-UTC, <the contract's columns>}`.
+`{"event": "purchase"|"feedback"|"item"|"impression"|"click", "received_at": ISO-UTC, <the
+contract's columns>}` (a purchase may also carry the `recommendation_id` it came from; an
+impression's `items` is a JSON list).
 Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
 exclusive `flock`, followed by `os.fsync` (and an fsync of the directory when the day's file is
 new) before `EventLog.append` returns, so an acknowledged event survives a crash. A line torn by
@@ -31,11 +33,17 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
+from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, ITEMS, PURCHASES, Table
 
 logger = logging.getLogger("patronage.events")
 EVENT_FILE_GLOB = "events-*.jsonl"
-EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK, "item": ITEMS}
+EVENT_KINDS = {
+    "purchase": PURCHASES,
+    "feedback": FEEDBACK,
+    "item": ITEMS,
+    "impression": IMPRESSIONS,
+    "click": CLICKS,
+}
 """The `event` of each record, and the contract table its columns come from."""
 
 
@@ -64,6 +72,8 @@ class EventLog:
         feedback: Sequence[Mapping[str, Any]],
         received_at: datetime,
         items: Sequence[Mapping[str, Any]] = (),
+        impressions: Sequence[Mapping[str, Any]] = (),
+        clicks: Sequence[Mapping[str, Any]] = (),
     ) -> Path:
         """Append validated rows and make them durable before returning; returns the file.
 
@@ -72,6 +82,8 @@ class EventLog:
         lines = [_to_json_line("purchase", row, stamp) for row in purchases]
         lines += [_to_json_line("feedback", row, stamp) for row in feedback]
         lines += [_to_json_line("item", row, stamp) for row in items]
+        lines += [_to_json_line("impression", row, stamp) for row in impressions]
+        lines += [_to_json_line("click", row, stamp) for row in clicks]
         payload = ("\n".join(lines) + "\n").encode()
         path = self.path_for(received_at)
         with self._lock:

@@ -1,6 +1,7 @@
 """Check rows posted to the server (JSON records) with the validator of a shop's files.
 
-`check_posted_rows` puts the posted purchases, feedback and item updates into the tables of
+`check_posted_rows` puts the posted purchases, feedback, item updates, impressions and clicks
+(`features.contract.posted_row_tables`) into the tables of
 `features.validation` and applies `check_tables` to them: every rule of each table on its own,
 the same code that checks a shop's files (`patronage validate`). The references to the shop's
 other tables (feedback about an order or item the request does not contain) are left to the next
@@ -21,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import TABLES
+from features.contract import POSTED_TABLE_NAMES, posted_row_tables
 from features.validation import RawTable, check_tables
 
-POSTED_TABLES = ("purchases", "feedback", "items")
+POSTED_TABLES = POSTED_TABLE_NAMES
 """The tables a client may post rows of, in the order their rejects are listed."""
 
 
@@ -58,6 +59,7 @@ def check_posted_rows(
     reject's reason is `code: detail` (codes in `features.validation_results.REASONS`); the
     rejects are listed by table, then row. Never raises on bad rows."""
     given = positions or {}
+    tables = posted_row_tables()
     raw: dict[str, RawTable] = {}
     numbers: dict[str, np.ndarray] = {}
     for name in POSTED_TABLES:
@@ -65,10 +67,10 @@ def check_posted_rows(
         if not table_rows:
             continue
         numbers[name] = np.asarray(given.get(name, range(len(table_rows))), dtype=np.int64)
-        columns = [column.name for column in TABLES[name].columns]
+        columns = [column.name for column in tables[name].columns]
         frame = pd.DataFrame.from_records([dict(row) for row in table_rows], columns=columns)
         raw[name] = RawTable(name, frame, numbers[name], row_name="row")
-    verdicts = check_tables(raw, pd.Timestamp(as_of).tz_convert("UTC"))
+    verdicts = check_tables(raw, pd.Timestamp(as_of).tz_convert("UTC"), tables)
     accepted: dict[str, list[dict[str, Any]]] = {name: [] for name in POSTED_TABLES}
     for name, verdict in verdicts.items():
         accepted[name] = _plain_records(verdict.accepted)
@@ -83,5 +85,17 @@ def check_posted_rows(
 
 
 def _plain_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as dicts of plain Python values (Timestamps stay Timestamps), empty as None."""
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+    """Rows as dicts of plain Python values (Timestamps stay Timestamps), empty as None.
+
+    Column by column (a whole-frame `astype(object).where(...)` costs a third of a posted
+    batch's check)."""
+    columns: dict[str, list[Any]] = {}
+    for name in frame.columns:
+        column = frame[name]
+        values = column.astype(object).tolist()
+        missing = column.isna().to_numpy()
+        if missing.any():
+            values = [None if gone else value for value, gone in zip(values, missing, strict=True)]
+        columns[str(name)] = values
+    names = list(columns)
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]

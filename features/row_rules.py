@@ -20,6 +20,8 @@ KEY_DUPLICATE_REASON = {
     "purchases": "duplicate_order_item",
     "items": "duplicate_item",
     "customers": "duplicate_customer",
+    "impressions": "duplicate_impression",
+    "clicks": "duplicate_click",
 }
 
 

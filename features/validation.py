@@ -13,6 +13,8 @@ code (`features.validation_results.REASONS`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -107,6 +109,9 @@ def _check_table(
     if table.name == "feedback":
         no_rating = ((result["kind"] == "rating") & result["rating"].isna()).to_numpy()
         verdicts.reject(no_rating, "missing_rating", "kind is rating but rating is empty")
+    if table.name == "impressions":
+        nobody = (result["customer_id"].isna() & result["session_id"].isna()).to_numpy()
+        verdicts.reject(nobody, "missing_shopper", "give customer_id or session_id (or both)")
     if table.timestamp_column:
         stamps = result[table.timestamp_column]
         late = (stamps > as_of).to_numpy()
@@ -170,18 +175,23 @@ def infer_customers(purchases: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def check_tables(raw_tables: dict[str, RawTable], as_of: pd.Timestamp) -> dict[str, TableVerdict]:
+def check_tables(
+    raw_tables: dict[str, RawTable],
+    as_of: pd.Timestamp,
+    tables: Mapping[str, Table] = TABLES,
+) -> dict[str, TableVerdict]:
     """Apply the rules of each table on its own to the given tables: every contract rule but the
     references between tables; nothing is inferred.
 
     For rows that arrive without the rest of the shop (`features.posted_rows`): their
     references are checked when they meet the shop's tables (`validate_tables`, at the next
-    training). `raw_tables` holds any of purchases, feedback, items, customers. `as_of`
-    (tz-aware UTC): rows dated after it are rejected. Never raises on bad rows."""
+    training). `raw_tables` holds tables of `tables` by name (default the shop's four;
+    `features.contract.posted_row_tables()` for posted rows). `as_of` (tz-aware UTC): rows dated
+    after it are rejected. Never raises on bad rows."""
     verdicts: dict[str, TableVerdict] = {}
     for name, raw in raw_tables.items():
-        parsed, table_verdicts, notes = _check_table(raw, TABLES[name], as_of)
-        verdicts[name] = _verdict(name, parsed, table_verdicts, notes)
+        parsed, table_verdicts, notes = _check_table(raw, tables[name], as_of)
+        verdicts[name] = _verdict(name, parsed, table_verdicts, notes, tables[name])
     return verdicts
 
 
@@ -247,10 +257,14 @@ def validate_tables(
 
 
 def _verdict(
-    name: str, parsed: pd.DataFrame, verdicts: RowVerdicts, notes: list[str]
+    name: str,
+    parsed: pd.DataFrame,
+    verdicts: RowVerdicts,
+    notes: list[str],
+    table: Table | None = None,
 ) -> TableVerdict:
     """The verdict of one checked table: its accepted rows in canonical types, reasons, notes."""
-    accepted = _canonical(TABLES[name], parsed, verdicts)
+    accepted = _canonical(table or TABLES[name], parsed, verdicts)
     return TableVerdict(name, accepted, verdicts.reasons, verdicts.details, notes=notes)
 
 

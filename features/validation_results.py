@@ -41,7 +41,19 @@ REASONS: dict[str, str] = {
     "unknown_order": "the order_id is not among the accepted purchases",
     "order_customer_mismatch": "the order_id belongs to another customer",
 }
-"""Every reason code a row can be rejected with, and what it means."""
+"""Every reason code a row of a shop's files (or a posted row) can be rejected with, and what
+it means."""
+
+POSTED_ROW_REASONS: dict[str, str] = {
+    "bad_item_list": "the value is not a non-empty list of distinct item ids",
+    "missing_shopper": "an impression names neither a customer_id nor a session_id",
+    "duplicate_impression": "the same recommendation_id appears earlier among the impressions; "
+    "the earlier row is kept",
+    "duplicate_click": "the same (recommendation_id, item_id) appears earlier among the clicks; "
+    "the earlier row is kept",
+}
+"""The reason codes only posted impressions and clicks can be rejected with (tables no shop file
+holds), and what they mean."""
 
 
 @dataclass

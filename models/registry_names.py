@@ -22,6 +22,10 @@ CHURN: Role = "churn"
 LOYALTY: Role = "loyalty"
 
 MODEL_PREFIX = "patronage"
+CHAMPION_ALIAS = "champion"
+CHALLENGER_ALIAS = "challenger"
+"""The alias of every newly trained version; served to a share of shoppers when the server's
+`PATRONAGE_CHALLENGER_SHARE` is above 0 (docs/serving.md)."""
 SHOP_TAG = "patronage.shop"
 ROLE_TAG = "patronage.role"
 SKIPPED_TAG = "patronage.skipped"

@@ -12,7 +12,16 @@ import sys
 from collections.abc import Sequence
 
 # Each module registers its own subcommands; see patronage/commands/.
-COMMAND_MODULES = ("generate", "data", "features", "recommend", "score", "train", "serve")
+COMMAND_MODULES = (
+    "generate",
+    "data",
+    "features",
+    "recommend",
+    "score",
+    "train",
+    "serve",
+    "online",
+)
 
 
 EXIT_REJECTED = 2

@@ -25,6 +25,7 @@ from serving.errors import error_response, install_error_handlers
 from serving.limits import BodyLimitMiddleware, redact_access_log
 from serving.metrics import MetricsMiddleware, ServingMetrics
 from serving.model_store import ModelStore, RoleNotTrained
+from serving.online_view import OnlineMetricsCollector, OnlineMetricsView
 from serving.overlay import EventOverlay
 from serving.routes import customers, events, health, models, recommendations
 
@@ -39,12 +40,17 @@ customer scores, segments and events, `admin` for models and reload. `/health/*`
 """
 
 
-def create_app(settings: Settings | None = None, model_store: ModelStore | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    model_store: ModelStore | None = None,
+    challenger_store: ModelStore | None = None,
+) -> FastAPI:
     """Build the app. Raises `SettingsError` when no API key is configured and not dev mode.
 
     Models load in a background thread when the app starts (lifespan), so `/health/live`
     answers at once and `/health/ready` turns 200 when the champions are in memory. Pass
-    `model_store` to serve from another source (tests)."""
+    `model_store` (and `challenger_store`) to serve from another source (tests). With
+    `challenger_share` > 0 the `@challenger` recommender loads beside the champion."""
     settings = settings or Settings.from_env()
     settings.check_can_start()
     overlay = EventOverlay()
@@ -55,8 +61,17 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
             settings, hidden_items=overlay.hidden_items, shown_items=overlay.shown_items
         )
         model_store = ModelStore(source, settings.poll_seconds)
+        if settings.challenger_share > 0:
+            from serving.challenger import ChallengerSource
+
+            second = MlflowModelSource(
+                settings, hidden_items=overlay.hidden_items, shown_items=overlay.shown_items
+            )
+            challenger_store = ModelStore(ChallengerSource(second), settings.poll_seconds)
     store = model_store
     metrics = ServingMetrics(store)
+    online = OnlineMetricsView(settings.events_dir)
+    metrics.registry.register(OnlineMetricsCollector(online))
     services = Services(
         settings=settings,
         keys=KeyRing.from_pairs(settings.keys_by_scope(), settings.insecure_dev),
@@ -64,6 +79,8 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         overlay=overlay,
         event_log=EventLog(settings.events_dir),
         metrics=metrics,
+        challenger=challenger_store,
+        online=online,
     )
 
     @asynccontextmanager
@@ -82,11 +99,15 @@ def create_app(settings: Settings | None = None, model_store: ModelStore | None 
         ).start()
         if settings.load_on_start:
             store.start()
+            if challenger_store is not None:
+                challenger_store.start()
         try:
             yield
         finally:
             stop_following.set()
             store.stop()
+            if challenger_store is not None:
+                challenger_store.stop()
             limits.restore_original_limits()
 
     app = FastAPI(
@@ -143,7 +164,7 @@ def _follow_events(services: Services, stop: threading.Event) -> None:
     try:
         count = services.overlay.replay(directory)
         if count:
-            logger.info("replayed %d purchase and item events from %s", count, directory)
+            logger.info("replayed %d event records from %s", count, directory)
     except OSError as error:
         logger.error("could not replay the event log: %s", error)
     while every > 0 and not stop.wait(every):

@@ -181,6 +181,14 @@ class Settings(BaseSettings):
         description="the shop's data directory the CRM console reads orders, feedback and item "
         "names from; empty: the directory the served champion was trained on",
     )
+    challenger_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of shoppers (0 to 1, by a fixed BLAKE2b hash of the customer or "
+        "session id) answered by the shop's @challenger recommender when it exists and differs "
+        "from the champion; 0: everyone gets the champion and no challenger is loaded",
+    )
     opentelemetry: bool = Field(
         default=False,
         description="FastAPI's native OpenTelemetry spans and metrics (for a configured "

@@ -21,6 +21,7 @@ from serving.config import Settings
 from serving.errors import ApiError, describe_validation_errors
 from serving.metrics import ServingMetrics
 from serving.model_store import ModelStore, ServingModels
+from serving.online_view import OnlineMetricsView
 from serving.overlay import EventOverlay
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -36,6 +37,10 @@ class Services:
     overlay: EventOverlay
     event_log: EventLog
     metrics: ServingMetrics
+    challenger: ModelStore | None = None
+    """The `@challenger` recommender's store when `challenger_share` > 0 (`serving.challenger`)."""
+    online: OnlineMetricsView | None = None
+    """The online metrics from the event log (`/v1/models`, `/metrics`)."""
 
 
 def get_services(request: Request) -> Services:

@@ -147,6 +147,22 @@ class MlflowModelSource:
         self.unavailable = unavailable
         return versions
 
+    def alias_version(self, role: Role, alias: str) -> str | None:
+        """The version of the served shop's `role` model holding `alias`, or None when it has
+        none (a registry that fails raises)."""
+        from mlflow.exceptions import MlflowException
+
+        client = self._mlflow_client()
+        shop = self._shop(client)
+        self.served_shop = shop
+        self.names = {r: registered_name(shop, r) for r in ROLES}
+        try:
+            return str(client.get_model_version_by_alias(self.names[role], alias).version)
+        except MlflowException as error:
+            if error.error_code not in MISSING_CODES:
+                raise
+            return None
+
     @staticmethod
     def _why_missing(client: Any, name: str, alias: str, error: Exception) -> str:
         """Why `name` has no version with `alias`: the reason training recorded, or what to do."""

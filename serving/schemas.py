@@ -16,6 +16,7 @@ from features.contract import (
     ITEMS,
     MAX_ID_LENGTH,
     MAX_INTEGER,
+    MAX_SHOWN_ITEMS,
     MAX_TEXT_LENGTH,
     PURCHASES,
     FeedbackKind,
@@ -63,6 +64,14 @@ class RecommendationsAnswer(BaseModel):
     strategy: str = Field(description="what produced the list, e.g. `trending` for fallbacks")
     note: str | None = Field(description="why a fallback answered, e.g. `new customer`")
     model_version: str = Field(description="`registered-name/version` of the recommender")
+    variant: Literal["champion", "challenger"] = Field(
+        description="which model answered: the champion, or the @challenger for the share of "
+        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
+    )
+    recommendation_id: str = Field(
+        description="unique id of this answer; post it back with the impression, the clicks "
+        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
+    )
     excluded_recent_purchases: int = Field(
         description="items this list leaves out because posted events say the customer bought "
         "them since the model's as_of: the same question without those purchases would show "
@@ -105,6 +114,14 @@ class CrossSellAnswer(BaseModel):
     strategy: str
     note: str | None
     model_version: str
+    variant: Literal["champion", "challenger"] = Field(
+        description="which model answered: the champion, or the @challenger for the share of "
+        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
+    )
+    recommendation_id: str = Field(
+        description="unique id of this answer; post it back with the impression, the clicks "
+        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
+    )
 
 
 class SimilarItemsAnswer(BaseModel):
@@ -115,6 +132,14 @@ class SimilarItemsAnswer(BaseModel):
     strategy: str
     note: str | None
     model_version: str
+    variant: Literal["champion", "challenger"] = Field(
+        description="which model answered: the champion, or the @challenger for the share of "
+        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
+    )
+    recommendation_id: str = Field(
+        description="unique id of this answer; post it back with the impression, the clicks "
+        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
+    )
 
 
 class ChurnAnswer(BaseModel):
@@ -258,6 +283,12 @@ class PurchaseEvent(BaseModel):
     )
     ordered_at: Timestamp
     channel: Id | None = None
+    recommendation_id: Id | None = Field(
+        default=None,
+        description="the `recommendation_id` of the answer this purchase came from, if any "
+        "(otherwise the online metrics attribute it to the last impression that showed the item "
+        "to this customer within 7 days)",
+    )
 
 
 class FeedbackEvent(BaseModel):
@@ -301,6 +332,30 @@ class ItemEvent(BaseModel):
     )
 
 
+class ImpressionEvent(BaseModel):
+    """One recommendation answer as the shopper saw it (contract table `impressions`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recommendation_id: Id = Field(description="the answer's `recommendation_id`, verbatim")
+    customer_id: Id | None = Field(default=None, description="who saw it (or `session_id`)")
+    session_id: Id | None = Field(default=None, description="an anonymous visitor's session")
+    items: list[Id] = Field(
+        min_length=1, max_length=MAX_SHOWN_ITEMS, description="item ids in shown order"
+    )
+    shown_at: Timestamp
+
+
+class ClickEvent(BaseModel):
+    """One click on an item of a shown answer (contract table `clicks`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    recommendation_id: Id = Field(description="the answer's `recommendation_id`, verbatim")
+    item_id: Id
+    clicked_at: Timestamp
+
+
 def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
     """The OpenAPI schema of a list of `row`s."""
     return WithJsonSchema({"type": "array", "items": row.model_json_schema()})
@@ -312,19 +367,25 @@ def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
 PurchaseRows = Annotated[list[Any], _rows_schema(PurchaseEvent)]
 FeedbackRows = Annotated[list[Any], _rows_schema(FeedbackEvent)]
 ItemRows = Annotated[list[Any], _rows_schema(ItemEvent)]
+ImpressionRows = Annotated[list[Any], _rows_schema(ImpressionEvent)]
+ClickRows = Annotated[list[Any], _rows_schema(ClickEvent)]
 
 
 class EventsRequest(BaseModel):
-    """Purchases, feedback and/or item updates, one or many (at least one row in total).
+    """Purchases, feedback, item updates, impressions and/or clicks, one or many (at least one
+    row in total).
 
-    Each row is checked by the route (`PurchaseEvent`, `FeedbackEvent`, `ItemEvent`, then the
-    data contract's rules), not while the body is read."""
+    Each row is checked by the route (`PurchaseEvent`, `FeedbackEvent`, `ItemEvent`,
+    `ImpressionEvent`, `ClickEvent`, then the data contract's rules), not while the body is
+    read."""
 
     model_config = ConfigDict(extra="forbid")
 
     purchases: PurchaseRows = Field(default_factory=list)
     feedback: FeedbackRows = Field(default_factory=list)
     items: ItemRows = Field(default_factory=list)
+    impressions: ImpressionRows = Field(default_factory=list)
+    clicks: ClickRows = Field(default_factory=list)
 
 
 class EventsAnswer(BaseModel):
@@ -333,6 +394,8 @@ class EventsAnswer(BaseModel):
     accepted_purchases: int
     accepted_feedback: int
     accepted_items: int
+    accepted_impressions: int = 0
+    accepted_clicks: int = 0
     received_at: str
     log_file: str
 
@@ -378,6 +441,20 @@ class ModelsAnswer(BaseModel):
     reload_failures: int
     recommender_status: dict[str, Any] | None = Field(
         description="progress of the precomputed default recommendations"
+    )
+    challenger_share: float = Field(
+        default=0.0, description="share of shoppers answered by the @challenger recommender"
+    )
+    challenger: ModelInfo | None = Field(
+        default=None,
+        description="the @challenger recommender served to that share (null: none loaded, or "
+        "it is the champion's version)",
+    )
+    online: dict[str, Any] | None = Field(
+        default=None,
+        description="online metrics from the event log: per model version, route, strategy "
+        "and variant the impressions, click-through and buy-through rates and revenue with "
+        "95% intervals, and challenger minus champion per route (docs/serving.md)",
     )
 
 

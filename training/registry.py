@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from models.registry_names import (
     AS_OF_TAG,
     BASELINE_NOTE_TAG,
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
     CHURN,
     DATA_SHA256_TAG,
     DECISION_TAG,
@@ -55,8 +57,8 @@ __all__ = [
     "shops",
 ]
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+CHAMPION = CHAMPION_ALIAS
+CHALLENGER = CHALLENGER_ALIAS
 HISTORY_TAG = "patronage.champion_history"
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from patronage.cli import PatronageError
 from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands.online import add_online_options, promote_online
 
 if TYPE_CHECKING:
     from features.loading import DataRejected
@@ -154,11 +155,20 @@ def _register_promote(subparsers: argparse._SubParsersAction) -> None:
         "promote",
         "make a registered model version the champion (by hand)",
         "Move alias 'champion' of NAME to VERSION, keeping the previous champion in the history "
-        "that `patronage rollback` uses.",
+        "that `patronage rollback` uses. With --online instead of VERSION: promote the "
+        "recommender's @challenger only when its buy-through rate on real traffic (the event "
+        "log) beats the champion's with the 95% interval of the difference above zero; exits "
+        "1 saying why when nothing was promoted.",
     )
     _add_model_name(parser)
-    parser.add_argument("version", metavar="VERSION", help="version number")
+    parser.add_argument("version", metavar="VERSION", nargs="?", help="version number")
     parser.add_argument("--reason", default="", help="why (recorded as a tag on the version)")
+    parser.add_argument(
+        "--online",
+        action="store_true",
+        help="decide on the online buy-through of champion and challenger (no VERSION)",
+    )
+    add_online_options(parser)
     add_shop_option(parser)
     parser.set_defaults(handler=_promote)
 
@@ -270,9 +280,15 @@ def _client():  # type: ignore[no-untyped-def]
 
 
 def _promote(args: argparse.Namespace) -> int:
-    """Promote by hand."""
+    """Promote by hand, or (`--online`) the challenger on its online buy-through."""
     from training.registry import promote, resolve_model_name
 
+    if args.online:
+        if args.version is not None:
+            raise PatronageError("give either VERSION or --online, not both")
+        return promote_online(args)
+    if args.version is None:
+        raise PatronageError("give the VERSION to promote (or --online)")
     client = _client()
     with _registry_errors():
         name = resolve_model_name(client, args.name, args.shop)

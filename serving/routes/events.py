@@ -1,5 +1,5 @@
-"""CRM route: post purchases, feedback and item updates; appended durably to the event log
-before the 201."""
+"""CRM route: post purchases, feedback, item updates, impressions and clicks; appended durably
+to the event log before the 201."""
 
 from __future__ import annotations
 
@@ -11,11 +11,19 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
+from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, ITEMS, PURCHASES, Table
 from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
-from serving.schemas import EventsAnswer, EventsRequest, FeedbackEvent, ItemEvent, PurchaseEvent
+from serving.schemas import (
+    ClickEvent,
+    EventsAnswer,
+    EventsRequest,
+    FeedbackEvent,
+    ImpressionEvent,
+    ItemEvent,
+    PurchaseEvent,
+)
 
 router = APIRouter(tags=["crm"])
 
@@ -23,6 +31,8 @@ ROW_MODELS: tuple[tuple[Table, type[BaseModel]], ...] = (
     (PURCHASES, PurchaseEvent),
     (FEEDBACK, FeedbackEvent),
     (ITEMS, ItemEvent),
+    (IMPRESSIONS, ImpressionEvent),
+    (CLICKS, ClickEvent),
 )
 """Each posted table (named as the request's field) and the model of one of its rows."""
 
@@ -79,19 +89,21 @@ def _checked_rows(
         },
         503: {"model": ErrorBody, "description": "the event log could not be written"},
     },
-    summary="Record purchases, feedback and item updates (one or many)",
+    summary="Record purchases, feedback, item updates, impressions and clicks (one or many)",
 )
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
     listing every rejected row (whichever check each fails) and write nothing. Otherwise
     append all rows to the event log, fsync, and answer 201. Purchases leave the customer's
     recommendations at once; an item posted with `available: false` leaves every
-    recommendation answer at once."""
+    recommendation answer at once. Impressions and clicks (and a purchase's
+    `recommendation_id`) feed the online metrics; one posted again counts once."""
     settings = services.settings
-    total = len(body.purchases) + len(body.feedback) + len(body.items)
+    tables = [table.name for table, _ in ROW_MODELS]
+    total = sum(len(getattr(body, name)) for name in tables)
     if total == 0:
         raise ApiError(
-            422, "no_events", "send at least one row in `purchases`, `feedback` or `items`"
+            422, "no_events", "send at least one row in " + ", ".join(f"`{t}`" for t in tables)
         )
     if total > settings.max_events_per_request:
         raise ApiError(
@@ -105,7 +117,6 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         _checked_rows, body, received_at, settings.future_tolerance_seconds
     )
     if rejected:
-        tables = [table.name for table, _ in ROW_MODELS]
         rejected.sort(key=lambda r: (tables.index(r.table), r.row))
         raise ApiError(
             422,
@@ -116,9 +127,16 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             rejected=[r.to_json() for r in rejected],
         )
     purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
+    impressions, clicks = clean["impressions"], clean["clicks"]
     try:
         path = await run_in_threadpool(
-            services.event_log.append, purchases, feedback, received_at, items
+            services.event_log.append,
+            purchases,
+            feedback,
+            received_at,
+            items,
+            impressions,
+            clicks,
         )
     except OSError as error:
         raise ApiError(
@@ -129,11 +147,15 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     services.metrics.events.labels("purchase").inc(len(purchases))
     services.metrics.events.labels("feedback").inc(len(feedback))
     services.metrics.events.labels("item").inc(len(items))
+    services.metrics.events.labels("impression").inc(len(impressions))
+    services.metrics.events.labels("click").inc(len(clicks))
     return json_response(
         {
             "accepted_purchases": len(purchases),
             "accepted_feedback": len(feedback),
             "accepted_items": len(items),
+            "accepted_impressions": len(impressions),
+            "accepted_clicks": len(clicks),
             "received_at": received_at.isoformat(),
             "log_file": path.name,
         },

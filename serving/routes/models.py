@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from serving.challenger import challenger_models
 from serving.deps import AdminDep, json_response
 from serving.errors import ErrorBody
 from serving.model_store import ServingModels
@@ -25,10 +26,13 @@ ADMIN_ERRORS = error_responses("admin", needs_models=False)
     summary="Loaded model versions, their metrics, and the last reload",
 )
 async def list_models(services: AdminDep) -> Response:
-    """The versions serving now (with their logged metrics) and how the last reload went."""
+    """The versions serving now (with their logged metrics), how the last reload went, the
+    challenger served to a share of shoppers, and the online metrics from the event log."""
     store = services.store
     models = store.current
     last = store.last_reload
+    challenger = challenger_models(services.challenger)
+    online = None if services.online is None else await run_in_threadpool(services.online.report)
     return json_response(
         {
             "ready": models is not None,
@@ -40,6 +44,11 @@ async def list_models(services: AdminDep) -> Response:
             "last_reload": None if last is None else last.to_json(),
             "reload_failures": store.reload_failures,
             "recommender_status": _recommender_status(models),
+            "challenger_share": services.settings.challenger_share,
+            "challenger": None
+            if challenger is None
+            else challenger.versions["recommender"].to_json(),
+            "online": None if online is None else online.to_json(),
         }
     )
 
@@ -62,9 +71,12 @@ async def reload_models(
     services: AdminDep,
     force: bool = Query(False, description="reload even if the versions did not change"),
 ) -> Response:
-    """Runs the same reload as the poller; requests keep being answered during the load.
-    503 with the reason when the load failed (the previous models keep serving)."""
+    """Runs the same reload as the poller (of the `@challenger` recommender too, when a
+    challenger share is set); requests keep being answered during the load. 503 with the
+    reason when the champions' load failed (the previous models keep serving)."""
     outcome = await run_in_threadpool(services.store.reload, force)
+    if services.challenger is not None:
+        await run_in_threadpool(services.challenger.reload, force)
     if outcome.outcome == "failed":
         return json_response(
             {"error": "reload_failed", "detail": outcome.detail, **outcome.to_json()}, 503

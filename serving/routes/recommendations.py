@@ -14,10 +14,9 @@ from serving.deps import (
     customer_request,
     hand_checked_openapi,
     json_response,
-    loaded_models,
 )
 from serving.errors import ApiError, ErrorBody
-from serving.model_store import RecommendationList, finite_or_none
+from serving.recommendation_answers import answer_fields, answering_models
 from serving.routes.responses import error_responses
 from serving.schemas import (
     MAX_K,
@@ -34,13 +33,6 @@ AUTH_ERRORS = error_responses("storefront")
 K = Annotated[int, Query(ge=1, le=MAX_K, description="number of items")]
 
 
-def _items(result: RecommendationList) -> list[dict[str, object]]:
-    return [
-        {"item_id": item, "score": finite_or_none(float(score))}
-        for item, score in zip(result.item_ids, result.scores, strict=True)
-    ]
-
-
 @router.get(
     "/v1/customers/{customer_id}/recommendations",
     response_model=RecommendationsAnswer,
@@ -55,7 +47,7 @@ async def customer_recommendations(request: Request) -> Response:
     services, customer_id = await customer_request(request, STOREFRONT_KEY)
     query = checked_query(RecommendationQuery, request)
     k, category, exclude_purchased = query.k, query.category, query.exclude_purchased
-    models = loaded_models(services)
+    models, variant = answering_models(services, customer_id)
     just_bought = (
         services.overlay.items_bought_since(customer_id, models.recommender_as_of)
         if exclude_purchased != "none"
@@ -77,10 +69,7 @@ async def customer_recommendations(request: Request) -> Response:
     return json_response(
         {
             "customer_id": customer_id,
-            "items": _items(result),
-            "strategy": result.strategy,
-            "note": result.note,
-            "model_version": models.version_of("recommender"),
+            **answer_fields(models, variant, "personal", result),
             "excluded_recent_purchases": excluded,
         }
     )
@@ -94,17 +83,15 @@ async def customer_recommendations(request: Request) -> Response:
 )
 async def cross_sell(body: CrossSellRequest, services: StorefrontDep) -> Response:
     """Top-k items for a basket (anonymous allowed); basket items are never returned. Unknown
-    item ids in the basket are ignored; a basket of only unknown items gets trending items."""
-    models = loaded_models(services)
+    item ids in the basket are ignored; a basket of only unknown items gets trending items.
+    With a `customer_id`, that customer's variant answers; an anonymous basket, the champion."""
+    models, variant = answering_models(services, body.customer_id)
     result = models.recommender.cross_sell(body.items, body.customer_id, body.k)
     return json_response(
         {
             "basket": body.items,
             "customer_id": body.customer_id,
-            "items": _items(result),
-            "strategy": result.strategy,
-            "note": result.note,
-            "model_version": models.version_of("recommender"),
+            **answer_fields(models, variant, "cross_sell", result),
         }
     )
 
@@ -120,8 +107,9 @@ async def similar_items(
     services: StorefrontDep,
     k: K = 10,
 ) -> Response:
-    """Top-k items similar to `item_id`; 404 when the model does not know the item."""
-    models = loaded_models(services)
+    """Top-k items similar to `item_id`; 404 when the model does not know the item. No shopper
+    is named, so the champion answers."""
+    models, variant = answering_models(services, None)
     try:
         result = models.recommender.similar(item_id, k)
     except KeyError:
@@ -131,12 +119,4 @@ async def similar_items(
             f"item {item_id!r} is not in the catalog the recommender "
             f"{models.version_of('recommender')} was trained on",
         ) from None
-    return json_response(
-        {
-            "item_id": item_id,
-            "items": _items(result),
-            "strategy": result.strategy,
-            "note": result.note,
-            "model_version": models.version_of("recommender"),
-        }
-    )
+    return json_response({"item_id": item_id, **answer_fields(models, variant, "similar", result)})

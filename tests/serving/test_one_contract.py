@@ -4,6 +4,7 @@ answer lists every rejected row of every table, and the route has no row checker
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import features.posted_rows
-from features.contract import PURCHASES, TABLES
+from features.contract import PURCHASES, TABLES, Table
 from features.validation import RawTable, TableVerdict, check_tables
 from serving.config import Settings
 from tests.serving.conftest import key
@@ -42,9 +43,11 @@ def validator_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, RawTable]
     """Every call of the contract's validator from the posted-rows check, recorded."""
     calls: list[dict[str, RawTable]] = []
 
-    def recording(raw: dict[str, RawTable], as_of: pd.Timestamp) -> dict[str, TableVerdict]:
+    def recording(
+        raw: dict[str, RawTable], as_of: pd.Timestamp, tables: Mapping[str, Table]
+    ) -> dict[str, TableVerdict]:
         calls.append(raw)
-        return check_tables(raw, as_of)
+        return check_tables(raw, as_of, tables)
 
     monkeypatch.setattr(features.posted_rows, "check_tables", recording)
     return calls
@@ -117,7 +120,7 @@ def test_the_route_has_no_timestamp_check_of_its_own(
     monkeypatch.setattr(
         features.posted_rows,
         "check_tables",
-        lambda raw, as_of: check_tables(raw, pd.Timestamp("2250-01-01", tz="UTC")),
+        lambda raw, as_of, tables: check_tables(raw, pd.Timestamp("2250-01-01", tz="UTC"), tables),
     )
     answer = client.post("/v1/events", json={"purchases": [late]}, headers=CRM)
     assert answer.status_code == 201, answer.text
