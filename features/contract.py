@@ -20,6 +20,10 @@ ColumnKind = Literal["id", "int", "float", "timestamp", "text", "bool", "choice"
 FeedbackKind = Literal["rating", "review", "complaint", "return"]
 FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
 
+InteractionKind = Literal["view", "cart"]
+INTERACTION_KINDS: tuple[str, ...] = get_args(InteractionKind)
+"""What a customer did with an item short of buying it: looked at it, put it in the cart."""
+
 # Limits of a posted row (`POST /v1/events`), whose values arrive typed (JSON); a shop's files
 # are held to the rules of the tables below, which do not cap lengths.
 MAX_ID_LENGTH = 256
@@ -128,4 +132,22 @@ CUSTOMERS = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (PURCHASES, FEEDBACK, ITEMS, CUSTOMERS)}
+
+INTERACTIONS = Table(
+    name="interactions",
+    columns=(
+        Column("customer_id", "id"),
+        Column("item_id", "id"),
+        Column("kind", "choice", choices=INTERACTION_KINDS),
+        Column("occurred_at", "timestamp"),
+    ),
+    must_exist=False,
+    timestamp_column="occurred_at",
+)
+"""Views and carts, posted to the server only (`POST /v1/events`, field `interactions`): a
+shop's files have no such table. A row repeated exactly within one request is a duplicate;
+the same view at another time is another row."""
+
+POSTED_ONLY_TABLES: dict[str, Table] = {INTERACTIONS.name: INTERACTIONS}
+"""Tables a client may post but a shop directory never holds."""
 FILE_SUFFIXES = (".csv", ".parquet")

@@ -1,8 +1,9 @@
-"""The event log's format: posted purchases, feedback and item updates as JSON lines, appended
-durably and read back for training and for every serving worker.
+"""The event log's format: posted purchases, feedback, item updates, views and carts as JSON
+lines, appended durably and read back for training and for every serving worker.
 
 Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON object per line:
-`{"event": "purchase"|"feedback"|"item", "received_at": ISO-UTC, <the contract's columns>}`.
+`{"event": "purchase"|"feedback"|"item"|"view"|"cart", "received_at": ISO-UTC, <the contract's
+columns>}` (a view or cart holds the columns of `features.contract.INTERACTIONS`).
 Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
 exclusive `flock`, followed by `os.fsync` (and an fsync of the directory when the day's file is
 new) before `EventLog.append` returns, so an acknowledged event survives a crash. A line torn by
@@ -12,7 +13,9 @@ reader.
 `read_event_log(directory)` gives the purchases and feedback back as two DataFrames in the
 canonical types of `features.shop.Shop`, `read_item_updates(directory)` the latest posted row
 of each item, `read_events` all three in one pass; the next `patronage train --events` merges
-them with the shop's own tables (and validates them again with them). The server writes the log
+them with the shop's own tables (and validates them again with them); views and carts feed
+serving only (`read_interactions` reads them; docs/serving.md says why training leaves them
+out). The server writes the log
 (`POST /v1/events`) and follows it (`serving.overlay.EventOverlay`); this module sits below both
 so that training reads the log without importing the server.
 """
@@ -31,11 +34,16 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
+from features.contract import FEEDBACK, INTERACTION_KINDS, INTERACTIONS, ITEMS, PURCHASES, Table
 
 logger = logging.getLogger("patronage.events")
 EVENT_FILE_GLOB = "events-*.jsonl"
-EVENT_KINDS = {"purchase": PURCHASES, "feedback": FEEDBACK, "item": ITEMS}
+EVENT_KINDS = {
+    "purchase": PURCHASES,
+    "feedback": FEEDBACK,
+    "item": ITEMS,
+    **dict.fromkeys(INTERACTION_KINDS, INTERACTIONS),
+}
 """The `event` of each record, and the contract table its columns come from."""
 
 
@@ -64,14 +72,17 @@ class EventLog:
         feedback: Sequence[Mapping[str, Any]],
         received_at: datetime,
         items: Sequence[Mapping[str, Any]] = (),
+        interactions: Sequence[Mapping[str, Any]] = (),
     ) -> Path:
         """Append validated rows and make them durable before returning; returns the file.
+        Each interaction is logged as the event its `kind` names (`view` or `cart`).
 
         Raises OSError when the disk refuses (the caller answers 503, nothing acknowledged)."""
         stamp = received_at.astimezone(UTC).isoformat()
         lines = [_to_json_line("purchase", row, stamp) for row in purchases]
         lines += [_to_json_line("feedback", row, stamp) for row in feedback]
         lines += [_to_json_line("item", row, stamp) for row in items]
+        lines += [_to_json_line(str(row["kind"]), row, stamp) for row in interactions]
         payload = ("\n".join(lines) + "\n").encode()
         path = self.path_for(received_at)
         with self._lock:
@@ -198,6 +209,14 @@ def read_events(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
         feedback_frame.reset_index(drop=True),
         _item_updates(by_kind["item"]),
     )
+
+
+def read_interactions(directory: Path | str) -> pd.DataFrame:
+    """The posted views and carts, in the columns of `features.contract.INTERACTIONS` and its
+    canonical types (ids str, `occurred_at` datetime64[ns, UTC]), in log order. A missing
+    directory gives an empty frame."""
+    records = [r for r in iter_event_records(Path(directory)) if r["event"] in INTERACTION_KINDS]
+    return _canonical_frame(INTERACTIONS, records)
 
 
 def _item_updates(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

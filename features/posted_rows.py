@@ -1,10 +1,11 @@
 """Check rows posted to the server (JSON records) with the validator of a shop's files.
 
-`check_posted_rows` puts the posted purchases, feedback and item updates into the tables of
-`features.validation` and applies `check_tables` to them: every rule of each table on its own,
-the same code that checks a shop's files (`patronage validate`). The references to the shop's
-other tables (feedback about an order or item the request does not contain) are left to the next
-`patronage train --events`, which validates the event log together with the shop's tables.
+`check_posted_rows` puts the posted purchases, feedback, item updates and interactions (views
+and carts) into the tables of `features.validation` and applies `check_tables` to them: every
+rule of each table on its own, the same code that checks a shop's files (`patronage validate`).
+The references to the shop's other tables (feedback about an order or item the request does not
+contain) are left to the next `patronage train --events`, which validates the event log
+together with the shop's tables.
 
 The caller checks the shape and JSON types of a row first (the server's row models): a JSON
 body has native types, so `"2"` is no quantity there, while a CSV file spells every value as
@@ -21,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features.contract import TABLES
+from features.contract import POSTED_ONLY_TABLES, TABLES
 from features.validation import RawTable, check_tables
 
-POSTED_TABLES = ("purchases", "feedback", "items")
+POSTED_TABLES = ("purchases", "feedback", "items", "interactions")
 """The tables a client may post rows of, in the order their rejects are listed."""
 
 
@@ -65,7 +66,8 @@ def check_posted_rows(
         if not table_rows:
             continue
         numbers[name] = np.asarray(given.get(name, range(len(table_rows))), dtype=np.int64)
-        columns = [column.name for column in TABLES[name].columns]
+        table = TABLES[name] if name in TABLES else POSTED_ONLY_TABLES[name]
+        columns = [column.name for column in table.columns]
         frame = pd.DataFrame.from_records([dict(row) for row in table_rows], columns=columns)
         raw[name] = RawTable(name, frame, numbers[name], row_name="row")
     verdicts = check_tables(raw, pd.Timestamp(as_of).tz_convert("UTC"))

@@ -25,7 +25,7 @@ from features.column_parsing import (
     parse_column,
     stripped_text,
 )
-from features.contract import TABLES, Table
+from features.contract import POSTED_ONLY_TABLES, TABLES, Table
 from features.row_rules import number_orders, reject_duplicates, reject_order_conflicts
 from features.validation_results import (
     REASONS,
@@ -176,11 +176,12 @@ def check_tables(raw_tables: dict[str, RawTable], as_of: pd.Timestamp) -> dict[s
 
     For rows that arrive without the rest of the shop (`features.posted_rows`): their
     references are checked when they meet the shop's tables (`validate_tables`, at the next
-    training). `raw_tables` holds any of purchases, feedback, items, customers. `as_of`
+    training). `raw_tables` holds any of purchases, feedback, items, customers and the posted
+    interactions (views and carts). `as_of`
     (tz-aware UTC): rows dated after it are rejected. Never raises on bad rows."""
     verdicts: dict[str, TableVerdict] = {}
     for name, raw in raw_tables.items():
-        parsed, table_verdicts, notes = _check_table(raw, TABLES[name], as_of)
+        parsed, table_verdicts, notes = _check_table(raw, _table(name), as_of)
         verdicts[name] = _verdict(name, parsed, table_verdicts, notes)
     return verdicts
 
@@ -246,11 +247,16 @@ def validate_tables(
     return {name: verdicts[name] for name in TABLES}
 
 
+def _table(name: str) -> Table:
+    """The contract table of a name: a shop's table, or one only posted (`interactions`)."""
+    return TABLES[name] if name in TABLES else POSTED_ONLY_TABLES[name]
+
+
 def _verdict(
     name: str, parsed: pd.DataFrame, verdicts: RowVerdicts, notes: list[str]
 ) -> TableVerdict:
     """The verdict of one checked table: its accepted rows in canonical types, reasons, notes."""
-    accepted = _canonical(TABLES[name], parsed, verdicts)
+    accepted = _canonical(_table(name), parsed, verdicts)
     return TableVerdict(name, accepted, verdicts.reasons, verdicts.details, notes=notes)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.model_store import RecommendationList
+from serving.model_store import RecommendationList, SessionList
 from serving.precompute import EXCLUDE_DEFAULT, PrecomputedLists
 
 HiddenItems = Callable[[], frozenset[str]]
@@ -162,11 +162,13 @@ class BundleRecommender:
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
         """Top-k for one customer (new customers: trending). The default question (no category,
-        `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
-        answered from the lists computed at load time: the same numbers, no scoring. Items
-        posted as unavailable since training never appear."""
+        `non-repeatable`, nothing bought, viewed or carted since `as_of`, k within the
+        precomputed depth) is answered from the lists computed at load time: the same numbers,
+        no scoring. A customer with events since `as_of` is scored live from the updated row.
+        Items posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
         bundle, precomputed = self._current()
         if (
@@ -174,6 +176,7 @@ class BundleRecommender:
             and category is None
             and exclude_purchased == PrecomputedLists.EXCLUDE
             and not extra_purchased
+            and not extra_interactions
             and k <= precomputed.depth
         ):
             if customer_id in precomputed.index:
@@ -202,9 +205,17 @@ class BundleRecommender:
                 category=category,
                 exclude_purchased=exclude_purchased,
                 extra_purchased=extra_purchased,
+                extra_interactions=extra_interactions,
             )
         )
         return self._shown(answer, hidden, k)
+
+    def session(self, item_ids: Sequence[str], k: int) -> SessionList:
+        """Top-k for an anonymous session; items posted as unavailable never appear."""
+        hidden, extra = self._hidden()
+        found = self._current()[0].session(item_ids, k=k + extra)
+        answer = self._shown(self._convert(found.recommendation), hidden, k)
+        return SessionList(answer, tuple(found.unknown_items))
 
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int

@@ -19,6 +19,7 @@ from features.contract import (
     MAX_TEXT_LENGTH,
     PURCHASES,
     FeedbackKind,
+    InteractionKind,
     Table,
 )
 
@@ -101,6 +102,27 @@ class CrossSellAnswer(BaseModel):
 
     basket: list[str]
     customer_id: str | None
+    items: list[RecommendedItem]
+    strategy: str
+    note: str | None
+    model_version: str
+
+
+class SessionRequest(BaseModel):
+    """The items an anonymous visitor viewed or carted in this session, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Id] = Field(min_length=1, max_length=MAX_BASKET)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+
+
+class SessionAnswer(BaseModel):
+    """Items for the session, best first (the session's own items never come back), and the
+    session's item ids the model does not know (ignored for scoring)."""
+
+    session_items: list[str]
+    unknown_items: list[str]
     items: list[RecommendedItem]
     strategy: str
     note: str | None
@@ -301,6 +323,20 @@ class ItemEvent(BaseModel):
     )
 
 
+class InteractionEvent(BaseModel):
+    """One view or cart of an item by a customer (the contract's `interactions` shape).
+
+    It joins the customer's history for scoring at once, weaker than a purchase
+    (`models.recommenders.fresh_row`); training does not read it (docs/serving.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    customer_id: Id
+    item_id: Id
+    kind: InteractionKind
+    occurred_at: Timestamp
+
+
 def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
     """The OpenAPI schema of a list of `row`s."""
     return WithJsonSchema({"type": "array", "items": row.model_json_schema()})
@@ -312,6 +348,7 @@ def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
 PurchaseRows = Annotated[list[Any], _rows_schema(PurchaseEvent)]
 FeedbackRows = Annotated[list[Any], _rows_schema(FeedbackEvent)]
 ItemRows = Annotated[list[Any], _rows_schema(ItemEvent)]
+InteractionRows = Annotated[list[Any], _rows_schema(InteractionEvent)]
 
 
 class EventsRequest(BaseModel):
@@ -325,6 +362,7 @@ class EventsRequest(BaseModel):
     purchases: PurchaseRows = Field(default_factory=list)
     feedback: FeedbackRows = Field(default_factory=list)
     items: ItemRows = Field(default_factory=list)
+    interactions: InteractionRows = Field(default_factory=list)
 
 
 class EventsAnswer(BaseModel):
@@ -333,6 +371,7 @@ class EventsAnswer(BaseModel):
     accepted_purchases: int
     accepted_feedback: int
     accepted_items: int
+    accepted_interactions: int
     received_at: str
     log_file: str
 

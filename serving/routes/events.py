@@ -1,5 +1,5 @@
-"""CRM route: post purchases, feedback and item updates; appended durably to the event log
-before the 201."""
+"""CRM route: post purchases, feedback, item updates, views and carts; appended durably to the
+event log before the 201."""
 
 from __future__ import annotations
 
@@ -11,11 +11,18 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.contract import FEEDBACK, ITEMS, PURCHASES, Table
+from features.contract import FEEDBACK, INTERACTIONS, ITEMS, PURCHASES, Table
 from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
-from serving.schemas import EventsAnswer, EventsRequest, FeedbackEvent, ItemEvent, PurchaseEvent
+from serving.schemas import (
+    EventsAnswer,
+    EventsRequest,
+    FeedbackEvent,
+    InteractionEvent,
+    ItemEvent,
+    PurchaseEvent,
+)
 
 router = APIRouter(tags=["crm"])
 
@@ -23,6 +30,7 @@ ROW_MODELS: tuple[tuple[Table, type[BaseModel]], ...] = (
     (PURCHASES, PurchaseEvent),
     (FEEDBACK, FeedbackEvent),
     (ITEMS, ItemEvent),
+    (INTERACTIONS, InteractionEvent),
 )
 """Each posted table (named as the request's field) and the model of one of its rows."""
 
@@ -79,19 +87,21 @@ def _checked_rows(
         },
         503: {"model": ErrorBody, "description": "the event log could not be written"},
     },
-    summary="Record purchases, feedback and item updates (one or many)",
+    summary="Record purchases, feedback, item updates, views and carts (one or many)",
 )
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
     listing every rejected row (whichever check each fails) and write nothing. Otherwise
-    append all rows to the event log, fsync, and answer 201. Purchases leave the customer's
-    recommendations at once; an item posted with `available: false` leaves every
-    recommendation answer at once."""
+    append all rows to the event log, fsync, and answer 201. Purchases, views and carts join
+    the customer's history for their next recommendations at once (bought items leave them);
+    an item posted with `available: false` leaves every recommendation answer at once."""
     settings = services.settings
-    total = len(body.purchases) + len(body.feedback) + len(body.items)
+    total = len(body.purchases) + len(body.feedback) + len(body.items) + len(body.interactions)
     if total == 0:
         raise ApiError(
-            422, "no_events", "send at least one row in `purchases`, `feedback` or `items`"
+            422,
+            "no_events",
+            "send at least one row in `purchases`, `feedback`, `items` or `interactions`",
         )
     if total > settings.max_events_per_request:
         raise ApiError(
@@ -116,9 +126,10 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             rejected=[r.to_json() for r in rejected],
         )
     purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
+    interactions = clean["interactions"]
     try:
         path = await run_in_threadpool(
-            services.event_log.append, purchases, feedback, received_at, items
+            services.event_log.append, purchases, feedback, received_at, items, interactions
         )
     except OSError as error:
         raise ApiError(
@@ -126,14 +137,18 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         ) from None
     services.overlay.add_purchases(purchases)
     services.overlay.add_items(items, received_at)
+    services.overlay.add_interactions(interactions)
     services.metrics.events.labels("purchase").inc(len(purchases))
     services.metrics.events.labels("feedback").inc(len(feedback))
     services.metrics.events.labels("item").inc(len(items))
+    for kind in ("view", "cart"):
+        services.metrics.events.labels(kind).inc(sum(1 for r in interactions if r["kind"] == kind))
     return json_response(
         {
             "accepted_purchases": len(purchases),
             "accepted_feedback": len(feedback),
             "accepted_items": len(items),
+            "accepted_interactions": len(interactions),
             "received_at": received_at.isoformat(),
             "log_file": path.name,
         },
