@@ -38,8 +38,12 @@ class BundleRecommender:
         precompute_k: int = 0,
         hidden_items: HiddenItems = no_posted_items,
         shown_items: ShownItems = no_posted_items,
+        next_need_weight: float = 0.0,
     ) -> None:
         self.bundle = bundle
+        self.next_need_weight = next_need_weight
+        """What goes with items bought since training weighs this much in a customer's answer
+        (`models.recommenders.fresh_row.with_next_need`; `PATRONAGE_NEXT_NEED_WEIGHT`)."""
         self.hidden_items = hidden_items
         self.shown_items = shown_items
         self.precomputed: PrecomputedLists | None = None
@@ -206,6 +210,7 @@ class BundleRecommender:
                 exclude_purchased=exclude_purchased,
                 extra_purchased=extra_purchased,
                 extra_interactions=extra_interactions,
+                next_need_weight=self.next_need_weight,
             )
         )
         return self._shown(answer, hidden, k)

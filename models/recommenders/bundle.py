@@ -38,7 +38,7 @@ from models.recommenders.base import (
     weighted_rows_sum,
 )
 from models.recommenders.candidates import SIMILAR_ITEMS, CandidateSpec
-from models.recommenders.fresh_row import fresh_cells
+from models.recommenders.fresh_row import fresh_cells, with_next_need
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,
@@ -273,6 +273,7 @@ class RecommenderBundle:
         exclude_purchased: ExcludePurchased = "non-repeatable",
         extra_purchased: Sequence[str] = (),
         extra_interactions: Sequence[tuple[str, str]] = (),
+        next_need_weight: float = 0.0,
     ) -> Recommendation:
         """Personal top-k for one customer; an unknown customer gets trending items.
 
@@ -280,7 +281,8 @@ class RecommenderBundle:
         history and excluded like past purchases. `extra_interactions`: `(item_id, kind)` of
         views and carts since `as_of`, treated as weaker history (`fresh_row`), not excluded.
         With either, the customer is scored from the updated row (`Recommender.updated_scores`:
-        factor models re-solve the customer's vector). Unknown item ids are ignored."""
+        factor models re-solve the customer's vector). `next_need_weight` > 0 adds what goes
+        with the items bought since (`fresh_row.with_next_need`). Unknown item ids are ignored."""
         row = self.customer_row(customer_id)
         extra = self.item_columns(extra_purchased)
         known = [(c, kind) for item, kind in extra_interactions if (c := self._column(item)) >= 0]
@@ -293,7 +295,7 @@ class RecommenderBundle:
             return self._cold(k, category, note=NEW_CUSTOMER)
         role = "discovery" if exclude_purchased == "all" else "repeat"
         items, scores = self._ranked(
-            role, np.array([row]), extra, exclude_purchased, category, k, fresh
+            role, np.array([row]), extra, exclude_purchased, category, k, fresh, next_need_weight
         )
         return self._answer(items[0], scores[0], role, k)
 
@@ -362,6 +364,7 @@ class RecommenderBundle:
         category: str | None,
         k: int,
         fresh: sp.csr_matrix | None = None,
+        next_need_weight: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k of customer `rows`; for one row, `extra` (columns bought since `as_of`) join
         its purchases and `fresh` (`fresh_row.fresh_cells`) its history, which the model then
@@ -379,6 +382,10 @@ class RecommenderBundle:
             scores = self.models[role].scores(rows, history)
         else:
             scores = self.models[role].updated_scores(rows, history + fresh)
+            if next_need_weight > 0 and extra is not None and len(extra):
+                basket = np.unique(extra)
+                columns, values = self._basket_scores(basket, np.ones(len(basket), np.float32))
+                scores = with_next_need(scores, columns, values, next_need_weight)
         return self._top(scores, blocked, k)
 
     def _top(

@@ -7,6 +7,13 @@ to its cell, as one order line of quantity 1 bought at `as_of` adds to the confi
 of `INTERACTION_WEIGHTS`, a fraction of a purchase. Those fractions are a judgement, not a fit:
 training never sees views or carts (the shop's files hold none), so no backtest chose them;
 docs/serving.md says so.
+
+`with_next_need` adds what goes with the items just bought: the cross-sell model's answer for
+them as a basket, weighted by the serving setting `PATRONAGE_NEXT_NEED_WEIGHT`. The champion's
+blend was chosen for the next purchase of a customer with months of history, where one order
+moves little; a purchase minutes ago says more about the next need than that (the complementary
+pairs a shop plants or has), and the cross-sell model was chosen on exactly that: completing a
+basket from the rest of it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.sparse as sp
+
+from models.recommenders.base import row_normalise
 
 PURCHASE_WEIGHT = 1.0
 """What an item bought since `as_of` adds to the customer's confidence for it."""
@@ -48,3 +57,17 @@ def fresh_cells(
     )
     row.sum_duplicates()
     return row
+
+
+def with_next_need(
+    scores: np.ndarray, columns: np.ndarray, basket_scores: np.ndarray, weight: float
+) -> np.ndarray:
+    """One customer's (1, n_items) scores plus `weight` times the basket scores of the items
+    just bought (`columns`, `basket_scores`: the cross-sell model's sparse answer), each row
+    divided by its largest absolute value first so that the weight means the same for every
+    model. `weight` 0 returns `scores` unchanged."""
+    if weight <= 0 or len(columns) == 0:
+        return scores
+    dense = np.zeros((1, scores.shape[1]), dtype=np.float32)
+    dense[0, columns] = basket_scores
+    return row_normalise(scores) + np.float32(weight) * row_normalise(dense)

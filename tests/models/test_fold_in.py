@@ -9,6 +9,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 
 from models.recommenders import ALSRecommender, BlendRecommender, ItemKNNRecommender
 from models.recommenders.base import row_normalise
+from models.recommenders.fresh_row import with_next_need
 from tests.models.test_recommender_contract import checkerboard
 
 
@@ -55,3 +56,15 @@ def test_blend_scores_updated_rows_through_its_members() -> None:
     ) * row_normalise(knn.scores(np.array([3]), updated))
     np.testing.assert_allclose(blend.updated_scores(np.array([3]), updated), expected, rtol=1e-6)
     assert not np.allclose(blend.scores(np.array([3]), updated), expected)
+
+
+def test_next_need_adds_normalised_basket_scores_and_weight_zero_changes_nothing() -> None:
+    scores = np.array([[2.0, -4.0, 1.0, 0.0]], dtype=np.float32)
+    columns, basket = np.array([1, 3]), np.array([0.5, 2.0], dtype=np.float32)
+    assert with_next_need(scores, columns, basket, 0.0) is scores
+    assert with_next_need(scores, columns[:0], basket[:0], 1.0) is scores
+    np.testing.assert_allclose(
+        with_next_need(scores, columns, basket, 0.5),
+        [[0.5, -1.0 + 0.125, 0.25, 0.5]],
+        rtol=1e-6,
+    )

@@ -65,10 +65,12 @@ def checkerboard_bundle() -> RecommenderBundle:
 
 
 class CheckerboardSource:
-    """A `ModelSource` serving the checkerboard bundle (precomputed lists of depth 10)."""
+    """A `ModelSource` serving the checkerboard bundle (precomputed lists of depth 10; the
+    next-need weight as given, 0: the champion alone)."""
 
-    def __init__(self) -> None:
+    def __init__(self, next_need_weight: float = 0.0) -> None:
         self.bundle = checkerboard_bundle()
+        self.next_need_weight = next_need_weight
 
     def champion_versions(self) -> dict[Role, str]:
         """Version 1 of each role."""
@@ -78,7 +80,9 @@ class CheckerboardSource:
         """The bundle as the server serves one, with the doubles' churn and loyalty scores."""
         loaded_at = datetime.now(UTC).isoformat()
         return ServingModels(
-            recommender=BundleRecommender(self.bundle, precompute_k=10),
+            recommender=BundleRecommender(
+                self.bundle, precompute_k=10, next_need_weight=self.next_need_weight
+            ),
             recommender_as_of=AS_OF,
             churn=CustomerScoreTable.from_frame(score_frame(), AS_OF),
             loyalty=CustomerScoreTable.from_frame(score_frame(), AS_OF),

@@ -26,8 +26,8 @@ RIGHT = {f"i{n:02d}" for n in range(8, 16)}
 """The items customers c12..c23 buy: foreign to c00..c11."""
 
 
-def _store() -> ModelStore:
-    store = ModelStore(CheckerboardSource(), poll_seconds=0)
+def _store(next_need_weight: float = 0.0) -> ModelStore:
+    store = ModelStore(CheckerboardSource(next_need_weight), poll_seconds=0)
     assert store.reload().outcome == "loaded"
     recommender = store.current.recommender  # type: ignore[union-attr]
     assert isinstance(recommender, BundleRecommender) and recommender.precomputed is not None
@@ -77,6 +77,19 @@ def test_posted_purchase_moves_the_answer_towards_the_bought_items_neighbours(
     assert len(RIGHT & set(after)) >= 3, after  # what goes with them moved up
     assert _top(client, "c01") == _top(client, "c01", k=10)[:4]  # others unchanged
     assert not RIGHT & set(_top(client, "c01"))
+
+
+def test_next_need_weight_brings_up_what_goes_with_one_purchase(settings: Settings) -> None:
+    """One purchase barely moves a customer of 4 orders through ALS; with the next-need
+    weight the bought item's item-kNN neighbours (its group) come up; weight 0 is ALS alone."""
+    bought = {"purchases": [_purchase("c06", "i08", "o-4")]}
+    counts = []
+    for weight in (0.0, 1.0):
+        with TestClient(create_app(settings, model_store=_store(weight))) as served:
+            # Each app's own post (a retry of the same line counts once in the overlay).
+            assert served.post("/v1/events", json=bought, headers=CRM).status_code == 201
+            counts.append(len(RIGHT & set(_top(served, "c06"))))
+    assert counts[1] >= 3 > counts[0], counts
 
 
 def test_views_and_carts_fold_in_without_being_excluded(client: TestClient) -> None:
