@@ -217,6 +217,13 @@ class RecommenderBundle:
         return columns[counts != 0]
 
     def _row_of(self, matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+        """The matrix's rows of customer `rows` (-1: a row of zeros), float32 or wider."""
+        dtype = np.promote_types(matrix.dtype, np.float32)
+        if len(rows) == 1:  # one customer (the request path): a slice, no fancy indexing
+            row = int(rows[0])
+            if row < 0:
+                return sp.csr_matrix((1, matrix.shape[1]), dtype=dtype)
+            return sp.csr_matrix(matrix[row : row + 1], dtype=dtype)
         known = rows >= 0
         picked = matrix[np.where(known, rows, 0)]
         return sp.csr_matrix(picked.multiply(known[:, None].astype(np.float32)))
