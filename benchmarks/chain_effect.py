@@ -143,10 +143,13 @@ def _run_tries(base: str, shop_dir: Path, per_item: int, seed: int) -> list[Try]
                 posted = client.post("/v1/events", json={"purchases": [row]}, headers=crm)
                 posted.raise_for_status()
                 started = time.perf_counter()
-                while time.perf_counter() - started <= WITHIN_SECONDS:
+                while True:  # a hit counts when the answer holding it arrived within 1 s
                     attempt.polls += 1
-                    if partner in _fresh_top10(base, customer):
-                        attempt.seconds_to_partner = time.perf_counter() - started
+                    found = partner in _fresh_top10(base, customer)
+                    elapsed = time.perf_counter() - started
+                    if found and elapsed <= WITHIN_SECONDS:
+                        attempt.seconds_to_partner = elapsed
+                    if found or elapsed > WITHIN_SECONDS:
                         break
                     time.sleep(POLL_SECONDS)
                 attempt.rank_after = _rank(_top10(client, customer, k=100), partner)
@@ -290,7 +293,8 @@ def _notes(args: argparse.Namespace, summary: dict[str, Any], load_before: float
         "by `patronage serve --workers 2` (follow delay 1 s) on the 2-core machine.",
         f"{summary['tries']} tries: a planted pair's item posted as bought by a customer who "
         "bought neither item and whose top 10 lacked the partner; the partner counts when a "
-        "top 10 asked on a new connection (either worker) holds it within 1 s of the 201.",
+        "top 10 asked on a new connection (either worker) holds it and arrived within 1 s of "
+        "the 201.",
         "Fresh-answer latency: 5 answers per try on a keep-alive connection after the post "
         "(client side, loopback); `plain_answer_*`: the same customer's 5 answers before "
         "the post (precomputed lists), under the same load. "
