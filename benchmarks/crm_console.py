@@ -40,6 +40,7 @@ from serving.model_store import (
     RecommendationList,
     Role,
     ServingModels,
+    SessionList,
 )
 
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "crm_console.json"
@@ -104,6 +105,7 @@ class ConstantRecommender:
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
         """Items I1..Ik."""
         items = tuple(f"I{n}" for n in range(1, k + 1))
@@ -118,6 +120,10 @@ class ConstantRecommender:
     def similar(self, item_id: str, k: int) -> RecommendationList:
         """Same as `recommend_for`."""
         return self.recommend_for("", k, None, "none", ())
+
+    def session(self, item_ids: Sequence[str], k: int) -> SessionList:
+        """Same as `recommend_for`, nothing unknown."""
+        return SessionList(self.recommend_for("", k, None, "none", ()), ())
 
 
 def synthetic_models(scores: pd.DataFrame) -> ServingModels:

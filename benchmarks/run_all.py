@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "event_rate": ["benchmarks.event_rate"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
+    "chain_effect": ["benchmarks.chain_effect"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)
     "serving": ["benchmarks.serving", "--rounds", "12", "--seconds", "72"],
 }

@@ -22,6 +22,10 @@ rows only)."""
 FeedbackKind = Literal["rating", "review", "complaint", "return"]
 FEEDBACK_KINDS: tuple[str, ...] = get_args(FeedbackKind)
 
+InteractionKind = Literal["view", "cart"]
+INTERACTION_KINDS: tuple[str, ...] = get_args(InteractionKind)
+"""What a customer did with an item short of buying it: looked at it, put it in the cart."""
+
 # Limits of a posted row (`POST /v1/events`), whose values arrive typed (JSON); a shop's files
 # are held to the rules of the tables below, which do not cap lengths.
 MAX_ID_LENGTH = 256
@@ -130,6 +134,22 @@ CUSTOMERS = Table(
 )
 
 TABLES: dict[str, Table] = {t.name: t for t in (PURCHASES, FEEDBACK, ITEMS, CUSTOMERS)}
+
+INTERACTIONS = Table(
+    name="interactions",
+    columns=(
+        Column("customer_id", "id"),
+        Column("item_id", "id"),
+        Column("kind", "choice", choices=INTERACTION_KINDS),
+        Column("occurred_at", "timestamp"),
+    ),
+    must_exist=False,
+    timestamp_column="occurred_at",
+)
+"""Views and carts, posted to the server only (`POST /v1/events`, field `interactions`): a
+shop's files have no such table. A row repeated exactly within one request is a duplicate;
+the same view at another time is another row."""
+
 FILE_SUFFIXES = (".csv", ".parquet")
 
 # What was shown and what was clicked: rows only the server takes (`POST /v1/events`), never a
@@ -170,7 +190,7 @@ CLICKS = Table(
 )
 """One click on a shown item; a second click on the same item of the same answer counts once."""
 
-POSTED_TABLE_NAMES = ("purchases", "feedback", "items", "impressions", "clicks")
+POSTED_TABLE_NAMES = ("purchases", "feedback", "items", "interactions", "impressions", "clicks")
 """The tables a client may post rows of (`POST /v1/events`), in the order rejects are listed."""
 
 
@@ -178,12 +198,13 @@ def posted_row_tables() -> dict[str, Table]:
     """The rules of posted rows, by table: the shop's `purchases` (plus the optional
     `recommendation_id` it came from, kept in the event log for the online metrics; training
     reads the contract's columns only), `feedback` and `items` as in `TABLES` at the time of the
-    call, then `impressions` and `clicks`."""
+    call, then `interactions` (views and carts), `impressions` and `clicks`."""
     purchases = TABLES["purchases"]
     return {
         "purchases": replace(purchases, columns=(*purchases.columns, RECOMMENDATION_ID)),
         "feedback": TABLES["feedback"],
         "items": TABLES["items"],
+        "interactions": INTERACTIONS,
         "impressions": IMPRESSIONS,
         "clicks": CLICKS,
     }

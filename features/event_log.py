@@ -1,10 +1,11 @@
-"""The event log's format: posted purchases, feedback and item updates as JSON lines, appended
-durably and read back for training and for every serving worker.
+"""The event log's format: posted purchases, feedback, item updates, views and carts as JSON
+lines, appended durably and read back for training and for every serving worker.
 
 Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON object per line:
-`{"event": "purchase"|"feedback"|"item"|"impression"|"click", "received_at": ISO-UTC, <the
-contract's columns>}` (a purchase may also carry the `recommendation_id` it came from; an
-impression's `items` is a JSON list).
+`{"event": "purchase"|"feedback"|"item"|"view"|"cart"|"impression"|"click", "received_at":
+ISO-UTC, <the contract's columns>}` (a purchase may also carry the `recommendation_id` it came
+from; a view or cart holds the columns of `features.contract.INTERACTIONS`; an impression's
+`items` is a JSON list).
 Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
 exclusive `flock`, followed by `os.fsync` (and an fsync of the directory when the day's file is
 new) before `EventLog.append` returns, so an acknowledged event survives a crash. A line torn by
@@ -14,7 +15,9 @@ reader.
 `read_event_log(directory)` gives the purchases and feedback back as two DataFrames in the
 canonical types of `features.shop.Shop`, `read_item_updates(directory)` the latest posted row
 of each item, `read_events` all three in one pass; the next `patronage train --events` merges
-them with the shop's own tables (and validates them again with them). The server writes the log
+them with the shop's own tables (and validates them again with them); views and carts feed
+serving only (`read_interactions` reads them; docs/serving.md says why training leaves them
+out). The server writes the log
 (`POST /v1/events`) and follows it (`serving.overlay.EventOverlay`); this module sits below both
 so that training reads the log without importing the server.
 """
@@ -33,7 +36,16 @@ from typing import Any
 
 import pandas as pd
 
-from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, ITEMS, PURCHASES, Table
+from features.contract import (
+    CLICKS,
+    FEEDBACK,
+    IMPRESSIONS,
+    INTERACTION_KINDS,
+    INTERACTIONS,
+    ITEMS,
+    PURCHASES,
+    Table,
+)
 
 logger = logging.getLogger("patronage.events")
 EVENT_FILE_GLOB = "events-*.jsonl"
@@ -43,6 +55,7 @@ EVENT_KINDS = {
     "item": ITEMS,
     "impression": IMPRESSIONS,
     "click": CLICKS,
+    **dict.fromkeys(INTERACTION_KINDS, INTERACTIONS),
 }
 """The `event` of each record, and the contract table its columns come from."""
 
@@ -74,8 +87,10 @@ class EventLog:
         items: Sequence[Mapping[str, Any]] = (),
         impressions: Sequence[Mapping[str, Any]] = (),
         clicks: Sequence[Mapping[str, Any]] = (),
+        interactions: Sequence[Mapping[str, Any]] = (),
     ) -> Path:
         """Append validated rows and make them durable before returning; returns the file.
+        Each interaction is logged as the event its `kind` names (`view` or `cart`).
 
         Raises OSError when the disk refuses (the caller answers 503, nothing acknowledged)."""
         stamp = received_at.astimezone(UTC).isoformat()
@@ -84,6 +99,7 @@ class EventLog:
         lines += [_to_json_line("item", row, stamp) for row in items]
         lines += [_to_json_line("impression", row, stamp) for row in impressions]
         lines += [_to_json_line("click", row, stamp) for row in clicks]
+        lines += [_to_json_line(str(row["kind"]), row, stamp) for row in interactions]
         payload = ("\n".join(lines) + "\n").encode()
         path = self.path_for(received_at)
         with self._lock:
@@ -210,6 +226,14 @@ def read_events(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
         feedback_frame.reset_index(drop=True),
         _item_updates(by_kind["item"]),
     )
+
+
+def read_interactions(directory: Path | str) -> pd.DataFrame:
+    """The posted views and carts, in the columns of `features.contract.INTERACTIONS` and its
+    canonical types (ids str, `occurred_at` datetime64[ns, UTC]), in log order. A missing
+    directory gives an empty frame."""
+    records = [r for r in iter_event_records(Path(directory)) if r["event"] in INTERACTION_KINDS]
+    return _canonical_frame(INTERACTIONS, records)
 
 
 def _item_updates(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Check rows posted to the server (JSON records) with the validator of a shop's files.
 
-`check_posted_rows` puts the posted purchases, feedback, item updates, impressions and clicks
-(`features.contract.posted_row_tables`) into the tables of
+`check_posted_rows` puts the posted purchases, feedback, item updates, interactions (views and
+carts), impressions and clicks (`features.contract.posted_row_tables`) into the tables of
 `features.validation` and applies `check_tables` to them: every rule of each table on its own,
 the same code that checks a shop's files (`patronage validate`). The references to the shop's
 other tables (feedback about an order or item the request does not contain) are left to the next

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from serving.model_store import RecommendationList
+from serving.model_store import RecommendationList, SessionList
 from serving.precompute import EXCLUDE_DEFAULT, PrecomputedLists
 
 HiddenItems = Callable[[], frozenset[str]]
@@ -38,8 +38,12 @@ class BundleRecommender:
         precompute_k: int = 0,
         hidden_items: HiddenItems = no_posted_items,
         shown_items: ShownItems = no_posted_items,
+        next_need_weight: float = 0.0,
     ) -> None:
         self.bundle = bundle
+        self.next_need_weight = next_need_weight
+        """What goes with items bought since training weighs this much in a customer's answer
+        (`models.recommenders.fresh_row.with_next_need`; `PATRONAGE_NEXT_NEED_WEIGHT`)."""
         self.hidden_items = hidden_items
         self.shown_items = shown_items
         self.precomputed: PrecomputedLists | None = None
@@ -162,11 +166,13 @@ class BundleRecommender:
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
         """Top-k for one customer (new customers: trending). The default question (no category,
-        `non-repeatable`, nothing bought since `as_of`, k within the precomputed depth) is
-        answered from the lists computed at load time: the same numbers, no scoring. Items
-        posted as unavailable since training never appear."""
+        `non-repeatable`, nothing bought, viewed or carted since `as_of`, k within the
+        precomputed depth) is answered from the lists computed at load time: the same numbers,
+        no scoring. A customer with events since `as_of` is scored live from the updated row.
+        Items posted as unavailable since training never appear."""
         hidden, extra = self._hidden()
         bundle, precomputed = self._current()
         if (
@@ -174,6 +180,7 @@ class BundleRecommender:
             and category is None
             and exclude_purchased == PrecomputedLists.EXCLUDE
             and not extra_purchased
+            and not extra_interactions
             and k <= precomputed.depth
         ):
             if customer_id in precomputed.index:
@@ -202,9 +209,18 @@ class BundleRecommender:
                 category=category,
                 exclude_purchased=exclude_purchased,
                 extra_purchased=extra_purchased,
+                extra_interactions=extra_interactions,
+                next_need_weight=self.next_need_weight,
             )
         )
         return self._shown(answer, hidden, k)
+
+    def session(self, item_ids: Sequence[str], k: int) -> SessionList:
+        """Top-k for an anonymous session; items posted as unavailable never appear."""
+        hidden, extra = self._hidden()
+        found = self._current()[0].session(item_ids, k=k + extra)
+        answer = self._shown(self._convert(found.recommendation), hidden, k)
+        return SessionList(answer, tuple(found.unknown_items))
 
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int

@@ -252,7 +252,11 @@ class MlflowModelSource:
         else:
             bundle = loaded["recommender"][1].bundle
             recommender = BundleRecommender(
-                bundle, self.settings.precompute_top_k, self.hidden_items, self.shown_items
+                bundle,
+                self.settings.precompute_top_k,
+                self.hidden_items,
+                self.shown_items,
+                next_need_weight=self.settings.next_need_weight,
             )
             recommender_as_of = _utc(bundle.as_of)
         tables: dict[Role, Any] = {}

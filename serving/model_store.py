@@ -64,6 +64,10 @@ class UntrainedRecommender:
         """Raises `RoleNotTrained`."""
         raise self._refuse()
 
+    def session(self, *args: Any, **kwargs: Any) -> SessionList:
+        """Raises `RoleNotTrained`."""
+        raise self._refuse()
+
 
 class UntrainedScores:
     """Stands in for the churn or loyalty score table of a shop without that model: reading
@@ -91,6 +95,15 @@ class RecommendationList:
     """Why a fallback strategy answered (e.g. `new customer`), else None."""
 
 
+@dataclass(frozen=True)
+class SessionList:
+    """The answer for an anonymous session, and the session's item ids the model does not
+    know (in the order given)."""
+
+    answer: RecommendationList
+    unknown_items: tuple[str, ...]
+
+
 class Recommender(Protocol):
     """What the recommendation routes need from the recommender model (in memory, no I/O)."""
 
@@ -101,8 +114,16 @@ class Recommender(Protocol):
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
-        """Top-k items for one customer; an unknown customer gets trending items."""
+        """Top-k items for one customer; an unknown customer gets trending items.
+
+        `extra_purchased`: items bought since the model's data; `extra_interactions`:
+        `(item_id, kind)` of views and carts since then; both fold into the customer's row."""
+        ...
+
+    def session(self, item_ids: Sequence[str], k: int) -> SessionList:
+        """Top-k items for an anonymous session (item ids, oldest first)."""
         ...
 
     def cross_sell(

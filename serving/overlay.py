@@ -1,7 +1,8 @@
 """Events posted since the model's data, in memory: what the answers reflect at once.
 
 The in-memory `EventOverlay` reflects events where that is cheap and honest: items just bought
-leave that customer's recommendations, the last order date moves, and an item posted with
+(and items just viewed or carted) join that customer's history for scoring, bought items leave
+that customer's recommendations, the last order date moves, and an item posted with
 `available: false` leaves every recommendation answer. It learns them from this process's own
 posts at once and from the event log (`features.event_log`, which other worker processes append
 to as well).
@@ -17,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from features.contract import INTERACTION_KINDS
 from features.event_log import EVENT_FILE_GLOB, read_new_records
 
 
@@ -28,9 +30,9 @@ def _utc(when: datetime | str) -> pd.Timestamp:
 
 
 class EventOverlay:
-    """Purchases and item availability posted since the model's data, in memory: from this
-    process's own posts at once, and from the log (`follow`: at start-up, then what other
-    worker processes appended).
+    """Purchases, views, carts and item availability posted since the model's data, in memory:
+    from this process's own posts at once, and from the log (`follow`: at start-up, then what
+    other worker processes appended).
 
     Reads are plain dict/list lookups (safe under the GIL while a writer appends)."""
 
@@ -38,6 +40,9 @@ class EventOverlay:
         # customer -> (ordered_at epoch seconds, item_id, order_id) per posted purchase line
         self._purchases: dict[str, list[tuple[float, str, str | None]]] = {}
         self._purchase_keys: set[tuple[str, str]] = set()  # (order_id, item_id) seen
+        # customer -> (occurred_at epoch seconds, item_id, kind) per posted view or cart
+        self._interactions: dict[str, list[tuple[float, str, str]]] = {}
+        self._interaction_keys: set[tuple[str, str, str, float]] = set()
         self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
         self._hidden: frozenset[str] = frozenset()
         self._shown: frozenset[str] = frozenset()
@@ -95,6 +100,30 @@ class EventOverlay:
                 entries = self._purchases.setdefault(str(row["customer_id"]), [])
                 entries.append((ordered_at.timestamp(), str(row["item_id"]), order_id))
 
+    def add_interactions(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Remember `(occurred_at, item_id, kind)` per customer for each posted view or cart;
+        `occurred_at` a UTC Timestamp or ISO. The same row seen again (this process's own post
+        read back from the log) counts once."""
+        with self._lock:
+            for row in rows:
+                at = _utc(row["occurred_at"]).timestamp()
+                customer, item = str(row["customer_id"]), str(row["item_id"])
+                kind = str(row["kind"])
+                key = (customer, item, kind, at)
+                if key in self._interaction_keys:
+                    continue
+                self._interaction_keys.add(key)
+                self._interactions.setdefault(customer, []).append((at, item, kind))
+
+    def interactions_since(self, customer_id: str, since: pd.Timestamp) -> list[tuple[str, str]]:
+        """`(item_id, kind)` of the views and carts this customer posted at or after `since`,
+        oldest first as posted."""
+        entries = self._interactions.get(customer_id)
+        if not entries:
+            return []
+        cutoff = since.timestamp()
+        return [(item, kind) for at, item, kind in list(entries) if at >= cutoff]
+
     def follow(self, directory: Path) -> int:
         """Read what the log gained since the last call (the first call reads it all) and
         reflect its purchases and item updates; returns how many records were new.
@@ -116,6 +145,7 @@ class EventOverlay:
             records += new
         self.add_purchases(r for r in records if r["event"] == "purchase")
         self.add_items(r for r in records if r["event"] == "item")
+        self.add_interactions(r for r in records if r["event"] in INTERACTION_KINDS)
         return len(records)
 
     def replay(self, directory: Path) -> int:

@@ -20,6 +20,7 @@ from features.contract import (
     MAX_TEXT_LENGTH,
     PURCHASES,
     FeedbackKind,
+    InteractionKind,
     Table,
 )
 
@@ -110,6 +111,41 @@ class CrossSellAnswer(BaseModel):
 
     basket: list[str]
     customer_id: str | None
+    items: list[RecommendedItem]
+    strategy: str
+    note: str | None
+    model_version: str
+    variant: Literal["champion", "challenger"] = Field(
+        description="which model answered: the champion, or the @challenger for the share of "
+        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
+    )
+    recommendation_id: str = Field(
+        description="unique id of this answer; post it back with the impression, the clicks "
+        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
+    )
+
+
+class SessionRequest(BaseModel):
+    """The items an anonymous visitor viewed or carted in this session, oldest first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[Id] = Field(min_length=1, max_length=MAX_BASKET)
+    k: int = Field(default=10, ge=1, le=MAX_K)
+    session_id: Id | None = Field(
+        default=None,
+        description="the storefront's id of the visit: with PATRONAGE_CHALLENGER_SHARE, the "
+        "same session always gets the same variant; post it back on the impression",
+    )
+
+
+class SessionAnswer(BaseModel):
+    """Items for the session, best first (the session's own items never come back), and the
+    session's item ids the model does not know (ignored for scoring)."""
+
+    session_id: str | None
+    session_items: list[str]
+    unknown_items: list[str]
     items: list[RecommendedItem]
     strategy: str
     note: str | None
@@ -356,6 +392,20 @@ class ClickEvent(BaseModel):
     clicked_at: Timestamp
 
 
+class InteractionEvent(BaseModel):
+    """One view or cart of an item by a customer (the contract's `interactions` shape).
+
+    It joins the customer's history for scoring at once, weaker than a purchase
+    (`models.recommenders.fresh_row`); training does not read it (docs/serving.md)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    customer_id: Id
+    item_id: Id
+    kind: InteractionKind
+    occurred_at: Timestamp
+
+
 def _rows_schema(row: type[BaseModel]) -> WithJsonSchema:
     """The OpenAPI schema of a list of `row`s."""
     return WithJsonSchema({"type": "array", "items": row.model_json_schema()})
@@ -369,6 +419,7 @@ FeedbackRows = Annotated[list[Any], _rows_schema(FeedbackEvent)]
 ItemRows = Annotated[list[Any], _rows_schema(ItemEvent)]
 ImpressionRows = Annotated[list[Any], _rows_schema(ImpressionEvent)]
 ClickRows = Annotated[list[Any], _rows_schema(ClickEvent)]
+InteractionRows = Annotated[list[Any], _rows_schema(InteractionEvent)]
 
 
 class EventsRequest(BaseModel):
@@ -386,6 +437,7 @@ class EventsRequest(BaseModel):
     items: ItemRows = Field(default_factory=list)
     impressions: ImpressionRows = Field(default_factory=list)
     clicks: ClickRows = Field(default_factory=list)
+    interactions: InteractionRows = Field(default_factory=list)
 
 
 class EventsAnswer(BaseModel):
@@ -394,6 +446,7 @@ class EventsAnswer(BaseModel):
     accepted_purchases: int
     accepted_feedback: int
     accepted_items: int
+    accepted_interactions: int = 0
     accepted_impressions: int = 0
     accepted_clicks: int = 0
     received_at: str

@@ -140,6 +140,27 @@ class Recommender(ABC):
             )
         return np.asarray(self._scores(rows, user_items), dtype=np.float32)
 
+    def updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """`scores` of customers whose rows changed since the fit (events posted since, folded
+        into `user_items`): what the model learned per customer is derived again from the
+        updated row, as a refit would for that customer alone. Factor models re-solve the
+        customer's vector; blends and re-rankers ask their members; every other model reads
+        `user_items` in `scores` already and answers the same as `scores`. Same shapes and
+        checks as `scores`; never modifies the model."""
+        self._check_fitted()
+        rows = np.asarray(customer_rows, dtype=np.int64).reshape(-1)
+        user_items = sp.csr_matrix(user_items, dtype=np.float32)
+        if user_items.shape != (len(rows), self.n_items_):
+            raise ValueError(
+                f"user_items must have shape ({len(rows)}, {self.n_items_}), "
+                f"got {user_items.shape}: pass the rows of exactly the customers asked"
+            )
+        return np.asarray(self._updated_scores(rows, user_items), dtype=np.float32)
+
+    def _updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        """`updated_scores` after the checks; default: `_scores` (the row is read there)."""
+        return self._scores(customer_rows, user_items)
+
     def recommend(
         self,
         customer_rows: np.ndarray,

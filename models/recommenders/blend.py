@@ -78,11 +78,21 @@ class BlendRecommender(Recommender):
         return twin
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self._total(customer_rows, user_items, updated=False)
+
+    def _updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self._total(customer_rows, user_items, updated=True)
+
+    def _total(
+        self, customer_rows: np.ndarray, user_items: sp.csr_matrix, updated: bool
+    ) -> np.ndarray:
+        """The weighted sum of the members' normalised scores (`updated_scores` of each
+        member when the rows changed since the fit), with the weights as trained."""
         total = np.zeros((len(customer_rows), self.n_items_), dtype=np.float32)
         for member, weight in zip(self.members, self.weights, strict=True):
             if weight != 0:
-                member_scores = member.scores(customer_rows, user_items)
-                total += np.float32(weight) * row_normalise(member_scores)
+                score = member.updated_scores if updated else member.scores
+                total += np.float32(weight) * row_normalise(score(customer_rows, user_items))
         return total
 
     def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ from models.recommenders.base import (
     weighted_rows_sum,
 )
 from models.recommenders.candidates import SIMILAR_ITEMS, CandidateSpec
+from models.recommenders.fresh_row import fresh_cells, with_next_need
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,
@@ -46,6 +47,7 @@ from models.recommenders.rules import (
     repeat_purchase_rates,
 )
 from models.recommenders.selection import SelectionSettings, select_models
+from models.recommenders.session import SessionAnswer, session_recommendation
 from models.recommenders.validation import item_categories, rows_of
 from models.recommenders.winners import fit_winner
 
@@ -198,6 +200,10 @@ class RecommenderBundle:
         """Row of a customer, -1 when unknown (no purchase before `as_of`)."""
         return _position(self._customer_index, str(customer_id))
 
+    def _column(self, item_id: str) -> int:
+        """Column of one item id, -1 when unknown."""
+        return _position(self._item_index, str(item_id))
+
     def item_columns(self, item_ids: Iterable[str]) -> np.ndarray:
         """Columns of item ids, in their order; unknown ids are dropped."""
         found = np.array([_position(self._item_index, str(i)) for i in item_ids], dtype=np.int64)
@@ -211,6 +217,13 @@ class RecommenderBundle:
         return columns[counts != 0]
 
     def _row_of(self, matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+        """The matrix's rows of customer `rows` (-1: a row of zeros), float32 or wider."""
+        dtype = np.promote_types(matrix.dtype, np.float32)
+        if len(rows) == 1:  # one customer (the request path): a slice, no fancy indexing
+            row = int(rows[0])
+            if row < 0:
+                return sp.csr_matrix((1, matrix.shape[1]), dtype=dtype)
+            return sp.csr_matrix(matrix[row : row + 1], dtype=dtype)
         known = rows >= 0
         picked = matrix[np.where(known, rows, 0)]
         return sp.csr_matrix(picked.multiply(known[:, None].astype(np.float32)))
@@ -266,17 +279,31 @@ class RecommenderBundle:
         category: str | None = None,
         exclude_purchased: ExcludePurchased = "non-repeatable",
         extra_purchased: Sequence[str] = (),
+        extra_interactions: Sequence[tuple[str, str]] = (),
+        next_need_weight: float = 0.0,
     ) -> Recommendation:
         """Personal top-k for one customer; an unknown customer gets trending items.
 
         `extra_purchased`: items bought since `as_of` (e.g. from the event log), treated as
-        history and excluded like past purchases."""
+        history and excluded like past purchases. `extra_interactions`: `(item_id, kind)` of
+        views and carts since `as_of`, treated as weaker history (`fresh_row`), not excluded.
+        With either, the customer is scored from the updated row (`Recommender.updated_scores`:
+        factor models re-solve the customer's vector). `next_need_weight` > 0 adds what goes
+        with the items bought since (`fresh_row.with_next_need`). Unknown item ids are ignored."""
         row = self.customer_row(customer_id)
         extra = self.item_columns(extra_purchased)
-        if row < 0 and len(extra) == 0:
+        known = [(c, kind) for item, kind in extra_interactions if (c := self._column(item)) >= 0]
+        fresh = None
+        if len(extra) or known:
+            columns = np.array([c for c, _ in known], dtype=np.int64)
+            kinds = [kind for _, kind in known]
+            fresh = fresh_cells(len(self.item_ids), extra, columns, kinds)
+        if row < 0 and fresh is None:
             return self._cold(k, category, note=NEW_CUSTOMER)
         role = "discovery" if exclude_purchased == "all" else "repeat"
-        items, scores = self._ranked(role, np.array([row]), extra, exclude_purchased, category, k)
+        items, scores = self._ranked(
+            role, np.array([row]), extra, exclude_purchased, category, k, fresh, next_need_weight
+        )
         return self._answer(items[0], scores[0], role, k)
 
     def cross_sell(
@@ -306,6 +333,11 @@ class RecommenderBundle:
         scored, scores = self._similar_scores(int(columns[0]))
         items, values = self._top_of_row(self._filler, scored, scores, columns[:1], k)
         return self._answer(items, values, "similar", k)
+
+    def session(self, item_ids: Sequence[str], k: int = 10) -> SessionAnswer:
+        """Items for an anonymous session (viewed or carted item ids, oldest first), item-based
+        and weighted by recency (`models.recommenders.session`); unknown ids are listed."""
+        return session_recommendation(self, item_ids, k)
 
     # --- internals --------------------------------------------------------------------------
     def _basket_scores(
@@ -338,7 +370,12 @@ class RecommenderBundle:
         exclude_purchased: ExcludePurchased,
         category: str | None,
         k: int,
+        fresh: sp.csr_matrix | None = None,
+        next_need_weight: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k of customer `rows`; for one row, `extra` (columns bought since `as_of`) join
+        its purchases and `fresh` (`fresh_row.fresh_cells`) its history, which the model then
+        scores as an updated row."""
         history = self._row_of(self.history[self.model_history[role]], rows)
         purchased = self._row_of(self.purchased, rows)
         if extra is not None and len(extra):
@@ -346,10 +383,16 @@ class RecommenderBundle:
                 (np.ones(len(extra), dtype=np.float32), (np.zeros(len(extra)), extra)),
                 shape=(1, len(self.item_ids)),
             )
-            history = history + bump
             purchased = purchased + bump
         blocked = self.rules.blocked(purchased, exclude_purchased, category=category)
-        scores = self.models[role].scores(rows, history)
+        if fresh is None:
+            scores = self.models[role].scores(rows, history)
+        else:
+            scores = self.models[role].updated_scores(rows, history + fresh)
+            if next_need_weight > 0 and extra is not None and len(extra):
+                basket = np.unique(extra)
+                columns, values = self._basket_scores(basket, np.ones(len(basket), np.float32))
+                scores = with_next_need(scores, columns, values, next_need_weight)
         return self._top(scores, blocked, k)
 
     def _top(

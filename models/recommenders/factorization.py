@@ -2,7 +2,10 @@
 
 Learned factors are kept as numpy arrays, so scoring and persistence need no implicit object.
 A customer unknown at fit time (row -1) with a basket gets factors folded in by ridge least
-squares on the item factors (the same projection ALS makes for a user)."""
+squares on the item factors (the same projection ALS makes for a user). A known customer whose
+row changed since the fit (`updated_scores`: events posted since) gets their vector solved
+again from the updated row: ALS exactly as implicit's `recalculate_user`, BPR (which has no
+closed-form step) as the mean factors of the row's items, like an unknown customer."""
 
 from __future__ import annotations
 
@@ -64,6 +67,14 @@ class _FactorRecommender(Recommender):
             users[unknown] = self._fold_in(user_items[np.flatnonzero(unknown)])
         return users @ self.item_factors_.T
 
+    def _recalculated(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """Each row's customer vector solved again from that row alone, the item factors fixed
+        (what the model's own training step does for a customer); default: `_fold_in`."""
+        return self._fold_in(user_items)
+
+    def _updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self._recalculated(user_items) @ self.item_factors_.T
+
     def _similarity_scores(self, item_rows: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(self.item_factors_, axis=1) + 1e-12
         unit = self.item_factors_ / norms[:, None]
@@ -90,6 +101,24 @@ class ALSRecommender(_FactorRecommender):
         self.iterations = iterations
         self.random_state = random_state
         self.num_threads = num_threads
+
+    def _recalculated(self, user_items: sp.csr_matrix) -> np.ndarray:
+        """implicit's `recalculate_user` (its exact Cholesky step, not the conjugate gradient
+        of training): with confidences c = alpha * r and Y the item factors, per customer
+        x = (YᵀY + λI + Σ (|c_i| - 1) y_i y_iᵀ)⁻¹ Σ_{c_i > 0} c_i y_i, in float64."""
+        items = self.item_factors_.astype(np.float64)
+        gram = items.T @ items + self.regularization * np.eye(items.shape[1])
+        user_items = sp.csr_matrix(user_items)
+        vectors = np.zeros((user_items.shape[0], items.shape[1]), dtype=np.float64)
+        for row in range(user_items.shape[0]):
+            start, stop = user_items.indptr[row], user_items.indptr[row + 1]
+            columns = user_items.indices[start:stop]
+            confidence = self.alpha * user_items.data[start:stop].astype(np.float64)
+            factors = items[columns]
+            left = gram + (factors.T * (np.abs(confidence) - 1.0)) @ factors
+            right = factors[confidence > 0].T @ confidence[confidence > 0]
+            vectors[row] = np.linalg.solve(left, right)
+        return vectors.astype(np.float32)
 
     def _implicit_model(self) -> Any:
         from implicit.cpu.als import AlternatingLeastSquares

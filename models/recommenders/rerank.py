@@ -160,11 +160,15 @@ class RerankRecommender(Recommender):
 
     # --- features ---------------------------------------------------------------------------
     def candidate_features(
-        self, customer_rows: np.ndarray, user_items: sp.csr_matrix
+        self, customer_rows: np.ndarray, user_items: sp.csr_matrix, updated: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(candidate columns (n, c), features (n * c, f), summed member scores (n, items))."""
+        """(candidate columns (n, c), features (n * c, f), summed member scores (n, items));
+        `updated`: the rows changed since the fit (the members' `updated_scores`)."""
         member_scores = [
-            row_normalise(member.scores(customer_rows, user_items)) for member in self.members
+            row_normalise(
+                (member.updated_scores if updated else member.scores)(customer_rows, user_items)
+            )
+            for member in self.members
         ]
         summed = np.sum(member_scores, axis=0).astype(np.float32)
         own = user_items.toarray()
@@ -190,7 +194,16 @@ class RerankRecommender(Recommender):
         return np.where(valid, columns, -1), table, summed
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
-        columns, table, summed = self.candidate_features(customer_rows, user_items)
+        return self._reranked(customer_rows, user_items, updated=False)
+
+    def _updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        return self._reranked(customer_rows, user_items, updated=True)
+
+    def _reranked(
+        self, customer_rows: np.ndarray, user_items: sp.csr_matrix, updated: bool
+    ) -> np.ndarray:
+        """The classifier's order of the members' candidates, the summed scores below them."""
+        columns, table, summed = self.candidate_features(customer_rows, user_items, updated)
         scores = summed / np.float32(max(len(self.members), 1) + 1)
         with threadpool_limits(1):
             probability = self.classifier_.predict_proba(table)[:, 1].reshape(columns.shape)

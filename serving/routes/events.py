@@ -1,5 +1,5 @@
-"""CRM route: post purchases, feedback, item updates, impressions and clicks; appended durably
-to the event log before the 201."""
+"""CRM route: post purchases, feedback, item updates, views and carts, impressions and clicks;
+appended durably to the event log before the 201."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, ITEMS, PURCHASES, Table
+from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, INTERACTIONS, ITEMS, PURCHASES, Table
 from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
@@ -21,6 +21,7 @@ from serving.schemas import (
     EventsRequest,
     FeedbackEvent,
     ImpressionEvent,
+    InteractionEvent,
     ItemEvent,
     PurchaseEvent,
 )
@@ -31,6 +32,7 @@ ROW_MODELS: tuple[tuple[Table, type[BaseModel]], ...] = (
     (PURCHASES, PurchaseEvent),
     (FEEDBACK, FeedbackEvent),
     (ITEMS, ItemEvent),
+    (INTERACTIONS, InteractionEvent),
     (IMPRESSIONS, ImpressionEvent),
     (CLICKS, ClickEvent),
 )
@@ -89,15 +91,16 @@ def _checked_rows(
         },
         503: {"model": ErrorBody, "description": "the event log could not be written"},
     },
-    summary="Record purchases, feedback, item updates, impressions and clicks (one or many)",
+    summary="Record purchases, feedback, item updates, views, carts, impressions and clicks",
 )
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
     listing every rejected row (whichever check each fails) and write nothing. Otherwise
-    append all rows to the event log, fsync, and answer 201. Purchases leave the customer's
-    recommendations at once; an item posted with `available: false` leaves every
-    recommendation answer at once. Impressions and clicks (and a purchase's
-    `recommendation_id`) feed the online metrics; one posted again counts once."""
+    append all rows to the event log, fsync, and answer 201. Purchases, views and carts join
+    the customer's history for their next recommendations at once (bought items leave them);
+    an item posted with `available: false` leaves every recommendation answer at once.
+    Impressions and clicks (and a purchase's `recommendation_id`) feed the online metrics; one
+    posted again counts once."""
     settings = services.settings
     tables = [table.name for table, _ in ROW_MODELS]
     total = sum(len(getattr(body, name)) for name in tables)
@@ -127,6 +130,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             rejected=[r.to_json() for r in rejected],
         )
     purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
+    interactions = clean["interactions"]
     impressions, clicks = clean["impressions"], clean["clicks"]
     try:
         path = await run_in_threadpool(
@@ -137,6 +141,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             items,
             impressions,
             clicks,
+            interactions,
         )
     except OSError as error:
         raise ApiError(
@@ -144,11 +149,14 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         ) from None
     services.overlay.add_purchases(purchases)
     services.overlay.add_items(items, received_at)
+    services.overlay.add_interactions(interactions)
     services.metrics.events.labels("purchase").inc(len(purchases))
     services.metrics.events.labels("feedback").inc(len(feedback))
     services.metrics.events.labels("item").inc(len(items))
     services.metrics.events.labels("impression").inc(len(impressions))
     services.metrics.events.labels("click").inc(len(clicks))
+    for kind in ("view", "cart"):
+        services.metrics.events.labels(kind).inc(sum(1 for r in interactions if r["kind"] == kind))
     return json_response(
         {
             "accepted_purchases": len(purchases),
@@ -156,6 +164,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             "accepted_items": len(items),
             "accepted_impressions": len(impressions),
             "accepted_clicks": len(clicks),
+            "accepted_interactions": len(interactions),
             "received_at": received_at.isoformat(),
             "log_file": path.name,
         },

@@ -1,4 +1,5 @@
-"""Storefront routes: recommendations for a customer, cross-sell for a basket, similar items."""
+"""Storefront routes: recommendations for a customer, cross-sell for a basket, an anonymous
+session's items, similar items."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ from serving.schemas import (
     CrossSellRequest,
     RecommendationQuery,
     RecommendationsAnswer,
+    SessionAnswer,
+    SessionRequest,
     SimilarItemsAnswer,
 )
 
@@ -42,20 +45,21 @@ K = Annotated[int, Query(ge=1, le=MAX_K, description="number of items")]
 )
 async def customer_recommendations(request: Request) -> Response:
     """Top-k items; an unknown customer gets trending items (strategy `trending`, note
-    `new customer`). Items the customer bought in events posted since the model's `as_of` count
-    as purchased; `excluded_recent_purchases` counts those this list leaves out."""
+    `new customer`). Purchases, views and carts posted since the model's `as_of` join the
+    customer's history at once: the model scores the updated row (factor models re-solve the
+    customer's vector), so what goes with them moves up. Items bought since count as
+    purchased; `excluded_recent_purchases` counts those this list leaves out."""
     services, customer_id = await customer_request(request, STOREFRONT_KEY)
     query = checked_query(RecommendationQuery, request)
     k, category, exclude_purchased = query.k, query.category, query.exclude_purchased
     models, variant = answering_models(services, customer_id)
-    just_bought = (
-        services.overlay.items_bought_since(customer_id, models.recommender_as_of)
-        if exclude_purchased != "none"
-        else []
-    )
+    just_bought = services.overlay.items_bought_since(customer_id, models.recommender_as_of)
+    interactions = services.overlay.interactions_since(customer_id, models.recommender_as_of)
+    # `none`: bought items stay in the list, yet still tell the model what goes with them.
     result = models.recommender.recommend_for(
-        customer_id, k, category or None, exclude_purchased, just_bought
+        customer_id, k, category or None, exclude_purchased, just_bought, interactions
     )
+    just_bought = just_bought if exclude_purchased != "none" else []
     excluded = 0
     if just_bought:
         # Only the model knows which bought items its rule keeps (a repeatable one may stay at
@@ -92,6 +96,31 @@ async def cross_sell(body: CrossSellRequest, services: StorefrontDep) -> Respons
             "basket": body.items,
             "customer_id": body.customer_id,
             **answer_fields(models, variant, "cross_sell", result),
+        }
+    )
+
+
+@router.post(
+    "/v1/recommendations/session",
+    response_model=SessionAnswer,
+    responses=AUTH_ERRORS,
+    summary="Items for an anonymous session",
+)
+async def session_recommendations(body: SessionRequest, services: StorefrontDep) -> Response:
+    """Top-k items for a visitor without a customer id, from the items they viewed or carted in
+    this session (oldest first) alone: item-based, the later items weighing more (an item's
+    weight halves every 3 places from the end). The session's items never come back; ids the
+    model does not know are listed in `unknown_items` and ignored; a session of only unknown
+    items gets trending items (note says so). With a `session_id`, that session's variant
+    answers; without one, the champion."""
+    models, variant = answering_models(services, body.session_id)
+    found = models.recommender.session(body.items, body.k)
+    return json_response(
+        {
+            "session_id": body.session_id,
+            "session_items": body.items,
+            "unknown_items": list(found.unknown_items),
+            **answer_fields(models, variant, "session", found.answer),
         }
     )
 

@@ -281,3 +281,53 @@ def test_category_level_latent_classes_need_categories(data) -> None:
     model = LatentClassRecommender(n_classes=2, level="category")
     with pytest.raises(ValueError, match="two item categories"):
         model.fit(interactions, co_purchase, item_categories=np.full(interactions.n_items, "x"))
+
+
+def _with_other_group(interactions: Interactions, row: int) -> sp.csr_matrix:
+    """Customer `row`'s history plus, at triple weight, four items of the other group (as if
+    bought since the fit): the updated row `updated_scores` reads."""
+    other = 1 - row // GROUP_SIZE
+    added = other * ITEMS_PER_GROUP + np.arange(4)
+    bump = sp.csr_matrix(
+        (np.full(4, 3.0, dtype=np.float32), (np.zeros(4, dtype=np.int64), added)),
+        shape=(1, interactions.n_items),
+    )
+    return sp.csr_matrix(interactions.matrix[[row]] + bump)
+
+
+def test_updated_row_moves_scores_towards_what_was_added(fitted, data) -> None:
+    """`updated_scores`: a customer whose row gained items of the other group since the fit
+    is scored from that row; a model that learns structure ranks the other group's items not
+    in the row higher against the own group's than it did before."""
+    name, model = fitted
+    interactions, _ = data
+    rows = np.array([0, GROUP_SIZE])
+    for row in rows:
+        updated = _with_other_group(interactions, int(row))
+        before = model.scores(np.array([row]), interactions.matrix[[row]])[0]
+        after = model.updated_scores(np.array([row]), updated)[0]
+        assert after.shape == (interactions.n_items,) and np.isfinite(after).all()
+        if name not in LEARNS_STRUCTURE:
+            continue
+        unseen = updated.toarray()[0] == 0
+        other = (np.arange(interactions.n_items) // ITEMS_PER_GROUP) != int(row) // GROUP_SIZE
+        margins = [
+            float(s[unseen & other].max() - s[unseen & ~other].max()) / float(np.abs(s).max())
+            for s in (before, after)
+        ]
+        assert margins[1] > margins[0], f"{name} ignored the updated row"
+    with pytest.raises(ValueError, match="user_items"):
+        model.updated_scores(np.array([0, 1]), interactions.matrix[[0]])
+
+
+def test_unchanged_row_scores_as_before_without_per_customer_state(fitted, data) -> None:
+    """Models that keep nothing per customer score an unchanged row exactly as `scores`."""
+    name, model = fitted
+    interactions, _ = data
+    if name in {"als", "bpr"}:
+        return  # factor vectors are re-solved (tests/models/test_fold_in.py)
+    rows = _all_rows(interactions)[::5]
+    np.testing.assert_array_equal(
+        model.updated_scores(rows, interactions.matrix[rows]),
+        model.scores(rows, interactions.matrix[rows]),
+    )

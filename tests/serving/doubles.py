@@ -18,6 +18,7 @@ from serving.model_store import (
     RecommendationList,
     Role,
     ServingModels,
+    SessionList,
 )
 
 ITEMS = tuple(f"i{n}" for n in range(10))
@@ -43,8 +44,10 @@ class TinyRecommender:
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
-        """Known customers: popularity minus their purchases; unknown: `trending`, a note."""
+        """Known customers: popularity minus their purchases; unknown: `trending`, a note.
+        Views and carts change nothing here."""
         if customer_id not in self.purchased:
             answer = self._top(k, set(extra_purchased), "trending")
             return RecommendationList(answer.item_ids, answer.scores, "trending", "new customer")
@@ -57,6 +60,11 @@ class TinyRecommender:
     ) -> RecommendationList:
         """Popularity minus the basket."""
         return self._top(k, set(item_ids), f"tiny-basket-{self.tag}")
+
+    def session(self, item_ids: Sequence[str], k: int) -> SessionList:
+        """Popularity minus the session's items; ids outside `ITEMS` are unknown."""
+        unknown = tuple(i for i in item_ids if i not in ITEMS)
+        return SessionList(self._top(k, set(item_ids), f"tiny-session-{self.tag}"), unknown)
 
     def similar(self, item_id: str, k: int) -> RecommendationList:
         """Neighbours in catalog order; KeyError for unknown items."""

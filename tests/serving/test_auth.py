@@ -29,6 +29,7 @@ EVENT = {
 PROTECTED: list[tuple[str, str, Any, str, int]] = [
     ("GET", "/v1/customers/c1/recommendations", None, "storefront", 200),
     ("POST", "/v1/recommendations/cross-sell", {"items": ["i0"]}, "storefront", 200),
+    ("POST", "/v1/recommendations/session", {"items": ["i0"]}, "storefront", 200),
     ("GET", "/v1/items/i1/similar", None, "storefront", 200),
     ("GET", "/v1/customers/c1/churn", None, "crm", 200),
     ("GET", "/v1/customers/c1/loyalty", None, "crm", 200),

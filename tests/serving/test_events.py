@@ -163,6 +163,7 @@ class RepeatableTinyRecommender(TinyRecommender):
         category: str | None,
         exclude_purchased: str,
         extra_purchased: Sequence[str],
+        extra_interactions: Sequence[tuple[str, str]] = (),
     ) -> RecommendationList:
         """As TinyRecommender, with i0 never excluded under `non-repeatable`."""
         if exclude_purchased == "non-repeatable":
