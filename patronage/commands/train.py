@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
 from patronage.commands._registry import add_shop_option
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import SOURCE_HELP, add_reject_options, reject_options
 
 if TYPE_CHECKING:
     from features.loading import DataRejected
@@ -75,8 +75,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "data was refused."
         ),
     )
-    parser.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
-    add_shop_option(parser, "the shop's name in the registry (default: DIR's name)")
+    parser.add_argument("directory", metavar="DIR", help=SOURCE_HELP)
+    add_shop_option(parser, "the shop's name in the registry (default: DIR's name; a URL's schema)")
     parser.add_argument(
         "--roles",
         type=parse_roles,
