@@ -4,7 +4,8 @@ started on a free port on 127.0.0.1, stopped and removed afterwards.
 `database_url()` gives `PATRONAGE_TEST_DATABASE_URL` when it is set (a server someone runs),
 else starts a cluster with Debian's PostgreSQL binaries (`/usr/lib/postgresql/*/bin`, or
 `initdb`/`pg_ctl` on PATH). Run as root, the cluster runs as the `postgres` user (PostgreSQL
-refuses root). Trust authentication on 127.0.0.1 only; fsync off (the data is thrown away).
+refuses root). Trust authentication on 127.0.0.1 only; fsync off for tests (the data is thrown
+away), on for benchmarks that measure commits (`fsync=True`).
 Raises `ClusterUnavailable` with what to install or set when neither works.
 """
 
@@ -65,8 +66,9 @@ def _run(command: list[str], what: str) -> None:
 
 
 @contextmanager
-def throwaway_cluster() -> Iterator[str]:
-    """Start a new cluster; yields its URL (`postgresql://postgres@127.0.0.1:PORT/postgres`)."""
+def throwaway_cluster(fsync: bool = False) -> Iterator[str]:
+    """Start a new cluster; yields its URL (`postgresql://postgres@127.0.0.1:PORT/postgres`).
+    `fsync`: commits reach the disk as on a real server (off: faster, for tests)."""
     binaries = _binaries()
     root = Path(tempfile.mkdtemp(prefix="patronage-pg-"))
     data = root / "data"
@@ -85,7 +87,8 @@ def throwaway_cluster() -> Iterator[str]:
              "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
             "initdb",
         )  # fmt: skip
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1"
+        options += "" if fsync else " -c fsync=off"
         _run(
             [str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"),
              "-o", options, "-w", "-t", "60", "start"],
@@ -100,13 +103,14 @@ def throwaway_cluster() -> Iterator[str]:
 
 
 @contextmanager
-def database_url() -> Iterator[str]:
-    """`PATRONAGE_TEST_DATABASE_URL` when set, else a throwaway cluster's URL."""
+def database_url(fsync: bool = False) -> Iterator[str]:
+    """`PATRONAGE_TEST_DATABASE_URL` when set, else a throwaway cluster's URL (`fsync` as for
+    `throwaway_cluster`)."""
     given = os.environ.get(TEST_DATABASE_ENV)
     if given:
         yield given
         return
-    with throwaway_cluster() as url:
+    with throwaway_cluster(fsync=fsync) as url:
         yield url
 
 

@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "train_sample": ["benchmarks.train_sample"],
     "shops": ["benchmarks.shops"],
     "crash": ["benchmarks.crash"],
+    "postgres_events": ["benchmarks.postgres_events"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)

@@ -31,6 +31,7 @@ SLOW_FILES_FIRST = (
     "tests/models/test_churn.py",
     "tests/test_docs.py",
     "tests/serving/test_crash.py",
+    "tests/test_postgresql.py",
 )
 """Test files by wall time, longest first (measured with `pytest --durations`, 2026-12-07).
 

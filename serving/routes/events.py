@@ -1,5 +1,5 @@
-"""CRM route: post purchases, feedback and item updates; appended durably to the event log
-before the 201."""
+"""CRM route: post purchases, feedback and item updates; stored durably (the event log, or the
+PostgreSQL event store) before the 201."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ def _checked_rows(
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
     listing every rejected row (whichever check each fails) and write nothing. Otherwise
-    append all rows to the event log, fsync, and answer 201. Purchases leave the customer's
+    append all rows to the event log and fsync (or commit them to the PostgreSQL event store),
+    and answer 201. Purchases leave the customer's
     recommendations at once; an item posted with `available: false` leaves every
     recommendation answer at once."""
     settings = services.settings
@@ -117,8 +118,8 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         )
     purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
     try:
-        path = await run_in_threadpool(
-            services.event_log.append, purchases, feedback, received_at, items
+        stored_in = await run_in_threadpool(
+            services.event_store.append, purchases, feedback, received_at, items
         )
     except OSError as error:
         raise ApiError(
@@ -135,7 +136,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             "accepted_feedback": len(feedback),
             "accepted_items": len(items),
             "received_at": received_at.isoformat(),
-            "log_file": path.name,
+            "log_file": stored_in,
         },
         status=201,
     )

@@ -1,7 +1,6 @@
-"""A shop in PostgreSQL (issue 25, build 1): `patronage export-db` loads a shop directory, the
-same shop trains from the database to the data hash and metrics it trains to from files, and
-bad rows in a database table are reported with their key and reason. A real PostgreSQL server
-(the session's `postgres_url`), a real MLflow SQLite store."""
+"""A shop's tables in PostgreSQL (issue 25, build 1): bad rows in a database table are reported
+with their key and reason, a missing table is a clear error. A real PostgreSQL server (the
+session's `postgres_url`). Training from the database: tests/test_postgresql.py."""
 
 from __future__ import annotations
 
@@ -11,36 +10,6 @@ import psycopg
 import pytest
 
 from patronage.cli import main
-
-TINY_SHOP = {"customers": 200, "items": 30, "days": 150, "seed": 3}
-
-
-def test_a_shop_trains_from_postgresql_to_the_hash_and_metrics_of_its_files(
-    postgres_database: str, mlflow_store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import mlflow
-
-    from features.sample_shop import generate_shop
-    from models.registry_names import DATA_SHA256_TAG
-
-    shop_dir = tmp_path / "tiny"
-    generate_shop(shop_dir, **TINY_SHOP)
-    url = f"{postgres_database}?schema=tiny_db"
-    assert main(["export-db", str(shop_dir), url]) == 0
-    assert "purchases" in capsys.readouterr().out
-    # The schema's name is the shop's default name: the two runs register apart.
-    rejects = str(tmp_path / "rejects")
-    options = ["--roles", "loyalty", "--quiet", "--as-of", "2025-05-25", "--rejects-dir", rejects]
-    for source in (str(shop_dir), url):
-        assert main(["train", source, *options]) == 0
-    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
-    by_source = {run.data.params["data.source"]: run for run in runs}
-    assert len(by_source) == 2, f"expected one run per source, got {list(by_source)}"
-    from_files = by_source[str(shop_dir.resolve())]
-    from_database = next(run for source, run in by_source.items() if "tiny_db" in source)
-    assert from_files.data.tags[DATA_SHA256_TAG] == from_database.data.tags[DATA_SHA256_TAG]
-    assert from_files.data.metrics, "the run logged no metrics: the comparison proves nothing"
-    assert from_files.data.metrics == from_database.data.metrics
 
 
 def test_bad_rows_in_a_database_table_are_reported_with_their_key_and_reason(
