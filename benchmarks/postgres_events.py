@@ -48,8 +48,20 @@ def start_replica(
 
     Without `tracking_uri` it serves events only (no model load); with one, it loads `shop`'s
     champions from that MLflow store and the return waits until it is ready."""
-    import httpx
+    process, url = spawn_replica(events_url, workdir, log, tracking_uri, shop, follow_seconds)
+    wait_until_serving(process, url, log, models=tracking_uri is not None)
+    return process, url
 
+
+def spawn_replica(
+    events_url: str,
+    workdir: Path,
+    log: Path,
+    tracking_uri: str | None = None,
+    shop: str | None = None,
+    follow_seconds: float = 1.0,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`start_replica` without the wait (start several, then `wait_until_serving` each)."""
     port = free_port()
     env = dict(
         os.environ,
@@ -66,15 +78,23 @@ def start_replica(
          "--poll-seconds", "0"],
         cwd=workdir, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
     )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    probe = "/health/ready" if tracking_uri else "/health/live"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_until_serving(
+    process: subprocess.Popen[bytes], url: str, log: Path, models: bool = False
+) -> None:
+    """Return once the server is live (with `models`: ready); RuntimeError after 180 s."""
+    import httpx
+
+    probe = "/health/ready" if models else "/health/live"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"patronage serve exited early:\n{log.read_text()[-3000:]}")
         try:
             if httpx.get(f"{url}{probe}", timeout=2).status_code == 200:
-                return process, url
+                return
         except httpx.TransportError:
             pass
         time.sleep(0.1)

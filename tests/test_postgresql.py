@@ -29,7 +29,7 @@ import pytest
 from psycopg import sql
 
 from benchmarks.crash import CrashRun, _client
-from benchmarks.postgres_events import start_replica
+from benchmarks.postgres_events import spawn_replica, wait_until_serving
 from features.postgres_url import with_database
 
 TINY_SHOP = {"customers": 200, "items": 30, "days": 150, "seed": 3}
@@ -123,16 +123,19 @@ class Replica:
 
 @pytest.fixture(scope="module")
 def replicas(trained_twice: TrainedTwice, module_database: str) -> Iterator[list[Replica]]:
-    """Two replicas of shop `tiny` on different ports, one PostgreSQL event store."""
+    """Two replicas of shop `tiny` on different ports, one PostgreSQL event store (started
+    side by side, then waited for)."""
     events_url = f"{module_database}?schema=events"
     started: list[Replica] = []
+    logs = [trained_twice.workdir / f"serve-{name}.log" for name in ("a", "b")]
     try:
-        for name in ("a", "b"):
-            log = trained_twice.workdir / f"serve-{name}.log"
-            process, url = start_replica(
+        for log in logs:
+            process, url = spawn_replica(
                 events_url, trained_twice.workdir, log, trained_twice.tracking_uri, SHOP
             )
             started.append(Replica(process, url))
+        for replica, log in zip(started, logs, strict=True):
+            wait_until_serving(replica.process, replica.url, log, models=True)
         yield started
     finally:
         for replica in started:
@@ -158,6 +161,7 @@ def test_a_purchase_posted_to_one_replica_shows_on_the_other_within_a_second(
            "ordered_at": ordered_at}  # fmt: skip
     posted = httpx.post(f"{a.url}/v1/events", json={"purchases": [row]}, timeout=10)
     assert posted.status_code == 201, posted.text
+    assert posted.json()["log_file"] == "postgresql:events", "A does not store in PostgreSQL"
     acknowledged = time.monotonic()
     while _orders_posted(b.url, customer) == 0:
         assert time.monotonic() - acknowledged < 1.0, "replica B did not see the purchase in 1 s"
@@ -165,6 +169,7 @@ def test_a_purchase_posted_to_one_replica_shows_on_the_other_within_a_second(
     # A client's retry is answered like the first post and stored once.
     again = httpx.post(f"{b.url}/v1/events", json={"purchases": [row]}, timeout=10)
     assert again.status_code == 201, again.text
+    assert again.json()["log_file"] == "postgresql:events", "B does not store in PostgreSQL"
     time.sleep(0.3)
     assert _orders_posted(a.url, customer) == 1 and _orders_posted(b.url, customer) == 1
 
@@ -216,6 +221,8 @@ def test_kill_9_of_one_replica_loses_no_acknowledged_row_and_the_other_answers(
     finally:
         store.close()
     stored = set(zip(purchases["order_id"], purchases["item_id"], strict=True))
+    from_b = sum(order.startswith("kill-b-") for order, _ in stored)
+    assert from_b >= answers_from_b.count(201), "B acknowledged rows the store does not hold"
     missing = run.acknowledged - stored
     assert not missing, (
         f"{len(missing)} of {len(run.acknowledged)} acknowledged rows lost, e.g. "
