@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "shops": ["benchmarks.shops"],
     "crash": ["benchmarks.crash"],
     "postgres_events": ["benchmarks.postgres_events"],
+    "deployment": ["benchmarks.deployment"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)
