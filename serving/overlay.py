@@ -103,7 +103,7 @@ class EventOverlay:
         Every worker process (and every replica sharing a PostgreSQL store) calls this now and
         then, so a post to one reaches the others; records this process posted itself change
         nothing the second time. Raises OSError when the store cannot be read."""
-        store = events if hasattr(events, "records_after") else FileEventStore(Path(events))
+        store = FileEventStore(Path(events)) if isinstance(events, str | Path) else events
         records, self._cursor = store.records_after(self._cursor)
         self.add_purchases(r for r in records if r["event"] == "purchase")
         self.add_items(r for r in records if r["event"] == "item")
