@@ -8,7 +8,7 @@ PORT ?= 8000
 export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install install-dev browser run train test lint bench audit clean
+.PHONY: install install-dev browser postgres run train test lint bench audit clean
 
 # uv installs what pip would (same ranges, from PyPI) in about half the time (measured on this
 # machine: 51 s with an empty uv cache against 111 s for pip with a warm one), which keeps a
@@ -62,10 +62,21 @@ browser:
 			chromium chromium-driver; \
 	fi
 
+# The PostgreSQL tests start a throwaway cluster with Debian's initdb and pg_ctl
+# (benchmarks/postgres_cluster.py) unless PATRONAGE_TEST_DATABASE_URL names a server; the server
+# binaries are installed here when missing (needs root).
+postgres:
+	@if [ -z "$$PATRONAGE_TEST_DATABASE_URL" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		&& ! command -v initdb >/dev/null 2>&1; then \
+		echo "installing Debian's postgresql for the PostgreSQL tests"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql; \
+	fi
+
 # Two processes (the machine's two cores), each running whole test files, so a module's fixtures
 # are built once. Files go out in tests/conftest.py's order (longest first), not xdist's default
 # (most tests first), which left the longest files to start last.
-test: lint browser
+test: lint browser postgres
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 bench: install-dev

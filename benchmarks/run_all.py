@@ -29,6 +29,8 @@ BENCHMARKS: dict[str, list[str]] = {
     "shops": ["benchmarks.shops"],
     "crash": ["benchmarks.crash"],
     "event_rate": ["benchmarks.event_rate"],
+    "postgres_events": ["benchmarks.postgres_events"],
+    "deployment": ["benchmarks.deployment"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
     "chain_effect": ["benchmarks.chain_effect"],

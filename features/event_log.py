@@ -215,8 +215,16 @@ def read_item_updates(directory: Path | str) -> pd.DataFrame:
 def read_events(directory: Path | str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """`read_event_log`'s purchases and feedback and `read_item_updates`' items, in one pass
     over the log (what `patronage train --events` reads)."""
+    return events_from_records(iter_event_records(Path(directory)))
+
+
+def events_from_records(
+    records: Iterable[dict[str, Any]],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """`read_events`' three frames from event records in the order they were stored (the
+    PostgreSQL event store hands its rows over as the same records)."""
     by_kind: dict[str, list[dict[str, Any]]] = {kind: [] for kind in EVENT_KINDS}
-    for record in iter_event_records(Path(directory)):
+    for record in records:
         by_kind[record["event"]].append(record)
     purchase_frame = _canonical_frame(PURCHASES, by_kind["purchase"])
     purchase_frame = purchase_frame.drop_duplicates(list(PURCHASES.key), keep="first")

@@ -1,8 +1,10 @@
 """Read a shop's data directory, validate it and return the accepted rows as a `Shop`.
 
 Every command that reads a data directory goes through `load_shop`, so the data a model sees has
-always passed the same rules (`features.validation`). Reading is vectorised (pyarrow CSV reader,
-pandas parsing) so ten million purchase lines load in seconds, not minutes.
+always passed the same rules (`features.validation`). A `postgresql://...?schema=S` URL in place
+of the directory reads the same four tables from PostgreSQL (`features.database`). Reading is
+vectorised (pyarrow CSV reader, pandas parsing) so ten million purchase lines load in seconds,
+not minutes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from features.validation import (
 
 REJECTS_DIRNAME = "_rejects"
 REJECT_COLUMNS = ("line", "reason", "detail")
-"""The first columns of a rejects file; the rejected row's own columns follow, as text."""
+"""The first columns of a rejects file; the rejected row's own columns follow, as text. A
+database table's rejects file has `key` (e.g. `order_id=O1 item_id=I4`) in place of `line`."""
 _CHUNK_BYTES = 1 << 24
 
 
@@ -59,7 +62,7 @@ class LoadedShop:
 
 
 def load_shop(
-    directory: Path,
+    directory: Path | str,
     as_of: pd.Timestamp | None = None,
     max_reject_rate: float = 0.01,
     rejects_dir: Path | None = None,
@@ -72,19 +75,34 @@ def load_shop(
     Rejected rows are written whole to `rejects_dir` (default `directory/_rejects/`) as
     `NAME.rejects.csv`; input files are never modified. Raises `UnreadableTable` when a file
     cannot be read at all, `DataRejected` when a table's reject rate exceeds `max_reject_rate`
-    (a fraction, 0.01 = 1%), `RejectsNotWritable` when rejects cannot be written."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise FileNotFoundError(f"data directory {directory} does not exist")
+    (a fraction, 0.01 = 1%), `RejectsNotWritable` when rejects cannot be written.
+
+    `directory` may instead be a `postgresql://USER@HOST:PORT/DB?schema=SCHEMA` URL: the tables
+    (or views) of that schema are read (`features.database.read_database`, which raises
+    `DatabaseUnreadable`); the report names each rejected row by its key, and rejected rows are
+    written to `rejects_dir` only when it is given."""
+    from features.postgres_url import is_postgres_url, split_url
+
     as_of = to_utc(as_of) if as_of is not None else pd.Timestamp.now(tz="UTC")
-    rejects_dir = Path(rejects_dir) if rejects_dir is not None else directory / REJECTS_DIRNAME
-    raw_tables, notes = read_directory(directory)
+    source: Path | str
+    if is_postgres_url(directory):
+        from features.database import read_database
+
+        source = split_url(str(directory)).masked
+        raw_tables, notes = read_database(str(directory))
+        rejects_to = Path(rejects_dir) if rejects_dir is not None else None
+    else:
+        source = Path(directory)
+        if not source.is_dir():
+            raise FileNotFoundError(f"data directory {source} does not exist")
+        rejects_to = Path(rejects_dir) if rejects_dir is not None else source / REJECTS_DIRNAME
+        raw_tables, notes = read_directory(source)
     verdicts = validate_tables(raw_tables, as_of)
     reports = {
-        name: _table_report(verdict, raw_tables.get(name), rejects_dir)
+        name: _table_report(verdict, raw_tables.get(name), rejects_to)
         for name, verdict in verdicts.items()
     }
-    report = ValidationReport(directory, as_of, max_reject_rate, reports, notes)
+    report = ValidationReport(source, as_of, max_reject_rate, reports, notes)
     shop = Shop(
         purchases=verdicts["purchases"].accepted,
         feedback=verdicts["feedback"].accepted,
@@ -426,8 +444,11 @@ def _read_csv_slowly(path: Path, table: Table, header: list[str]) -> RawTable:
     )
 
 
-def _table_report(verdict: TableVerdict, raw: RawTable | None, rejects_dir: Path) -> TableReport:
-    """Counts for one table; writes its rejects file when it has rejected rows."""
+def _table_report(
+    verdict: TableVerdict, raw: RawTable | None, rejects_dir: Path | None
+) -> TableReport:
+    """Counts for one table; writes its rejects file when it has rejected rows (a database
+    table's only when `rejects_dir` is given; its report names the rejected rows by key)."""
     rejected = verdict.rejected_rows
     reasons = pd.Series(verdict.reasons[rejected]).value_counts()
     report = TableReport(
@@ -441,6 +462,11 @@ def _table_report(verdict: TableVerdict, raw: RawTable | None, rejects_dir: Path
         rejected_rows=rejected,
         rejected_reasons=verdict.reasons[rejected],
     )
+    if raw is not None and raw.key_columns:
+        report.rejected_keys = raw.row_keys(rejected)
+        report.rejected_details = [str(d) for d in verdict.details[rejected]]
+    if rejects_dir is None:
+        return report
     path = rejects_dir / f"{verdict.name}.rejects.csv"
     if raw is not None and len(rejected):
         write_rejects(raw, verdict, path)
@@ -464,11 +490,12 @@ def write_rejects(raw: RawTable, verdict: TableVerdict, path: Path) -> None:
             for name in original.columns
         }
     )
+    where = {"key": raw.row_keys(rows)} if raw.key_columns else {"line": raw.line_numbers[rows]}
     rejects = pd.concat(
         [
             pd.DataFrame(
                 {
-                    "line": raw.line_numbers[rows],
+                    **where,
                     "reason": verdict.reasons[rows],
                     "detail": verdict.details[rows],
                 }
@@ -503,7 +530,11 @@ def _rejected_message(report: ValidationReport, over: list[str]) -> str:
         parts.append(
             f"{name}: {table.rejected:,} of {table.read:,} rows rejected "
             f"({table.reject_rate:.2%}), above the limit of {report.max_reject_rate:.2%}; "
-            f"see {table.rejects_path}"
+            + (
+                f"see {table.rejects_path}"
+                if table.rejects_path
+                else "the summary names them by key (--rejects-dir writes them all)"
+            )
         )
     return (
         "; ".join(parts)

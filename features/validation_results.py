@@ -68,12 +68,26 @@ class RawTable:
     name: str
     frame: pd.DataFrame
     line_numbers: np.ndarray
-    source: Path | None = None
+    source: Path | str | None = None
+    """The file read, or `SCHEMA.TABLE` for a table read from a database."""
     preset_reasons: np.ndarray | None = None
     preset_details: np.ndarray | None = None
     row_name: str = "line"
     """How messages name a row: "line" (its `line_numbers` entry is a file line) or "row"
-    (posted rows: the entry is the row's 0-based position in the request)."""
+    (posted rows: the entry is the row's 0-based position in the request; database rows: its
+    1-based position in the order they were read)."""
+    key_columns: tuple[str, ...] = ()
+    """For a database table: the columns that name a row in reports (it has no line number)."""
+
+    def row_keys(self, rows: np.ndarray) -> list[str]:
+        """`order_id=O1 item_id=I4` for each of `rows` (0-based), from `key_columns`."""
+        parts = [
+            self.frame[c].iloc[rows].map(lambda v, c=c: f"{c}={'' if pd.isna(v) else v}")
+            for c in self.key_columns
+        ]
+        if not parts:
+            return [f"{self.row_name} {n}" for n in self.line_numbers[rows]]
+        return [" ".join(values) for values in zip(*(p.tolist() for p in parts), strict=True)]
 
 
 @dataclass
@@ -101,7 +115,7 @@ class TableReport:
     """Counts for one table: rows read, accepted, rejected per reason, and where the rejects are."""
 
     name: str
-    source: Path | None
+    source: Path | str | None
     read: int
     accepted: int
     rejected_by_reason: dict[str, int]
@@ -112,6 +126,11 @@ class TableReport:
     """0-based positions (record order in the file) of the rejected rows."""
     rejected_reasons: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))
     """The reason code of each row in `rejected_rows`."""
+    rejected_keys: list[str] = field(default_factory=list)
+    """For a database table: the key of each row in `rejected_rows` (`order_id=O1 item_id=I4`),
+    and `rejected_details` what was wrong with it; empty for files (their rejects file has the
+    line numbers)."""
+    rejected_details: list[str] = field(default_factory=list)
 
     @property
     def rejected(self) -> int:
@@ -128,7 +147,8 @@ class TableReport:
 class ValidationReport:
     """What validation found in one data directory."""
 
-    directory: Path
+    directory: Path | str
+    """The data directory, or the database URL (password masked) and schema."""
     as_of: pd.Timestamp
     max_reject_rate: float
     tables: dict[str, TableReport]
@@ -159,13 +179,20 @@ class ValidationReport:
             if table.inferred:
                 lines.append(f"  {table.name:<10} inferred from purchases: {table.accepted:,} rows")
             else:
-                source = table.source.name if table.source else "(absent: empty)"
+                source = _source_name(table.source)
                 lines.append(
                     f"  {table.name:<10} {source}: read {table.read:,}, accepted "
                     f"{table.accepted:,}, rejected {table.rejected:,} ({table.reject_rate:.2%})"
                 )
             for reason, count in sorted(table.rejected_by_reason.items(), key=lambda kv: -kv[1]):
                 lines.append(f"      {reason:<24} {count:>10,}  {REASONS.get(reason, '')}")
+            named = zip(
+                table.rejected_keys, table.rejected_reasons, table.rejected_details, strict=False
+            )
+            for key, reason, detail in list(named)[:SHOWN_REJECTED_KEYS]:
+                lines.append(f"      rejected {key}: {reason} ({detail})")
+            if len(table.rejected_keys) > SHOWN_REJECTED_KEYS:
+                lines.append(f"      ... {len(table.rejected_keys) - SHOWN_REJECTED_KEYS:,} more")
             if table.rejects_path:
                 lines.append(f"      rejected rows written to {table.rejects_path}")
             lines.extend(f"      note: {note}" for note in table.notes)
@@ -178,6 +205,17 @@ class ValidationReport:
         else:
             lines.append("Result: every table within the allowed reject rate")
         return "\n".join(lines)
+
+
+SHOWN_REJECTED_KEYS = 20
+"""How many rejected database rows (key, reason, detail) a summary lists per table."""
+
+
+def _source_name(source: Path | str | None) -> str:
+    """How the summary names where a table came from: a file's name, a database `SCHEMA.TABLE`."""
+    if source is None:
+        return "(absent: empty)"
+    return source.name if isinstance(source, Path) else source
 
 
 class RowVerdicts:

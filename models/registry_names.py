@@ -82,7 +82,13 @@ def shop_name(text: str) -> str:
 
 def shop_of_directory(directory: str | Path) -> str:
     """The default shop name of a data directory: its own name (`data/groceries` ->
-    `groceries`), resolved, so `.` names the current directory."""
+    `groceries`), resolved, so `.` names the current directory. For a PostgreSQL URL: its
+    schema (`?schema=groceries` -> `groceries`), or its database when the schema is `public`."""
+    from features.postgres_url import is_postgres_url, split_url
+
+    if is_postgres_url(directory):
+        url = split_url(str(directory))
+        return shop_name(url.schema if url.schema != "public" else url.database)
     return shop_name(Path(directory).resolve().name)
 
 

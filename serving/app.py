@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from threadpoolctl import threadpool_limits
 
-from features.event_log import EventLog
+from features.event_store import open_event_store
 from serving.auth import KeyRing
 from serving.config import Settings
 from serving.crm.console import install_console
@@ -77,7 +77,7 @@ def create_app(
         keys=KeyRing.from_pairs(settings.keys_by_scope(), settings.insecure_dev),
         store=store,
         overlay=overlay,
-        event_log=EventLog(settings.events_dir),
+        event_store=open_event_store(settings.events_url or settings.events_dir),
         metrics=metrics,
         challenger=challenger_store,
         online=online,
@@ -108,6 +108,7 @@ def create_app(
             store.stop()
             if challenger_store is not None:
                 challenger_store.stop()
+            services.event_store.close()
             limits.restore_original_limits()
 
     app = FastAPI(
@@ -158,18 +159,22 @@ def _telemetry(settings: Settings) -> dict[str, Any]:
 
 
 def _follow_events(services: Services, stop: threading.Event) -> None:
-    """Reflect the events already in the log (e.g. after a restart) in the in-memory overlay,
-    then, every `events_follow_seconds`, what other worker processes appended."""
-    directory, every = services.settings.events_dir, services.settings.events_follow_seconds
+    """Reflect the events already stored (e.g. after a restart) in the in-memory overlay, then
+    what other worker processes (or, with PostgreSQL, other replicas) append: at the latest
+    every `events_follow_seconds`, at once when the store signals an append."""
+    events, every = services.event_store, services.settings.events_follow_seconds
     try:
-        count = services.overlay.replay(directory)
+        count = services.overlay.replay(events)
         if count:
-            logger.info("replayed %d event records from %s", count, directory)
+            logger.info("replayed %d event records from %s", count, events.location)
     except OSError as error:
         logger.error("could not replay the event log: %s", error)
-    while every > 0 and not stop.wait(every):
+    while every > 0 and not stop.is_set():
+        events.wait_for_news(every, stop)
+        if stop.is_set():
+            return
         try:
-            services.overlay.follow(directory)
+            services.overlay.follow(events)
         except OSError as error:
             logger.error("could not read the event log: %s", error)
 

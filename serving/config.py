@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     events_dir: Path = Field(
         default=Path("data/events"), description="directory of the append-only event log"
     )
+    events_url: str = Field(
+        default="",
+        description="postgresql://USER@HOST:PORT/DB?schema=SCHEMA: keep posted events in "
+        "PostgreSQL, shared by every replica (docs/postgresql.md); empty: the file log in "
+        "events_dir",
+    )
     events_follow_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ValidationError
 
 from features.contract import MAX_ID_LENGTH
-from features.event_log import EventLog
+from features.event_store import EventStore
 from serving.auth import API_KEY_HEADER, KeyRing, api_key_header
 from serving.config import Settings
 from serving.errors import ApiError, describe_validation_errors
@@ -35,7 +35,8 @@ class Services:
     keys: KeyRing
     store: ModelStore
     overlay: EventOverlay
-    event_log: EventLog
+    event_store: EventStore
+    """Where posted events go: the file log or PostgreSQL (`features.event_store`)."""
     metrics: ServingMetrics
     challenger: ModelStore | None = None
     """The `@challenger` recommender's store when `challenger_share` > 0 (`serving.challenger`)."""

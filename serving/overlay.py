@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from features.contract import INTERACTION_KINDS
-from features.event_log import EVENT_FILE_GLOB, read_new_records
+from features.event_store import EventStore, FileEventStore
 
 
 def _utc(when: datetime | str) -> pd.Timestamp:
@@ -46,7 +46,7 @@ class EventOverlay:
         self._available: dict[str, tuple[float, bool]] = {}  # item -> (received_at, available)
         self._hidden: frozenset[str] = frozenset()
         self._shown: frozenset[str] = frozenset()
-        self._offsets: dict[str, int] = {}  # log file name -> bytes already read
+        self._cursor: Any = None  # how far the event store has been read
         self._lock = threading.Lock()
         self.events_received = 0
 
@@ -124,33 +124,24 @@ class EventOverlay:
         cutoff = since.timestamp()
         return [(item, kind) for at, item, kind in list(entries) if at >= cutoff]
 
-    def follow(self, directory: Path) -> int:
-        """Read what the log gained since the last call (the first call reads it all) and
-        reflect its purchases and item updates; returns how many records were new.
+    def follow(self, events: EventStore | Path | str) -> int:
+        """Read what the event store (or a log directory) gained since the last call (the first
+        call reads it all) and reflect its purchases and item updates; returns how many
+        records were new.
 
-        Every worker process calls this now and then, so a post to one worker reaches the
-        others; records this process posted itself change nothing the second time."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            return 0
-        records: list[dict[str, Any]] = []
-        for path in sorted(directory.glob(EVENT_FILE_GLOB)):
-            offset = self._offsets.get(path.name, 0)
-            try:
-                if path.stat().st_size <= offset:
-                    continue
-                new, self._offsets[path.name] = read_new_records(path, offset)
-            except FileNotFoundError:  # archived by the operator in between
-                continue
-            records += new
+        Every worker process (and every replica sharing a PostgreSQL store) calls this now and
+        then, so a post to one reaches the others; records this process posted itself change
+        nothing the second time. Raises OSError when the store cannot be read."""
+        store = FileEventStore(Path(events)) if isinstance(events, str | Path) else events
+        records, self._cursor = store.records_after(self._cursor)
         self.add_purchases(r for r in records if r["event"] == "purchase")
         self.add_items(r for r in records if r["event"] == "item")
         self.add_interactions(r for r in records if r["event"] in INTERACTION_KINDS)
         return len(records)
 
-    def replay(self, directory: Path) -> int:
-        """Load the purchases and item updates already in the log; returns how many."""
-        return self.follow(directory)
+    def replay(self, events: EventStore | Path | str) -> int:
+        """Load the purchases and item updates already stored; returns how many."""
+        return self.follow(events)
 
     def items_bought_since(self, customer_id: str, since: pd.Timestamp) -> list[str]:
         """Items this customer bought at or after `since` according to posted events."""

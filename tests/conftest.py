@@ -31,6 +31,7 @@ SLOW_FILES_FIRST = (
     "tests/models/test_churn.py",
     "tests/test_docs.py",
     "tests/serving/test_crash.py",
+    "tests/test_postgresql.py",
 )
 """Test files by wall time, longest first (measured with `pytest --durations`, 2026-12-07).
 
@@ -296,3 +297,36 @@ def spark_session() -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server for the session: `PATRONAGE_TEST_DATABASE_URL` when set, else a
+    throwaway cluster (benchmarks/postgres_cluster.py) on a free port, stopped afterwards.
+    Fails (never skips) when neither works, saying what to install or set."""
+    from benchmarks.postgres_cluster import ClusterUnavailable, database_url, wait_until_ready
+
+    try:
+        with database_url() as url:
+            wait_until_ready(url)
+            yield url
+    except ClusterUnavailable as error:
+        pytest.fail(str(error))
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """A new, empty database on the session's server for one test (dropped afterwards); its URL."""
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    from features.postgres_url import with_database
+
+    name = f"patronage_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(postgres_url, name)
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

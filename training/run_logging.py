@@ -203,9 +203,18 @@ def _log_dataset(data: DataSummary, as_of: pd.Timestamp) -> None:
             "rows": list(data.rows.values()),
         }
     )
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source import DatasetSource
     from mlflow.data.pandas_dataset import from_pandas
 
-    dataset = from_pandas(frame, source=data.source, name="shop", digest=data.sha256[:32])
+    from features.postgres_url import is_postgres_url
+
+    # MLflow resolves a path or an http URL as a source, not a database URL: a database is
+    # recorded as a source described by tags (its URL, password masked).
+    source: str | DatasetSource = data.source
+    if is_postgres_url(data.source):
+        source = CodeDatasetSource(tags={"patronage.data_source": data.source})
+    dataset = from_pandas(frame, source=source, name="shop", digest=data.sha256[:32])
     mlflow.log_input(
         dataset,
         context="training",

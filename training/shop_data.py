@@ -45,19 +45,26 @@ def load_training_data(options: TrainOptions) -> TrainingData:
     UTC after the last purchase). Raises ValueError when the data is refused or holds no
     purchase before `as_of`."""
     from features.loading import DataRejected, load_shop, to_utc
+    from features.postgres_url import is_postgres_url, split_url
 
-    directory = Path(options.directory)
+    directory: Path | str
+    if is_postgres_url(options.directory):
+        directory = str(options.directory)
+        where = split_url(directory).masked
+    else:
+        directory = Path(options.directory)
+        where = str(directory.resolve())
     try:
         rejects_dir = Path(options.rejects_dir) if options.rejects_dir is not None else None
         loaded = load_shop(
             directory, max_reject_rate=options.max_reject_rate, rejects_dir=rejects_dir
         )
     except DataRejected as error:
-        raise ValueError(f"the data in {directory} was refused: {error}") from error
+        raise ValueError(f"the data in {where} was refused: {error}") from error
     # Events first: the default as_of must see a purchase posted after the files' last order.
     shop, events, notes = merge_events(loaded.shop, options)
     if shop.purchases.empty:
-        raise ValueError(f"{directory} holds no valid purchases")
+        raise ValueError(f"{where} holds no valid purchases")
     last = shop.purchases["ordered_at"].max()
     as_of = (
         to_utc(options.as_of)
@@ -75,11 +82,11 @@ def load_training_data(options: TrainOptions) -> TrainingData:
     if shop.purchases.empty:
         raise ValueError(f"no purchase before --as-of {as_of.isoformat()}")
     rejected = sum(int(table.rejected) for table in loaded.report.tables.values())
-    sha256 = content_hash(directory)
+    sha256 = content_hash(loaded.shop)
     if events:
         sha256 = hashlib.sha256(f"{sha256}+{events}".encode()).hexdigest()
     data = DataSummary(
-        source=str(directory.resolve()) + (f" + events {options.events_source}" if events else ""),
+        source=where + (f" + events {options.events_source}" if events else ""),
         sha256=sha256,
         rows={
             "purchases": len(shop.purchases),
@@ -164,17 +171,16 @@ def apply_item_updates(items: pd.DataFrame, updates: pd.DataFrame | None) -> pd.
     return catalog.astype(items.dtypes.to_dict()).reset_index(drop=True)
 
 
-def content_hash(directory: Path) -> str:
-    """SHA-256 over the contract table files (name and bytes, sorted by name)."""
-    from features.contract import FILE_SUFFIXES, TABLES
+def content_hash(shop: Shop) -> str:
+    """SHA-256 over the validated tables (accepted rows, in canonical types and row order; per
+    table its name, column names and types, then every row's hash), so the same data gives the
+    same hash whether it came from CSV, Parquet or PostgreSQL. Rejected rows do not count."""
+    from features.contract import TABLES
 
     digest = hashlib.sha256()
     for name in sorted(TABLES):
-        for suffix in FILE_SUFFIXES:
-            path = directory / f"{name}{suffix}"
-            if path.exists():
-                digest.update(path.name.encode())
-                with path.open("rb") as handle:
-                    while block := handle.read(1 << 20):
-                        digest.update(block)
+        frame: pd.DataFrame = getattr(shop, name)
+        digest.update(name.encode())
+        digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+        digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
     return digest.hexdigest()

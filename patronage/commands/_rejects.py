@@ -45,8 +45,24 @@ def reject_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_reject_rate": rate, "rejects_dir": getattr(args, "rejects_dir", None)}
 
 
-def check_shop_directory(directory: Path) -> None:
-    """Raise PatronageError unless `directory` (the DIR argument) is an existing directory."""
+SOURCE_HELP = (
+    "the shop's data directory, or postgresql://USER@HOST:PORT/DB?schema=SCHEMA holding the "
+    "four tables (docs/postgresql.md)"
+)
+
+
+def shop_source(text: str) -> Path | str:
+    """The DIR argument: a PostgreSQL URL stays text, anything else is a directory path."""
+    from features.postgres_url import is_postgres_url
+
+    return text if is_postgres_url(text) else Path(text)
+
+
+def check_shop_directory(directory: Path | str) -> None:
+    """Raise PatronageError unless `directory` (the DIR argument) is an existing directory or a
+    PostgreSQL URL."""
+    if isinstance(directory, str):
+        return
     if not directory.is_dir():
         raise PatronageError(f"{directory} is not a directory holding a shop's tables")
 

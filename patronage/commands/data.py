@@ -1,4 +1,5 @@
-"""`patronage validate` and `patronage import`: check a data directory, convert public data sets.
+"""`patronage validate`, `import` and `export-db`: check a data directory (or a PostgreSQL
+schema), convert public data sets, load a shop directory into PostgreSQL.
 
 Exit codes: 0 every table within the allowed reject rate, 2 more rejected than allowed (the
 summary says where the rejected rows are; for `import` also: no row accepted, or more source
@@ -11,7 +12,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import (
+    SOURCE_HELP,
+    add_reject_options,
+    reject_options,
+    shop_source,
+)
 
 EXIT_REJECTED = 2
 
@@ -29,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--max-reject-rate, 2 when not, 1 when a file cannot be read."
         ),
     )
-    validate.add_argument("directory", type=Path, metavar="DIR", help="the data directory")
+    validate.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
     _add_validation_options(validate)
     validate.set_defaults(handler=run_validate)
 
@@ -93,6 +99,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _add_validation_options(importer, rejects_dir=False)
     importer.set_defaults(handler=run_import)
+    _register_export(subparsers)
+
+
+def _register_export(subparsers: argparse._SubParsersAction) -> None:
+    exporter = subparsers.add_parser(
+        "export-db",
+        help="load a shop directory's validated tables into a PostgreSQL schema",
+        description=(
+            "Validate the shop in DIR and write its accepted rows (the four contract tables; "
+            "items and customers inferred when DIR has none) into the schema of URL "
+            "(postgresql://USER@HOST:PORT/DB?schema=SCHEMA, default schema public, created if "
+            "absent): typed columns, primary keys on the contract's keys. Every command that "
+            "takes DIR then takes URL too (docs/postgresql.md). Exit 0 written, 2 more rows "
+            "rejected than allowed, 1 an error (a table already there without --replace)."
+        ),
+    )
+    exporter.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
+    exporter.add_argument("url", metavar="URL", help="postgresql://USER@HOST:PORT/DB?schema=S")
+    exporter.add_argument(
+        "--replace", action="store_true", help="drop contract tables already in the schema"
+    )
+    _add_validation_options(exporter)
+    exporter.set_defaults(handler=run_export)
 
 
 def _add_validation_options(parser: argparse.ArgumentParser, rejects_dir: bool = True) -> None:
@@ -122,6 +151,22 @@ def run_validate(args: argparse.Namespace) -> int:
 
     loaded = load_shop(args.directory, as_of=_as_of(args.as_of), **reject_options(args))
     print(loaded.report.summary_text())
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Validate DIR and write its accepted rows into the URL's schema."""
+    from features.database import export_shop
+    from features.loading import load_shop
+    from features.postgres_url import split_url
+    from patronage.commands._rejects import check_shop_directory
+
+    check_shop_directory(args.directory)
+    url = split_url(args.url)
+    loaded = load_shop(args.directory, as_of=_as_of(args.as_of), **reject_options(args))
+    written = export_shop(loaded.shop, args.url, replace=args.replace)
+    counts = ", ".join(f"{name} {rows:,}" for name, rows in written.items())
+    print(f"wrote {counts} rows into {url.masked}")
     return 0
 
 

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from patronage.cli import DefaultsHelpFormatter
 from patronage.commands._rejects import (
+    SOURCE_HELP,
     add_reject_options,
     as_of_option,
     check_shop_directory,
     reject_options,
+    shop_source,
 )
 
 
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("directory", type=Path, metavar="DIR", help="the shop's data directory")
+    parser.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
     parser.add_argument(
         "--as-of",
         required=True,

@@ -14,7 +14,12 @@ from typing import Any
 
 from patronage.cli import DefaultsHelpFormatter, PatronageError
 from patronage.commands._registry import add_shop_option
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import (
+    SOURCE_HELP,
+    add_reject_options,
+    reject_options,
+    shop_source,
+)
 
 EXCLUDE_CHOICES = ("all", "non-repeatable", "none")
 
@@ -81,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=DefaultsHelpFormatter,
     )
-    fit.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
+    fit.add_argument("directory", metavar="DIR", help=SOURCE_HELP)
     fit.add_argument("--model-dir", required=True, metavar="OUT", help="where to save")
     fit.add_argument(
         "--as-of",
@@ -222,7 +227,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     as_of = to_utc(args.as_of) if args.as_of else None
     # Validate against the present (rows after --as-of are legitimate history, just unused).
-    shop = load_shop(Path(args.directory), **reject_options(args)).shop
+    shop = load_shop(shop_source(args.directory), **reject_options(args)).shop
     if as_of is None:
         if shop.purchases.empty:
             raise PatronageError(f"{args.directory} holds no purchases: nothing to learn from")

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
 from patronage.commands._registry import add_shop_option
+
+if TYPE_CHECKING:
+    from serving.config import Settings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,6 +71,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="directory of the append-only event log (default data/events or PATRONAGE_EVENTS_DIR)",
     )
     parser.add_argument(
+        "--events-url",
+        default=None,
+        metavar="URL",
+        help="keep posted events in PostgreSQL, shared by every replica: "
+        "postgresql://USER@HOST:PORT/DB?schema=S (default: the file log; or "
+        "PATRONAGE_EVENTS_URL; docs/postgresql.md)",
+    )
+    parser.add_argument(
         "--access-log", action="store_true", help="log every request line (off: costs throughput)"
     )
     parser.add_argument(
@@ -97,6 +109,8 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["PATRONAGE_POLL_SECONDS"] = str(args.poll_seconds)
     if args.events_dir is not None:
         os.environ["PATRONAGE_EVENTS_DIR"] = args.events_dir
+    if args.events_url is not None:
+        os.environ["PATRONAGE_EVENTS_URL"] = args.events_url
     if args.shop is not None:
         os.environ["PATRONAGE_SHOP"] = args.shop
     if args.demo_keys:
@@ -119,7 +133,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"serving on http://{args.host}:{args.port} (docs at /docs), shop "
         f"{settings.shop or '(the only one in the store)'} from {settings.tracking_uri} "
-        f"@{settings.model_alias}, events in {settings.events_dir}",
+        f"@{settings.model_alias}, events in {_events_location(settings)}",
         flush=True,
     )
     uvicorn.run(
@@ -141,6 +155,15 @@ def _demo_keys() -> dict[str, str]:
     import secrets
 
     return {scope: secrets.token_urlsafe(18) for scope in ("storefront", "crm", "admin")}
+
+
+def _events_location(settings: Settings) -> str:
+    """Where posted events go, for the start-up line (a URL's password masked)."""
+    if settings.events_url:
+        from features.postgres_url import split_url
+
+        return split_url(settings.events_url, default_schema="patronage_events").masked
+    return str(settings.events_dir)
 
 
 def _first_ids(directory: str | None) -> tuple[str, str]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
 from patronage.commands._registry import add_shop_option
-from patronage.commands._rejects import add_reject_options, reject_options
+from patronage.commands._rejects import SOURCE_HELP, add_reject_options, reject_options
 from patronage.commands.online import add_online_options, promote_online
 
 if TYPE_CHECKING:
@@ -76,8 +76,8 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             "data was refused."
         ),
     )
-    parser.add_argument("directory", metavar="DIR", help="shop directory (the data contract)")
-    add_shop_option(parser, "the shop's name in the registry (default: DIR's name)")
+    parser.add_argument("directory", metavar="DIR", help=SOURCE_HELP)
+    add_shop_option(parser, "the shop's name in the registry (default: DIR's name; a URL's schema)")
     parser.add_argument(
         "--roles",
         type=parse_roles,
@@ -142,8 +142,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         "--events",
         default=None,
         metavar="DIR",
-        help="also train on the events posted to the server (its event log directory, e.g. "
-        "data/events); they count in the data hash",
+        help="also train on the events posted to the server: its event log directory (e.g. "
+        "data/events) or its PostgreSQL event store (postgresql://...?schema=S); they count "
+        "in the data hash",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_train)
@@ -218,15 +219,23 @@ def _train(args: argparse.Namespace) -> int:
     from training.tracking import TrackingUnavailable
 
     extra_purchases = extra_feedback = extra_items = None
+    events_source = ""
     if args.events:
         from pathlib import Path
 
-        if not Path(args.events).is_dir():
-            raise PatronageError(f"--events {args.events}: no such directory")
-        # The CLI is the one place that may import both serving and training.
-        from features.event_log import read_events
+        from features.event_store import open_event_store
+        from features.postgres_url import is_postgres_url
 
-        extra_purchases, extra_feedback, extra_items = read_events(args.events)
+        if not is_postgres_url(args.events) and not Path(args.events).is_dir():
+            raise PatronageError(f"--events {args.events}: no such directory")
+        store = open_event_store(args.events)
+        try:
+            extra_purchases, extra_feedback, extra_items = store.read_events()
+        except OSError as error:
+            raise PatronageError(f"--events {store.location}: {error.strerror}") from None
+        finally:
+            store.close()
+        events_source = store.location
     options = TrainOptions(
         directory=args.directory,
         as_of=args.as_of,
@@ -242,7 +251,7 @@ def _train(args: argparse.Namespace) -> int:
         extra_purchases=extra_purchases,
         extra_feedback=extra_feedback,
         extra_items=extra_items,
-        events_source=args.events or "",
+        events_source=events_source,
         shop=args.shop,
         roles=args.roles or ROLES,
     )

@@ -1,5 +1,5 @@
 """CRM route: post purchases, feedback, item updates, views and carts, impressions and clicks;
-appended durably to the event log before the 201."""
+stored durably (the event log, or the PostgreSQL event store) before the 201."""
 
 from __future__ import annotations
 
@@ -96,11 +96,11 @@ def _checked_rows(
 async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     """Validate every row with the data contract's rules; if any row breaks them, answer 422
     listing every rejected row (whichever check each fails) and write nothing. Otherwise
-    append all rows to the event log, fsync, and answer 201. Purchases, views and carts join
-    the customer's history for their next recommendations at once (bought items leave them);
-    an item posted with `available: false` leaves every recommendation answer at once.
-    Impressions and clicks (and a purchase's `recommendation_id`) feed the online metrics; one
-    posted again counts once."""
+    append all rows to the event log and fsync (or commit them to the PostgreSQL event store),
+    and answer 201. Purchases, views and carts join the customer's history for their next
+    recommendations at once (bought items leave them); an item posted with `available: false`
+    leaves every recommendation answer at once. Impressions and clicks (and a purchase's
+    `recommendation_id`) feed the online metrics; one posted again counts once."""
     settings = services.settings
     tables = [table.name for table, _ in ROW_MODELS]
     total = sum(len(getattr(body, name)) for name in tables)
@@ -133,8 +133,8 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     interactions = clean["interactions"]
     impressions, clicks = clean["impressions"], clean["clicks"]
     try:
-        path = await run_in_threadpool(
-            services.event_log.append,
+        stored_in = await run_in_threadpool(
+            services.event_store.append,
             purchases,
             feedback,
             received_at,
@@ -147,6 +147,8 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
         raise ApiError(
             503, "event_log_unavailable", f"could not write the event log: {error.strerror}"
         ) from None
+    except ValueError as error:  # rows of a table this event store does not keep
+        raise ApiError(422, "not_kept_by_event_store", str(error)) from None
     services.overlay.add_purchases(purchases)
     services.overlay.add_items(items, received_at)
     services.overlay.add_interactions(interactions)
@@ -166,7 +168,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             "accepted_clicks": len(clicks),
             "accepted_interactions": len(interactions),
             "received_at": received_at.isoformat(),
-            "log_file": path.name,
+            "log_file": stored_in,
         },
         status=201,
     )
