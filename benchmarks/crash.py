@@ -100,9 +100,16 @@ def start_events_server(
 
 
 def _client(
-    url: str, name: str, stop: threading.Event, run: CrashRun, lock: threading.Lock
+    url: str,
+    name: str,
+    stop: threading.Event,
+    run: CrashRun,
+    lock: threading.Lock,
+    online: bool = True,
 ) -> None:
-    """Post batches of 1 to 20 purchases until the server dies or `stop` is set."""
+    """Post batches of 1 to 20 purchases (with `online`, also one impression and one click)
+    until the server dies or `stop` is set. Without `online`: purchases only, what every event
+    store keeps (the PostgreSQL store keeps no impressions or clicks yet)."""
     import httpx
 
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
@@ -130,7 +137,9 @@ def _client(
             }
             click = {"recommendation_id": shown, "item_id": "item-0",
                      "clicked_at": "2026-01-05T08:29:30Z"}  # fmt: skip
-            body = {"purchases": rows, "impressions": [impression], "clicks": [click]}
+            body: dict[str, list[Any]] = {"purchases": rows}
+            if online:
+                body |= {"impressions": [impression], "clicks": [click]}
             try:
                 answer = http.post("/v1/events", json=body)
             except httpx.TransportError:
@@ -141,7 +150,8 @@ def _client(
                 if answer.status_code == 201:
                     run.posts_acknowledged += 1
                     run.acknowledged.update((str(r["order_id"]), str(r["item_id"])) for r in rows)
-                    run.impressions.add(shown)
+                    if online:
+                        run.impressions.add(shown)
                 else:
                     run.refused[answer.status_code] = run.refused.get(answer.status_code, 0) + 1
 

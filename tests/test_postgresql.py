@@ -182,7 +182,7 @@ def test_kill_9_of_one_replica_loses_no_acknowledged_row_and_the_other_answers(
     a, b = replicas
     run, lock, stop = CrashRun(), threading.Lock(), threading.Event()
     posters = [
-        threading.Thread(target=_client, args=(a.url, f"kill-a{t}", stop, run, lock))
+        threading.Thread(target=_client, args=(a.url, f"kill-a{t}", stop, run, lock, False))
         for t in range(4)
     ]
     answers_from_b: list[int] = []
