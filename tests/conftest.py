@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,16 +140,56 @@ SAMPLE_SHOP_SIZE = {"customers": 800, "items": 120, "days": 365, "seed": 7}
 """The size of the shared small sample shop (`sample_shop_dir`); tests may read it."""
 
 
+def _shared_directory(
+    tmp_path_factory: pytest.TempPathFactory, worker_id: str, name: str
+) -> tuple[Path, AbstractContextManager[bool]]:
+    """A directory every test process of this run shares (`make test` runs two), and a
+    context that holds the run-wide lock on it and says whether it still needs building.
+
+    Under pytest-xdist the workers' temporary directories share a parent made for this run;
+    without xdist (`worker_id` "master") the directory is this process's own."""
+    import contextlib
+    import fcntl
+
+    if worker_id == "master":
+        directory = tmp_path_factory.mktemp(name)
+
+        @contextlib.contextmanager
+        def alone() -> Iterator[bool]:
+            yield True
+
+        return directory, alone()
+    directory = tmp_path_factory.getbasetemp().parent / name
+
+    @contextlib.contextmanager
+    def locked() -> Iterator[bool]:
+        with open(f"{directory}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker waits while one builds
+            done = directory.with_name(f"{name}.done")
+            needed = not done.exists()
+            if needed:
+                shutil.rmtree(directory, ignore_errors=True)  # a build that failed midway
+                directory.mkdir()
+            yield needed
+            if needed:
+                done.touch()
+
+    return directory, locked()
+
+
 @pytest.fixture(scope="session")
-def sample_shop_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small generated sample shop (CSV, planted truths in `_truth/`), made once per session.
+def sample_shop_dir(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """A small generated sample shop (CSV, planted truths in `_truth/`), made once per run
+    (shared by the test processes).
 
     800 customers, 120 items, 365 days from 2025-01-01, seed 7. Read-only: copy it before
     changing anything in it."""
     from features.sample_shop import generate_shop
 
-    directory = tmp_path_factory.mktemp("sample_shop")
-    generate_shop(directory, **SAMPLE_SHOP_SIZE)
+    directory, build = _shared_directory(tmp_path_factory, worker_id, "sample_shop")
+    with build as needed:
+        if needed:
+            generate_shop(directory, **SAMPLE_SHOP_SIZE, overwrite=True)
     return directory
 
 
@@ -226,33 +267,40 @@ class TrainedSampleStore:
 
 @pytest.fixture(scope="session")
 def trained_sample_store(
-    sample_shop_dir: Path, migrated_mlflow_db: Path, tmp_path_factory: pytest.TempPathFactory
+    sample_shop_dir: Path,
+    migrated_mlflow_db: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    worker_id: str,
 ) -> TrainedSampleStore:
-    """`sample_shop_dir` trained once per session by the training pipeline at
-    `SAMPLE_TRAINED_AS_OF` (recommender search budget 5 s, seed 0), registered as shop
-    "sample". Read-only: a test that changes the registry copies `root / "mlflow.db"` first
-    (the artifacts, under `root / "artifacts"`, are then shared read-only)."""
+    """`sample_shop_dir` trained once per run (shared by the test processes: a training is
+    about a minute of CPU) by the training pipeline at `SAMPLE_TRAINED_AS_OF` (recommender
+    search budget 5 s, seed 0), registered as shop "sample". Read-only: a test that changes the
+    registry copies `root / "mlflow.db"` first (the artifacts, under `root / "artifacts"`, are
+    then shared read-only)."""
     import mlflow
 
     from training.pipeline import TrainOptions, train
 
-    root = tmp_path_factory.mktemp("trained_sample") / "mlruns"
-    root.mkdir()
-    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    directory, build = _shared_directory(tmp_path_factory, worker_id, "trained_sample")
+    root = directory / "mlruns"
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    train(
-        TrainOptions(
-            directory=sample_shop_dir,
-            as_of=SAMPLE_TRAINED_AS_OF,
-            tracking_uri=uri,
-            progress=False,
-            time_budget_s=5.0,
-            shop=SAMPLE_SHOP_NAME,
-            rejects_dir=root.parent / "rejects",
-        )
-    )
-    mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
-    mlflow.set_registry_uri(None)  # type: ignore[arg-type]
+    with build as needed:
+        if needed:
+            root.mkdir()
+            shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+            train(
+                TrainOptions(
+                    directory=sample_shop_dir,
+                    as_of=SAMPLE_TRAINED_AS_OF,
+                    tracking_uri=uri,
+                    progress=False,
+                    time_budget_s=5.0,
+                    shop=SAMPLE_SHOP_NAME,
+                    rejects_dir=root.parent / "rejects",
+                )
+            )
+            mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
+            mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     return TrainedSampleStore(
         root=root, tracking_uri=uri, shop_dir=sample_shop_dir, as_of=SAMPLE_TRAINED_AS_OF
     )
