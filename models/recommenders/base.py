@@ -130,14 +130,7 @@ class Recommender(ABC):
         """Dense float32 scores for the customers (rows of the fitted matrix, -1 = unknown).
 
         `user_items` holds exactly those customers' rows (a basket for an anonymous one)."""
-        self._check_fitted()
-        rows = np.asarray(customer_rows, dtype=np.int64).reshape(-1)
-        user_items = sp.csr_matrix(user_items, dtype=np.float32)
-        if user_items.shape != (len(rows), self.n_items_):
-            raise ValueError(
-                f"user_items must have shape ({len(rows)}, {self.n_items_}), "
-                f"got {user_items.shape}: pass the rows of exactly the customers asked"
-            )
+        rows, user_items = self._checked_rows(customer_rows, user_items)
         return np.asarray(self._scores(rows, user_items), dtype=np.float32)
 
     def updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
@@ -147,6 +140,14 @@ class Recommender(ABC):
         customer's vector; blends and re-rankers ask their members; every other model reads
         `user_items` in `scores` already and answers the same as `scores`. Same shapes and
         checks as `scores`; never modifies the model."""
+        rows, user_items = self._checked_rows(customer_rows, user_items)
+        return np.asarray(self._updated_scores(rows, user_items), dtype=np.float32)
+
+    def _checked_rows(
+        self, customer_rows: np.ndarray, user_items: sp.csr_matrix
+    ) -> tuple[np.ndarray, sp.csr_matrix]:
+        """The checks `scores` and `updated_scores` share: fitted, one row per customer asked,
+        one column per item; rows as int64, `user_items` as float32 CSR."""
         self._check_fitted()
         rows = np.asarray(customer_rows, dtype=np.int64).reshape(-1)
         user_items = sp.csr_matrix(user_items, dtype=np.float32)
@@ -155,7 +156,7 @@ class Recommender(ABC):
                 f"user_items must have shape ({len(rows)}, {self.n_items_}), "
                 f"got {user_items.shape}: pass the rows of exactly the customers asked"
             )
-        return np.asarray(self._updated_scores(rows, user_items), dtype=np.float32)
+        return rows, user_items
 
     def _updated_scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         """`updated_scores` after the checks; default: `_scores` (the row is read there)."""
