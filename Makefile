@@ -76,6 +76,10 @@ postgres:
 # Two processes (the machine's two cores), each running whole test files, so a module's fixtures
 # are built once. Files go out in tests/conftest.py's order (longest first), not xdist's default
 # (most tests first), which left the longest files to start last.
+# OpenMP at one thread too (scikit-learn's HistGradientBoosting outside a training run): two test
+# processes on two cores, each with a pool of idle threads spinning for work, cost more CPU
+# than they save (models/threads.py).
+test: export OMP_NUM_THREADS ?= 1
 test: lint browser postgres
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 

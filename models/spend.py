@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.ensemble import HistGradientBoostingRegressor
+from threadpoolctl import threadpool_limits
 
 from models.btyd import BetaGeoModel, GammaGammaModel
 
@@ -153,21 +154,25 @@ class LearnedSpend:
         matrix = _matrix(features, columns)
         finite = np.asarray(np.isfinite(matrix).any(axis=0), dtype=bool).tolist()
         self.columns_ = [c for c, ok in zip(columns, finite, strict=True) if ok]
-        self.regressor_ = HistGradientBoostingRegressor(
-            loss="poisson",
-            max_iter=self.max_iter,
-            learning_rate=self.learning_rate,
-            max_leaf_nodes=self.max_leaf_nodes,
-            min_samples_leaf=self.min_samples_leaf,
-            early_stopping=False,
-            random_state=self.random_state,
-        ).fit(_matrix(features, self.columns_), spend)
+        # One OpenMP thread, as the churn trees and the re-ranker: on a shared machine more
+        # threads spin idle (see models/threads.py).
+        with threadpool_limits(1, user_api="openmp"):
+            self.regressor_ = HistGradientBoostingRegressor(
+                loss="poisson",
+                max_iter=self.max_iter,
+                learning_rate=self.learning_rate,
+                max_leaf_nodes=self.max_leaf_nodes,
+                min_samples_leaf=self.min_samples_leaf,
+                early_stopping=False,
+                random_state=self.random_state,
+            ).fit(_matrix(features, self.columns_), spend)
         return self
 
     def predict(self, features: pd.DataFrame) -> NDArray[np.float64]:
         """Expected spend per row (shop currency, >= 0). A column missing from `features` is
         read as unknown (NaN), as the trees treat missing values."""
-        predicted = self.regressor_.predict(_matrix(features, self.columns_))
+        with threadpool_limits(1, user_api="openmp"):
+            predicted = self.regressor_.predict(_matrix(features, self.columns_))
         return np.clip(np.nan_to_num(np.asarray(predicted, dtype=np.float64)), 0.0, None)
 
 

@@ -14,9 +14,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from threadpoolctl import threadpool_limits
 
 from features.event_store import open_event_store
+from models.threads import one_thread
 from serving.auth import KeyRing
 from serving.config import Settings
 from serving.crm.console import install_console
@@ -87,7 +87,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # numpy top-k on the request path must not spawn BLAS threads that fight the event loop
         # and the other worker processes for the cores.
-        limits = threadpool_limits(1)
+        limits = one_thread()
         if settings.insecure_dev and not services.keys.entries:
             logger.warning("serving WITHOUT API keys (--insecure-dev): every route is open")
         stop_following = threading.Event()

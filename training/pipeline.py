@@ -90,7 +90,7 @@ def train(options: TrainOptions) -> TrainResult:
     """Run the whole pipeline; raises `TrackingUnavailable` or `TrainingFailed` (registry intact).
 
     Timestamps are UTC; `as_of` defaults to midnight after the last purchase."""
-    from threadpoolctl import threadpool_limits
+    from models.threads import one_thread
 
     started = time.perf_counter()
     shop_name = _shop_name(options)
@@ -103,7 +103,7 @@ def train(options: TrainOptions) -> TrainResult:
         experiment_id = ensure_experiment(client, store, options.experiment)
     except Exception as error:
         raise TrainingFailed(f"cannot open experiment {options.experiment!r}: {error}") from error
-    with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="patronage-train-") as tmp:
+    with one_thread(), tempfile.TemporaryDirectory(prefix="patronage-train-") as tmp:
         workdir = Path(tmp)
         training, backtests = _candidates(client, shop_name, options, workdir, progress)
         as_of, data = training.as_of, training.summary
