@@ -37,9 +37,6 @@ class EvaluationReport:
 
     def write(self, directory: Path) -> list[Path]:
         """Write the PNGs and `report.html` into `directory`; returns the files written."""
-        import matplotlib
-
-        matplotlib.use("Agg")  # no display in CI or on a server
         directory.mkdir(parents=True, exist_ok=True)
         figures: list[tuple[str, Path]] = []
         if self.churn_label is not None and self.churn_scores:
@@ -106,18 +103,19 @@ def _html_table(table: Mapping[str, Mapping[str, float]]) -> str:
     return f"<table><tr><th>model</th>{head}</tr>{''.join(rows)}</table>"
 
 
-def _figure():  # type: ignore[no-untyped-def]
-    import matplotlib.pyplot as plt
+def _figure(left: float = 0.11):  # type: ignore[no-untyped-def]
+    """A figure with one axes, drawn by Agg without pyplot (no global figure registry to
+    import and clean up) and with fixed margins: `tight_layout` measured the text of every
+    chart again and was half of the report's time (about 3 of 6 CPU-s for seven charts)."""
+    from matplotlib.figure import Figure
 
-    return plt.subplots(figsize=(6.4, 4.4), dpi=90)
+    fig = Figure(figsize=(6.4, 4.4), dpi=90)
+    fig.subplots_adjust(left=left, right=0.97, bottom=0.12, top=0.92)
+    return fig, fig.add_subplot()
 
 
 def _save(fig, path: Path) -> Path:  # type: ignore[no-untyped-def]
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
     fig.savefig(path, format="png")
-    plt.close(fig)
     return path
 
 
@@ -194,7 +192,7 @@ def _curves(
 
 
 def _segments(sizes: Mapping[str, int], directory: Path) -> Path:
-    fig, ax = _figure()
+    fig, ax = _figure(left=0.3)  # room for the segment names
     names = list(sizes)
     ax.barh(names, [sizes[n] for n in names], color="#4c72b0")
     ax.invert_yaxis()
