@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -148,7 +150,6 @@ def _shared_directory(
 
     Under pytest-xdist the workers' temporary directories share a parent made for this run;
     without xdist (`worker_id` "master") the directory is this process's own."""
-    import contextlib
     import fcntl
 
     if worker_id == "master":
@@ -255,6 +256,11 @@ SAMPLE_TRAINED_AS_OF = "2025-12-02T00:00:00Z"
 2025-01-01), so the last 30 days are a future the models never saw (quality tests)."""
 
 
+SAMPLE_TRAINED_BUDGET_S = 120.0
+"""The recommender search budget of the session's trained store: far above what the small shop
+needs, so the search is never cut short by a busy machine and the store is the same every run."""
+
+
 @dataclass(frozen=True)
 class TrainedSampleStore:
     """A temp MLflow SQLite store with the sample shop's three champions (version 1 each)."""
@@ -263,6 +269,8 @@ class TrainedSampleStore:
     tracking_uri: str
     shop_dir: Path
     as_of: str
+    result: Any
+    """The `training.pipeline.TrainResult` of the training that made the store."""
 
 
 @pytest.fixture(scope="session")
@@ -274,9 +282,12 @@ def trained_sample_store(
 ) -> TrainedSampleStore:
     """`sample_shop_dir` trained once per run (shared by the test processes: a training is
     about a minute of CPU) by the training pipeline at `SAMPLE_TRAINED_AS_OF` (recommender
-    search budget 5 s, seed 0), registered as shop "sample". Read-only: a test that changes the
-    registry copies `root / "mlflow.db"` first (the artifacts, under `root / "artifacts"`, are
-    then shared read-only)."""
+    search budget `SAMPLE_TRAINED_BUDGET_S`, seed 0), registered as shop "sample". Read-only: a
+    test that changes the registry copies `root / "mlflow.db"` first (the artifacts, under
+    `root / "artifacts"`, are then shared read-only; `copy_trained_store` also sends new runs'
+    artifacts elsewhere)."""
+    import pickle
+
     import mlflow
 
     from training.pipeline import TrainOptions, train
@@ -288,22 +299,48 @@ def trained_sample_store(
         if needed:
             root.mkdir()
             shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
-            train(
+            result = train(
                 TrainOptions(
                     directory=sample_shop_dir,
                     as_of=SAMPLE_TRAINED_AS_OF,
                     tracking_uri=uri,
                     progress=False,
-                    time_budget_s=5.0,
+                    time_budget_s=SAMPLE_TRAINED_BUDGET_S,
                     shop=SAMPLE_SHOP_NAME,
                     rejects_dir=root.parent / "rejects",
                 )
             )
+            (directory / "result.pickle").write_bytes(pickle.dumps(result))
             mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
             mlflow.set_registry_uri(None)  # type: ignore[arg-type]
     return TrainedSampleStore(
-        root=root, tracking_uri=uri, shop_dir=sample_shop_dir, as_of=SAMPLE_TRAINED_AS_OF
+        root=root,
+        tracking_uri=uri,
+        shop_dir=sample_shop_dir,
+        as_of=SAMPLE_TRAINED_AS_OF,
+        result=pickle.loads((directory / "result.pickle").read_bytes()),
     )
+
+
+def copy_trained_store(store: TrainedSampleStore, root: Path) -> str:
+    """A private copy of `store`'s registry database in `root` (created); its tracking URI.
+
+    The models already there keep reading their artifacts from the shared store (read-only);
+    runs logged into the copy write theirs under `root / "artifacts"` (the experiment's
+    artifact location is moved there), so the shared store stays as it was built."""
+    import sqlite3
+
+    root.mkdir(parents=True, exist_ok=True)
+    database = root / "mlflow.db"
+    shutil.copyfile(store.root / "mlflow.db", database)
+    shared, own = ((r / "artifacts").resolve().as_uri() for r in (store.root, root))
+    with contextlib.closing(sqlite3.connect(database)) as connection, connection:
+        moved = connection.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?",
+            (own, shared),
+        ).rowcount
+    assert moved, f"no experiment of the copied store keeps its artifacts at {shared}"
+    return f"sqlite:///{database}"
 
 
 def _converted_shop(tables: dict) -> object:

@@ -2,7 +2,8 @@
 
 Two runs share one store (module fixture), on the same data and seed:
 - A at as_of = last day - 30 days, generous recommender search budget: version 1 of each model,
-  champion (nothing to compare with);
+  champion (nothing to compare with). A is the session's trained store (`trained_sample_store`),
+  copied;
 - B at the default as_of with a recommender search budget of 0 s (only the baselines are tried).
   B is compared with A on B's backtest window: for the recommender A itself (fitted exactly at
   B's cut), which is genuinely better, so B's recommender must stay out; for churn and loyalty
@@ -27,8 +28,13 @@ import pandas as pd
 import pytest
 
 from patronage.cli import main
+from tests.conftest import SAMPLE_TRAINED_AS_OF, TrainedSampleStore, copy_trained_store
 from training.pipeline import TrainOptions, TrainResult, train
 from training.registry import CHALLENGER, CHAMPION, CHURN, LOYALTY, RECOMMENDER, registered_name
+
+pytestmark = pytest.mark.timeout(900)
+"""A hang guard, not a speed check: the module's first test waits for the session's trained
+store (a training, shared with the other test process) and run B, minutes on a busy machine."""
 
 SHOP = "sample"
 """The shop name every run here registers under (`--shop`)."""
@@ -39,10 +45,10 @@ def name_of(role: str) -> str:
     return registered_name(SHOP, role)
 
 
-EARLIER_AS_OF = "2025-12-02T00:00:00Z"
+EARLIER_AS_OF = SAMPLE_TRAINED_AS_OF
 """30 days before the default as_of of the sample shop (365 days from 2025-01-01)."""
-GENEROUS_BUDGET_S = 120.0
-"""Far above what the small shop needs, so the search is never cut short (determinism)."""
+SEED = 0
+"""The seed of every run here (run A's, the session store's)."""
 
 
 @dataclass(frozen=True)
@@ -67,25 +73,33 @@ def _use_store(root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture(scope="module")
 def trained(
-    sample_shop_dir: Path,
-    migrated_mlflow_db: Path,
+    trained_sample_store: TrainedSampleStore,
     tmp_path_factory: pytest.TempPathFactory,
     server_process: ServerProcess,
 ) -> TrainedStore:
-    """Runs A and B (see the module docstring); the tracking server boots meanwhile."""
+    """Runs A and B (see the module docstring); the tracking server boots meanwhile.
+
+    A is the session's trained store (`trained_sample_store`: same shop, as_of, seed and
+    generous budget), so B trains into a private copy of it instead of repeating A."""
     import mlflow
 
+    assert trained_sample_store.as_of == EARLIER_AS_OF
     root = tmp_path_factory.mktemp("trained") / "mlruns"
-    root.mkdir()
-    shutil.copyfile(migrated_mlflow_db, root / "mlflow.db")
+    uri = copy_trained_store(trained_sample_store, root)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        _use_store(root, monkeypatch)
-        options = {"directory": sample_shop_dir, "seed": 3, "progress": False, "shop": SHOP}
-        first = train(TrainOptions(**options, as_of=EARLIER_AS_OF, time_budget_s=GENEROUS_BUDGET_S))
-        second = train(TrainOptions(**options, time_budget_s=0.0))
+        assert _use_store(root, monkeypatch) == uri
+        second = train(
+            TrainOptions(
+                trained_sample_store.shop_dir,
+                seed=SEED,
+                progress=False,
+                shop=SHOP,
+                time_budget_s=0.0,
+            )
+        )
         mlflow.set_tracking_uri(None)  # type: ignore[arg-type]
         mlflow.set_registry_uri(None)  # type: ignore[arg-type]
-    return TrainedStore(root, first, second)
+    return TrainedStore(root, trained_sample_store.result, second)
 
 
 @pytest.fixture
@@ -239,7 +253,7 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
 
     client = MlflowClient()
     run = client.get_run(trained.first.run_id)
-    assert run.data.params["seed"] == "3"
+    assert run.data.params["seed"] == str(SEED)
     assert len(run.data.params["data.sha256"]) == 64
     metrics = run.data.metrics
     for key in (
@@ -359,10 +373,8 @@ def test_corrupt_artifact_leaves_the_registry_as_it_was(
             "train",
             str(sample_shop_dir),
             "--quiet",
-            "--seed",
-            "3",
             "--time-budget",
-            str(GENEROUS_BUDGET_S),
+            "0",
             "--shop",
             SHOP,
         ]
@@ -503,7 +515,7 @@ def test_training_against_a_real_tracking_server(
     import mlflow.pyfunc
 
     result = train(
-        TrainOptions(sample_shop_dir, seed=3, time_budget_s=0.0, progress=False, shop=SHOP)
+        TrainOptions(sample_shop_dir, seed=SEED, time_budget_s=0.0, progress=False, shop=SHOP)
     )
     assert result.tracking_uri == mlflow_server
     assert {o.name: o.decision for o in result.outcomes} == dict.fromkeys(
