@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,12 @@ class ShopRun:
         return next((s.output for s in self.steps if s.name == name), "")
 
 
-def _run(name: str, command: list[str], env: dict[str, str], cwd: Path) -> Step:
+Runner = Callable[[str, list[str], dict[str, str], Path], Step]
+"""Runs one `patronage` command (step name, argv, environment, working directory)."""
+
+
+def run_process(name: str, command: list[str], env: dict[str, str], cwd: Path) -> Step:
+    """The command as its own process of the real CLI (the benchmark's runner)."""
     started = time.perf_counter()
     process = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
     output = (process.stdout + process.stderr)[-4000:]
@@ -165,8 +171,11 @@ def _parse_training(output: str, run: ShopRun) -> None:
             run.trained[role] = "NOT beaten" if verdict and verdict.group(1) else "beats"
 
 
-def run_shop(source: ShopSource, workdir: Path, env: dict[str, str]) -> ShopRun:
-    """One shop through the product; never raises for the shop's own failures."""
+def run_shop(
+    source: ShopSource, workdir: Path, env: dict[str, str], runner: Runner = run_process
+) -> ShopRun:
+    """One shop through the product; never raises for the shop's own failures. `runner` runs
+    every command but `serve`, which is always a process of its own."""
     run = ShopRun(source.name, source.description)
     directory = workdir / source.name
     command = [part.replace("{out}", str(directory)) for part in source.command]
@@ -177,7 +186,7 @@ def run_shop(source: ShopSource, workdir: Path, env: dict[str, str]) -> ShopRun:
         ("models", _patronage("models", "--shop", source.name)),
     ]
     for name, argv in steps:
-        step = _run(name, argv, env, workdir)
+        step = runner(name, argv, env, workdir)
         run.steps.append(step)
         if name == "train":
             _parse_training(step.output, run)
@@ -204,7 +213,7 @@ def run_shop(source: ShopSource, workdir: Path, env: dict[str, str]) -> ShopRun:
         ),  # fmt: skip
     ]
     for name, argv in later:
-        step = _run(name, argv, env, workdir)
+        step = runner(name, argv, env, workdir)
         run.steps.append(step)
         expected = 0 if name != "recommend" or "recommender" in run.trained else 1
         if step.code != expected:
@@ -303,8 +312,10 @@ def _check_batch(run: ShopRun, answer: Any) -> None:
         run.problems.append(f"scores:batch does not name {sorted(skipped)} as unavailable")
 
 
-def run_all(sources: list[ShopSource], workdir: Path) -> list[ShopRun]:
-    """Every shop in one fresh MLflow SQLite store under `workdir`."""
+def run_all(
+    sources: list[ShopSource], workdir: Path, runner: Runner = run_process
+) -> list[ShopRun]:
+    """Every shop in one fresh MLflow SQLite store under `workdir` (`runner`: see `run_shop`)."""
     store = workdir / "mlruns"
     store.mkdir(parents=True, exist_ok=True)
     env = dict(
@@ -317,7 +328,7 @@ def run_all(sources: list[ShopSource], workdir: Path) -> list[ShopRun]:
     runs = []
     for source in sources:
         print(f"[shops] {source.name}: {source.description}", flush=True)
-        run = run_shop(source, workdir, env)
+        run = run_shop(source, workdir, env, runner)
         runs.append(run)
         print(
             f"[shops] {source.name}: {'ok' if run.ok else 'FAILED'}; trained {run.trained}; "
