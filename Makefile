@@ -79,9 +79,19 @@ postgres:
 # OpenMP at one thread too (scikit-learn's HistGradientBoosting outside a training run): two test
 # processes on two cores, each with a pool of idle threads spinning for work, cost more CPU
 # than they save (models/threads.py).
+# mypy (about a minute of one core on a fresh clone, with no cache yet) checks the types beside
+# the tests instead of before them; the target fails when either fails, mypy's report last.
 test: export OMP_NUM_THREADS ?= 1
-test: lint browser postgres
-	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+test: install-dev browser postgres
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@echo "$(BIN)/mypy features models training serving benchmarks patronage (beside the tests)"
+	@$(BIN)/mypy features models training serving benchmarks patronage > $(VENV)/mypy.log 2>&1 & \
+	types=$$!; \
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder; tests=$$?; \
+	wait $$types; typed=$$?; \
+	echo "mypy:"; cat $(VENV)/mypy.log; \
+	test $$tests -eq 0 && test $$typed -eq 0
 
 bench: install-dev
 	$(BIN)/python -m benchmarks.run_all
