@@ -50,6 +50,9 @@ from models.recommenders.validation import (
 from models.recommenders.winners import WinnerSpec
 
 PROTOCOLS = ("discovery", "repeat")
+OWN_ITEM_FAMILIES = frozenset({"repeat_purchase", "repeat_cycle", "repeat_frequency"})
+"""Families that rank the customer's own items (and popularity after them): with bought items
+excluded, as discovery judges, they are a popularity list."""
 PERSONAL_BUDGET_SHARE = 0.6
 """Personal candidates start only while this share of the time budget is unused. The budget
 counts from the start of the candidate search: building the validation data (its matrices,
@@ -91,13 +94,19 @@ def _fit_candidates(
     say: Callable[[str], None],
 ) -> _Fitted:
     """Fit and score every candidate in order (a personal one only before the `deadline`,
-    except the first personal one, which always runs: a slow or busy machine must not leave
-    the shop with shared lists alone); records each one's validation metrics, or why it was
-    skipped, in `report`."""
+    except the first of the own-item families and the first of the others, which always run:
+    a slow or busy machine must not leave either protocol with shared lists alone, and an
+    own-item model ranks nothing new for discovery); records each one's validation metrics,
+    or why it was skipped, in `report`."""
     fitted = _Fitted({spec.name: spec for spec in specs})
     for spec in specs:
-        tried_personal = any(fitted.specs[name].personalised for name in fitted.models)
-        if spec.personalised and tried_personal and deadline():
+        kind = spec.family in OWN_ITEM_FAMILIES
+        tried = any(
+            fitted.specs[name].personalised
+            and (fitted.specs[name].family in OWN_ITEM_FAMILIES) == kind
+            for name in fitted.models
+        )
+        if spec.personalised and tried and deadline():
             report["skipped"].append(spec.name)
             continue
         fit_started = time.perf_counter()
