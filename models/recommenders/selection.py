@@ -92,12 +92,13 @@ def _fit_candidates(
     deadline: Callable[[], bool],
     report: dict[str, Any],
     say: Callable[[str], None],
+    keep_one_of_each: bool = True,
 ) -> _Fitted:
     """Fit and score every candidate in order (a personal one only before the `deadline`,
-    except the first of the own-item families and the first of the others, which always run:
-    a slow or busy machine must not leave either protocol with shared lists alone, and an
-    own-item model ranks nothing new for discovery); records each one's validation metrics,
-    or why it was skipped, in `report`."""
+    except, with `keep_one_of_each`, the first of the own-item families and the first of the
+    others, which always run: a slow or busy machine must not leave either protocol with
+    shared lists alone, and an own-item model ranks nothing new for discovery); records each
+    one's validation metrics, or why it was skipped, in `report`."""
     fitted = _Fitted({spec.name: spec for spec in specs})
     for spec in specs:
         kind = spec.family in OWN_ITEM_FAMILIES
@@ -106,7 +107,7 @@ def _fit_candidates(
             and (fitted.specs[name].family in OWN_ITEM_FAMILIES) == kind
             for name in fitted.models
         )
-        if spec.personalised and tried and deadline():
+        if spec.personalised and (tried or not keep_one_of_each) and deadline():
             report["skipped"].append(spec.name)
             continue
         fit_started = time.perf_counter()
@@ -177,7 +178,8 @@ def select_models(
     def past_deadline() -> bool:
         return time.perf_counter() - search_started > PERSONAL_BUDGET_SHARE * time_budget_s
 
-    fitted = _fit_candidates(data, specs, past_deadline, report, say)
+    # A budget of 0 asks for the baselines alone; any other budget keeps one of each kind.
+    fitted = _fit_candidates(data, specs, past_deadline, report, say, time_budget_s > 0)
     winners: dict[str, WinnerSpec] = {}
     rankers: dict[str, Any] = {}
     for protocol in PROTOCOLS:
