@@ -52,13 +52,20 @@ def _check_recommendable(shop: Any, cut: pd.Timestamp, window: float) -> None:
         )
 
 
-def _fit_bundle(shop: Any, as_of: pd.Timestamp, options: TrainOptions, what: str) -> Any:
-    """`fit_recommender_bundle` with the run's seed and budget; RoleSkipped when it cannot."""
+def _fit_bundle(
+    shop: Any, as_of: pd.Timestamp, options: TrainOptions, what: str, lists_only: bool = False
+) -> Any:
+    """`fit_recommender_bundle` with the run's seed and budget (`lists_only` for the backtest,
+    which judges personal lists only); RoleSkipped when it cannot."""
     from models.recommenders.bundle import fit_recommender_bundle
 
     try:
         return fit_recommender_bundle(
-            shop, as_of, seed=options.seed, time_budget_s=options.time_budget_s
+            shop,
+            as_of,
+            seed=options.seed,
+            time_budget_s=options.time_budget_s,
+            lists_only=lists_only,
         )
     except ValueError as error:
         raise RoleSkipped(f"the recommender could not be fitted on {what}: {error}") from error
@@ -76,7 +83,7 @@ def _backtest(
     )
 
     past = shop.before(cut)
-    bundle = _fit_bundle(past, cut, options, f"the data before {cut.date()}")
+    bundle = _fit_bundle(past, cut, options, f"the data before {cut.date()}", lists_only=True)
     truth = window_truth(shop, bundle.customer_ids, cut, as_of, seed=options.seed)
     if not truth.relevant["repeat"]:
         raise RoleSkipped(

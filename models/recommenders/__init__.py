@@ -16,7 +16,7 @@ from models.recommenders.popularity import (
     RepeatPurchaseRecommender,
     TrendingRecommender,
 )
-from models.recommenders.repeat_cycle import RepeatCycleRecommender
+from models.recommenders.repeat_cycle import RepeatCycleRecommender, RepeatFrequencyRecommender
 from models.recommenders.rerank import RerankRecommender
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "PopularityRecommender",
     "Recommender",
     "RepeatCycleRecommender",
+    "RepeatFrequencyRecommender",
     "RepeatPurchaseRecommender",
     "RerankRecommender",
     "TrendingRecommender",

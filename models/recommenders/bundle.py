@@ -53,6 +53,8 @@ from models.recommenders.winners import fit_winner
 
 BUNDLE_FORMAT = 1
 ROLES = ("discovery", "repeat", "cross_sell", "similar", "trending")
+LIST_ROLES = ("discovery", "repeat", "trending")
+"""The roles every bundle has; a lists-only bundle (a backtest's) has no basket models."""
 
 
 FALLBACK_STRATEGY = "trending"
@@ -340,12 +342,21 @@ class RecommenderBundle:
         return session_recommendation(self, item_ids, k)
 
     # --- internals --------------------------------------------------------------------------
+    def basket_model(self, role: str) -> Recommender:
+        """The cross-sell or similar-items model; ValueError for a lists-only bundle."""
+        if role not in self.models:
+            raise ValueError(
+                f"this bundle was fitted for personal lists only (a backtest's): it has no "
+                f"{role} model; use the bundle fitted on all data"
+            )
+        return self.models[role]
+
     def _basket_scores(
         self, basket: np.ndarray, quantities: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The cross-sell model's scores of an anonymous basket (ascending unique columns and
         their float32 quantities) as (columns, scores); columns not listed score 0."""
-        model = self.models["cross_sell"]
+        model = self.basket_model("cross_sell")
         if _scores_sparsely(type(model)):
             return cast(SparseScorer, model).basket_scores(basket, quantities)
         n_items = len(self.item_ids)
@@ -356,7 +367,7 @@ class RecommenderBundle:
 
     def _similar_scores(self, column: int) -> tuple[np.ndarray, np.ndarray]:
         """The similar-items model's scores of one item as (columns, scores); others score 0."""
-        model = self.models["similar"]
+        model = self.basket_model("similar")
         if _scores_sparsely(type(model)):
             return cast(SparseScorer, model).similar_scores(column)
         dense = np.asarray(model._similarity_scores(np.array([column])), dtype=np.float32)
@@ -535,7 +546,11 @@ class RecommenderBundle:
                 key: csr_from_arrays(f"history_{key}", arrays) for key in meta["history_keys"]
             },
             purchased=csr_from_arrays("purchased", arrays),
-            models={role: Recommender.load(directory / "models" / role) for role in ROLES},
+            models={
+                role: Recommender.load(directory / "models" / role)
+                for role in ROLES
+                if role in LIST_ROLES or (directory / "models" / role).exists()
+            },
             model_history=dict(meta["model_history"]),
             strategies=dict(meta["strategies"]),
             rules=rules,
@@ -592,15 +607,19 @@ def fit_recommender_bundle(
     horizon_days: float = 90.0,
     max_per_category: int | None = None,
     log: Callable[[str], None] | None = None,
+    lists_only: bool = False,
 ) -> RecommenderBundle:
     """Select models on the validation window before `as_of`, refit the winners on all data
     before `as_of`, and return the servable bundle (its `report` says why each winner won).
 
     `as_of` is a timezone-aware UTC timestamp; `time_budget_s` bounds the candidate search
-    (the final refit comes on top). Raises ValueError when there is too little history."""
+    (the final refit comes on top). `lists_only` leaves out the basket models (cross-sell and
+    similar items: neither chosen nor fitted), for a backtest that judges personal lists only;
+    such a bundle answers `recommend_for` / `recommend_many` and refuses baskets, similar
+    items and sessions. Raises ValueError when there is too little history."""
     started = time.perf_counter()
     item_ids = catalog_item_ids(shop)
-    settings = SelectionSettings(seed, time_budget_s, horizon_days)
+    settings = SelectionSettings(seed, time_budget_s, horizon_days, cross_sell=not lists_only)
     selection = select_models(shop, as_of, settings, item_ids=item_ids, log=log)
     window = selection.window_days
     matrices: dict[float | None, Interactions] = {}
@@ -639,17 +658,17 @@ def fit_recommender_bundle(
         history[key] = matrix_at(half_life).matrix
         model_history[role] = key
         strategies[role] = winner.label
-    for role, candidate in (
-        ("cross_sell", selection.cross_sell_winner),
-        ("similar", SIMILAR_ITEMS),
-    ):
-        models[role] = candidate.make().fit(matrix_at(candidate.half_life), co_purchase)
-        strategies[role] = candidate.name
+    basket_models = {"cross_sell": selection.cross_sell_winner, "similar": SIMILAR_ITEMS}
+    for role, candidate in basket_models.items():
+        if candidate is not None and not lists_only:
+            models[role] = candidate.make().fit(matrix_at(candidate.half_life), co_purchase)
+            strategies[role] = candidate.name
     trending_half_life = fallback_half_life(selection.trending)
     models["trending"] = TrendingRecommender().fit(matrix_at(trending_half_life))
     strategies["trending"] = "trending"
     for role in ("cross_sell", "similar", "trending"):
-        model_history[role] = "hinf"
+        if role in models:
+            model_history[role] = "hinf"
     history["hinf"] = reference.matrix
     rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
     # Models that share a category's demand among its items are told which are sold at

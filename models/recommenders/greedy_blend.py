@@ -53,8 +53,10 @@ class _BlendScorer:
         self.data, self.cached, self.protocol = data, cached, protocol
 
     def _total(self, members: list[CandidateSpec], weights: list[float]) -> np.ndarray:
-        total = sum(w * self.cached[m.name] for m, w in zip(members, weights, strict=True))
-        return np.asarray(total, dtype=np.float32)
+        total = np.multiply(self.cached[members[0].name], np.float32(weights[0]), dtype=np.float32)
+        for member, weight in zip(members[1:], weights[1:], strict=True):
+            total += np.float32(weight) * self.cached[member.name]
+        return total
 
     def ndcg(
         self, members: list[CandidateSpec], weights: list[float], subset: np.ndarray | None

@@ -1,4 +1,6 @@
-"""Time-aware re-purchase: the customer's own items, weighed by whether each is due again.
+"""Time-aware re-purchase: the customer's own items, weighed by whether each is due again
+(`RepeatCycleRecommender`) or by how often it was bought lately (`RepeatFrequencyRecommender`,
+at the end of this module).
 
 For customer c and an item i they bought, at the fit's `as_of` (all durations in days):
 - how often and how recently: `own(c, i)`, the customer's recency-weighted confidence (the
@@ -188,6 +190,100 @@ def due_probabilities(
     probability = np.clip(alive * due, MIN_PROBABILITY, 1.0)
     matrix = sp.csr_matrix(
         (probability.astype(np.float32), (rows, cols)), shape=timing.orders.shape
+    )
+    matrix.sort_indices()
+    return matrix
+
+
+class RepeatFrequencyRecommender(Recommender):
+    """The customer's own items ranked by how often they bought them lately: time-aware item
+    weighting, each order holding the item weighed 2^(-k / `half_life_orders`) where k is the
+    number of the customer's own orders since it (the literature's decayed item frequency for
+    next-basket lists, counted in the customer's orders rather than in days, so no shop's
+    calendar is built in). Orders count once whatever the quantity (a tank of fuel is one
+    purchase, not 10,000). Ties and never-bought items go by `popularity_weight` x the shop's
+    best-seller share.
+
+    The order positions come from the fit's timing (`Interactions.timing`): a pair's orders
+    are taken as evenly spaced between its first and last purchase, and the days since each
+    are divided by the customer's own mean days between orders (module docstring). Items a
+    customer is asked about with, but which have no timing at the fit (bought since), count
+    as one order placed just now."""
+
+    strategy = "repeat_frequency"
+    knows_similar_items = False
+    _array_names = ("item_scores_", "frequency_")
+
+    def __init__(self, half_life_orders: float = 20.0, popularity_weight: float = 0.1) -> None:
+        self.half_life_orders = half_life_orders
+        self.popularity_weight = popularity_weight
+
+    def fit(
+        self,
+        interactions: Interactions,
+        co_purchase: sp.csr_matrix | None = None,
+        item_categories: np.ndarray | None = None,
+        customer_attributes: CustomerAttributes | None = None,
+    ) -> Self:
+        """Learn every pair's decayed order frequency at the history's `as_of`.
+
+        Raises ValueError when `interactions` carries no timing or `half_life_orders` is not
+        positive."""
+        if interactions.timing is None:
+            raise ValueError(
+                "repeat_frequency needs purchase timing: build the interactions with "
+                "features.interactions.InteractionsBuilder"
+            )
+        if not self.half_life_orders > 0:
+            raise ValueError(f"half_life_orders must be positive, got {self.half_life_orders}")
+        self._timing = interactions.timing
+        return super().fit(interactions, co_purchase, item_categories, customer_attributes)
+
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
+        self.item_scores_ = best_seller_shares(matrix)
+        timing = self._timing
+        del self._timing
+        self.frequency_ = decayed_order_frequency(timing, self.half_life_orders)
+
+    def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
+        bought = user_items.toarray() > 0
+        frequency = np.zeros(bought.shape, dtype=np.float32)
+        known = customer_rows >= 0
+        if known.any():
+            frequency[known] = self.frequency_[customer_rows[known]].toarray()
+        frequency[bought & (frequency == 0)] = 1.0
+        scale = frequency.max(axis=1, keepdims=True)
+        own = np.divide(frequency, scale, out=np.zeros_like(frequency), where=scale > 0)
+        return own + np.float32(self.popularity_weight) * self.item_scores_[None, :]
+
+
+def decayed_order_frequency(timing: PurchaseTiming, half_life_orders: float) -> sp.csr_matrix:
+    """Customers x items CSR (float32, the pairs of `timing`): the sum over the pair's n orders
+    of 2^(-k / `half_life_orders`), k = the customer's orders since each (days since it over
+    the customer's mean days between orders); the n orders are taken as evenly spaced from the
+    first to the last purchase, which makes the sum a geometric series."""
+    _, shop_median = item_cycles(timing)
+    cycle = customer_cycles(timing, shop_median)
+    orders, first, last = _pair_cells(timing)
+    n = orders.data.astype(np.float64)
+    per_order = np.log(2.0) / (half_life_orders * cycle[orders.row])
+    spacing = np.divide(first - last, n - 1.0, out=np.zeros_like(n), where=n > 1)
+    ratio = np.exp(-spacing * per_order)
+    series = np.divide(
+        -np.expm1(n * np.log(np.maximum(ratio, 1e-300))),
+        -np.expm1(-spacing * per_order),
+        out=n.copy(),
+        where=spacing * per_order > 1e-9,
+    )
+    frequency = np.exp(-last * per_order) * series
+    matrix = sp.csr_matrix(
+        (np.maximum(frequency, MIN_PROBABILITY).astype(np.float32), (orders.row, orders.col)),
+        shape=timing.orders.shape,
     )
     matrix.sort_indices()
     return matrix

@@ -68,8 +68,10 @@ def _item_scores(
 ) -> tuple[np.ndarray, np.ndarray]:
     """`weights @ M[session]` of the item x item matrix M as (sorted columns, float32 scores)."""
     for role in ("cross_sell", "similar"):
-        model = bundle.models[role]
+        model = bundle.basket_model(role)
         if isinstance(model, ItemRowsRecommender):
             return weighted_rows_sum(model._item_matrix(), session, weights)
-    similar = np.asarray(bundle.models["similar"]._similarity_scores(session), dtype=np.float32)
+    similar = np.asarray(
+        bundle.basket_model("similar")._similarity_scores(session), dtype=np.float32
+    )
     return np.arange(similar.shape[1]), (weights[:, None] * similar).sum(axis=0)

@@ -139,10 +139,12 @@ class ValidationData:
         """NDCG@K of each evaluated customer of `protocol` (rows with relevant items, in
         `eval_rows` order), as `ndcg` averages it; for paired comparisons of two score blocks."""
         rows = np.fromiter(sorted(self.relevant[protocol]), dtype=np.int64)
-        scores = np.asarray(scores, dtype=np.float32)[rows]
+        every_row = len(rows) == len(scores)  # rows are sorted and unique: then all of them
+        scores = np.asarray(scores, dtype=np.float32)
+        scores = scores if every_row else scores[rows]
         exclude = self.exclude[protocol]
         if exclude is not None:
-            scores = np.where(exclude[rows], -np.inf, scores)
+            scores = np.where(exclude if every_row else exclude[rows], -np.inf, scores)
         items, _ = top_k(scores, K)
         relevant = self._relevance(protocol)[rows]
         hits = np.take_along_axis(relevant, np.maximum(items, 0), axis=1) & (items >= 0)
@@ -160,10 +162,9 @@ class ValidationData:
 
     def ndcg(self, scores: np.ndarray, protocol: str, subset: np.ndarray | None = None) -> dict:
         """Validation metrics at K of a dense score block over `eval_rows` (optionally a subset)."""
-        scores = scores.copy()
         exclude = self.exclude[protocol]
         if exclude is not None:
-            scores[exclude] = -np.inf
+            scores = np.where(exclude, np.float32(-np.inf), scores)
         items, _ = top_k(scores, K)
         relevant = self.relevant[protocol]
         if subset is not None:
@@ -175,12 +176,12 @@ class ValidationData:
 def score_block(model: Recommender, data: ValidationData, matrix: Interactions) -> np.ndarray:
     """Row-normalised scores of `model` for every evaluated customer (rows of `eval_rows`)."""
     rows = data.eval_rows
-    blocks = []
+    block = np.empty((len(rows), matrix.n_items), dtype=np.float32)
     step = max(1, (1 << 22) // max(matrix.n_items, 1))
     for start in range(0, len(rows), step):
         chunk = rows[start : start + step]
-        blocks.append(row_normalise(model.scores(chunk, matrix.matrix[chunk])))
-    return np.vstack(blocks)
+        block[start : start + len(chunk)] = row_normalise(model.scores(chunk, matrix.matrix[chunk]))
+    return block
 
 
 def rounded(metrics: dict[str, float]) -> dict[str, float]:

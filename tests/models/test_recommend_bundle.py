@@ -272,3 +272,36 @@ def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_
     assert {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()} == logged
     code = main([*args, "--events", str(tmp_path / "nowhere"), "--out", str(out)])
     assert code == 1
+
+
+def test_a_spent_budget_keeps_one_personal_model_per_kind_and_lists_only_has_no_baskets(
+    shop, tmp_path: Path
+) -> None:
+    """With a budget spent before the search starts (a busy machine), selection still fits
+    the first own-item candidate and the first other personal one (so neither protocol falls
+    back to shared lists); a budget of 0 asks for baselines alone. A lists-only bundle answers
+    personal lists, survives save/load, and refuses baskets clearly."""
+    from models.recommenders.candidates import candidate_specs
+    from models.recommenders.selection import OWN_ITEM_FAMILIES
+
+    lists = fit_recommender_bundle(
+        shop.before(AS_OF), AS_OF, seed=0, time_budget_s=1e-9, lists_only=True
+    )
+    personal = [s for s in candidate_specs(len(lists.item_ids), 0, True) if s.personalised]
+    first_own = next(s.name for s in personal if s.family in OWN_ITEM_FAMILIES)
+    first_other = next(s.name for s in personal if s.family not in OWN_ITEM_FAMILIES)
+    fitted = [n for n in lists.report["candidates"] if n in {s.name for s in personal}]
+    assert fitted == [first_own, first_other]
+    assert "cross_sell" not in lists.models and "similar" not in lists.models
+    lists.save(tmp_path / "lists")
+    loaded = RecommenderBundle.load(tmp_path / "lists")
+    customer = str(lists.customer_ids[0])
+    assert (
+        loaded.recommend_for(customer, k=5).item_ids == lists.recommend_for(customer, k=5).item_ids
+    )
+    with pytest.raises(ValueError, match="personal lists only"):
+        loaded.cross_sell([str(lists.item_ids[0])])
+    shared = fit_recommender_bundle(
+        shop.before(AS_OF), AS_OF, seed=0, time_budget_s=0.0, lists_only=True
+    )
+    assert not [n for n in shared.report["candidates"] if n in {s.name for s in personal}]

@@ -13,8 +13,14 @@ from models.recommenders.candidates import (
     candidate_specs,
 )
 
-ALIVE_NAMES = ["repeat_cycle_alive_s1_p0.1_hW", "repeat_cycle_alive_s1_p0.1_hinf"]
-"""The time-aware "still buys it" re-purchase candidates, tried first after the baselines."""
+ALIVE_NAMES = [
+    "repeat_cycle_alive_s1_p0.1_hW",
+    "repeat_cycle_alive_s1_p0.1_hinf",
+    "repeat_frequency_o10_p0.1",
+    "repeat_frequency_o30_p0.1",
+]
+"""The time-aware "still buys it" re-purchase candidates and the decayed own-order frequencies,
+tried first after the baselines."""
 DUE_NAMES = ["repeat_cycle_due_s3_p0.1_hW", "repeat_cycle_due_s3_p0.1_hinf"]
 """The "due before the next order" ones, after the other instant candidates."""
 SEED_0_NAMES = [
@@ -42,7 +48,7 @@ def test_names_and_order_are_those_the_reports_show() -> None:
     specs = candidate_specs(100, seed=0, with_attributes=True)
     assert [spec.name for spec in specs] == SEED_0_NAMES
     large = candidate_specs(6_000, seed=0)
-    assert len(large) == 42 and not [s for s in large if s.family == "ease"]
+    assert len(large) == 44 and not [s for s in large if s.family == "ease"]
 
 
 def test_a_spec_makes_its_model_and_says_its_role() -> None:

@@ -33,7 +33,7 @@ from models.recommenders import (
     RerankRecommender,
     TrendingRecommender,
 )
-from models.recommenders.repeat_cycle import RepeatCycleRecommender
+from models.recommenders.repeat_cycle import RepeatCycleRecommender, RepeatFrequencyRecommender
 
 GROUP_SIZE = 12  # customers per group
 ITEMS_PER_GROUP = 8
@@ -112,22 +112,33 @@ def _fitted_reranker(interactions: Interactions, co_purchase: sp.csr_matrix) -> 
     return model.fit(history, labels=labels, repeat_rates=rates)
 
 
-def _fitted_repeat_cycle(interactions: Interactions, co_purchase: sp.csr_matrix) -> Recommender:
-    """The time-aware re-purchase model on the checkerboard with timing: each customer bought
-    their items in one order, `customer + 1` days before `as_of`."""
+def _timed(interactions: Interactions) -> Interactions:
+    """The checkerboard with timing: each customer bought their items in one order,
+    `customer + 1` days before `as_of`."""
     matrix = interactions.matrix.tocoo()
     timing = pair_timing(
         matrix.row, matrix.col, matrix.row, matrix.row + 1.0, interactions.matrix.shape
     )
-    timed = Interactions(
+    return Interactions(
         interactions.matrix, interactions.customer_ids, interactions.item_ids, timing
     )
-    return RepeatCycleRecommender(shape=2.0, next_order_due=True).fit(timed, co_purchase)
+
+
+def _fitted_repeat_cycle(interactions: Interactions, co_purchase: sp.csr_matrix) -> Recommender:
+    """The time-aware re-purchase model on the timed checkerboard."""
+    model = RepeatCycleRecommender(shape=2.0, next_order_due=True)
+    return model.fit(_timed(interactions), co_purchase)
+
+
+def _fitted_repeat_frequency(interactions: Interactions, co_purchase: sp.csr_matrix) -> Recommender:
+    """The decayed own-order frequency on the timed checkerboard."""
+    return RepeatFrequencyRecommender(half_life_orders=10.0).fit(_timed(interactions), co_purchase)
 
 
 FITTED_BY_HAND: dict[str, Callable[[Interactions, sp.csr_matrix], Recommender]] = {
     "rerank": _fitted_reranker,
     "repeat_cycle": _fitted_repeat_cycle,
+    "repeat_frequency": _fitted_repeat_frequency,
 }
 """Models whose `fit` needs more than the checkerboard (the re-ranker learns from a later
 window, the re-purchase cycle from purchase times): fitted here, then held to the same

@@ -10,7 +10,7 @@ import pytest
 from features.interactions import InteractionsBuilder
 from features.shop import Shop
 from models.recommenders.popularity import RepeatPurchaseRecommender
-from models.recommenders.repeat_cycle import RepeatCycleRecommender
+from models.recommenders.repeat_cycle import RepeatCycleRecommender, RepeatFrequencyRecommender
 
 START = pd.Timestamp("2025-03-03 12:00", tz="UTC")
 WEEKS = 10
@@ -97,3 +97,38 @@ def test_interactions_without_timing_are_refused() -> None:
     bare = type(interactions)(interactions.matrix, interactions.customer_ids, interactions.item_ids)
     with pytest.raises(ValueError, match="purchase timing"):
         RepeatCycleRecommender().fit(bare)
+
+
+def _lately_shop() -> Shop:
+    """`shopper` orders every 7 days for 10 weeks: `old` in each of the first 6 orders, `new`
+    in each of the last 3, `fuel` once in the first order at 5,000 units (20 other customers
+    buy `old` once, so it also sells most)."""
+    shop = planted_shop()
+    lines = [_line("shopper", 7 * week, "filler") for week in range(WEEKS)]
+    lines += [_line("shopper", 7 * week, "old") for week in range(6)]
+    lines += [_line("shopper", 7 * week, "new") for week in range(WEEKS - 3, WEEKS)]
+    lines += [{**_line("shopper", 0, "fuel"), "quantity": 5000}]
+    lines += [_line(f"p{k:02d}", 3, "old") for k in range(20)]
+    purchases = pd.concat([shop.purchases, pd.DataFrame(lines)], ignore_index=True)
+    names = ["filler", "fuel", "new", "old", "other", "popular", "weekly"]
+    items = pd.DataFrame({"item_id": names, "available": True})
+    customers = pd.DataFrame({"customer_id": sorted(purchases["customer_id"].unique())})
+    return Shop(purchases, shop.feedback, items, customers)
+
+
+def _shopper_ranking(half_life_orders: float) -> list[str]:
+    as_of = START + pd.Timedelta(days=7 * WEEKS)
+    interactions = InteractionsBuilder(_lately_shop(), as_of).build(None)
+    model = RepeatFrequencyRecommender(half_life_orders=half_life_orders).fit(interactions)
+    row = interactions.customer_rows(["shopper"])
+    items, _ = model.recommend(row, interactions.matrix[row], k=7)
+    return [str(interactions.item_ids[i]) for i in items[0]]
+
+
+def test_decayed_frequency_puts_recent_orders_first_and_counts_orders_not_units() -> None:
+    """With a half-life of 2 of the shopper's orders, 3 recent orders of `new` beat 6 old ones
+    of `old`; with a half-life of 1,000 orders the 6 orders win. `fuel`, one order of 5,000
+    units (9.5 times a unit's weight in the history matrix), stays below the 3 orders of `new`:
+    an order counts once whatever the quantity."""
+    assert _shopper_ranking(2.0)[:3] == ["filler", "new", "old"]
+    assert _shopper_ranking(1000.0)[:4] == ["filler", "old", "new", "fuel"]
