@@ -185,7 +185,8 @@ class LatentClassRecommender(Recommender):
         """Customers x groups purchase counts (the binary matrix itself at item level)."""
         if self.level == "item":
             return bought
-        return sp.csr_matrix(bought @ self._to_group())
+        grouped = bought @ self._to_group()
+        return grouped if isinstance(grouped, sp.csr_matrix) else sp.csr_matrix(grouped)
 
     def _to_group(self) -> sp.csr_matrix:
         """The items x groups 0/1 matrix, built once per fitted or loaded `item_group_` (a
@@ -361,7 +362,8 @@ def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
     """float32 CSR with 1.0 at each positive entry of `matrix` (duplicates summed first), no
     other entry: what `matrix.multiply(matrix > 0)` set to 1 gives, without the two sparse
     operations (most of a one-row request's cost)."""
-    matrix = sp.csr_matrix(matrix)
+    if not isinstance(matrix, sp.csr_matrix):
+        matrix = sp.csr_matrix(matrix)
     if not matrix.has_canonical_format:
         matrix = matrix.copy()
         matrix.sum_duplicates()
