@@ -444,6 +444,39 @@ def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> sp.csr_matrix
     )
 
 
+def positive_entries(matrix: sp.csr_matrix, binary: bool = False) -> sp.csr_matrix:
+    """float32 CSR of the entries `matrix.multiply(matrix > 0)` keeps (duplicates summed
+    first: the positive ones, and NaN for non-finite ones the product turns into NaN), with
+    their values, or 1.0 each when `binary`; the same matrix that product gives, built without
+    its two sparse operations (most of the cost of a one-row request in the models that use it).
+    """
+    if not isinstance(matrix, sp.csr_matrix):
+        matrix = sp.csr_matrix(matrix)
+    if not matrix.has_canonical_format:
+        matrix = matrix.copy()
+        matrix.sum_duplicates()
+    data = matrix.data
+    keep = (data > 0) | ~np.isfinite(data)
+    kept = data[keep]
+    if binary:
+        values = np.ones(len(kept), np.float32)
+    else:
+        with np.errstate(invalid="ignore"):  # -inf x 0 is NaN, as in the product
+            values = (kept * (kept > 0)).astype(np.float32)
+    kept_before = np.concatenate([[0], np.cumsum(keep)])
+    return sp.csr_matrix(
+        (values, matrix.indices[keep], kept_before[matrix.indptr]), shape=matrix.shape
+    )
+
+
+def one_hot_columns(codes: np.ndarray, n_values: int) -> sp.csr_matrix:
+    """(len(codes), n_values) float32 0/1 CSR with a 1 at each row's code (items -> groups)."""
+    return sp.csr_matrix(
+        (np.ones(len(codes), dtype=np.float32), (np.arange(len(codes)), codes)),
+        shape=(len(codes), n_values),
+    )
+
+
 def row_normalise(scores: np.ndarray) -> np.ndarray:
     """Each row divided by its largest absolute finite value (rows of zeros stay zero)."""
     scores = np.asarray(scores, dtype=np.float32)

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from scipy.stats import chi2
 
 from features.attributes import CustomerAttributes
-from models.recommenders.base import Recommender
+from models.recommenders.base import Recommender, one_hot_columns, positive_entries
 
 ATTRIBUTE_P_VALUE = 1e-3
 """An attribute is used when a G-test rejects its independence of the classes at this level."""
@@ -194,14 +194,7 @@ class LatentClassRecommender(Recommender):
         cached = self.__dict__.get("_to_group_of")
         if cached is None or cached[0] is not self.item_group_:
             n_groups = int(self.item_group_.max()) + 1
-            to_group = sp.csr_matrix(
-                (
-                    np.ones(len(self.item_group_), dtype=np.float32),
-                    (np.arange(len(self.item_group_)), self.item_group_),
-                ),
-                shape=(len(self.item_group_), n_groups),
-            )
-            cached = (self.item_group_, to_group)
+            cached = (self.item_group_, one_hot_columns(self.item_group_, n_groups))
             self.__dict__["_to_group_of"] = cached
         return cached[1]
 
@@ -359,18 +352,5 @@ def _one_hot(codes: np.ndarray, n_values: int) -> sp.csr_matrix:
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """float32 CSR with 1.0 at each positive entry of `matrix` (duplicates summed first), no
-    other entry: what `matrix.multiply(matrix > 0)` set to 1 gives, without the two sparse
-    operations (most of a one-row request's cost)."""
-    if not isinstance(matrix, sp.csr_matrix):
-        matrix = sp.csr_matrix(matrix)
-    if not matrix.has_canonical_format:
-        matrix = matrix.copy()
-        matrix.sum_duplicates()
-    keep = matrix.data > 0
-    kept_before = np.concatenate([[0], np.cumsum(keep)])
-    return sp.csr_matrix(
-        (np.ones(int(kept_before[-1]), dtype=np.float32), matrix.indices[keep],
-         kept_before[matrix.indptr]),
-        shape=matrix.shape,
-    )  # fmt: skip
+    """float32 CSR with 1.0 at each entry `matrix.multiply(matrix > 0)` keeps."""
+    return positive_entries(matrix, binary=True)
