@@ -34,6 +34,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],
     "chain_effect": ["benchmarks.chain_effect"],
+    "live": ["benchmarks.live"],
     # the setting of the published figures: 12 rounds of 6 s per route (the default is 8)
     "serving": ["benchmarks.serving", "--rounds", "12", "--seconds", "72"],
 }

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 from scipy.stats import chi2
 
 from features.attributes import CustomerAttributes
-from models.recommenders.base import Recommender
+from models.recommenders.base import Recommender, one_hot_columns, positive_entries
 
 ATTRIBUTE_P_VALUE = 1e-3
 """An attribute is used when a G-test rejects its independence of the classes at this level."""
@@ -185,15 +185,18 @@ class LatentClassRecommender(Recommender):
         """Customers x groups purchase counts (the binary matrix itself at item level)."""
         if self.level == "item":
             return bought
-        n_groups = int(self.item_group_.max()) + 1
-        to_group = sp.csr_matrix(
-            (
-                np.ones(len(self.item_group_), dtype=np.float32),
-                (np.arange(len(self.item_group_)), self.item_group_),
-            ),
-            shape=(len(self.item_group_), n_groups),
-        )
-        return sp.csr_matrix(bought @ to_group)
+        grouped = bought @ self._to_group()
+        return grouped if isinstance(grouped, sp.csr_matrix) else sp.csr_matrix(grouped)
+
+    def _to_group(self) -> sp.csr_matrix:
+        """The items x groups 0/1 matrix, built once per fitted or loaded `item_group_` (a
+        request scoring one customer spent a third of its latent-class time building it)."""
+        cached = self.__dict__.get("_to_group_of")
+        if cached is None or cached[0] is not self.item_group_:
+            n_groups = int(self.item_group_.max()) + 1
+            cached = (self.item_group_, one_hot_columns(self.item_group_, n_groups))
+            self.__dict__["_to_group_of"] = cached
+        return cached[1]
 
     def _em(
         self,
@@ -349,7 +352,5 @@ def _one_hot(codes: np.ndarray, n_values: int) -> sp.csr_matrix:
 
 
 def _binary(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    positive = sp.csr_matrix(matrix.multiply(matrix > 0), dtype=np.float32)
-    positive.eliminate_zeros()
-    positive.data[:] = 1.0
-    return positive
+    """float32 CSR with 1.0 at each entry `matrix.multiply(matrix > 0)` keeps."""
+    return positive_entries(matrix, binary=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from models.recommenders.base import Recommender
+from models.recommenders.base import Recommender, one_hot_columns, positive_entries
 
 
 def buyers_per_item(matrix: sp.csr_matrix) -> np.ndarray:
@@ -136,21 +136,23 @@ class CategoryAffinityRecommender(Recommender):
         self.category_share_ = (per_category / per_category.sum()).astype(np.float32)
 
     def _customer_category_shares(self, user_items: sp.csr_matrix) -> np.ndarray:
-        positive = sp.csr_matrix(user_items.multiply(user_items > 0), dtype=np.float32)
-        n_categories = len(self.category_share_)
-        to_category = sp.csr_matrix(
-            (
-                np.ones(len(self.item_category_), dtype=np.float32),
-                (np.arange(len(self.item_category_)), self.item_category_),
-            ),
-            shape=(len(self.item_category_), n_categories),
-        )
-        totals = np.asarray((positive @ to_category).toarray())
+        positive = positive_entries(user_items)
+        totals = np.asarray((positive @ self._to_category()).toarray())
         # Shares of the customer's purchases, smoothed towards the shop-wide shares.
         counts = totals / np.maximum(totals.sum(axis=1, keepdims=True), 1e-12)
         counts *= np.minimum(np.diff(positive.indptr), 50)[:, None]
         smoothed = counts + self.smoothing * self.category_share_[None, :]
         return smoothed / smoothed.sum(axis=1, keepdims=True)
+
+    def _to_category(self) -> sp.csr_matrix:
+        """The items x categories 0/1 matrix, built once per fitted or loaded model (not per
+        request)."""
+        cached = self.__dict__.get("_to_category_of")
+        if cached is None or cached[0] is not self.item_category_:
+            n_categories = len(self.category_share_)
+            cached = (self.item_category_, one_hot_columns(self.item_category_, n_categories))
+            self.__dict__["_to_category_of"] = cached
+        return cached[1]
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
         shares = self._customer_category_shares(user_items)
