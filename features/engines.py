@@ -195,6 +195,8 @@ def local_spark_session(cores: int = 2, shuffle_partitions: int = 2) -> SparkSes
     # pyspark reads the workers' interpreter from this variable when the context starts (its
     # default, `python3` on PATH, may lack pandas and Patronage)
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # the JVM (started by the first session) then binds to loopback, not the host's interface
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     return (  # type: ignore[no-any-return]
         session_class.builder.master(f"local[{cores}]")
         .appName("patronage")
