@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "crash": ["benchmarks.crash"],
     "event_rate": ["benchmarks.event_rate"],
     "postgres_events": ["benchmarks.postgres_events"],
+    "spark_scoring": ["benchmarks.spark_scoring"],
     "deployment": ["benchmarks.deployment"],
     "limits": ["benchmarks.limits"],
     "crm_console": ["benchmarks.crm_console"],

@@ -86,6 +86,22 @@ def customer_features(
         return canonical_customer_frame(execute(backend, expression))
 
 
+def spark_customer_frame(backend: ibis.BaseBackend, tables: ShopTables, as_of: Any) -> Any:
+    """The customer features of `tables` (on a PySpark backend) as a Spark DataFrame, left
+    where it is: nothing is collected to the driver. Same rows and values as
+    `customer_features(..., engine="spark")`, in Spark's types and order (one row per customer;
+    `canonical_customer_frame` gives a collected part the canonical types). The channel list
+    is computed first (one small query). `as_of` is exclusive, UTC."""
+    if backend.name != "pyspark":
+        raise ValueError(f"spark_customer_frame needs a PySpark backend, got {backend.name}")
+    as_of = as_of_utc(as_of)
+    channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
+    expression = customer_feature_table(
+        tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
+    )
+    return backend._session.sql(backend.compile(expression))  # type: ignore[attr-defined]
+
+
 def _channels_on(tables: ShopTables, as_of: pd.Timestamp) -> ir.Table:
     """`channel_values` over a `ShopTables` (for the cached DuckDB SQL)."""
     return channel_values(tables.purchases, as_of)

@@ -16,6 +16,8 @@ Both engines are switched to UTC for the session (DuckDB `SET TimeZone`, Spark
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import uuid
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
@@ -158,22 +160,52 @@ def connect(engine: str = "duckdb", connection: Any = None) -> ibis.BaseBackend:
     return backend
 
 
-def local_spark_session(cores: int = 2, shuffle_partitions: int = 2) -> SparkSession:
-    """A small local SparkSession (UI off, UTC, few shuffle partitions); reused if one exists.
-
-    Needs pyspark (the `spark` extra) and Java 17; raises ImportError naming the extra."""
+def _spark_session_class() -> Any:
+    """pyspark's SparkSession; ImportError naming the extra when pyspark is not installed."""
     try:
         from pyspark.sql import SparkSession
     except ImportError as error:
         raise ImportError(
             "the spark engine needs pyspark: pip install 'patronage[spark]' (and Java 17)"
         ) from error
-    return (
-        SparkSession.builder.master(f"local[{cores}]")
-        .appName("patronage-features")
+    return SparkSession
+
+
+def command_spark_session() -> SparkSession:
+    """The SparkSession a command runs on: under `spark-submit`, the one spark-submit set up
+    (its --master and --conf are kept, only the session time zone is set to UTC); otherwise
+    `local_spark_session()`. Raises ImportError as `local_spark_session`."""
+    session_class = _spark_session_class()
+    if "PYSPARK_GATEWAY_PORT" in os.environ:  # set by spark-submit for the driver it starts
+        session = session_class.builder.getOrCreate()
+        session.conf.set("spark.sql.session.timeZone", "UTC")
+    else:
+        session = local_spark_session()
+    session.sparkContext.setLogLevel("ERROR")
+    return session  # type: ignore[no-any-return]
+
+
+def local_spark_session(cores: int = 2, shuffle_partitions: int = 2) -> SparkSession:
+    """A small local SparkSession (UI off, UTC, few shuffle partitions); reused if one exists.
+
+    Its Python workers (pandas UDFs, e.g. scoring) run this interpreter unless PYSPARK_PYTHON
+    names another. Needs pyspark (the `spark` extra) and Java 17; raises ImportError naming
+    the extra."""
+    session_class = _spark_session_class()
+    # pyspark reads the workers' interpreter from this variable when the context starts (its
+    # default, `python3` on PATH, may lack pandas and Patronage)
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # the JVM (started by the first session) then binds to loopback, not the host's interface
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    return (  # type: ignore[no-any-return]
+        session_class.builder.master(f"local[{cores}]")
+        .appName("patronage")
         .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.default.parallelism", str(shuffle_partitions))
         .config("spark.ui.enabled", "false")
+        # everything stays on this machine: the driver listens on loopback only
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         # adaptive re-planning costs more than it saves on one machine's worth of data

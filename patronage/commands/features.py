@@ -49,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--engine",
         choices=("duckdb", "spark"),
         default="duckdb",
-        help="where the feature expressions run (spark: a local[2] session, needs Java 17)",
+        help="where the feature expressions run (spark: a local[2] session, or the one "
+        "spark-submit started; needs Java 17)",
     )
     parser.add_argument(
         "--items-out",
@@ -77,10 +78,9 @@ def run_features(args: argparse.Namespace) -> int:
     loaded = load_shop(args.directory, **reject_options(args))
     connection = None
     if args.engine == "spark":
-        from features.engines import local_spark_session
+        from features.engines import command_spark_session
 
-        connection = local_spark_session()
-        connection.sparkContext.setLogLevel("ERROR")
+        connection = command_spark_session()
     customers = customer_features(loaded.shop, as_of, engine=args.engine, connection=connection)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     customers.to_parquet(args.out, index=False)
