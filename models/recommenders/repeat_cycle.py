@@ -47,6 +47,16 @@ MIN_PROBABILITY = 1e-6
 items they never bought when the popularity weight is small."""
 
 
+def _timing_of(interactions: Interactions, model: str) -> PurchaseTiming:
+    """The purchase timing `interactions` carries; ValueError (naming `model`) when none."""
+    if interactions.timing is None:
+        raise ValueError(
+            f"{model} needs purchase timing: build the interactions with "
+            "features.interactions.InteractionsBuilder"
+        )
+    return interactions.timing
+
+
 class RepeatCycleRecommender(Recommender):
     """The customer's own items ranked by how often, how recently and how due they are.
 
@@ -83,14 +93,10 @@ class RepeatCycleRecommender(Recommender):
 
         Raises ValueError when `interactions` carries no timing (build it with
         `features.interactions.InteractionsBuilder`) or `shape` is not positive."""
-        if interactions.timing is None:
-            raise ValueError(
-                "repeat_cycle needs purchase timing: build the interactions with "
-                "features.interactions.InteractionsBuilder"
-            )
+        timing = _timing_of(interactions, "repeat_cycle")
         if not self.shape > 0:
             raise ValueError(f"shape must be positive, got {self.shape}")
-        self._timing = interactions.timing
+        self._timing = timing
         return super().fit(interactions, co_purchase, item_categories, customer_attributes)
 
     def _fit(
@@ -229,14 +235,10 @@ class RepeatFrequencyRecommender(Recommender):
 
         Raises ValueError when `interactions` carries no timing or `half_life_orders` is not
         positive."""
-        if interactions.timing is None:
-            raise ValueError(
-                "repeat_frequency needs purchase timing: build the interactions with "
-                "features.interactions.InteractionsBuilder"
-            )
+        timing = _timing_of(interactions, "repeat_frequency")
         if not self.half_life_orders > 0:
             raise ValueError(f"half_life_orders must be positive, got {self.half_life_orders}")
-        self._timing = interactions.timing
+        self._timing = timing
         return super().fit(interactions, co_purchase, item_categories, customer_attributes)
 
     def _fit(
