@@ -158,9 +158,43 @@ def _run_tries(base: str, shop_dir: Path, per_item: int, seed: int) -> list[Try]
     return tries
 
 
-def _wait_all_workers(base: str, server: subprocess.Popen[bytes], timeout: float) -> float:
+def start_two_workers(
+    workdir: Path, uri: str, events: Path, **settings: str
+) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """Start `patronage serve --workers 2 --shop SHOP` on a free port with the benchmark's keys,
+    `events` as its event directory and `settings` as further environment variables (log in
+    `workdir`), answering health checks (stopped again if it never does); (process, base URL,
+    environment). Its workers may still be loading: see `wait_all_workers`."""
+    env = dict(
+        os.environ,
+        MLFLOW_TRACKING_URI=uri,
+        PATRONAGE_API_KEYS=",".join(f"{s}={k}" for s, k in KEYS.items()),
+        PATRONAGE_EVENTS_DIR=str(events),
+        OPENBLAS_NUM_THREADS="1",
+        **settings,
+    )
+    port = _free_port()
+    log = workdir / "patronage-serve.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "patronage", "serve", "--port", str(port), "--workers", "2",
+         "--poll-seconds", "0", "--shop", SHOP],
+        cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(f"{base}/health/ready", server, 600, log)
+    except BaseException:
+        _stop(server)
+        raise
+    return server, base, env
+
+
+def wait_all_workers(
+    base: str, server: subprocess.Popen[bytes], timeout: float, challenger: bool = False
+) -> float:
     """Wait until 10 answers in a row, each on a new connection (so from either worker), say
-    the models are loaded and the default lists precomputed; seconds waited."""
+    the models are loaded and the default lists precomputed (and, with `challenger`, the
+    challenger loaded); seconds waited."""
     import httpx
 
     started = time.perf_counter()
@@ -174,8 +208,10 @@ def _wait_all_workers(base: str, server: subprocess.Popen[bytes], timeout: float
             answer = httpx.get(
                 f"{base}/v1/models", headers={"X-API-Key": KEYS["admin"]}, timeout=10
             )
-            status = (answer.json().get("recommender_status") or {}).get("precomputed")
+            body = answer.json()
+            status = (body.get("recommender_status") or {}).get("precomputed")
             ready = answer.status_code == 200 and status is not None and status["done"]
+            ready = ready and (not challenger or bool(body.get("challenger")))
         except (httpx.TransportError, ValueError):
             ready = False
         in_a_row = in_a_row + 1 if ready else 0
@@ -342,24 +378,9 @@ def main() -> int:
         workdir.mkdir(parents=True, exist_ok=True)
         shop_dir, uri, setup = prepare(workdir, args.customers, args.items, args.time_budget)
         events = workdir / "events"
-        env = dict(
-            os.environ,
-            MLFLOW_TRACKING_URI=uri,
-            PATRONAGE_API_KEYS=",".join(f"{s}={k}" for s, k in KEYS.items()),
-            PATRONAGE_EVENTS_DIR=str(events),
-            OPENBLAS_NUM_THREADS="1",
-        )
-        port = _free_port()
-        log = workdir / "patronage-serve.log"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "patronage", "serve", "--port", str(port), "--workers", "2",
-             "--poll-seconds", "0", "--shop", SHOP],
-            cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
+        server, base, _ = start_two_workers(workdir, uri, events)
         try:
-            _wait_http(f"{base}/health/ready", server, 600, log)
-            _wait_all_workers(base, server, 600)
+            wait_all_workers(base, server, 600)
             load_before = os.getloadavg()[0]
             started = time.perf_counter()
             tries = _run_tries(base, shop_dir, args.per_item, seed=0)

@@ -39,9 +39,10 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.chain_effect import start_two_workers, wait_all_workers
 from benchmarks.live_versions import LiveVersions, register_live_versions
 from benchmarks.report import write_result
-from benchmarks.serving import KEYS, SHOP, _free_port, _stop, _wait_http, prepare
+from benchmarks.serving import KEYS, SHOP, _stop, prepare
 from benchmarks.shoppers import Shopper, ShopTruth, draw_shoppers
 
 RESULT_PATH = Path(__file__).resolve().parent / "results" / "live.json"
@@ -237,32 +238,6 @@ def _simulate(base: str, truth: ShopTruth, shoppers: list[Shopper], visits: int,
     return traffic
 
 
-def _wait_ready(base: str, server: subprocess.Popen[bytes], timeout: float) -> float:
-    """Wait until 10 answers in a row (new connections, so either worker) show the champion's
-    lists precomputed and the challenger loaded; seconds waited."""
-    import httpx
-
-    started = time.perf_counter()
-    in_a_row = 0
-    while in_a_row < 10:
-        if time.perf_counter() - started > timeout:
-            raise RuntimeError(f"the workers were not all ready within {timeout} s")
-        if server.poll() is not None:
-            raise RuntimeError("server exited while loading")
-        try:
-            answer = httpx.get(
-                f"{base}/v1/models", headers={"X-API-Key": KEYS["admin"]}, timeout=10
-            )
-            body = answer.json()
-            status = (body.get("recommender_status") or {}).get("precomputed")
-            ready = bool(status and status["done"] and body.get("challenger"))
-        except (httpx.TransportError, ValueError):
-            ready = False
-        in_a_row = in_a_row + 1 if ready else 0
-        time.sleep(0.1 if ready else 1.0)
-    return time.perf_counter() - started
-
-
 def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run a `patronage` command as a shopkeeper would."""
     return subprocess.run(
@@ -425,29 +400,6 @@ def _variant_table(comparison: dict[str, Any], chain: dict[str, Any]) -> list[di
     return rows
 
 
-def _serve(workdir: Path, uri: str, events: Path) -> tuple[subprocess.Popen[bytes], str, dict]:
-    """Start `patronage serve --workers 2` with the challenger share; (process, base, env)."""
-    env = dict(
-        os.environ,
-        MLFLOW_TRACKING_URI=uri,
-        PATRONAGE_API_KEYS=",".join(f"{s}={k}" for s, k in KEYS.items()),
-        PATRONAGE_EVENTS_DIR=str(events),
-        PATRONAGE_CHALLENGER_SHARE=str(CHALLENGER_SHARE),
-        OPENBLAS_NUM_THREADS="1",
-    )
-    port = _free_port()
-    log = workdir / "patronage-serve.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "patronage", "serve", "--port", str(port), "--workers", "2",
-         "--poll-seconds", "0", "--shop", SHOP],
-        cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    _wait_http(f"{base}/health/ready", server, 600, log)
-    _wait_ready(base, server, 600)
-    return server, base, env
-
-
 def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     """Prepare, serve, simulate, report; the result JSON."""
     shop_dir, uri, setup = prepare(workdir, args.customers, args.items, args.time_budget)
@@ -455,8 +407,11 @@ def _run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     truth = ShopTruth.read(shop_dir)
     shoppers = draw_shoppers(truth, args.shoppers, args.seed)
     events = workdir / f"events-{int(time.time())}"
-    server, base, env = _serve(workdir, uri, events)
+    server, base, env = start_two_workers(
+        workdir, uri, events, PATRONAGE_CHALLENGER_SHARE=str(CHALLENGER_SHARE)
+    )
     try:
+        wait_all_workers(base, server, 600, challenger=True)
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         traffic = _simulate(base, truth, shoppers, args.visits, args.threads)
