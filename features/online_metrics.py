@@ -1,5 +1,6 @@
-"""Online metrics from the event log: how recommendations did with real shoppers, per model
-version, route, strategy and variant, with 95% intervals and the difference between variants.
+"""Online metrics from the posted events (the file log or the PostgreSQL event store): how
+recommendations did with real shoppers, per model version, route, strategy and variant, with
+95% intervals and the difference between variants.
 
 Read by the server (`/v1/models`, the Prometheus counters), the CLI (`patronage online-report`,
 `patronage promote --online`) and the tests alike. Definitions (docs/serving.md):
@@ -32,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.event_log import iter_event_records
+from features.event_store import open_event_store
 from features.recommendation_ids import Origin, origin_of
 
 ATTRIBUTION_DAYS = 7
@@ -115,11 +116,17 @@ def _purchase_line(record: Mapping[str, Any]) -> PurchaseLine:
     )
 
 
-def read_online_events(directory: Path | str) -> OnlineEvents:
-    """The online events of the log under `directory` (a missing directory: none)."""
-    events = OnlineEvents()
-    events.add(iter_event_records(Path(directory)))
-    return events
+def read_online_events(location: Path | str) -> OnlineEvents:
+    """The online events of the event store at `location`: a log directory (a missing one:
+    none) or a `postgresql://` URL (`features.event_store.open_event_store`). Raises OSError
+    when the database cannot be read."""
+    store = open_event_store(location)
+    try:
+        events = OnlineEvents()
+        events.add(store.read_records())
+        return events
+    finally:
+        store.close()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from patronage.cli import PatronageError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.online_metrics import OnlineReport
+    from features.online_metrics import OnlineEvents, OnlineReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +55,10 @@ def add_online_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events",
         default=None,
-        type=Path,
-        metavar="DIR",
-        help="the event log directory (default: PATRONAGE_EVENTS_DIR, else data/events)",
+        metavar="DIR|URL",
+        help="the event log directory or the PostgreSQL event store "
+        "(postgresql://...?schema=S) (default: PATRONAGE_EVENTS_URL, else PATRONAGE_EVENTS_DIR, "
+        "else data/events)",
     )
 
 
@@ -75,29 +76,46 @@ def parse_since(text: str | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def events_directory(given: Path | None) -> Path:
-    """`--events`, else the server's `PATRONAGE_EVENTS_DIR` (default data/events); must exist."""
+def events_location(given: str | None) -> str:
+    """`--events`, else the server's `PATRONAGE_EVENTS_URL`, else its `PATRONAGE_EVENTS_DIR`
+    (default data/events); a directory must exist."""
+    from features.postgres_url import is_postgres_url
+
     if given is None:
         from serving.config import Settings
 
-        given = Settings.from_env().events_dir
-    if not given.is_dir():
+        settings = Settings.from_env()
+        given = settings.events_url or str(settings.events_dir)
+    if not is_postgres_url(given) and not Path(given).is_dir():
         raise PatronageError(
-            f"no event log at {given}: pass --events DIR (the server's PATRONAGE_EVENTS_DIR)"
+            f"no event log at {given}: pass --events DIR or postgresql://...?schema=S (the "
+            "server's PATRONAGE_EVENTS_DIR or PATRONAGE_EVENTS_URL)"
         )
     return given
 
 
-def _online_report(args: argparse.Namespace) -> int:
-    from features.online_metrics import online_report, read_online_events
+def read_events_at(location: str) -> OnlineEvents:
+    """The online events at `location`; a database that cannot be read is a clear error."""
+    from features.online_metrics import read_online_events
+    from features.postgres_url import masked
 
-    directory = events_directory(args.events)
-    report = online_report(read_online_events(directory), parse_since(args.since))
+    try:
+        return read_online_events(location)
+    except OSError as error:
+        raise PatronageError(f"--events {masked(location)}: {error.strerror}") from None
+
+
+def _online_report(args: argparse.Namespace) -> int:
+    from features.online_metrics import online_report
+    from features.postgres_url import masked
+
+    location = events_location(args.events)
+    report = online_report(read_events_at(location), parse_since(args.since))
     if not report.groups:
         since = f" shown since {args.since}" if args.since else ""
         raise PatronageError(
-            f"no impressions{since} in {directory}: the storefront posts them to POST /v1/events "
-            "(`impressions`, with each answer's recommendation_id)"
+            f"no impressions{since} in {masked(location)}: the storefront posts them to POST "
+            "/v1/events (`impressions`, with each answer's recommendation_id)"
         )
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
@@ -193,12 +211,11 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def promote_online(args: argparse.Namespace) -> int:
     """`patronage promote NAME --online`: exit 0 only when the challenger was promoted."""
-    from features.online_metrics import read_online_events
     from training.online_promotion import promote_online as decide
     from training.registry import RegistryError, resolve_model_name
     from training.tracking import TrackingUnavailable, connect
 
-    directory = events_directory(args.events)
+    location = events_location(args.events)
     since = parse_since(args.since)
     try:
         _, client = connect()
@@ -207,7 +224,7 @@ def promote_online(args: argparse.Namespace) -> int:
         raise PatronageError(str(error)) from None
     if not name.endswith(".recommender"):
         raise PatronageError(f"{name}: --online compares recommenders only (give `recommender`)")
-    decision = decide(client, name, read_online_events(directory), since)
+    decision = decide(client, name, read_events_at(location), since)
     if not decision.promoted:
         raise PatronageError(f"not promoted: {decision.reason}")
     print(decision.reason)

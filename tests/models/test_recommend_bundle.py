@@ -237,7 +237,7 @@ def test_with_availability_changes_only_the_rule_and_leaves_the_bundle_alone(
 def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_path: Path) -> None:
     """--events: items posted unavailable leave the lists, posted purchases count as bought,
     exactly as the bundle's own rules would have it; the log is only read."""
-    from features.event_log import EventLog
+    from features.event_log import EventBatch, EventLog
 
     bundle.save(tmp_path / "bundle")
     customers = [str(c) for c in bundle.customer_ids[5:8]]
@@ -249,7 +249,9 @@ def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_
         "order_id": "o-posted", "customer_id": customers[1], "item_id": bought, "quantity": 1,
         "unit_price": None, "ordered_at": when, "channel": None,
     }  # fmt: skip
-    log.append([purchase], [], when.to_pydatetime(), [{"item_id": gone, "available": False}])
+    log.append(
+        EventBatch([purchase], items=[{"item_id": gone, "available": False}]), when.to_pydatetime()
+    )
     logged = {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()}
     (tmp_path / "customers.txt").write_text("\n".join(customers) + "\n")
     out = tmp_path / "out.csv"
