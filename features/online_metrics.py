@@ -80,6 +80,13 @@ class OnlineEvents:
     clicks: set[tuple[str, str]] = field(default_factory=set)
     purchases: dict[tuple[str, str], PurchaseLine] = field(default_factory=dict)
 
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> OnlineEvents:
+        """The online events among event records (`add`)."""
+        events = cls()
+        events.add(records)
+        return events
+
     def add(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Take event-log records (other kinds are ignored); a repeated key keeps the first."""
         for record in records:
@@ -122,9 +129,7 @@ def read_online_events(location: Path | str) -> OnlineEvents:
     when the database cannot be read."""
     store = open_event_store(location)
     try:
-        events = OnlineEvents()
-        events.add(store.read_records())
-        return events
+        return OnlineEvents.from_records(store.read_records())
     finally:
         store.close()
 

@@ -11,10 +11,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patronage.cli import PatronageError
+from patronage.commands._events import EVENTS_FORMS, EVENTS_METAVAR, posted_events
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,10 +55,9 @@ def add_online_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events",
         default=None,
-        metavar="DIR|URL",
-        help="the event log directory or the PostgreSQL event store "
-        "(postgresql://...?schema=S) (default: PATRONAGE_EVENTS_URL, else PATRONAGE_EVENTS_DIR, "
-        "else data/events)",
+        metavar=EVENTS_METAVAR,
+        help=f"{EVENTS_FORMS} (default: PATRONAGE_EVENTS_URL, else PATRONAGE_EVENTS_DIR, else "
+        "data/events)",
     )
 
 
@@ -76,45 +75,22 @@ def parse_since(text: str | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def events_location(given: str | None) -> str:
-    """`--events`, else the server's `PATRONAGE_EVENTS_URL`, else its `PATRONAGE_EVENTS_DIR`
-    (default data/events); a directory must exist."""
-    from features.postgres_url import is_postgres_url
+def read_events_at(given: str | None) -> OnlineEvents:
+    """The online events of the event store `--events` names (else the server's)."""
+    from features.online_metrics import OnlineEvents
 
-    if given is None:
-        from serving.config import Settings
-
-        settings = Settings.from_env()
-        given = settings.events_url or str(settings.events_dir)
-    if not is_postgres_url(given) and not Path(given).is_dir():
-        raise PatronageError(
-            f"no event log at {given}: pass --events DIR or postgresql://...?schema=S (the "
-            "server's PATRONAGE_EVENTS_DIR or PATRONAGE_EVENTS_URL)"
-        )
-    return given
-
-
-def read_events_at(location: str) -> OnlineEvents:
-    """The online events at `location`; a database that cannot be read is a clear error."""
-    from features.online_metrics import read_online_events
-    from features.postgres_url import masked
-
-    try:
-        return read_online_events(location)
-    except OSError as error:
-        raise PatronageError(f"--events {masked(location)}: {error.strerror}") from None
+    with posted_events(given) as store:
+        return OnlineEvents.from_records(store.read_records())
 
 
 def _online_report(args: argparse.Namespace) -> int:
     from features.online_metrics import online_report
-    from features.postgres_url import masked
 
-    location = events_location(args.events)
-    report = online_report(read_events_at(location), parse_since(args.since))
+    report = online_report(read_events_at(args.events), parse_since(args.since))
     if not report.groups:
         since = f" shown since {args.since}" if args.since else ""
         raise PatronageError(
-            f"no impressions{since} in {masked(location)}: the storefront posts them to POST "
+            f"no impressions{since} in the posted events: the storefront posts them to POST "
             "/v1/events (`impressions`, with each answer's recommendation_id)"
         )
     if args.json:
@@ -215,7 +191,6 @@ def promote_online(args: argparse.Namespace) -> int:
     from training.registry import RegistryError, resolve_model_name
     from training.tracking import TrackingUnavailable, connect
 
-    location = events_location(args.events)
     since = parse_since(args.since)
     try:
         _, client = connect()
@@ -224,7 +199,7 @@ def promote_online(args: argparse.Namespace) -> int:
         raise PatronageError(str(error)) from None
     if not name.endswith(".recommender"):
         raise PatronageError(f"{name}: --online compares recommenders only (give `recommender`)")
-    decision = decide(client, name, read_events_at(location), since)
+    decision = decide(client, name, read_events_at(args.events), since)
     if not decision.promoted:
         raise PatronageError(f"not promoted: {decision.reason}")
     print(decision.reason)

@@ -12,17 +12,8 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from features.contract import (
-    CLICKS,
-    FEEDBACK,
-    IMPRESSIONS,
-    INTERACTION_KINDS,
-    INTERACTIONS,
-    ITEMS,
-    PURCHASES,
-    Table,
-)
-from features.event_log import TABLE_EVENTS, EventBatch, event_of
+from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, INTERACTIONS, ITEMS, PURCHASES, Table
+from features.event_log import EVENT_KINDS, EventBatch, event_of
 from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
@@ -151,7 +142,7 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
     services.overlay.add_items(batch.items, received_at)
     services.overlay.add_interactions(batch.interactions)
     stored = Counter(event_of(table, row) for table, rows in batch.tables().items() for row in rows)
-    for event in (*TABLE_EVENTS.values(), *INTERACTION_KINDS):
+    for event in EVENT_KINDS:
         services.metrics.events.labels(event).inc(stored[event])
     return json_response(
         {
