@@ -6,7 +6,8 @@ Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON objec
 ISO-UTC, <the contract's columns>}` (a purchase may also carry the `recommendation_id` it came
 from; a view or cart holds the columns of `features.contract.INTERACTIONS`; an impression's
 `items` is a JSON list).
-Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
+Timestamps are stored as ISO 8601 UTC. A batch (`EventBatch`: one post's validated rows, by
+posted table, what every event store appends) is one `write` of all its lines under an
 exclusive `flock`, followed by `os.fsync` (and an fsync of the directory when the day's file is
 new) before `EventLog.append` returns, so an acknowledged event survives a crash. A line torn by
 a crash mid-write (never acknowledged) is closed before the next append and skipped by every
