@@ -45,8 +45,9 @@ SQL_TYPES = {
     "text": "text",
     "bool": "boolean",
     "choice": "text",
+    "id_list": "text[]",
 }
-"""The PostgreSQL type `export_shop` gives a contract column of each kind."""
+"""The PostgreSQL type of a contract column of each kind (`export_shop`, the event store)."""
 
 
 class DatabaseUnreadable(ValueError):

@@ -6,7 +6,8 @@ Layout: `EVENTS_DIR/events-YYYYMMDD.jsonl` (UTC date of receipt), one JSON objec
 ISO-UTC, <the contract's columns>}` (a purchase may also carry the `recommendation_id` it came
 from; a view or cart holds the columns of `features.contract.INTERACTIONS`; an impression's
 `items` is a JSON list).
-Timestamps are stored as ISO 8601 UTC. A batch is one `write` of all its lines under an
+Timestamps are stored as ISO 8601 UTC. A batch (`EventBatch`: one post's validated rows, by
+posted table, what every event store appends) is one `write` of all its lines under an
 exclusive `flock`, followed by `os.fsync` (and an fsync of the directory when the day's file is
 new) before `EventLog.append` returns, so an acknowledged event survives a crash. A line torn by
 a crash mid-write (never acknowledged) is closed before the next append and skipped by every
@@ -30,6 +31,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,7 @@ from features.contract import (
     INTERACTION_KINDS,
     INTERACTIONS,
     ITEMS,
+    POSTED_TABLE_NAMES,
     PURCHASES,
     Table,
 )
@@ -58,6 +61,52 @@ EVENT_KINDS = {
     **dict.fromkeys(INTERACTION_KINDS, INTERACTIONS),
 }
 """The `event` of each record, and the contract table its columns come from."""
+TABLE_EVENTS = {
+    "purchases": "purchase",
+    "feedback": "feedback",
+    "items": "item",
+    "impressions": "impression",
+    "clicks": "click",
+}
+"""The `event` of a row of each posted table (an interaction's is its `kind`: view or cart)."""
+Rows = Sequence[Mapping[str, Any]]
+
+
+def event_of(table: str, row: Mapping[str, Any]) -> str:
+    """The `event` a row of the posted `table` is stored as: `view` or `cart` for an
+    interaction (its `kind`), else the table's (`TABLE_EVENTS`)."""
+    return str(row["kind"]) if table == "interactions" else TABLE_EVENTS[table]
+
+
+@dataclass(frozen=True)
+class EventBatch:
+    """The validated rows of one post, by posted table (`features.contract.POSTED_TABLE_NAMES`):
+    what an event store keeps all or none, durably before its `append` returns. Rows hold the
+    canonical values `features.posted_rows.check_posted_rows` gives (timestamps as UTC
+    `pandas.Timestamp`, an impression's `items` as a sequence of ids, empty values as None)."""
+
+    purchases: Rows = ()
+    feedback: Rows = ()
+    items: Rows = ()
+    interactions: Rows = ()
+    impressions: Rows = ()
+    clicks: Rows = ()
+
+    @classmethod
+    def from_tables(cls, rows: Mapping[str, Rows]) -> EventBatch:
+        """A batch from rows keyed by posted table name (what `check_posted_rows` accepts);
+        raises KeyError naming a table that is not posted."""
+        unknown = set(rows) - set(POSTED_TABLE_NAMES)
+        if unknown:
+            raise KeyError(f"not posted tables: {', '.join(sorted(unknown))}")
+        return cls(**{name: tuple(table_rows) for name, table_rows in rows.items()})
+
+    def tables(self) -> dict[str, Rows]:
+        """The rows of each posted table, in `POSTED_TABLE_NAMES` order (empty ones too)."""
+        return {name: getattr(self, name) for name in POSTED_TABLE_NAMES}
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.tables().values())
 
 
 def _to_json_line(event: str, values: Mapping[str, Any], received_at: str) -> str:
@@ -79,27 +128,17 @@ class EventLog:
         """The file for events received at `when` (its UTC date)."""
         return self.directory / f"events-{when.astimezone(UTC):%Y%m%d}.jsonl"
 
-    def append(
-        self,
-        purchases: Sequence[Mapping[str, Any]],
-        feedback: Sequence[Mapping[str, Any]],
-        received_at: datetime,
-        items: Sequence[Mapping[str, Any]] = (),
-        impressions: Sequence[Mapping[str, Any]] = (),
-        clicks: Sequence[Mapping[str, Any]] = (),
-        interactions: Sequence[Mapping[str, Any]] = (),
-    ) -> Path:
-        """Append validated rows and make them durable before returning; returns the file.
-        Each interaction is logged as the event its `kind` names (`view` or `cart`).
+    def append(self, batch: EventBatch, received_at: datetime) -> Path:
+        """Append a batch of validated rows and make it durable before returning; returns the
+        file. Each interaction is logged as the event its `kind` names (`view` or `cart`).
 
         Raises OSError when the disk refuses (the caller answers 503, nothing acknowledged)."""
         stamp = received_at.astimezone(UTC).isoformat()
-        lines = [_to_json_line("purchase", row, stamp) for row in purchases]
-        lines += [_to_json_line("feedback", row, stamp) for row in feedback]
-        lines += [_to_json_line("item", row, stamp) for row in items]
-        lines += [_to_json_line("impression", row, stamp) for row in impressions]
-        lines += [_to_json_line("click", row, stamp) for row in clicks]
-        lines += [_to_json_line(str(row["kind"]), row, stamp) for row in interactions]
+        lines = [
+            _to_json_line(event_of(table, row), row, stamp)
+            for table, rows in batch.tables().items()
+            for row in rows
+        ]
         payload = ("\n".join(lines) + "\n").encode()
         path = self.path_for(received_at)
         with self._lock:
@@ -240,8 +279,14 @@ def read_interactions(directory: Path | str) -> pd.DataFrame:
     """The posted views and carts, in the columns of `features.contract.INTERACTIONS` and its
     canonical types (ids str, `occurred_at` datetime64[ns, UTC]), in log order. A missing
     directory gives an empty frame."""
-    records = [r for r in iter_event_records(Path(directory)) if r["event"] in INTERACTION_KINDS]
-    return _canonical_frame(INTERACTIONS, records)
+    return interactions_from_records(iter_event_records(Path(directory)))
+
+
+def interactions_from_records(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """`read_interactions`' frame from event records in the order they were stored (other
+    kinds are ignored; the PostgreSQL event store hands its rows over as the same records)."""
+    views_and_carts = [r for r in records if r["event"] in INTERACTION_KINDS]
+    return _canonical_frame(INTERACTIONS, views_and_carts)
 
 
 def _item_updates(records: Iterable[dict[str, Any]]) -> pd.DataFrame:

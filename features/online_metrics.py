@@ -1,5 +1,6 @@
-"""Online metrics from the event log: how recommendations did with real shoppers, per model
-version, route, strategy and variant, with 95% intervals and the difference between variants.
+"""Online metrics from the posted events (the file log or the PostgreSQL event store): how
+recommendations did with real shoppers, per model version, route, strategy and variant, with
+95% intervals and the difference between variants.
 
 Read by the server (`/v1/models`, the Prometheus counters), the CLI (`patronage online-report`,
 `patronage promote --online`) and the tests alike. Definitions (docs/serving.md):
@@ -32,7 +33,7 @@ from typing import Any
 
 import pandas as pd
 
-from features.event_log import iter_event_records
+from features.event_store import open_event_store
 from features.recommendation_ids import Origin, origin_of
 
 ATTRIBUTION_DAYS = 7
@@ -79,6 +80,13 @@ class OnlineEvents:
     clicks: set[tuple[str, str]] = field(default_factory=set)
     purchases: dict[tuple[str, str], PurchaseLine] = field(default_factory=dict)
 
+    @classmethod
+    def from_records(cls, records: Iterable[Mapping[str, Any]]) -> OnlineEvents:
+        """The online events among event records (`add`)."""
+        events = cls()
+        events.add(records)
+        return events
+
     def add(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Take event-log records (other kinds are ignored); a repeated key keeps the first."""
         for record in records:
@@ -115,11 +123,15 @@ def _purchase_line(record: Mapping[str, Any]) -> PurchaseLine:
     )
 
 
-def read_online_events(directory: Path | str) -> OnlineEvents:
-    """The online events of the log under `directory` (a missing directory: none)."""
-    events = OnlineEvents()
-    events.add(iter_event_records(Path(directory)))
-    return events
+def read_online_events(location: Path | str) -> OnlineEvents:
+    """The online events of the event store at `location`: a log directory (a missing one:
+    none) or a `postgresql://` URL (`features.event_store.open_event_store`). Raises OSError
+    when the database cannot be read."""
+    store = open_event_store(location)
+    try:
+        return OnlineEvents.from_records(store.read_records())
+    finally:
+        store.close()
 
 
 @dataclass

@@ -70,14 +70,15 @@ def create_app(
             challenger_store = ModelStore(ChallengerSource(second), settings.poll_seconds)
     store = model_store
     metrics = ServingMetrics(store)
-    online = OnlineMetricsView(settings.events_dir)
+    event_store = open_event_store(settings.events_url or settings.events_dir)
+    online = OnlineMetricsView(event_store)
     metrics.registry.register(OnlineMetricsCollector(online))
     services = Services(
         settings=settings,
         keys=KeyRing.from_pairs(settings.keys_by_scope(), settings.insecure_dev),
         store=store,
         overlay=overlay,
-        event_store=open_event_store(settings.events_url or settings.events_dir),
+        event_store=event_store,
         metrics=metrics,
         challenger=challenger_store,
         online=online,
@@ -163,6 +164,9 @@ def _follow_events(services: Services, stop: threading.Event) -> None:
     what other worker processes (or, with PostgreSQL, other replicas) append: at the latest
     every `events_follow_seconds`, at once when the store signals an append."""
     events, every = services.event_store, services.settings.events_follow_seconds
+    # Listen first (a zero wait): an append between the replay and the first wait must still
+    # wake the loop at once, not a poll later.
+    events.wait_for_news(0, stop)
     try:
         count = services.overlay.replay(events)
         if count:

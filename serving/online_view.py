@@ -1,57 +1,57 @@
-"""The server's view of the online metrics: the event log followed incrementally, the report
-(`features.online_metrics`) recomputed only when the log grew, and Prometheus counters from it.
+"""The server's view of the online metrics: the event store (the file log or PostgreSQL)
+followed incrementally, the report (`features.online_metrics`) recomputed only when the store
+grew, and Prometheus counters from it.
 
-Every worker process follows the same log, so every worker reports the same totals, whichever
-one `/v1/models` or a scrape of `/metrics` reaches, and a retried post counts once. Nothing here
-runs on the recommendation path: the report is built when `/v1/models` or `/metrics` asks.
+Every worker process (and every replica sharing a PostgreSQL store) follows the same store, so
+every one reports the same totals, whichever one `/v1/models` or a scrape of `/metrics`
+reaches, and a retried post counts once. Nothing here runs on the recommendation path: the
+report is built when `/v1/models` or `/metrics` asks.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from features.event_log import EVENT_FILE_GLOB, read_new_records
+from features.event_store import EventStore
 from features.online_metrics import OnlineEvents, OnlineReport, online_report
 
+logger = logging.getLogger("patronage.events")
 LABELS = ["model_version", "route", "strategy", "variant"]
 
 
 class OnlineMetricsView:
-    """The online events of one event-log directory, read as they are appended."""
+    """The online events of one event store, read as they are appended."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = Path(directory)
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
         self.events = OnlineEvents()
-        self._offsets: dict[str, int] = {}
+        self._cursor: Any = None
         self._report: OnlineReport | None = None
         self._lock = threading.Lock()
 
     def _read_new(self) -> int:
-        """Take the records appended since the last read; returns how many."""
-        if not self.directory.is_dir():
-            return 0
-        count = 0
-        for path in sorted(self.directory.glob(EVENT_FILE_GLOB)):
-            offset = self._offsets.get(path.name, 0)
-            try:
-                if path.stat().st_size <= offset:
-                    continue
-                records, self._offsets[path.name] = read_new_records(path, offset)
-            except FileNotFoundError:  # archived by the operator in between
-                continue
-            self.events.add(records)
-            count += len(records)
-        return count
+        """Take the records appended since the last read; returns how many. Raises OSError
+        when the store cannot be read."""
+        records, self._cursor = self.store.records_after(self._cursor)
+        self.events.add(records)
+        return len(records)
 
     def report(self) -> OnlineReport:
-        """The report over the whole log, rebuilt only when records were appended."""
+        """The report over the whole store, rebuilt only when records were appended; while the
+        store cannot be read (a database away), the last report (logged)."""
         with self._lock:
-            if self._read_new() or self._report is None:
+            try:
+                fresh = self._read_new()
+            except OSError as error:
+                logger.error("online metrics: could not read %s: %s", self.store.location, error)
+                fresh = 0
+            if fresh or self._report is None:
                 self._report = online_report(self.events)
             return self._report
 

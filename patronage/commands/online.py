@@ -11,15 +11,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from patronage.cli import PatronageError
+from patronage.commands._events import EVENTS_FORMS, EVENTS_METAVAR, posted_events
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from features.online_metrics import OnlineReport
+    from features.online_metrics import OnlineEvents, OnlineReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,9 +55,9 @@ def add_online_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--events",
         default=None,
-        type=Path,
-        metavar="DIR",
-        help="the event log directory (default: PATRONAGE_EVENTS_DIR, else data/events)",
+        metavar=EVENTS_METAVAR,
+        help=f"{EVENTS_FORMS} (default: PATRONAGE_EVENTS_URL, else PATRONAGE_EVENTS_DIR, else "
+        "data/events)",
     )
 
 
@@ -75,29 +75,23 @@ def parse_since(text: str | None) -> pd.Timestamp | None:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def events_directory(given: Path | None) -> Path:
-    """`--events`, else the server's `PATRONAGE_EVENTS_DIR` (default data/events); must exist."""
-    if given is None:
-        from serving.config import Settings
+def read_events_at(given: str | None) -> OnlineEvents:
+    """The online events of the event store `--events` names (else the server's)."""
+    from features.online_metrics import OnlineEvents
 
-        given = Settings.from_env().events_dir
-    if not given.is_dir():
-        raise PatronageError(
-            f"no event log at {given}: pass --events DIR (the server's PATRONAGE_EVENTS_DIR)"
-        )
-    return given
+    with posted_events(given) as store:
+        return OnlineEvents.from_records(store.read_records())
 
 
 def _online_report(args: argparse.Namespace) -> int:
-    from features.online_metrics import online_report, read_online_events
+    from features.online_metrics import online_report
 
-    directory = events_directory(args.events)
-    report = online_report(read_online_events(directory), parse_since(args.since))
+    report = online_report(read_events_at(args.events), parse_since(args.since))
     if not report.groups:
         since = f" shown since {args.since}" if args.since else ""
         raise PatronageError(
-            f"no impressions{since} in {directory}: the storefront posts them to POST /v1/events "
-            "(`impressions`, with each answer's recommendation_id)"
+            f"no impressions{since} in the posted events: the storefront posts them to POST "
+            "/v1/events (`impressions`, with each answer's recommendation_id)"
         )
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
@@ -193,12 +187,10 @@ def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
 
 def promote_online(args: argparse.Namespace) -> int:
     """`patronage promote NAME --online`: exit 0 only when the challenger was promoted."""
-    from features.online_metrics import read_online_events
     from training.online_promotion import promote_online as decide
     from training.registry import RegistryError, resolve_model_name
     from training.tracking import TrackingUnavailable, connect
 
-    directory = events_directory(args.events)
     since = parse_since(args.since)
     try:
         _, client = connect()
@@ -207,7 +199,7 @@ def promote_online(args: argparse.Namespace) -> int:
         raise PatronageError(str(error)) from None
     if not name.endswith(".recommender"):
         raise PatronageError(f"{name}: --online compares recommenders only (give `recommender`)")
-    decision = decide(client, name, read_online_events(directory), since)
+    decision = decide(client, name, read_events_at(args.events), since)
     if not decision.promoted:
         raise PatronageError(f"not promoted: {decision.reason}")
     print(decision.reason)

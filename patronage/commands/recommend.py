@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from patronage.cli import DefaultsHelpFormatter, PatronageError
+from patronage.commands._events import EVENTS_FORMS, EVENTS_METAVAR, posted_events
 from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import (
     SOURCE_HELP,
@@ -64,12 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--events",
-        metavar="DIR",
+        metavar=EVENTS_METAVAR,
         default=None,
-        help="also apply what was posted to the server since training (its event log "
-        "directory, e.g. data/events): items posted unavailable are left out, items posted "
-        "available again come back, and purchases posted since the model's as_of count as "
-        "bought (as in the HTTP API)",
+        help=f"also apply what was posted to the server since training ({EVENTS_FORMS}): "
+        "items posted unavailable are left out, items posted available again come back, and "
+        "purchases posted since the model's as_of count as bought (as in the HTTP API)",
     )
     parser.add_argument("--out", required=True, metavar="FILE.csv", help="output CSV path")
     parser.set_defaults(handler=_recommend)
@@ -170,7 +170,7 @@ def _recommend(args: argparse.Namespace) -> int:
         raise PatronageError(str(error)) from error
     bought_since: dict[str, list[str]] = {}
     if args.events:
-        bundle, bought_since = _apply_events(bundle, Path(args.events))
+        bundle, bought_since = _apply_events(bundle, args.events)
     answers = bundle.recommend_many(
         customers, k=args.k, exclude_purchased=args.exclude_purchased, category=args.category
     )
@@ -200,14 +200,12 @@ def _recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _apply_events(bundle: Any, directory: Path) -> tuple[Any, dict[str, list[str]]]:
+def _apply_events(bundle: Any, events: str) -> tuple[Any, dict[str, list[str]]]:
     """The bundle with the posted item availability applied, and per customer the items they
-    were posted buying at or after the bundle's `as_of` (UTC)."""
-    if not directory.is_dir():
-        raise PatronageError(f"--events {directory}: no such directory")
-    from features.event_log import read_events
-
-    purchases, _, items = read_events(directory)
+    were posted buying at or after the bundle's `as_of` (UTC); `events` a log directory or a
+    PostgreSQL event store."""
+    with posted_events(events) as store:
+        purchases, _, items = store.read_events()
     posted = items.loc[items["available"].notna(), ["item_id", "available"]]
     bundle = bundle.with_availability(
         dict(zip(posted["item_id"].astype(str), posted["available"].astype(bool), strict=True))

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from patronage.cli import PatronageError
+from patronage.commands._events import EVENTS_FORMS, EVENTS_METAVAR, posted_events
 from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import SOURCE_HELP, add_reject_options, reject_options
 from patronage.commands.online import add_online_options, promote_online
@@ -141,10 +142,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--events",
         default=None,
-        metavar="DIR",
-        help="also train on the events posted to the server: its event log directory (e.g. "
-        "data/events) or its PostgreSQL event store (postgresql://...?schema=S); they count "
-        "in the data hash",
+        metavar=EVENTS_METAVAR,
+        help=f"also train on the purchases, feedback and item updates posted to the server: "
+        f"{EVENTS_FORMS}; they count in the data hash",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     parser.set_defaults(handler=_train)
@@ -221,20 +221,8 @@ def _train(args: argparse.Namespace) -> int:
     extra_purchases = extra_feedback = extra_items = None
     events_source = ""
     if args.events:
-        from pathlib import Path
-
-        from features.event_store import open_event_store
-        from features.postgres_url import is_postgres_url
-
-        if not is_postgres_url(args.events) and not Path(args.events).is_dir():
-            raise PatronageError(f"--events {args.events}: no such directory")
-        store = open_event_store(args.events)
-        try:
+        with posted_events(args.events) as store:
             extra_purchases, extra_feedback, extra_items = store.read_events()
-        except OSError as error:
-            raise PatronageError(f"--events {store.location}: {error.strerror}") from None
-        finally:
-            store.close()
         events_source = store.location
     options = TrainOptions(
         directory=args.directory,

@@ -3,6 +3,7 @@ stored durably (the event log, or the PostgreSQL event store) before the 201."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from features.contract import CLICKS, FEEDBACK, IMPRESSIONS, INTERACTIONS, ITEMS, PURCHASES, Table
+from features.event_log import EVENT_KINDS, EventBatch, event_of
 from features.posted_rows import RejectedRow, check_posted_rows
 from serving.deps import CrmDep, json_response
 from serving.errors import ApiError, ErrorBody, rejected_rows
@@ -129,44 +131,27 @@ async def post_events(body: EventsRequest, services: CrmDep) -> Response:
             + "; ".join(f"{r.table}[{r.row}]: {r.reason}" for r in rejected[:5]),
             rejected=[r.to_json() for r in rejected],
         )
-    purchases, feedback, items = clean["purchases"], clean["feedback"], clean["items"]
-    interactions = clean["interactions"]
-    impressions, clicks = clean["impressions"], clean["clicks"]
+    batch = EventBatch.from_tables(clean)
     try:
-        stored_in = await run_in_threadpool(
-            services.event_store.append,
-            purchases,
-            feedback,
-            received_at,
-            items,
-            impressions,
-            clicks,
-            interactions,
-        )
+        stored_in = await run_in_threadpool(services.event_store.append, batch, received_at)
     except OSError as error:
         raise ApiError(
             503, "event_log_unavailable", f"could not write the event log: {error.strerror}"
         ) from None
-    except ValueError as error:  # rows of a table this event store does not keep
-        raise ApiError(422, "not_kept_by_event_store", str(error)) from None
-    services.overlay.add_purchases(purchases)
-    services.overlay.add_items(items, received_at)
-    services.overlay.add_interactions(interactions)
-    services.metrics.events.labels("purchase").inc(len(purchases))
-    services.metrics.events.labels("feedback").inc(len(feedback))
-    services.metrics.events.labels("item").inc(len(items))
-    services.metrics.events.labels("impression").inc(len(impressions))
-    services.metrics.events.labels("click").inc(len(clicks))
-    for kind in ("view", "cart"):
-        services.metrics.events.labels(kind).inc(sum(1 for r in interactions if r["kind"] == kind))
+    services.overlay.add_purchases(batch.purchases)
+    services.overlay.add_items(batch.items, received_at)
+    services.overlay.add_interactions(batch.interactions)
+    stored = Counter(event_of(table, row) for table, rows in batch.tables().items() for row in rows)
+    for event in EVENT_KINDS:
+        services.metrics.events.labels(event).inc(stored[event])
     return json_response(
         {
-            "accepted_purchases": len(purchases),
-            "accepted_feedback": len(feedback),
-            "accepted_items": len(items),
-            "accepted_impressions": len(impressions),
-            "accepted_clicks": len(clicks),
-            "accepted_interactions": len(interactions),
+            "accepted_purchases": len(batch.purchases),
+            "accepted_feedback": len(batch.feedback),
+            "accepted_items": len(batch.items),
+            "accepted_impressions": len(batch.impressions),
+            "accepted_clicks": len(batch.clicks),
+            "accepted_interactions": len(batch.interactions),
             "received_at": received_at.isoformat(),
             "log_file": stored_in,
         },

@@ -234,10 +234,13 @@ def test_with_availability_changes_only_the_rule_and_leaves_the_bundle_alone(
     assert back.recommend_for(customer, k=5, exclude_purchased="all").item_ids == before.item_ids
 
 
-def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_path: Path) -> None:
+def test_recommend_command_applies_the_event_log(
+    bundle: RecommenderBundle, tmp_path: Path, postgres_database: str
+) -> None:
     """--events: items posted unavailable leave the lists, posted purchases count as bought,
-    exactly as the bundle's own rules would have it; the log is only read."""
-    from features.event_log import EventLog
+    exactly as the bundle's own rules would have it; the log is only read. A PostgreSQL event
+    store holding the same posts gives the same lists."""
+    from features.event_log import EventBatch, EventLog
 
     bundle.save(tmp_path / "bundle")
     customers = [str(c) for c in bundle.customer_ids[5:8]]
@@ -249,7 +252,9 @@ def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_
         "order_id": "o-posted", "customer_id": customers[1], "item_id": bought, "quantity": 1,
         "unit_price": None, "ordered_at": when, "channel": None,
     }  # fmt: skip
-    log.append([purchase], [], when.to_pydatetime(), [{"item_id": gone, "available": False}])
+    log.append(
+        EventBatch([purchase], items=[{"item_id": gone, "available": False}]), when.to_pydatetime()
+    )
     logged = {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()}
     (tmp_path / "customers.txt").write_text("\n".join(customers) + "\n")
     out = tmp_path / "out.csv"
@@ -270,8 +275,21 @@ def test_recommend_command_applies_the_event_log(bundle: RecommenderBundle, tmp_
         ).item_ids
     )
     assert {p.name: p.read_bytes() for p in (tmp_path / "events").iterdir()} == logged
+    out_text = out.read_text()
     code = main([*args, "--events", str(tmp_path / "nowhere"), "--out", str(out)])
     assert code == 1
+    # The same posts in a PostgreSQL event store (the replicas' store): the same lists.
+    from features.postgres_events import PostgresEventStore
+
+    database = f"{postgres_database}?schema=posted"
+    store = PostgresEventStore(database)
+    try:
+        store.append(EventBatch([purchase], items=[{"item_id": gone, "available": False}]), when)
+    finally:
+        store.close()
+    from_database = tmp_path / "from_database.csv"
+    assert main([*args, "--events", database, "--out", str(from_database)]) == 0
+    assert from_database.read_text() == out_text
 
 
 def test_a_spent_budget_keeps_one_personal_model_per_kind_and_lists_only_has_no_baskets(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.event_log import EventLog
+from features.event_log import EventBatch, EventLog
 from features.recommendation_ids import new_recommendation_id
 from patronage.cli import main
 
@@ -79,7 +79,7 @@ def _traffic(directory: Path, bought: dict[str, int], shown: int = 200) -> None:
                     {"order_id": f"o-{customer}", "customer_id": customer, "item_id": "i1",
                      "quantity": 1, "unit_price": 5.0, "ordered_at": day + timedelta(days=1)}
                 )  # fmt: skip
-    EventLog(directory).append(purchases, [], day, impressions=impressions)
+    EventLog(directory).append(EventBatch(purchases=purchases, impressions=impressions), day)
 
 
 def test_promote_online_waits_for_a_clear_win_then_promotes(

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.event_log import EventLog, read_event_log, read_item_updates
+from features.event_log import EventBatch, EventLog, read_event_log, read_item_updates
 from serving.app import create_app
 from serving.config import Settings
 from serving.model_store import ModelStore, RecommendationList, Role, ServingModels
@@ -249,12 +249,13 @@ def test_read_event_log_gives_canonical_frames(tmp_path: Path) -> None:
         "order_id": "o1", "customer_id": "c1", "item_id": "i1", "quantity": 2,
         "unit_price": None, "ordered_at": pd.Timestamp("2026-01-10T11:00:00Z"), "channel": None,
     }  # fmt: skip
-    log.append([purchase], [], now)
-    log.append([purchase], [], now)  # a client retry: kept once
+    log.append(EventBatch([purchase]), now)
+    log.append(EventBatch([purchase]), now)  # a client retry: kept once
     log.append(
-        [],
-        [{"customer_id": "c1", "created_at": pd.Timestamp("2026-01-10T11:30:00Z"),
-          "kind": "complaint", "item_id": None, "order_id": "o1", "rating": None, "text": "late"}],
+        EventBatch(feedback=[
+            {"customer_id": "c1", "created_at": pd.Timestamp("2026-01-10T11:30:00Z"),
+             "kind": "complaint", "item_id": None, "order_id": "o1", "rating": None, "text": "late"}
+        ]),
         now,
     )  # fmt: skip
     with (tmp_path / "events" / "events-20260110.jsonl").open("a") as handle:
@@ -380,7 +381,7 @@ def test_bad_item_rows_are_rejected_and_nothing_is_written(
 def test_replaying_the_log_never_undoes_a_newer_item_update(tmp_path: Path) -> None:
     log = EventLog(tmp_path / "events")
     earlier = pd.Timestamp("2026-01-10T12:00:00Z").to_pydatetime()
-    log.append([], [], earlier, [{"item_id": "i3", "available": False}])
+    log.append(EventBatch(items=[{"item_id": "i3", "available": False}]), earlier)
     overlay = EventOverlay()
     overlay.add_items([{"item_id": "i3", "available": True}], received_at=earlier + timedelta(1))
     assert overlay.replay(tmp_path / "events") == 1
@@ -435,7 +436,7 @@ def test_follow_reads_only_complete_lines_and_counts_a_line_once(tmp_path: Path)
     log = EventLog(tmp_path / "events")
     when = pd.Timestamp("2026-01-10T12:00:00Z").to_pydatetime()
     row = {**_purchase(), "ordered_at": pd.Timestamp("2026-01-10T11:00:00Z")}
-    path = log.append([row], [], when)
+    path = log.append(EventBatch([row]), when)
     overlay = EventOverlay()
     overlay.add_purchases([row])  # this process's own post, before the follower reads it
     with path.open("a") as handle:  # another process is half-way through its write

@@ -13,7 +13,7 @@ from training.shop_data import merge_events
 
 
 def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from features.event_log import EventLog, read_event_log
+    from features.event_log import EventBatch, EventLog, read_event_log
 
     shop = load_shop(sample_shop_dir).shop
     known = shop.purchases.iloc[0]
@@ -26,7 +26,7 @@ def test_event_log_purchases_are_merged_once(sample_shop_dir, tmp_path) -> None:
         {"order_id": "EV-2", "customer_id": "C-new", "item_id": "not-in-catalog", "quantity": 1,
          "ordered_at": "2026-01-02T11:00:00+00:00"},
     ]  # fmt: skip
-    EventLog(tmp_path / "events").append(rows, [], datetime(2026, 1, 2, 12, tzinfo=UTC))
+    EventLog(tmp_path / "events").append(EventBatch(rows), datetime(2026, 1, 2, 12, tzinfo=UTC))
     purchases, feedback = read_event_log(tmp_path / "events")
     options = TrainOptions(
         sample_shop_dir, extra_purchases=purchases, extra_feedback=feedback, progress=False
@@ -48,20 +48,20 @@ def test_missing_event_directory_is_a_clear_error(sample_shop_dir, tmp_path, cap
 def test_posted_item_updates_change_the_catalog_the_models_train_on(  # type: ignore[no-untyped-def]
     sample_shop_dir, tmp_path
 ) -> None:
-    from features.event_log import EventLog, read_event_log, read_item_updates
+    from features.event_log import EventBatch, EventLog, read_event_log, read_item_updates
 
     shop = load_shop(sample_shop_dir).shop
     items_before = shop.items.copy()
     first, second = (str(i) for i in shop.items["item_id"].iloc[:2])
     log = EventLog(tmp_path / "events")
-    log.append([], [], datetime(2026, 1, 2, 12, tzinfo=UTC), [
+    log.append(EventBatch(items=[
         {"item_id": first, "available": False},
         {"item_id": second, "available": False, "price": 1.5},
-    ])  # fmt: skip
-    log.append([], [], datetime(2026, 1, 3, 12, tzinfo=UTC), [
+    ]), datetime(2026, 1, 2, 12, tzinfo=UTC))  # fmt: skip
+    log.append(EventBatch(items=[
         {"item_id": second, "available": True},  # back in stock; its posted price stays
         {"item_id": "NEW-1", "available": True, "name": "New mug", "category": "kitchen"},
-    ])  # fmt: skip
+    ]), datetime(2026, 1, 3, 12, tzinfo=UTC))  # fmt: skip
     purchases, feedback = read_event_log(tmp_path / "events")
     sold_new = pd.DataFrame(
         [{"order_id": "EV-9", "customer_id": "C-new", "item_id": "NEW-1", "quantity": 1,
@@ -93,7 +93,7 @@ def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
 ) -> None:  # type: ignore[no-untyped-def]
     """On main before 2026-12-07 as_of came from the files alone, so a purchase posted after
     their last order was cut off silently while the report said the events were used."""
-    from features.event_log import EventLog, read_event_log
+    from features.event_log import EventBatch, EventLog, read_event_log
     from training.shop_data import load_training_data
 
     shop = load_shop(sample_shop_dir).shop
@@ -104,7 +104,7 @@ def test_a_purchase_posted_after_the_files_moves_as_of_and_is_used(
              "ordered_at": posted_at.isoformat()},
             {"order_id": "EV-x", "customer_id": "C-late", "item_id": "not-in-catalog",
              "quantity": 1, "ordered_at": posted_at.isoformat()}]  # fmt: skip
-    EventLog(tmp_path / "events").append(rows, [], posted_at.to_pydatetime())
+    EventLog(tmp_path / "events").append(EventBatch(rows), posted_at.to_pydatetime())
     purchases, feedback = read_event_log(tmp_path / "events")
     options = {"extra_purchases": purchases, "extra_feedback": feedback, "progress": False}
     merged, as_of, data = load_training_data(TrainOptions(sample_shop_dir, **options))
