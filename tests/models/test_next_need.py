@@ -123,6 +123,17 @@ def test_weight_is_chosen_on_validation_where_a_purchase_says_what_comes_next(
     assert chosen["plain"] <= 0.05, chosen
 
 
+def test_too_few_cases_keep_the_champion_alone(validations: dict[str, _Validation]) -> None:
+    validation = validations["planted"]
+    cases, data = validation.cases, validation.data
+    few = NextNeedCases(cases.rows[:5], cases.posted[:5], cases.relevant[:5])
+    champion = _champions(data)["latent_class"]
+    weight, entry = choose_next_need_weight(
+        data, few, champion, data.matrix(None).matrix, validation.cross_sell, "repeat", seed=0
+    )
+    assert weight == 0.0 and entry["cases"] == 5 and "fewer than" in entry["reason"]
+
+
 def test_the_bundle_keeps_its_weight_and_answers_fresh_purchases_with_it(tmp_path: Path) -> None:
     """Checkerboard: c06 buys i00..i07; one purchase of i08 brings up its kNN neighbours
     (i09..i15) only with a next-need weight, by default the one stored with the bundle."""
