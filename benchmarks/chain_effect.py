@@ -1,7 +1,8 @@
 """Benchmark the chain effect: a posted purchase brings its planted partner into the top 10.
 
 One run: generate the default sample shop (5,000 customers, 500 items, 365 days, seed 0), train
-it with the training pipeline into a temporary MLflow store (as `patronage train`), start
+it with the training pipeline into a temporary MLflow store (as `patronage train`; `--seed` and
+`--time-budget` are the training's, and change which champion the search picks), start
 `patronage serve --workers 2` (the default follow delay, 1 s), then for each planted
 complementary pair (`_truth/complementary_pairs.csv`) and each of its two items, a few
 customers who bought neither item and whose top 10 does not hold the partner: post a purchase
@@ -13,8 +14,10 @@ the same list. Answers for customers with fresh events are timed on a keep-alive
 Why a partner does or does not come up is measured too: is it in the cross-sell or similar-items
 top 10 of the bought item (`/v1/recommendations/cross-sell`, `/v1/items/{id}/similar`), where did
 it rank before and after, and how often would the champion's blend alone (next-need weight 0)
-have brought it up on the same tries (in-process, the served bundle)?
-Usage: python -m benchmarks.chain_effect [--customers N] [--items M] [--per-item N]
+have brought it up on the same tries (in-process, the served bundle), and how often at the
+next-need weight training chose (the server's, `PATRONAGE_NEXT_NEED_WEIGHT` unset)?
+Usage: python -m benchmarks.chain_effect [--customers N] [--items M] [--per-item N] [--seed S]
+       [--time-budget SECONDS] [--workdir DIR]
 Writes benchmarks/results/chain_effect.json.
 """
 
@@ -221,17 +224,22 @@ def wait_all_workers(
 
 def _champion_alone(uri: str, tries: list[Try]) -> dict[str, Any]:
     """The same tries scored in-process by the served champion bundle with the next-need weight
-    at 0 (the champion's blend alone on the updated row) and at the server's setting."""
+    at 0 (the champion's blend alone on the updated row) and at the weight training chose for
+    the default question's role (what the server uses with `PATRONAGE_NEXT_NEED_WEIGHT`
+    unset), with the champion's name and the validation figures behind the weight."""
     import mlflow
 
     from models.registry_names import registered_name
-    from serving.config import Settings
 
     mlflow.set_tracking_uri(uri)
     wrapper = mlflow.pyfunc.load_model(f"models:/{registered_name(SHOP, 'recommender')}@champion")
     bundle = wrapper.unwrap_python_model().bundle
-    served = Settings.model_fields["next_need_weight"].default
-    shares: dict[str, Any] = {"repeat_model": bundle.strategies["repeat"]}
+    served = bundle.next_need_weights.get("repeat", 0.0)
+    shares: dict[str, Any] = {
+        "repeat_model": bundle.strategies["repeat"],
+        "cross_sell_model": bundle.strategies.get("cross_sell"),
+        "next_need_validation": bundle.report.get("next_need", {}).get("repeat"),
+    }
     for label, weight in (("champion_alone", 0.0), ("with_next_need", served)):
         hits = [
             t.partner
@@ -242,6 +250,7 @@ def _champion_alone(uri: str, tries: list[Try]) -> dict[str, Any]:
         ]
         shares[f"share_{label}"] = round(float(np.mean(hits)), 3) if hits else None
     shares["next_need_weight"] = served
+    shares["next_need_weight_from"] = "training"
     return shares
 
 
@@ -325,7 +334,8 @@ def _notes(args: argparse.Namespace, summary: dict[str, Any], load_before: float
     """The sentences BENCHMARKS.md shows above the figures."""
     return [
         f"Sample shop {args.customers:,} customers x {args.items} items x 365 days (seed 0), "
-        f"trained by the training pipeline (search budget {args.time_budget:.0f} s), served "
+        f"trained by the training pipeline (search budget {args.time_budget:.0f} s, seed "
+        f"{args.seed}), served "
         "by `patronage serve --workers 2` (follow delay 1 s) on the 2-core machine.",
         f"{summary['tries']} tries: a planted pair's item posted as bought by a customer who "
         "bought neither item and whose top 10 lacked the partner; the partner counts when a "
@@ -337,9 +347,12 @@ def _notes(args: argparse.Namespace, summary: dict[str, Any], load_before: float
         f"Targets: share >= {TARGET_SHARE}, p99 < {TARGET_P99_MS:.0f} ms.",
         f"Machine load average (1 min) before / after the tries: {load_before:.1f} / "
         f"{os.getloadavg()[0]:.1f} (other jobs share the 2 cores; latency depends on it).",
-        "The server runs with the default `PATRONAGE_NEXT_NEED_WEIGHT` (what goes with "
-        "the items just bought, from the cross-sell model, added to the champion's "
-        "scores). `in_process.share_champion_alone` scores the same tries with the "
+        f"Champion (default question): {summary['in_process']['repeat_model']}. The server "
+        "runs with `PATRONAGE_NEXT_NEED_WEIGHT` unset, so what goes with the items just "
+        "bought (the cross-sell model's answer) is added to the champion's places at the "
+        f"weight training chose on the shop's validation window "
+        f"({summary['in_process']['next_need_weight']:g}). "
+        "`in_process.share_champion_alone` scores the same tries with the "
         "champion's own blend on the updated row only (weight 0), "
         "`partner_in_cross_sell_top10_of_bought` says how often the partner is among the "
         "bought item's cross-sell neighbours at all.",
@@ -370,13 +383,16 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--per-item", type=int, default=2, help="customers per pair direction")
     parser.add_argument("--time-budget", type=float, default=30.0, help="model search, s")
+    parser.add_argument("--seed", type=int, default=0, help="the training's seed")
     parser.add_argument("--workdir", type=Path, default=None, help="reuse a trained shop")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-chain-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        shop_dir, uri, setup = prepare(workdir, args.customers, args.items, args.time_budget)
+        shop_dir, uri, setup = prepare(
+            workdir, args.customers, args.items, args.time_budget, seed=args.seed
+        )
         events = workdir / "events"
         server, base, _ = start_two_workers(workdir, uri, events)
         try:
@@ -393,10 +409,11 @@ def main() -> int:
                     path.unlink()
         summary = _summary(tries)
         summary["in_process"] = _champion_alone(uri, tries)  # before the store is removed
+    notes = _notes(args, summary, load_before)
     result = {
         "title": "Chain effect: a posted purchase brings its planted partner into the top 10",
         "command": "python -m benchmarks.chain_effect",
-        "notes": _notes(args, summary, load_before),
+        "notes": notes,
         "tables": {"tries": _tries_table(tries[:20])},
         "summary": summary,
         "setup_seconds": setup,
@@ -405,7 +422,9 @@ def main() -> int:
     write_result(RESULT_PATH, result)
     print(
         f"chain effect: {summary['partner_in_top10_within_1s']}/{summary['tries']} partners in "
-        f"the top 10 within 1 s (share {summary['share_within_1s']}, target {TARGET_SHARE}); "
+        f"the top 10 within 1 s (share {summary['share_within_1s']}, target {TARGET_SHARE}; "
+        f"champion {summary['in_process']['repeat_model']}, next-need weight "
+        f"{summary['in_process']['next_need_weight']:g}); "
         f"fresh answers p99 {summary['fresh_answer_p99_ms']} ms; wrote {RESULT_PATH}"
     )
     return 0

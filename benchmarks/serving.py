@@ -253,10 +253,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def prepare(
-    workdir: Path, customers: int, items: int, time_budget_s: float
+    workdir: Path, customers: int, items: int, time_budget_s: float, seed: int = 0
 ) -> tuple[Path, str, dict[str, float]]:
-    """Generate and train (skipped when `workdir` already holds both from an earlier run with
-    `--workdir`); returns (shop dir, tracking URI, seconds per step)."""
+    """Generate and train with the training's `seed` (skipped when `workdir` already holds both
+    from an earlier run with `--workdir`); returns (shop dir, tracking URI, seconds per step)."""
     from features.sample_shop import generate_shop
     from training.pipeline import TrainOptions, train
 
@@ -277,6 +277,7 @@ def prepare(
             progress=False,
             time_budget_s=time_budget_s,
             shop=SHOP,
+            seed=seed,
         )
     )
     seconds["train"] = round(time.perf_counter() - started, 1)

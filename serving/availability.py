@@ -38,12 +38,13 @@ class BundleRecommender:
         precompute_k: int = 0,
         hidden_items: HiddenItems = no_posted_items,
         shown_items: ShownItems = no_posted_items,
-        next_need_weight: float = 0.0,
+        next_need_weight: float | None = None,
     ) -> None:
         self.bundle = bundle
         self.next_need_weight = next_need_weight
         """What goes with items bought since training weighs this much in a customer's answer
-        (`models.recommenders.fresh_row.with_next_need`; `PATRONAGE_NEXT_NEED_WEIGHT`)."""
+        (`models.recommenders.fresh_row.with_next_need`; `PATRONAGE_NEXT_NEED_WEIGHT`); None:
+        the weight training chose, stored with the bundle."""
         self.hidden_items = hidden_items
         self.shown_items = shown_items
         self.precomputed: PrecomputedLists | None = None
@@ -78,9 +79,16 @@ class BundleRecommender:
     def status(self) -> dict[str, Any]:
         """What `/v1/models` shows about the recommender's fast path (the lists in use)."""
         _, restocked, _, lists = self._restock
+        trained = dict(getattr(self.bundle, "next_need_weights", {}))
         return {
             "precomputed": None if lists is None else lists.progress(),
             "restocked_items": len(restocked),
+            "next_need_weights": (
+                trained
+                if self.next_need_weight is None
+                else dict.fromkeys(("discovery", "repeat"), self.next_need_weight)
+            ),
+            "next_need_weights_from": "training" if self.next_need_weight is None else "setting",
         }
 
     @staticmethod

@@ -165,13 +165,14 @@ class Settings(BaseSettings):
         description="precompute this many default recommendations per known customer at load "
         "(0: score every request)",
     )
-    next_need_weight: float = Field(
-        default=0.25,
+    next_need_weight: float | None = Field(
+        default=None,
         ge=0,
         le=10,
-        description="for a customer with purchases posted since training, add this weight of "
-        "what goes with them (the cross-sell model's answer for them as a basket) to the "
-        "champion's scores, each normalised to a largest value of 1 (0: the champion alone)",
+        description="for a customer with purchases posted since training, what goes with them "
+        "(the cross-sell model's answer for them as a basket) weighs this much beside the "
+        "champion's places in their answer; unset: the weight training chose for the served "
+        "version on the shop's validation window (0: the champion alone)",
     )
     load_on_start: bool = Field(
         default=True, description="load the champion models in a background thread at start"

@@ -464,7 +464,8 @@ class ModelsAnswer(BaseModel):
     last_reload: ReloadAnswer | None
     reload_failures: int
     recommender_status: dict[str, Any] | None = Field(
-        description="progress of the precomputed default recommendations"
+        description="progress of the precomputed default recommendations, restocked items, "
+        "and the next-need weight per role (from training, or PATRONAGE_NEXT_NEED_WEIGHT)"
     )
     challenger_share: float = Field(
         default=0.0, description="share of shoppers answered by the @challenger recommender"

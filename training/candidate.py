@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ class Candidate:
     beats_baseline: bool = True
     baseline_note: str = ""
     champion_beats_baseline: bool | None = None
+    fit_params: dict[str, Any] = field(default_factory=dict)
+    """Choices the final fit made on its own validation window, logged as run parameters
+    `NAME.KEY` (the recommender's next-need weights)."""
+    fit_metrics: dict[str, float] = field(default_factory=dict)
+    """Validation figures behind those choices, logged as run metrics `fit.NAME.KEY`."""
 
 
 def backtest_key(

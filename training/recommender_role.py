@@ -146,6 +146,7 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
 
     progress.step("fitting the final recommender on all data")
     bundle = _fit_bundle(shop, as_of, options, "all data")
+    report.summary.append(("next-need weights", json.dumps(bundle.next_need_weights)))
     bundle_dir = workdir / "recommender_bundle"
     bundle.save(bundle_dir)
     known = [str(c) for c in bundle.customer_ids[:3]]
@@ -165,4 +166,18 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
         evaluate_champion=lambda wrapper: backtest.evaluate(wrapper.bundle),
         backtest_dir=str(backtest_dir),
         backtest_loader=BacktestBundle.load,
+        fit_params={f"next_need_weight.{r}": w for r, w in bundle.next_need_weights.items()},
+        fit_metrics=next_need_metrics(bundle.report),
     )
+
+
+def next_need_metrics(report: dict[str, Any]) -> dict[str, float]:
+    """The final fit's validation NDCG@10 of what the next-need cases bought after the posted
+    item, per protocol: the champion alone and with the chosen weight (`next_need`)."""
+    metrics: dict[str, float] = {}
+    for protocol, entry in report.get("next_need", {}).items():
+        by_weight = entry.get("ndcg_by_weight") if isinstance(entry, dict) else None
+        if by_weight:
+            metrics[f"next_need.{protocol}.ndcg_champion_alone"] = by_weight["0"]
+            metrics[f"next_need.{protocol}.ndcg_with_weight"] = by_weight[f"{entry['weight']:g}"]
+    return metrics

@@ -114,6 +114,11 @@ def _log_contents(
                 metrics[f"backtest.{short}.{baseline}.{key}"] = value
         for key, value in (candidate.champion_metrics or {}).items():
             metrics[f"backtest.{short}.champion.{key}"] = value
+        for key, value in candidate.fit_metrics.items():
+            metrics[f"fit.{short}.{key}"] = value
+    fit_params = {f"{c.name}.{k}": v for c in candidates for k, v in c.fit_params.items()}
+    if fit_params:
+        mlflow.log_params(fit_params)
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
     with _quiet_mlflow():
         _log_dataset(data, as_of)

@@ -48,6 +48,7 @@ from models.recommenders.rules import (
 )
 from models.recommenders.selection import SelectionSettings, select_models
 from models.recommenders.session import SessionAnswer, session_recommendation
+from models.recommenders.static_ranking import StaticRanking, is_in
 from models.recommenders.validation import item_categories, rows_of
 from models.recommenders.winners import fit_winner
 
@@ -96,39 +97,6 @@ class SparseScorer(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class StaticRanking:
-    """Every available item ordered by a score that does not depend on the request: what a
-    column scores in `RecommenderBundle._top` when the model gives it `base`."""
-
-    base: np.ndarray
-    """float32 per item column, the model's score before the tie-break."""
-    scores: np.ndarray
-    """float32 per item column: `base` plus the trending tie-break, exactly as `_top` adds it."""
-    order: np.ndarray
-    """The available item columns by `scores` descending, the lower column first on ties."""
-    finite: bool
-    """False when some available item's score is infinite or NaN (then rank densely)."""
-
-    @classmethod
-    def of(cls, base: np.ndarray, tie_break: np.ndarray, available: np.ndarray) -> StaticRanking:
-        """The ranking of `base` (float32 per column) for the `available` items (bool)."""
-        scores = np.asarray(base, dtype=np.float32) + tie_break
-        order = np.argsort(-scores, kind="stable")
-        order = order[available[order]]
-        finite = bool(np.isfinite(scores[order]).all())
-        return cls(np.asarray(base, dtype=np.float32), scores, order, finite)
-
-    def first(self, n: int, *skip: np.ndarray) -> np.ndarray:
-        """The first `n` columns of `order` in none of the `skip` arrays (each sorted, unique)."""
-        # The skipped columns can take at most as many places in the head as they are many.
-        head = self.order[: n + sum(len(columns) for columns in skip)]
-        keep = np.ones(len(head), dtype=bool)
-        for columns in skip:
-            keep &= ~_is_in(head, columns)
-        return head[keep][:n]
-
-
 def _position(index: pd.Index, key: str) -> int:
     """Position of `key` in an index of unique ids, -1 when absent. One id at a time this is
     a hash lookup (~1 µs); `get_indexer` costs 0.1-0.4 ms per call on 50k-1M string ids."""
@@ -142,14 +110,6 @@ def _position(index: pd.Index, key: str) -> int:
 def _scores_sparsely(model_class: type) -> bool:
     """Does the class implement `SparseScorer`? (cached: a Protocol check costs ~20 µs)"""
     return issubclass(model_class, SparseScorer)
-
-
-def _is_in(columns: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """bool per column: is it in `sorted_set` (ascending, unique)? For few columns, no sort."""
-    if len(sorted_set) == 0:
-        return np.zeros(len(columns), dtype=bool)
-    place = np.minimum(np.searchsorted(sorted_set, columns), len(sorted_set) - 1)
-    return sorted_set[place] == columns
 
 
 @dataclass(frozen=True)
@@ -180,6 +140,9 @@ class RecommenderBundle:
     strategies: dict[str, str]
     rules: BusinessRules
     report: dict[str, Any] = field(default_factory=dict)
+    next_need_weights: dict[str, float] = field(default_factory=dict)
+    """Per personal role, the weight of what goes with items bought since `as_of` in a fresh
+    answer, chosen on the validation window (`next_need`); a role without one: 0."""
 
     def __post_init__(self) -> None:
         self._customer_index = pd.Index(self.customer_ids)
@@ -282,7 +245,7 @@ class RecommenderBundle:
         exclude_purchased: ExcludePurchased = "non-repeatable",
         extra_purchased: Sequence[str] = (),
         extra_interactions: Sequence[tuple[str, str]] = (),
-        next_need_weight: float = 0.0,
+        next_need_weight: float | None = None,
     ) -> Recommendation:
         """Personal top-k for one customer; an unknown customer gets trending items.
 
@@ -290,8 +253,10 @@ class RecommenderBundle:
         history and excluded like past purchases. `extra_interactions`: `(item_id, kind)` of
         views and carts since `as_of`, treated as weaker history (`fresh_row`), not excluded.
         With either, the customer is scored from the updated row (`Recommender.updated_scores`:
-        factor models re-solve the customer's vector). `next_need_weight` > 0 adds what goes
-        with the items bought since (`fresh_row.with_next_need`). Unknown item ids are ignored."""
+        factor models re-solve the customer's vector), and what goes with the items bought since
+        is added (`fresh_row.with_next_need`) at `next_need_weight`, by default (None) the weight
+        training chose for the role (`next_need_weights`; 0: the champion alone). Unknown item
+        ids are ignored."""
         row = self.customer_row(customer_id)
         extra = self.item_columns(extra_purchased)
         known = [(c, kind) for item, kind in extra_interactions if (c := self._column(item)) >= 0]
@@ -303,6 +268,8 @@ class RecommenderBundle:
         if row < 0 and fresh is None:
             return self._cold(k, category, note=NEW_CUSTOMER)
         role = "discovery" if exclude_purchased == "all" else "repeat"
+        if next_need_weight is None:
+            next_need_weight = self.next_need_weights.get(role, 0.0)
         items, scores = self._ranked(
             role, np.array([row]), extra, exclude_purchased, category, k, fresh, next_need_weight
         )
@@ -401,10 +368,19 @@ class RecommenderBundle:
         else:
             scores = self.models[role].updated_scores(rows, history + fresh)
             if next_need_weight > 0 and extra is not None and len(extra):
-                basket = np.unique(extra)
-                columns, values = self._basket_scores(basket, np.ones(len(basket), np.float32))
-                scores = with_next_need(scores, columns, values, next_need_weight)
+                scores = self._with_next_need(scores, blocked, extra, next_need_weight)
         return self._top(scores, blocked, k)
+
+    def _with_next_need(
+        self, scores: np.ndarray, blocked: np.ndarray, bought: np.ndarray, weight: float
+    ) -> np.ndarray:
+        """One row's updated `scores` plus `weight` x what goes with the `bought` columns, the
+        champion's places counted among the items it may show, in `_top`'s order."""
+        shown_order = scores + self._tie_break[None, :]
+        shown_order[blocked] = -np.inf
+        basket = np.unique(bought)
+        columns, values = self._basket_scores(basket, np.ones(len(basket), np.float32))
+        return with_next_need(shown_order, columns, values, weight)
 
     def _top(
         self, scores: np.ndarray, blocked: np.ndarray, k: int
@@ -444,7 +420,7 @@ class RecommenderBundle:
             return items[0], values[0]
         wanted = k * 3 if self.rules.max_per_category else k
         scores = scores + self._tie_break[scored]
-        allowed = self.rules.available[scored] & ~_is_in(scored, blocked)
+        allowed = self.rules.available[scored] & ~is_in(scored, blocked)
         filler = ranking.first(wanted, scored, blocked)
         pool = np.concatenate([scored[allowed], filler])
         pool_scores = np.concatenate([scores[allowed], ranking.scores[filler]])
@@ -512,6 +488,7 @@ class RecommenderBundle:
                 "max_per_category": self.rules.max_per_category,
             },
             "report": self.report,
+            "next_need_weights": self.next_need_weights,
         }
         (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
 
@@ -555,6 +532,8 @@ class RecommenderBundle:
             strategies=dict(meta["strategies"]),
             rules=rules,
             report=meta["report"],
+            # A bundle saved before the weights were chosen in training has none: weight 0.
+            next_need_weights=dict(meta.get("next_need_weights", {})),
         )
 
 
@@ -689,4 +668,5 @@ def fit_recommender_bundle(
         strategies=strategies,
         rules=rules,
         report=report,
+        next_need_weights=dict(selection.next_need_weights),
     )

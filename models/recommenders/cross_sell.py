@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from models.recommenders.base import Recommender
 from models.recommenders.candidates import (
     CROSS_SELL_CANDIDATES,
     DEFAULT_CROSS_SELL,
@@ -53,23 +54,35 @@ def _held_out_baskets(
     return basket, {i: {int(c)} for i, c in enumerate(hidden["col"].to_numpy())}
 
 
-def select_cross_sell(data: ValidationData, seed: int) -> tuple[CandidateSpec, dict[str, Any]]:
+def select_cross_sell(
+    data: ValidationData, seed: int
+) -> tuple[CandidateSpec, Recommender, dict[str, Any]]:
     """The cross-sell candidate with the best leave-one-out NDCG@K (the larger name on ties),
-    and the report of every candidate's metrics."""
+    that candidate as fitted at the validation cut, and the report of every candidate's
+    metrics."""
     held_out = _held_out_baskets(data, seed)
     if held_out is None:
         reason = "no multi-item orders in the window; default kept"
-        return DEFAULT_CROSS_SELL, {"reason": reason}
+        model = DEFAULT_CROSS_SELL.make().fit(
+            data.matrix(DEFAULT_CROSS_SELL.half_life), data.co_purchase
+        )
+        return DEFAULT_CROSS_SELL, model, {"reason": reason}
     basket, relevant = held_out
     results: dict[str, dict[str, float]] = {}
+    models: dict[str, Recommender] = {}
     for candidate in CROSS_SELL_CANDIDATES:
         model = candidate.make().fit(data.matrix(candidate.half_life), data.co_purchase)
         items, _ = model.recommend(np.full(basket.shape[0], -1), basket, k=K, exclude=basket)
         results[candidate.name] = rounded(metrics_from_columns(items, relevant, K))
+        models[candidate.name] = model
     winner = max(CROSS_SELL_CANDIDATES, key=lambda c: (results[c.name]["ndcg"], c.name))
-    return winner, {
-        "winner": winner.name,
-        "baskets": basket.shape[0],
-        "candidates": results,
-        "reason": f"best leave-one-out NDCG@{K} on validation-window orders",
-    }
+    return (
+        winner,
+        models[winner.name],
+        {
+            "winner": winner.name,
+            "baskets": basket.shape[0],
+            "candidates": results,
+            "reason": f"best leave-one-out NDCG@{K} on validation-window orders",
+        },
+    )

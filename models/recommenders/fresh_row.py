@@ -9,11 +9,18 @@ training never sees views or carts (the shop's files hold none), so no backtest 
 docs/serving.md says so.
 
 `with_next_need` adds what goes with the items just bought: the cross-sell model's answer for
-them as a basket, weighted by the serving setting `PATRONAGE_NEXT_NEED_WEIGHT`. The champion's
-blend was chosen for the next purchase of a customer with months of history, where one order
-moves little; a purchase minutes ago says more about the next need than that (the complementary
-pairs a shop plants or has), and the cross-sell model was chosen on exactly that: completing a
-basket from the rest of it.
+them as a basket, at the weight training chose for the shop on its validation window
+(`models.recommenders.next_need`). The champion's blend was chosen for the next purchase of a
+customer with months of history, where one order moves little; a purchase minutes ago may say
+more about the next need (the complementary pairs a shop plants or has), and the cross-sell
+model was chosen on exactly that: completing a basket from the rest of it.
+
+The champion's scores enter that sum by their places, not their values (`rank_scaled`): the
+scale of a champion's scores (a repeat-purchase count, a latent-class probability, a blend of
+row-normalised members) differs from model to model, and a top ten of nearly equal scores made
+one weight mean little for one champion and much for another. On places, a weight means the
+same for every champion: what the basket's best item gains, in units of the champion's own
+first place.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from models.recommenders.base import row_normalise
+from models.recommenders.base import row_normalise, top_k
 
 PURCHASE_WEIGHT = 1.0
 """What an item bought since `as_of` adds to the customer's confidence for it."""
@@ -59,15 +66,54 @@ def fresh_cells(
     return row
 
 
+LIST_LENGTH = 10
+"""`rank_scaled` gives the champion's r-th place LIST_LENGTH / (LIST_LENGTH + r - 1): 1 for the
+first, 0.53 for the tenth, 0.09 for the hundredth. The length of a list as shown (and as
+validation judges it, NDCG@10) sets how fast a place loses value; a scale, not a fit."""
+RANK_DEPTH = 1000
+"""Places are counted exactly for each row's first RANK_DEPTH items (a partial sort: a full one
+of 50,000 scores costs about 3 ms); later items keep the champion's order below them."""
+
+
+def rank_scaled(scores: np.ndarray) -> np.ndarray:
+    """(n, n_items) float32 scores replaced by their places in each row: the r-th best of the
+    first `RANK_DEPTH` gets `LIST_LENGTH / (LIST_LENGTH + r - 1)` (ties: the lower column first,
+    as `top_k`), every later item a value in [0, the last of those) rising with its score (a
+    NaN 0); -inf (a blocked item) stays -inf. The champion's order is kept."""
+    scores = np.asarray(scores, dtype=np.float32)
+    n_rows, n_items = scores.shape
+    depth = min(RANK_DEPTH, n_items)
+    if depth == 0:
+        return scores.copy()
+    columns, values = top_k(scores, depth)
+    place_value = LIST_LENGTH / (LIST_LENGTH + np.arange(depth, dtype=np.float32))
+    floor = np.float32(LIST_LENGTH / (LIST_LENGTH + depth))
+    finite = np.isfinite(scores)
+    lowest = np.where(finite, scores, np.inf).min(axis=1, keepdims=True)
+    last = np.where(np.isfinite(values[:, -1:]), values[:, -1:], lowest)
+    spread = last - lowest
+    with np.errstate(invalid="ignore", over="ignore"):
+        rest = np.divide(
+            scores - lowest, spread, out=np.zeros_like(scores), where=finite & (spread > 0)
+        )
+    scaled = (floor * np.clip(rest, 0.0, 1.0)).astype(np.float32)
+    scaled[np.isneginf(scores)] = -np.inf
+    ranked = columns >= 0
+    row_of = np.repeat(np.arange(n_rows), depth).reshape(n_rows, depth)
+    scaled[row_of[ranked], columns[ranked]] = np.broadcast_to(place_value, columns.shape)[ranked]
+    return scaled
+
+
 def with_next_need(
     scores: np.ndarray, columns: np.ndarray, basket_scores: np.ndarray, weight: float
 ) -> np.ndarray:
-    """One customer's (1, n_items) scores plus `weight` times the basket scores of the items
-    just bought (`columns`, `basket_scores`: the cross-sell model's sparse answer), each row
-    divided by its largest absolute value first so that the weight means the same for every
-    model. `weight` 0 returns `scores` unchanged."""
+    """One customer's (1, n_items) scores (blocked items at -inf) by their places
+    (`rank_scaled`) plus `weight` times the basket scores of the items just bought (`columns`,
+    `basket_scores`: the cross-sell model's sparse answer) divided by their largest absolute
+    value, so that the weight means the same for every champion and every cross-sell model.
+    `weight` 0 returns `scores` unchanged."""
     if weight <= 0 or len(columns) == 0:
         return scores
     dense = np.zeros((1, scores.shape[1]), dtype=np.float32)
     dense[0, columns] = basket_scores
-    return row_normalise(scores) + np.float32(weight) * row_normalise(dense)
+    return rank_scaled(scores) + np.float32(weight) * row_normalise(dense)

@@ -21,7 +21,9 @@ The same code runs for every shop; nothing here knows a data set:
    leave-one-out on the window's baskets (`cross_sell`);
 5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner never
    loses to trending on validation, because trending is itself a candidate; the report records
-   every candidate's validation metrics and why the winner won.
+   every candidate's validation metrics and why the winner won;
+6. with a cross-sell model, each protocol's next-need weight (what goes with a purchase posted
+   since training, in that customer's next answer) is chosen on the same window (`next_need`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from models.recommenders.base import Recommender
 from models.recommenders.candidates import CandidateSpec, candidate_specs
 from models.recommenders.cross_sell import select_cross_sell
 from models.recommenders.greedy_blend import greedy_blend
+from models.recommenders.next_need import choose_next_need_weight, next_need_cases
+from models.recommenders.rerank import HISTORY_HALF_LIFE
 from models.recommenders.rerank_training import rerank_cost, try_reranker
 from models.recommenders.validation import (
     ValidationData,
@@ -47,7 +51,7 @@ from models.recommenders.validation import (
     score_block,
     validation_window_days,
 )
-from models.recommenders.winners import WinnerSpec
+from models.recommenders.winners import WinnerSpec, assemble_winner
 
 PROTOCOLS = ("discovery", "repeat")
 OWN_ITEM_FAMILIES = frozenset({"repeat_purchase", "repeat_cycle", "repeat_frequency"})
@@ -76,6 +80,9 @@ class SelectionResult:
     report: dict[str, Any] = field(default_factory=dict)
     rankers: dict[str, Any] = field(default_factory=dict)
     """Per protocol whose winner is a re-ranker: the classifier trained on the latest window."""
+    next_need_weights: dict[str, float] = field(default_factory=dict)
+    """Per protocol, the weight of what goes with a just-bought item in a fresh answer
+    (`next_need`); empty when no cross-sell model was chosen (lists only)."""
 
 
 @dataclass
@@ -183,21 +190,61 @@ def select_models(
     fitted = _fit_candidates(data, specs, past_deadline, report, say, time_budget_s > 0)
     winners: dict[str, WinnerSpec] = {}
     rankers: dict[str, Any] = {}
+    judged_rerankers: dict[str, Recommender] = {}
     for protocol in PROTOCOLS:
         winners[protocol], why = greedy_blend(data, fitted.scores, fitted.specs, protocol, report)
         remaining = time_budget_s - (time.perf_counter() - started)
         if rerank_cost(data, fitted.specs, report, protocol) < remaining:
             outcome = try_reranker(data, fitted.models, fitted.specs, protocol, report, why, seed)
             if outcome is not None:
-                winners[protocol], rankers[protocol], why = outcome
+                winners[protocol], rankers[protocol], why, judged_rerankers[protocol] = outcome
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
     cross_sell: CandidateSpec | None = None
+    next_need_weights: dict[str, float] = {}
     if settings.cross_sell:
-        cross_sell, report["cross_sell"] = select_cross_sell(data, seed)
+        cross_sell, cross_sell_at_cut, report["cross_sell"] = select_cross_sell(data, seed)
+        next_need_weights = _next_need_weights(
+            data, winners, fitted, judged_rerankers, cross_sell_at_cut, report, seed, say
+        )
     report["validation_window_days"] = round(window, 3)
     report["validation_cut"] = data.cut.isoformat()
     report["validation_customers"] = int(len(data.eval_rows))
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
     trending = fitted.specs[report["repeat_winner"]["best_baseline"]]
-    return SelectionResult(window, data.cut, winners, cross_sell, trending, report, rankers)
+    return SelectionResult(
+        window, data.cut, winners, cross_sell, trending, report, rankers, next_need_weights
+    )
+
+
+def _next_need_weights(
+    data: ValidationData,
+    winners: dict[str, WinnerSpec],
+    fitted: _Fitted,
+    judged_rerankers: dict[str, Recommender],
+    cross_sell: Recommender,
+    report: dict[str, Any],
+    seed: int,
+    say: Callable[[str], None],
+) -> dict[str, float]:
+    """Per protocol, the next-need weight of its winner as fitted at the validation cut (a
+    re-ranker with the classifier it was judged with), recorded in `report["next_need"]`."""
+    started = time.perf_counter()
+    cases = next_need_cases(data, seed)
+    weights: dict[str, float] = {}
+    entries: dict[str, Any] = {}
+    for protocol in PROTOCOLS:
+        winner = winners[protocol]
+        half_life: float | None
+        if protocol in judged_rerankers:
+            champion, half_life = judged_rerankers[protocol], HISTORY_HALF_LIFE
+        else:
+            members = [fitted.models[name] for name in winner.member_names]
+            champion, half_life = assemble_winner(winner, members, data.matrix, seed)
+        history = data.matrix(half_life).matrix
+        weights[protocol], entries[protocol] = choose_next_need_weight(
+            data, cases, champion, history, cross_sell, protocol, seed
+        )
+        say(f"{protocol} next-need weight {weights[protocol]:g} ({entries[protocol]['reason']})")
+    report["next_need"] = entries | {"seconds": round(time.perf_counter() - started, 2)}
+    return weights

@@ -66,6 +66,21 @@ def fit_winner(
         member.make().fit(matrices(member.half_life), co_purchase, categories, customer_attributes)
         for member in winner.members
     ]
+    return assemble_winner(winner, fitted, matrices, seed, ranker, repeat_rates)
+
+
+def assemble_winner(
+    winner: WinnerSpec,
+    fitted: list[Recommender],
+    matrices: Callable[[float | None], Interactions],
+    seed: int,
+    ranker: Any = None,
+    repeat_rates: np.ndarray | None = None,
+) -> tuple[Recommender, float | None]:
+    """The winner made of its members already fitted (`fitted`, in `winner.members` order):
+    the one member, their blend, or the re-ranker over them (`ranker`, `repeat_rates` and the
+    history `matrices` as in `fit_winner`); with its serving half-life as `fit_winner` gives.
+    Selection uses it for the winner as fitted at the validation cut."""
     if winner.rerank:
         reranker = RerankRecommender(
             fitted,

@@ -9,7 +9,7 @@ from implicit.cpu.als import AlternatingLeastSquares
 
 from models.recommenders import ALSRecommender, BlendRecommender, ItemKNNRecommender
 from models.recommenders.base import row_normalise
-from models.recommenders.fresh_row import with_next_need
+from models.recommenders.fresh_row import RANK_DEPTH, rank_scaled, with_next_need
 from tests.models.test_recommender_contract import checkerboard
 
 
@@ -58,13 +58,42 @@ def test_blend_scores_updated_rows_through_its_members() -> None:
     assert not np.allclose(blend.scores(np.array([3]), updated), expected)
 
 
-def test_next_need_adds_normalised_basket_scores_and_weight_zero_changes_nothing() -> None:
-    scores = np.array([[2.0, -4.0, 1.0, 0.0]], dtype=np.float32)
+def test_next_need_adds_normalised_basket_scores_to_the_champions_places() -> None:
+    scores = np.array([[2.0, -4.0, 1.0, 0.0, -np.inf]], dtype=np.float32)
     columns, basket = np.array([1, 3]), np.array([0.5, 2.0], dtype=np.float32)
     assert with_next_need(scores, columns, basket, 0.0) is scores
     assert with_next_need(scores, columns[:0], basket[:0], 1.0) is scores
+    places = [1.0, 10 / 13, 10 / 11, 10 / 12]  # the champion places them 1st, 4th, 2nd, 3rd
     np.testing.assert_allclose(
         with_next_need(scores, columns, basket, 0.5),
-        [[0.5, -1.0 + 0.125, 0.25, 0.5]],
+        [[places[0], places[1] + 0.125, places[2], places[3] + 0.5, -np.inf]],
         rtol=1e-6,
     )
+
+
+def test_next_need_means_the_same_whatever_the_champions_score_scale() -> None:
+    """A champion's scores by any increasing transform (a flat top ten or a steep one) give
+    the same sum: the weight does not depend on the model that won."""
+    rng = np.random.default_rng(3)
+    scores = rng.random((1, 300)).astype(np.float32)
+    columns = np.sort(rng.choice(300, size=20, replace=False))
+    basket = rng.random(20).astype(np.float32)
+    flat = (0.99 + 0.01 * scores).astype(np.float32)
+    steep = np.exp(8 * scores).astype(np.float32)
+    expected = with_next_need(scores, columns, basket, 0.3)
+    for rescaled in (flat, steep, 5 * scores):
+        np.testing.assert_allclose(with_next_need(rescaled, columns, basket, 0.3), expected)
+
+
+def test_places_beyond_the_exact_depth_keep_the_champions_order() -> None:
+    rng = np.random.default_rng(4)
+    scores = rng.normal(size=(2, RANK_DEPTH + 500)).astype(np.float32)
+    scores[1, :7] = -np.inf
+    scaled = rank_scaled(scores)
+    for row in range(2):
+        finite = np.isfinite(scores[row])
+        order = np.argsort(-scores[row][finite], kind="stable")
+        assert (np.diff(scaled[row][finite][order]) <= 0).all()  # never out of order
+        assert np.isneginf(scaled[row][~finite]).all()
+        assert scaled[row].max() == 1.0
+        assert len(np.unique(scaled[row][finite][order[:RANK_DEPTH]])) == RANK_DEPTH

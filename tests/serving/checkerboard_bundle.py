@@ -66,10 +66,16 @@ def checkerboard_bundle() -> RecommenderBundle:
 
 class CheckerboardSource:
     """A `ModelSource` serving the checkerboard bundle (precomputed lists of depth 10; the
-    next-need weight as given, 0: the champion alone)."""
+    next-need weight as given, 0: the champion alone, None: the bundle's `trained_weights`,
+    as if training had chosen them)."""
 
-    def __init__(self, next_need_weight: float = 0.0) -> None:
+    def __init__(
+        self,
+        next_need_weight: float | None = 0.0,
+        trained_weights: Mapping[str, float] | None = None,
+    ) -> None:
         self.bundle = checkerboard_bundle()
+        self.bundle.next_need_weights = dict(trained_weights or {})
         self.next_need_weight = next_need_weight
 
     def champion_versions(self) -> dict[Role, str]:

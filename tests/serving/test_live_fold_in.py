@@ -27,8 +27,10 @@ RIGHT = {f"i{n:02d}" for n in range(8, 16)}
 """The items customers c12..c23 buy: foreign to c00..c11."""
 
 
-def _store(next_need_weight: float = 0.0) -> ModelStore:
-    store = ModelStore(CheckerboardSource(next_need_weight), poll_seconds=0)
+def _store(
+    next_need_weight: float | None = 0.0, trained_weights: dict[str, float] | None = None
+) -> ModelStore:
+    store = ModelStore(CheckerboardSource(next_need_weight, trained_weights), poll_seconds=0)
     assert store.reload().outcome == "loaded"
     recommender = store.current.recommender  # type: ignore[union-attr]
     assert isinstance(recommender, BundleRecommender) and recommender.precomputed is not None
@@ -91,6 +93,28 @@ def test_next_need_weight_brings_up_what_goes_with_one_purchase(settings: Settin
             assert served.post("/v1/events", json=bought, headers=CRM).status_code == 201
             counts.append(len(RIGHT & set(_top(served, "c06"))))
     assert counts[1] >= 3 > counts[0], counts
+
+
+def test_the_weight_training_chose_is_served_unless_the_setting_overrides_it(
+    settings: Settings,
+) -> None:
+    """With `PATRONAGE_NEXT_NEED_WEIGHT` unset the bundle's own weight answers (and
+    `/v1/models` says so); a set weight replaces it for every role."""
+    bought = {"purchases": [_purchase("c06", "i08", "o-4")]}
+    admin = key("admin")
+    found = []
+    for setting in (None, 0.0):
+        store = _store(setting, trained_weights={"repeat": 1.0, "discovery": 0.25})
+        with TestClient(create_app(settings, model_store=store)) as served:
+            assert served.post("/v1/events", json=bought, headers=CRM).status_code == 201
+            status = served.get("/v1/models", headers=admin).json()["recommender_status"]
+            found.append((len(RIGHT & set(_top(served, "c06"))), status))
+    (trained_count, trained_status), (zero_count, zero_status) = found
+    assert trained_count >= 3 > zero_count, found
+    assert trained_status["next_need_weights"] == {"repeat": 1.0, "discovery": 0.25}
+    assert trained_status["next_need_weights_from"] == "training"
+    assert zero_status["next_need_weights"] == {"repeat": 0.0, "discovery": 0.0}
+    assert zero_status["next_need_weights_from"] == "setting"
 
 
 def test_views_and_carts_fold_in_without_being_excluded(client: TestClient) -> None:

@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -272,6 +273,7 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
     ):
         assert key in metrics, key
     assert run.data.params["value_horizon_days"] == "90"
+    _check_next_need_weights_logged(client)
     # B's run logged the champion (A) evaluated on B's backtest beside B's own model.
     second = client.get_run(trained.second.run_id).data.metrics
     assert (
@@ -290,6 +292,26 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
     assert {"report.html", "churn_roc.png", "churn_calibration.png", "churn_lift.png"} <= report
     assert any(name.startswith("recommendations_ndcg") for name in report)
     assert "segments.png" in report
+
+
+def _check_next_need_weights_logged(client: Any) -> None:
+    """The champion's bundle keeps the next-need weights its final fit chose on validation,
+    and its run logged them (parameters) with the validation figures behind them (metrics)."""
+    from models.recommenders.bundle import RecommenderBundle
+    from models.recommenders.next_need import NEXT_NEED_WEIGHTS
+    from training.registry import resolve_model_dir
+
+    uri = f"models:/{name_of(RECOMMENDER)}@champion"
+    bundle = RecommenderBundle.load(resolve_model_dir(uri, artifact="bundle"))
+    assert set(bundle.next_need_weights) == {"discovery", "repeat"}
+    version = client.get_model_version_by_alias(name_of(RECOMMENDER), "champion")
+    logged = client.get_run(version.run_id).data
+    for role, weight in bundle.next_need_weights.items():
+        assert weight in NEXT_NEED_WEIGHTS
+        assert float(logged.params[f"recommender.next_need_weight.{role}"]) == weight
+        chosen = logged.metrics[f"fit.recommender.next_need.{role}.ndcg_with_weight"]
+        assert chosen >= logged.metrics[f"fit.recommender.next_need.{role}.ndcg_champion_alone"]
+    assert bundle.report["next_need"]["repeat"]["cases"] > 100
 
 
 def test_rollback_restores_the_previous_champion_and_models_lists_it(  # type: ignore[no-untyped-def]
