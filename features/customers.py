@@ -25,12 +25,10 @@ from features.engines import (
     as_of_utc,
     before,
     connect,
-    duckdb_sql,
     epoch_second,
     execute,
     last_day_before,
-    registered_shop,
-    spark_shop_tables,
+    shop_queries,
 )
 from features.frames import FLOAT, canonical_frame
 from features.shop import Shop
@@ -72,18 +70,10 @@ def customer_features(
     docs/features.md). `connection`: see `features.engines.connect`. Raises ValueError on a bad
     `as_of`, engine or table."""
     as_of = as_of_utc(as_of)
-    backend = connect(engine, connection)
-    if backend.name == "duckdb":
-        with registered_shop(backend, shop) as run:
-            channels = run(duckdb_sql(_channels_on, as_of))["channel"].tolist()
-            frame = run(duckdb_sql(_features_on, as_of, tuple(channels)))
-        return canonical_customer_frame(frame)
-    with spark_shop_tables(backend, shop) as tables:
-        channels = execute(backend, channel_values(tables.purchases, as_of))["channel"].tolist()
-        expression = customer_feature_table(
-            tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
-        )
-        return canonical_customer_frame(execute(backend, expression))
+    with shop_queries(connect(engine, connection), shop) as query:
+        channels = query(_channels_on, as_of)["channel"].tolist()
+        frame = query(_features_on, as_of, tuple(channels))
+    return canonical_customer_frame(frame)
 
 
 def spark_customer_frame(backend: ibis.BaseBackend, tables: ShopTables, as_of: Any) -> Any:
@@ -103,12 +93,12 @@ def spark_customer_frame(backend: ibis.BaseBackend, tables: ShopTables, as_of: A
 
 
 def _channels_on(tables: ShopTables, as_of: pd.Timestamp) -> ir.Table:
-    """`channel_values` over a `ShopTables` (for the cached DuckDB SQL)."""
+    """`channel_values` over a `ShopTables` (for `shop_queries`)."""
     return channel_values(tables.purchases, as_of)
 
 
 def _features_on(tables: ShopTables, as_of: pd.Timestamp, channels: tuple[str, ...]) -> ir.Table:
-    """`customer_feature_table` over a `ShopTables` (for the cached DuckDB SQL)."""
+    """`customer_feature_table` over a `ShopTables` (for `shop_queries`)."""
     return customer_feature_table(
         tables.purchases, tables.feedback, tables.items, tables.customers, as_of, channels
     )

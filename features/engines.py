@@ -298,6 +298,23 @@ def registered_shop(
             connection.unregister(UNBOUND_NAMES[name])
 
 
+@contextmanager
+def shop_queries(backend: ibis.BaseBackend, shop: Shop) -> Iterator[Callable[..., pd.DataFrame]]:
+    """The shop's tables on `backend` for one block; yields `query(builder, *arguments)`, which
+    runs `builder(tables, *arguments)` (an Ibis expression over `ShopTables`) and returns a
+    DataFrame with a fresh index.
+
+    On DuckDB the tables are registered (`registered_shop`) and the expression runs as its
+    cached SQL (`duckdb_sql`: `arguments` must be hashable); on Spark they are cached
+    temporary views (`spark_shop_tables`). Raises ValueError as `shop_tables`."""
+    if backend.name == "duckdb":
+        with registered_shop(backend, shop) as run:
+            yield lambda builder, *arguments: run(duckdb_sql(builder, *arguments))
+    else:
+        with spark_shop_tables(backend, shop) as tables:
+            yield lambda builder, *arguments: execute(backend, builder(tables, *arguments))
+
+
 def execute(backend: ibis.BaseBackend, expression: ir.Table) -> pd.DataFrame:
     """Run `expression` on `backend` and return a pandas DataFrame with a fresh index."""
     return backend.execute(expression).reset_index(drop=True)

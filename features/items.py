@@ -21,11 +21,8 @@ from features.engines import (
     as_of_utc,
     before,
     connect,
-    duckdb_sql,
     epoch_second,
-    execute,
-    registered_shop,
-    spark_shop_tables,
+    shop_queries,
 )
 from features.frames import FLOAT, canonical_frame
 from features.shop import Shop
@@ -64,20 +61,13 @@ def item_features(
     backend = connect(engine, connection)
     if not half_life_days > 0:
         raise ValueError(f"half_life_days must be positive, got {half_life_days!r}")
-    if backend.name == "duckdb":
-        with registered_shop(backend, shop) as run:
-            frame = run(duckdb_sql(_features_on, as_of, float(half_life_days)))
-    else:
-        with spark_shop_tables(backend, shop) as tables:
-            expression = item_feature_table(
-                tables.purchases, tables.feedback, tables.items, as_of, half_life_days
-            )
-            frame = execute(backend, expression)
+    with shop_queries(backend, shop) as query:
+        frame = query(_features_on, as_of, float(half_life_days))
     return canonical_frame(frame, "item_id", ITEM_COUNT_COLUMNS, text_columns=("category",))
 
 
 def _features_on(tables: ShopTables, as_of: pd.Timestamp, half_life_days: float) -> ir.Table:
-    """`item_feature_table` over a `ShopTables` (for the cached DuckDB SQL)."""
+    """`item_feature_table` over a `ShopTables` (for `shop_queries`)."""
     return item_feature_table(
         tables.purchases, tables.feedback, tables.items, as_of, half_life_days
     )

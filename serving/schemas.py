@@ -57,10 +57,11 @@ class RecommendedItem(BaseModel):
     score: float | None
 
 
-class RecommendationsAnswer(BaseModel):
-    """Items for one customer, best first."""
+class RecommendationAnswerFields(BaseModel):
+    """The fields every recommendation answer has (personal, cross-sell, session, similar
+    items), as `serving.recommendation_answers.answer_fields` fills them; each answer model
+    adds what it was asked about."""
 
-    customer_id: str
     items: list[RecommendedItem]
     strategy: str = Field(description="what produced the list, e.g. `trending` for fallbacks")
     note: str | None = Field(description="why a fallback answered, e.g. `new customer`")
@@ -73,6 +74,12 @@ class RecommendationsAnswer(BaseModel):
         description="unique id of this answer; post it back with the impression, the clicks "
         "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
     )
+
+
+class RecommendationsAnswer(RecommendationAnswerFields):
+    """Items for one customer, best first."""
+
+    customer_id: str
     excluded_recent_purchases: int = Field(
         description="items this list leaves out because posted events say the customer bought "
         "them since the model's as_of: the same question without those purchases would show "
@@ -106,23 +113,11 @@ class CrossSellRequest(BaseModel):
     k: int = Field(default=10, ge=1, le=MAX_K)
 
 
-class CrossSellAnswer(BaseModel):
+class CrossSellAnswer(RecommendationAnswerFields):
     """Items that go with the basket, best first; basket items are never returned."""
 
     basket: list[str]
     customer_id: str | None
-    items: list[RecommendedItem]
-    strategy: str
-    note: str | None
-    model_version: str
-    variant: Literal["champion", "challenger"] = Field(
-        description="which model answered: the champion, or the @challenger for the share of "
-        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
-    )
-    recommendation_id: str = Field(
-        description="unique id of this answer; post it back with the impression, the clicks "
-        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
-    )
 
 
 class SessionRequest(BaseModel):
@@ -139,43 +134,19 @@ class SessionRequest(BaseModel):
     )
 
 
-class SessionAnswer(BaseModel):
+class SessionAnswer(RecommendationAnswerFields):
     """Items for the session, best first (the session's own items never come back), and the
     session's item ids the model does not know (ignored for scoring)."""
 
     session_id: str | None
     session_items: list[str]
     unknown_items: list[str]
-    items: list[RecommendedItem]
-    strategy: str
-    note: str | None
-    model_version: str
-    variant: Literal["champion", "challenger"] = Field(
-        description="which model answered: the champion, or the @challenger for the share of "
-        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
-    )
-    recommendation_id: str = Field(
-        description="unique id of this answer; post it back with the impression, the clicks "
-        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
-    )
 
 
-class SimilarItemsAnswer(BaseModel):
+class SimilarItemsAnswer(RecommendationAnswerFields):
     """Items similar to one item, best first."""
 
     item_id: str
-    items: list[RecommendedItem]
-    strategy: str
-    note: str | None
-    model_version: str
-    variant: Literal["champion", "challenger"] = Field(
-        description="which model answered: the champion, or the @challenger for the share of "
-        "shoppers set by PATRONAGE_CHALLENGER_SHARE"
-    )
-    recommendation_id: str = Field(
-        description="unique id of this answer; post it back with the impression, the clicks "
-        "and the purchase it led to (`POST /v1/events`); opaque, at most 256 characters"
-    )
 
 
 class ChurnAnswer(BaseModel):

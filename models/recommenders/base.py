@@ -48,7 +48,8 @@ class Recommender(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        _REGISTRY[cls.__name__] = cls
+        if not cls.__name__.startswith("_"):  # a private base shared by families is not saved
+            _REGISTRY[cls.__name__] = cls
 
     # --- parameters -------------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -79,6 +80,7 @@ class Recommender(ABC):
         for the models that use them).
 
         Returns self. Raises ValueError on an empty matrix or mismatched shapes."""
+        self._read_interactions(interactions)
         if interactions.n_items == 0:
             raise ValueError("cannot fit a recommender on a catalog without items")
         if item_categories is not None and len(item_categories) != interactions.n_items:
@@ -99,6 +101,12 @@ class Recommender(ABC):
         if customer_attributes is not None:
             self._fit_customer_attributes(matrix, customer_attributes)
         return self
+
+    def _read_interactions(self, interactions: Interactions) -> None:
+        """The first step of `fit`: a model that learns from more of `interactions` than its
+        matrix (the repeat families read its purchase timing) checks here that it is there,
+        and keeps it for `_fit`; raises ValueError when it is not. Default: nothing."""
+        return None
 
     def _fit(
         self,

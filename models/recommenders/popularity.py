@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -83,7 +85,7 @@ class RepeatPurchaseRecommender(Recommender):
 
     strategy = "repeat_purchase"
     knows_similar_items = False
-    _array_names = ("item_scores_",)
+    _array_names: ClassVar[tuple[str, ...]] = ("item_scores_",)  # the repeat families add theirs
 
     def __init__(self, popularity_weight: float = 1.0) -> None:
         self.popularity_weight = popularity_weight

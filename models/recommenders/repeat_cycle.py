@@ -30,17 +30,13 @@ and items posted as bought since (`user_items` cells without timing) count as du
 
 from __future__ import annotations
 
-from typing import Self
-
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import gammainc
 
-from features.attributes import CustomerAttributes
 from features.interactions import Interactions
 from features.purchase_timing import PurchaseTiming
-from models.recommenders.base import Recommender
-from models.recommenders.popularity import best_seller_shares, own_shares
+from models.recommenders.popularity import RepeatPurchaseRecommender, own_shares
 
 MIN_PROBABILITY = 1e-6
 """The due chance of a pair never drops below this: the customer's own items stay ahead of
@@ -57,7 +53,41 @@ def _timing_of(interactions: Interactions, model: str) -> PurchaseTiming:
     return interactions.timing
 
 
-class RepeatCycleRecommender(Recommender):
+class _TimedRepeatRecommender(RepeatPurchaseRecommender):
+    """What the two time-aware families share: `RepeatPurchaseRecommender` (the customer's own
+    items, the shop's best sellers after them) whose own items are weighed by one customers x
+    items matrix learned from the fitted history's purchase timing (`_fit_timing`).
+
+    `fit` raises ValueError when `interactions` carries no timing (build it with
+    `features.interactions.InteractionsBuilder`) or a parameter is out of range
+    (`_check_parameters`), in that order, before the checks every recommender makes."""
+
+    def _check_parameters(self) -> None:
+        """ValueError naming the parameter that is out of range."""
+        raise NotImplementedError
+
+    def _fit_timing(self, timing: PurchaseTiming) -> None:
+        """Learn the pair weights from the purchase timing (after the best-seller shares)."""
+        raise NotImplementedError
+
+    def _read_interactions(self, interactions: Interactions) -> None:
+        timing = _timing_of(interactions, self.strategy)
+        self._check_parameters()
+        self._timing = timing
+
+    def _fit(
+        self,
+        matrix: sp.csr_matrix,
+        co_purchase: sp.csr_matrix | None,
+        item_categories: np.ndarray | None,
+    ) -> None:
+        super()._fit(matrix, co_purchase, item_categories)
+        timing = self._timing
+        del self._timing
+        self._fit_timing(timing)
+
+
+class RepeatCycleRecommender(_TimedRepeatRecommender):
     """The customer's own items ranked by how often, how recently and how due they are.
 
     Parameters: `shape` of the Gamma gap distribution (> 0), `popularity_weight` of the
@@ -67,7 +97,6 @@ class RepeatCycleRecommender(Recommender):
     cycle)."""
 
     strategy = "repeat_cycle"
-    knows_similar_items = False
     _array_names = ("item_scores_", "due_")
 
     def __init__(
@@ -82,32 +111,12 @@ class RepeatCycleRecommender(Recommender):
         self.next_order_due = next_order_due
         self.prior_gaps = prior_gaps
 
-    def fit(
-        self,
-        interactions: Interactions,
-        co_purchase: sp.csr_matrix | None = None,
-        item_categories: np.ndarray | None = None,
-        customer_attributes: CustomerAttributes | None = None,
-    ) -> Self:
-        """Learn the item cycles and every pair's due chance at the history's `as_of`.
-
-        Raises ValueError when `interactions` carries no timing (build it with
-        `features.interactions.InteractionsBuilder`) or `shape` is not positive."""
-        timing = _timing_of(interactions, "repeat_cycle")
+    def _check_parameters(self) -> None:
         if not self.shape > 0:
             raise ValueError(f"shape must be positive, got {self.shape}")
-        self._timing = timing
-        return super().fit(interactions, co_purchase, item_categories, customer_attributes)
 
-    def _fit(
-        self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
-        self.item_scores_ = best_seller_shares(matrix)
-        timing = self._timing
-        del self._timing
+    def _fit_timing(self, timing: PurchaseTiming) -> None:
+        """Every pair's due chance at the history's `as_of` (the item cycles learned here)."""
         self.due_ = due_probabilities(timing, self.shape, self.prior_gaps, self.next_order_due)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:
@@ -201,7 +210,7 @@ def due_probabilities(
     return matrix
 
 
-class RepeatFrequencyRecommender(Recommender):
+class RepeatFrequencyRecommender(_TimedRepeatRecommender):
     """The customer's own items ranked by how often they bought them lately: time-aware item
     weighting, each order holding the item weighed 2^(-k / `half_life_orders`) where k is the
     number of the customer's own orders since it (the literature's decayed item frequency for
@@ -217,39 +226,18 @@ class RepeatFrequencyRecommender(Recommender):
     as one order placed just now."""
 
     strategy = "repeat_frequency"
-    knows_similar_items = False
     _array_names = ("item_scores_", "frequency_")
 
     def __init__(self, half_life_orders: float = 20.0, popularity_weight: float = 0.1) -> None:
         self.half_life_orders = half_life_orders
         self.popularity_weight = popularity_weight
 
-    def fit(
-        self,
-        interactions: Interactions,
-        co_purchase: sp.csr_matrix | None = None,
-        item_categories: np.ndarray | None = None,
-        customer_attributes: CustomerAttributes | None = None,
-    ) -> Self:
-        """Learn every pair's decayed order frequency at the history's `as_of`.
-
-        Raises ValueError when `interactions` carries no timing or `half_life_orders` is not
-        positive."""
-        timing = _timing_of(interactions, "repeat_frequency")
+    def _check_parameters(self) -> None:
         if not self.half_life_orders > 0:
             raise ValueError(f"half_life_orders must be positive, got {self.half_life_orders}")
-        self._timing = timing
-        return super().fit(interactions, co_purchase, item_categories, customer_attributes)
 
-    def _fit(
-        self,
-        matrix: sp.csr_matrix,
-        co_purchase: sp.csr_matrix | None,
-        item_categories: np.ndarray | None,
-    ) -> None:
-        self.item_scores_ = best_seller_shares(matrix)
-        timing = self._timing
-        del self._timing
+    def _fit_timing(self, timing: PurchaseTiming) -> None:
+        """Every pair's decayed order frequency at the history's `as_of`."""
         self.frequency_ = decayed_order_frequency(timing, self.half_life_orders)
 
     def _scores(self, customer_rows: np.ndarray, user_items: sp.csr_matrix) -> np.ndarray:

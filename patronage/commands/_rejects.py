@@ -1,6 +1,6 @@
 """The options of every command that loads a shop directory: how many rejected rows it accepts
 and where the rejected rows go (`validate`, `features`, `score`, `train`, `recommend-fit`); and
-the checks of DIR and --as-of that `features` and `score` share."""
+DIR itself and the checks of DIR and --as-of that `features` and `score` share."""
 
 from __future__ import annotations
 
@@ -56,6 +56,11 @@ def shop_source(text: str) -> Path | str:
     from features.postgres_url import is_postgres_url
 
     return text if is_postgres_url(text) else Path(text)
+
+
+def add_shop_source(parser: argparse.ArgumentParser) -> None:
+    """Add the positional DIR: a shop's data directory, or a PostgreSQL URL (`shop_source`)."""
+    parser.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
 
 
 def check_shop_directory(directory: Path | str) -> None:

@@ -13,10 +13,9 @@ import sys
 from pathlib import Path
 
 from patronage.commands._rejects import (
-    SOURCE_HELP,
     add_reject_options,
+    add_shop_source,
     reject_options,
-    shop_source,
 )
 
 EXIT_REJECTED = 2
@@ -35,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "--max-reject-rate, 2 when not, 1 when a file cannot be read."
         ),
     )
-    validate.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
+    add_shop_source(validate)
     _add_validation_options(validate)
     validate.set_defaults(handler=run_validate)
 

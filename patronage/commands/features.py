@@ -12,12 +12,11 @@ from pathlib import Path
 
 from patronage.cli import DefaultsHelpFormatter
 from patronage.commands._rejects import (
-    SOURCE_HELP,
     add_reject_options,
+    add_shop_source,
     as_of_option,
     check_shop_directory,
     reject_options,
-    shop_source,
 )
 
 
@@ -35,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=DefaultsHelpFormatter,
     )
-    parser.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
+    add_shop_source(parser)
     parser.add_argument(
         "--as-of",
         required=True,

@@ -14,12 +14,11 @@ from typing import Any
 from models.score_columns import SCORE_COLUMNS, SPEND_COLUMN
 from patronage.commands._registry import add_shop_option
 from patronage.commands._rejects import (
-    SOURCE_HELP,
     add_reject_options,
+    add_shop_source,
     as_of_option,
     check_shop_directory,
     reject_options,
-    shop_source,
 )
 
 OUTPUT_SUFFIXES = (".csv", ".parquet")
@@ -41,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "data before --as-of (--fit). Definitions: docs/churn-and-loyalty.md."
         ),
     )
-    parser.add_argument("directory", type=shop_source, metavar="DIR", help=SOURCE_HELP)
+    add_shop_source(parser)
     add_shop_option(parser, "whose champion scores the shop (default: DIR's name)")
     parser.add_argument(
         "--as-of",

@@ -3,8 +3,9 @@
 `install_console(app, services)` mounts every `/crm/...` page. Every page but sign-in depends
 on `SignedInDep`: without a valid session cookie the browser is sent to `/crm/login` (303),
 with the page it wanted kept as `next` (a path under `/crm/` only: never another site). A
-posted form without its CSRF token answers 403. None of these routes is in the OpenAPI
-document: they are pages for people, not API.
+posted form without its CSRF token answers 403. A page that shows the served models
+(`ServedModelsDep`) answers 503 saying they are loading before the first load. None of these
+routes is in the OpenAPI document: they are pages for people, not API.
 """
 
 from __future__ import annotations
@@ -100,6 +101,26 @@ ConsoleDep = Annotated[Console, Depends(get_console)]
 SignedInDep = Annotated[ConsoleSession, Depends(signed_in)]
 
 
+class ModelsNotLoaded(Exception):
+    """A page needs the served models before the first load (answered with the 503 page)."""
+
+    def __init__(self, session: ConsoleSession) -> None:
+        super().__init__("the shop's models are not loaded yet")
+        self.session = session
+
+
+async def served_models(request: Request, session: SignedInDep) -> ServingModels:
+    """The snapshot being served to a signed-in marketer; raises `ModelsNotLoaded` (answered
+    with the 503 page) before the first load. The sign-in check comes first."""
+    models = get_console(request).models()
+    if models is None:
+        raise ModelsNotLoaded(session)
+    return models
+
+
+ServedModelsDep = Annotated[ServingModels, Depends(served_models)]
+
+
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path under `/crm/` of this site, else the overview."""
     if (
@@ -155,6 +176,11 @@ async def _csrf_rejected(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _models_not_loaded(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ModelsNotLoaded)
+    return not_loaded_page(request, exc.session)
+
+
 def install_console(app: FastAPI, services: Services) -> None:
     """Mount the console's pages on `app` and keep its state on `app.state.console`."""
     from serving.crm import routes_customers, routes_models, routes_overview, routes_sign_in
@@ -168,6 +194,7 @@ def install_console(app: FastAPI, services: Services) -> None:
         app.include_router(module.router)
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRejected, _csrf_rejected)
+    app.add_exception_handler(ModelsNotLoaded, _models_not_loaded)
 
 
 def not_loaded_page(request: Request, session: ConsoleSession | None) -> Response:

@@ -16,18 +16,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from serving.crm.console import (
-    ConsoleDep,
-    SignedInDep,
-    not_loaded_page,
-    page_context,
-)
-from serving.crm.customer_frame import RISK_TIERS, SORT_KEYS
-from serving.crm.customer_query import AT_RISK_VIEW, PAGE_SIZES, parse_query
+from serving.crm.console import Console, ConsoleDep, ServedModelsDep, SignedInDep, page_context
+from serving.crm.customer_frame import RISK_TIERS, SORT_KEYS, CustomerFrame
+from serving.crm.customer_query import AT_RISK_VIEW, PAGE_SIZES, CustomerQuery, parse_query
 from serving.crm.export import stream_csv, winback_items
 from serving.crm.pages import render, secure
 from serving.crm.shop_history import HistoryUnavailable, ShopHistory
-from serving.model_store import RecommendationList, RoleNotTrained
+from serving.model_store import RecommendationList, RoleNotTrained, ServingModels
 
 logger = logging.getLogger("patronage.serving")
 
@@ -37,14 +32,21 @@ PROFILE_ITEMS = 5
 """Recommendations and cross-sell items shown on a profile."""
 
 
-@router.get("/crm/customers")
-async def customers(request: Request, console: ConsoleDep, session: SignedInDep) -> Response:
-    """One page of the filtered, sorted customer list."""
-    models = console.models()
-    if models is None:
-        return not_loaded_page(request, session)
+async def _listed(
+    request: Request, console: Console, models: ServingModels
+) -> tuple[CustomerFrame, CustomerQuery]:
+    """The served customer frame and the list's query string read against its segments: the
+    list page and its CSV export read the same query."""
     frame = await console.frame(models)
-    query = parse_query(request.query_params, frame.segments())
+    return frame, parse_query(request.query_params, frame.segments())
+
+
+@router.get("/crm/customers")
+async def customers(
+    request: Request, console: ConsoleDep, session: SignedInDep, models: ServedModelsDep
+) -> Response:
+    """One page of the filtered, sorted customer list."""
+    frame, query = await _listed(request, console, models)
     page = frame.page(query.wanted, query.page, query.per_page)
     query = replace(query, page=page.page)
     context = page_context(
@@ -68,13 +70,11 @@ async def customers(request: Request, console: ConsoleDep, session: SignedInDep)
 
 
 @router.get("/crm/customers.csv")
-async def customers_csv(request: Request, console: ConsoleDep, session: SignedInDep) -> Response:
+async def customers_csv(
+    request: Request, console: ConsoleDep, session: SignedInDep, models: ServedModelsDep
+) -> Response:
     """The whole filtered, sorted list as CSV, streamed (see `serving.crm.export`)."""
-    models = console.models()
-    if models is None:
-        return not_loaded_page(request, session)
-    frame = await console.frame(models)
-    query = parse_query(request.query_params, frame.segments())
+    frame, query = await _listed(request, console, models)
     rows = frame.matching_rows(query.wanted)
     names: Callable[[str], str]
     try:
@@ -102,12 +102,13 @@ def _named(items: RecommendationList | None, history: ShopHistory | None) -> lis
 
 @router.get("/crm/customers/{customer_id}")
 async def profile(
-    request: Request, customer_id: str, console: ConsoleDep, session: SignedInDep
+    request: Request,
+    customer_id: str,
+    console: ConsoleDep,
+    session: SignedInDep,
+    models: ServedModelsDep,
 ) -> Response:
     """One customer: scores with reasons, orders, feedback, recommendations and cross-sell."""
-    models = console.models()
-    if models is None:
-        return not_loaded_page(request, session)
     frame = await console.frame(models)
     row = frame.row_of(customer_id)
     if row is None:

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from serving.crm import charts, overview
 from serving.crm.charts import Chart
-from serving.crm.console import Console, ConsoleDep, SignedInDep, not_loaded_page, page_context
+from serving.crm.console import Console, ConsoleDep, ServedModelsDep, SignedInDep, page_context
 from serving.crm.customer_frame import CustomerFrame
 from serving.crm.pages import render, secure
 from serving.crm.shop_history import HistoryUnavailable, ShopHistory
@@ -66,11 +66,10 @@ async def overview_without_slash() -> Response:
 
 
 @router.get("/crm/")
-async def overview_page(request: Request, console: ConsoleDep, session: SignedInDep) -> Response:
+async def overview_page(
+    request: Request, console: ConsoleDep, session: SignedInDep, models: ServedModelsDep
+) -> Response:
     """Headline numbers, segments, risk tiers and the charts with their tables."""
-    models = console.models()
-    if models is None:
-        return not_loaded_page(request, session)
     frame = await console.frame(models)
     drawn = {name: await _chart(console, models, name) for name in CHARTS}
     history_problem = next((why for _, why in drawn.values() if why), None)
