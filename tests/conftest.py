@@ -27,7 +27,7 @@ SHARED_DATA = Path(os.environ.get("PATRONAGE_SHARED_DATA", PROJECT_ROOT.parent /
 SLOW_FILES_FIRST = (
     "tests/training/test_pipeline.py",
     "tests/test_shops.py",
-    "tests/features/test_spark_parity.py",
+    "tests/test_spark.py",
     "tests/serving/test_end_to_end.py",
     "tests/serving/test_openapi_fuzz.py",
     "tests/serving/test_crm_browser.py",
