@@ -2,8 +2,10 @@
 directory (JSON + npz, no pickle).
 
 Roles: `discovery` (items new to the customer, used with exclude_purchased="all"), `repeat`
-(repeats allowed; "non-repeatable" and "none"), `cross_sell` (a basket), `similar` (an item)
-and `trending` (new or unknown customers, and the filler when rules leave a list short).
+(repeats allowed; "none"), `cross_sell` (a basket), `similar` (an item) and `trending` (new or
+unknown customers, and the filler when rules leave a list short). The default
+"non-repeatable" is answered by the role and repeat threshold the shop's validation window
+chose (`default_exclusion`).
 Every answer names the strategy that produced it.
 """
 
@@ -44,6 +46,7 @@ from models.recommenders.rules import (
     EXCLUDE_CHOICES,
     BusinessRules,
     ExcludePurchased,
+    item_rules,
     repeat_purchase_rates,
 )
 from models.recommenders.selection import SelectionSettings, select_models
@@ -180,6 +183,10 @@ class RecommenderBundle:
     strategies: dict[str, str]
     rules: BusinessRules
     report: dict[str, Any] = field(default_factory=dict)
+    default_role: str = "repeat"
+    """The role that answers `exclude_purchased="non-repeatable"` (the default): `discovery`
+    when the shop's validation chose `all` (`default_exclusion`), else `repeat`; the bought
+    items it keeps are `rules.repeatable`."""
 
     def __post_init__(self) -> None:
         self._customer_index = pd.Index(self.customer_ids)
@@ -241,6 +248,15 @@ class RecommenderBundle:
         flags[columns[known]] = values[known]
         return replace(self, rules=replace(self.rules, available=flags))
 
+    def role_for(self, exclude_purchased: ExcludePurchased) -> str:
+        """The role that answers an `exclude_purchased` rule: `all` the discovery model, `none`
+        the repeat model, the default `non-repeatable` the one the shop's validation chose."""
+        if exclude_purchased == "all":
+            return "discovery"
+        if exclude_purchased == "non-repeatable":
+            return self.default_role
+        return "repeat"
+
     # --- serving ----------------------------------------------------------------------------
     def recommend_many(
         self,
@@ -256,7 +272,7 @@ class RecommenderBundle:
                 f"got {exclude_purchased!r}"
             )
         rows = self._customer_index.get_indexer([str(c) for c in customer_ids])
-        role = "discovery" if exclude_purchased == "all" else "repeat"
+        role = self.role_for(exclude_purchased)
         answers: list[Recommendation | None] = [None] * len(rows)
         known = np.flatnonzero(rows >= 0)
         step = batch_rows(len(self.item_ids))
@@ -302,7 +318,7 @@ class RecommenderBundle:
             fresh = fresh_cells(len(self.item_ids), extra, columns, kinds)
         if row < 0 and fresh is None:
             return self._cold(k, category, note=NEW_CUSTOMER)
-        role = "discovery" if exclude_purchased == "all" else "repeat"
+        role = self.role_for(exclude_purchased)
         items, scores = self._ranked(
             role, np.array([row]), extra, exclude_purchased, category, k, fresh, next_need_weight
         )
@@ -512,6 +528,7 @@ class RecommenderBundle:
                 "max_per_category": self.rules.max_per_category,
             },
             "report": self.report,
+            "default_role": self.default_role,
         }
         (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
 
@@ -555,6 +572,7 @@ class RecommenderBundle:
             strategies=dict(meta["strategies"]),
             rules=rules,
             report=meta["report"],
+            default_role=str(meta.get("default_role", "repeat")),
         )
 
 
@@ -570,33 +588,6 @@ def fallback_half_life(best_baseline: CandidateSpec) -> float | None:
 
 def _history_key(half_life_days: float | None) -> str:
     return "hinf" if half_life_days is None else f"h{half_life_days:.6g}"
-
-
-def item_rules(
-    shop: Shop,
-    item_ids: np.ndarray,
-    order_counts: sp.csr_matrix,
-    repeat_threshold: float = 0.25,
-    repeatable_categories: dict[str, bool] | None = None,
-    max_per_category: int | None = None,
-) -> BusinessRules:
-    """Business rules for the catalog: categories, availability, learned repeat rates."""
-    items = shop.items.copy()
-    items["item_id"] = items["item_id"].astype(str)
-    items = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
-    categories = item_categories(shop, item_ids)
-    if "available" in items:
-        available = items["available"].fillna(True).astype(bool).to_numpy()
-    else:
-        available = np.ones(len(item_ids), dtype=bool)
-    return BusinessRules(
-        categories=categories.astype(str),
-        available=available,
-        repeat_rates=repeat_purchase_rates(order_counts),
-        repeat_threshold=repeat_threshold,
-        repeatable_categories=dict(repeatable_categories or {}),
-        max_per_category=max_per_category,
-    )
 
 
 def fit_recommender_bundle(
@@ -671,6 +662,8 @@ def fit_recommender_bundle(
             model_history[role] = "hinf"
     history["hinf"] = reference.matrix
     rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
+    default = selection.default_exclusion
+    rules = replace(rules, repeat_threshold=default.threshold(rules.repeat_rates))
     # Models that share a category's demand among its items are told which are sold at
     # `as_of` (saved so; later availability changes, `with_availability`, only mask items).
     sold = np.asarray(rules.available, dtype=bool)
@@ -678,6 +671,7 @@ def fit_recommender_bundle(
     report = dict(selection.report)
     report["fit_seconds"] = round(time.perf_counter() - started, 2)
     report["trending_model"] = selection.trending.name
+    report["default_exclusion"]["repeat_threshold"] = rules.repeat_threshold
     return RecommenderBundle(
         as_of=as_of,
         item_ids=item_ids,
@@ -689,4 +683,5 @@ def fit_recommender_bundle(
         strategies=strategies,
         rules=rules,
         report=report,
+        default_role=default.role,
     )

@@ -17,8 +17,10 @@ The same code runs for every shop; nothing here knows a data set:
    re-ranker over the best families replaces it when it does better on both halves
    (`rerank_training`);
 4. two protocols are selected separately: "discovery" (items the customer never bought;
-   bought items excluded) and "repeat" (all items, repeats allowed); cross-sell is chosen
-   leave-one-out on the window's baskets (`cross_sell`);
+   bought items excluded) and "repeat" (all items, repeats allowed); the default
+   `exclude_purchased` rule is then learned from the two winners on the same window
+   (`default_exclusion`); cross-sell is chosen leave-one-out on the window's baskets
+   (`cross_sell`);
 5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner never
    loses to trending on validation, because trending is itself a candidate; the report records
    every candidate's validation metrics and why the winner won.
@@ -39,7 +41,8 @@ from features.shop import Shop
 from models.recommenders.base import Recommender
 from models.recommenders.candidates import CandidateSpec, candidate_specs
 from models.recommenders.cross_sell import select_cross_sell
-from models.recommenders.greedy_blend import greedy_blend
+from models.recommenders.default_exclusion import DefaultExclusion, learn_default_exclusion
+from models.recommenders.greedy_blend import blend_scores, greedy_blend
 from models.recommenders.rerank_training import rerank_cost, try_reranker
 from models.recommenders.validation import (
     ValidationData,
@@ -76,6 +79,8 @@ class SelectionResult:
     report: dict[str, Any] = field(default_factory=dict)
     rankers: dict[str, Any] = field(default_factory=dict)
     """Per protocol whose winner is a re-ranker: the classifier trained on the latest window."""
+    default_exclusion: DefaultExclusion = DefaultExclusion("none")
+    """The shop's default `exclude_purchased` rule, learned on the validation window."""
 
 
 @dataclass
@@ -183,15 +188,23 @@ def select_models(
     fitted = _fit_candidates(data, specs, past_deadline, report, say, time_budget_s > 0)
     winners: dict[str, WinnerSpec] = {}
     rankers: dict[str, Any] = {}
+    winner_scores: dict[str, np.ndarray] = {}
     for protocol in PROTOCOLS:
         winners[protocol], why = greedy_blend(data, fitted.scores, fitted.specs, protocol, report)
         remaining = time_budget_s - (time.perf_counter() - started)
+        outcome = None
         if rerank_cost(data, fitted.specs, report, protocol) < remaining:
             outcome = try_reranker(data, fitted.models, fitted.specs, protocol, report, why, seed)
-            if outcome is not None:
-                winners[protocol], rankers[protocol], why = outcome
+        if outcome is not None:
+            winners[protocol], rankers[protocol], why, winner_scores[protocol] = outcome
+        else:
+            winner_scores[protocol] = blend_scores(fitted.scores, winners[protocol])
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
+    default = learn_default_exclusion(data, winner_scores["repeat"], winner_scores["discovery"])
+    del winner_scores
+    report["default_exclusion"] = default.as_report()
+    say(f"default exclude_purchased: {default.rule} ({default.reason})")
     cross_sell: CandidateSpec | None = None
     if settings.cross_sell:
         cross_sell, report["cross_sell"] = select_cross_sell(data, seed)
@@ -200,4 +213,6 @@ def select_models(
     report["validation_customers"] = int(len(data.eval_rows))
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
     trending = fitted.specs[report["repeat_winner"]["best_baseline"]]
-    return SelectionResult(window, data.cut, winners, cross_sell, trending, report, rankers)
+    return SelectionResult(
+        window, data.cut, winners, cross_sell, trending, report, rankers, default
+    )
