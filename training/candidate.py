@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,11 @@ class Candidate:
     beats_baseline: bool = True
     baseline_note: str = ""
     champion_beats_baseline: bool | None = None
+    run_params: dict[str, str] = field(default_factory=dict)
+    """Choices the fit made on its own validation data, logged as run parameters as they are
+    (e.g. `recommender.default_exclusion.rule`)."""
+    run_metrics: dict[str, float] = field(default_factory=dict)
+    """Validation figures behind those choices, logged as run metrics as they are."""
 
 
 def backtest_key(

@@ -114,6 +114,10 @@ def _log_contents(
                 metrics[f"backtest.{short}.{baseline}.{key}"] = value
         for key, value in (candidate.champion_metrics or {}).items():
             metrics[f"backtest.{short}.champion.{key}"] = value
+        metrics.update(candidate.run_metrics)
+    for candidate in candidates:
+        if candidate.run_params:
+            mlflow.log_params(candidate.run_params)
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
     with _quiet_mlflow():
         _log_dataset(data, as_of)
