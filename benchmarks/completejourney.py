@@ -6,11 +6,11 @@ In one run, on the protocols of ../shared/data/README.md (section completejourne
    store (SQLite), timed as a separate process (the issue's target: within 5 minutes);
 2. next purchases: `patronage recommend` with the shop's registered champion (the path a
    storefront's batch export takes) for every evaluated household, keep-seen lists with
-   `--exclude-purchased none` and exclude-seen lists with `all` (the default `non-repeatable`
-   is reported on the keep-seen protocols beside them); the truths are built by the peer
-   script's own `protocols` function and every list, ours and the peers', is scored by its own
-   `metrics` function; the peers are the unmodified ../shared/peers/cj_peers.py, run as a
-   subprocess in the same run;
+   `--exclude-purchased none` and exclude-seen lists with `all` (the default `non-repeatable`,
+   whose rule the shop's validation window chose, is reported beside them on every
+   protocol); the truths are built by the peer script's own `protocols` function and every
+   list, ours and the peers', is scored by its own `metrics` function; the peers are the
+   unmodified ../shared/peers/cj_peers.py, run as a subprocess in the same run;
 3. customer value: `patronage score DIR --fit --as-of 2017-10-01 --value-horizon-days 91`
    (the scorer fitted on data before the cut only), its `predicted_spend` against what each
    household really spent in the 13 weeks from the cut, scored by the `scores` function of the
@@ -64,6 +64,8 @@ TARGETS = {
     "next_4_weeks.exclude_seen": {"ndcg@10": 0.050},
 }
 VALUE_TARGETS = {"spearman": 0.83, "mae": 165.0, "top_decile_spend_share": 0.34}
+DEFAULT_TOLERANCE = 0.02
+"""Issue #21: the default rule within 2% of each protocol's own rule (`EXCLUDE_MODES`)."""
 VALUE_ONLY_NOTE = "Customer value re-measured"
 EXCLUDE_MODES = {"keep_seen": "none", "exclude_seen": "all"}
 """Protocol kind -> the `--exclude-purchased` rule its lists are made with."""
@@ -156,10 +158,9 @@ def recommendations(workdir: Path, env: dict[str, str], peers: ModuleType) -> di
             "exclude_purchased": mode,
             "patronage": peers.metrics({u: lists[mode][u] for u in truth}, truth),
         }
-        if kind == "keep_seen":
-            block["patronage_default_non_repeatable"] = peers.metrics(
-                {u: lists["non-repeatable"][u] for u in truth}, truth
-            )
+        block["patronage_default_non_repeatable"] = peers.metrics(
+            {u: lists["non-repeatable"][u] for u in truth}, truth
+        )
         result[protocol] = block
     return result
 
@@ -232,6 +233,7 @@ def _bundle_report(env: dict[str, str]) -> dict[str, Any]:
         "validation_window_days",
         "validation_cut",
         "validation_customers",
+        "default_exclusion",
         "selection_seconds",
         "fit_seconds",
         "skipped",
@@ -257,6 +259,12 @@ def _compare(result: dict[str, Any]) -> dict[str, Any]:
         block["lift_over_best_peer"] = round(ours["ndcg@10"] / block["best_peer_ndcg@10"] - 1, 4)
         for metric, target in TARGETS.get(protocol, {}).items():
             verdict[f"{protocol} {metric} >= {target}"] = bool(ours[metric] >= target)
+        default = block.get("patronage_default_non_repeatable")
+        if default is not None:
+            rule = block["exclude_purchased"]
+            verdict[f"{protocol} default within 2% of {rule}"] = bool(
+                default["ndcg@10"] >= (1 - DEFAULT_TOLERANCE) * ours["ndcg@10"]
+            )
     ours = result["value"]["patronage_predicted_spend"]
     verdict[f"value spearman >= {VALUE_TARGETS['spearman']}"] = bool(
         ours["spearman"] >= VALUE_TARGETS["spearman"]
@@ -421,7 +429,8 @@ def run(workdir: Path) -> dict[str, Any]:
             "Truths and metrics: the peer script's own `protocols` and `metrics` functions; "
             "peers: the unmodified ../shared/peers/cj_peers.py in the same run.",
             "Keep-seen lists use --exclude-purchased none, exclude-seen lists all; the "
-            "default non-repeatable is shown beside keep-seen.",
+            "default non-repeatable (its rule chosen on the shop's own validation window, "
+            "selection.default_exclusion) is shown beside them on every protocol.",
             f"Value: `patronage score DIR --fit --as-of {VALUE_CUT} --value-horizon-days "
             f"{VALUE_DAYS}` (fitted on data before the cut only); predicted_spend against each "
             "household's real spend, scored by ../shared/peers/cj_clv_peers.py's `scores`. "

@@ -108,6 +108,25 @@ def _bundle_recs(bundle: Any, customers: list[str], exclude: str) -> tuple[dict,
     return {c: a.item_ids for c, a in zip(customers, answers, strict=True)}, strategies
 
 
+DEFAULT_TOLERANCE = 0.02
+"""The default rule (`non-repeatable`) may score at most 2% below the protocol's own rule."""
+
+
+def _default_rule(bundle: Any, truth: dict, protocol_figures: dict[str, Any]) -> dict[str, Any]:
+    """The default `non-repeatable` lists on the same truth, beside the protocol's own rule
+    (`none` for keep-seen, `all` for exclude-seen)."""
+    recs, strategies = _bundle_recs(bundle, list(truth), "non-repeatable")
+    figures = _score(recs, truth)
+    ndcg, own = figures["ndcg@10"], protocol_figures["ndcg@10"]
+    return {
+        "ndcg@10": ndcg,
+        "recall@10": figures["recall@10"],
+        "strategy": strategies,
+        "vs_protocol_rule": round(ndcg / own - 1, 4) if own else None,
+        "within_2pct_of_protocol_rule": bool(ndcg >= (1 - DEFAULT_TOLERANCE) * own),
+    }
+
+
 def run_peers(path: Path) -> dict[str, dict]:
     """The unmodified peer script on both protocols (subprocess, BLAS pinned)."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -155,8 +174,10 @@ def groceries(seed: int, budget: float) -> dict[str, Any]:
                 "ndcg@10": ceiling["ndcg@10"],
             },
             "diagnostic_swapped_histories": swapped[protocol],
+            "exclude_purchased": exclude,
             "patronage": ours,
             "patronage_strategy": strategies,
+            "patronage_default_non_repeatable": _default_rule(bundle, truth, ours),
             "peers": {name: m for name, m in peer_models.items()},
             "best_peer": best_peer,
             "best_peer_ndcg@10": best_ndcg,
@@ -179,6 +200,7 @@ def groceries(seed: int, budget: float) -> dict[str, Any]:
         "cross_sell": bundle.report["cross_sell"]["winner"],
         "validation_window_days": bundle.report["validation_window_days"],
         "validation_cut": bundle.report["validation_cut"],
+        "default_exclusion": bundle.report.get("default_exclusion"),
     }
     return result
 
@@ -269,6 +291,10 @@ def main() -> int:
             "peers = the peer script's model code on the same split; targets: NDCG@10 >= 1.3x "
             "popularity and >= 1.05x the best single implicit model; >= 80% of planted "
             "complementary pairs with the partner in the cross-sell top 5.",
+            "Patronage's lists use exclude_purchased=all on exclude-seen and none on keep-seen "
+            "(each protocol's own rule); 'patronage, default non-repeatable' is the same bundle "
+            "asked with the default, whose rule the shop's validation window chose "
+            "(selection.default_exclusion); issue #21 asks it within 2% of the protocol's rule.",
         ],
     }
     if not args.skip_groceries:
@@ -284,6 +310,7 @@ def _tables(result: dict[str, Any]) -> dict[str, list[dict]]:
     tables: dict[str, list[dict]] = {}
     for protocol, block in result.get("groceries", {}).get("protocols", {}).items():
         rows = [{"model": "patronage", **_short(block["patronage"])}]
+        rows += _default_row(block)
         rows += [{"model": name, **_short(m)} for name, m in block["peers"].items()]
         tables[f"groceries {protocol}"] = rows
     for protocol, block in result.get("groceries", {}).get("protocols", {}).items():
@@ -301,9 +328,18 @@ def _tables(result: dict[str, Any]) -> dict[str, list[dict]]:
         ]
     for protocol, block in result.get("generated_shop", {}).get("protocols", {}).items():
         rows = [{"model": "patronage", **_short(block["patronage"])}]
+        rows += _default_row(block)
         rows += [{"model": name, **_short(m)} for name, m in block["peers"].items()]
         tables[f"generated shop {protocol}"] = rows
     return tables
+
+
+def _default_row(block: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table row of the default rule's lists (none in results from before it was shown)."""
+    default = block.get("patronage_default_non_repeatable")
+    if default is None:
+        return []
+    return [{"model": "patronage, default non-repeatable", **_short(default)}]
 
 
 def _short(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -383,8 +419,10 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
         popularity = peer_models["popularity"]["ndcg@10"]
         best_peer = max(peer_models, key=lambda name: peer_models[name]["ndcg@10"])
         block = {
+            "exclude_purchased": exclude,
             "patronage": ours,
             "patronage_strategy": strategies,
+            "patronage_default_non_repeatable": _default_rule(bundle, truth, ours),
             "peers": peer_models,
             "vs_popularity": round(ours["ndcg@10"] / popularity, 3),
             "best_single_implicit": best_implicit,
@@ -423,6 +461,7 @@ def generated(seed: int, budget: float) -> dict[str, Any]:
     }
     result["selection"]["rerank_trials"] = bundle.report.get("rerank", {})
     result["selection"]["cross_sell"] = bundle.report["cross_sell"]["winner"]
+    result["selection"]["default_exclusion"] = bundle.report.get("default_exclusion")
     return result
 
 

@@ -99,7 +99,9 @@ class RecommendationQuery(BaseModel):
     )
     exclude_purchased: ExcludePurchased = Field(
         default="non-repeatable",
-        description="drop items the customer bought: all, non-repeatable ones, or none",
+        description="drop items the customer bought: all, none, or non-repeatable (the rule "
+        "the shop's training learned on its own validation window: none, all, or all but the "
+        "most re-bought items)",
     )
 
 

@@ -55,7 +55,7 @@ class Candidate:
     champion_beats_baseline: bool | None = None
     fit_params: dict[str, Any] = field(default_factory=dict)
     """Choices the final fit made on its own validation window, logged as run parameters
-    `NAME.KEY` (the recommender's next-need weights)."""
+    `NAME.KEY` (the recommender's next-need weights and default `exclude_purchased` rule)."""
     fit_metrics: dict[str, float] = field(default_factory=dict)
     """Validation figures behind those choices, logged as run metrics `fit.NAME.KEY`."""
 

@@ -114,6 +114,41 @@ def _record(report: Any, backtest: _Backtest, cut: pd.Timestamp, as_of: pd.Times
     report.summary.append(("recommender strategies", json.dumps(backtest.bundle.strategies)))
 
 
+DEFAULT_EXCLUSION = "default_exclusion"
+"""Prefix of the fit parameters and metrics that record the learned default rule (logged as
+`recommender.default_exclusion.*` parameters and `fit.recommender.default_exclusion.*` metrics)."""
+
+
+def default_exclusion_logged(bundle: Any) -> tuple[dict[str, str], dict[str, float]]:
+    """The bundle's learned default `exclude_purchased` rule as MLflow run parameters (rule,
+    repeatable share, repeat threshold) and metrics (validation NDCG@10 of every rule tried,
+    `none` and `all` among them); nothing for a bundle that did not learn one."""
+    chosen = bundle.report.get("default_exclusion")
+    if not chosen:
+        return {}, {}
+    params = {
+        f"{DEFAULT_EXCLUSION}.rule": str(chosen["rule"]),
+        f"{DEFAULT_EXCLUSION}.repeatable_share": str(chosen.get("repeatable_share")),
+        f"{DEFAULT_EXCLUSION}.repeat_threshold": str(chosen.get("repeat_threshold")),
+    }
+    metrics = {
+        f"{DEFAULT_EXCLUSION}.validation_ndcg_at_10.{rule}": float(value)
+        for rule, value in chosen["validation_ndcg"].items()
+    }
+    return params, metrics
+
+
+def _record_default(report: Any, bundle: Any) -> None:
+    """The learned default rule and its validation figures in the training report."""
+    chosen = bundle.report.get("default_exclusion")
+    if not chosen:
+        return
+    report.summary.append(("default exclude_purchased", f"{chosen['rule']}: {chosen['reason']}"))
+    report.metric_tables["Recommendations: default exclude_purchased on validation"] = {
+        rule: {"ndcg_at_10": value} for rule, value in chosen["validation_ndcg"].items()
+    }
+
+
 @dataclass(frozen=True)
 class BacktestBundle:
     """A champion's backtest bundle read back from its run, shaped like the served wrapper
@@ -147,6 +182,8 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
     progress.step("fitting the final recommender on all data")
     bundle = _fit_bundle(shop, as_of, options, "all data")
     report.summary.append(("next-need weights", json.dumps(bundle.next_need_weights)))
+    _record_default(report, bundle)
+    exclusion_params, exclusion_metrics = default_exclusion_logged(bundle)
     bundle_dir = workdir / "recommender_bundle"
     bundle.save(bundle_dir)
     known = [str(c) for c in bundle.customer_ids[:3]]
@@ -166,8 +203,9 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
         evaluate_champion=lambda wrapper: backtest.evaluate(wrapper.bundle),
         backtest_dir=str(backtest_dir),
         backtest_loader=BacktestBundle.load,
-        fit_params={f"next_need_weight.{r}": w for r, w in bundle.next_need_weights.items()},
-        fit_metrics=next_need_metrics(bundle.report),
+        fit_params={f"next_need_weight.{r}": w for r, w in bundle.next_need_weights.items()}
+        | exclusion_params,
+        fit_metrics=next_need_metrics(bundle.report) | exclusion_metrics,
     )
 
 

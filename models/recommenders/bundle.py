@@ -2,8 +2,10 @@
 directory (JSON + npz, no pickle).
 
 Roles: `discovery` (items new to the customer, used with exclude_purchased="all"), `repeat`
-(repeats allowed; "non-repeatable" and "none"), `cross_sell` (a basket), `similar` (an item)
-and `trending` (new or unknown customers, and the filler when rules leave a list short).
+(repeats allowed; "none"), `cross_sell` (a basket), `similar` (an item) and `trending` (new or
+unknown customers, and the filler when rules leave a list short). The default
+"non-repeatable" is answered by the role and repeat threshold the shop's validation window
+chose (`default_exclusion`).
 Every answer names the strategy that produced it.
 """
 
@@ -44,6 +46,7 @@ from models.recommenders.rules import (
     EXCLUDE_CHOICES,
     BusinessRules,
     ExcludePurchased,
+    item_rules,
     repeat_purchase_rates,
 )
 from models.recommenders.selection import SelectionSettings, select_models
@@ -143,6 +146,10 @@ class RecommenderBundle:
     next_need_weights: dict[str, float] = field(default_factory=dict)
     """Per personal role, the weight of what goes with items bought since `as_of` in a fresh
     answer, chosen on the validation window (`next_need`); a role without one: 0."""
+    default_role: str = "repeat"
+    """The role that answers `exclude_purchased="non-repeatable"` (the default): `discovery`
+    when the shop's validation chose `all` (`default_exclusion`), else `repeat`; the bought
+    items it keeps are `rules.repeatable`."""
 
     def __post_init__(self) -> None:
         self._customer_index = pd.Index(self.customer_ids)
@@ -204,6 +211,15 @@ class RecommenderBundle:
         flags[columns[known]] = values[known]
         return replace(self, rules=replace(self.rules, available=flags))
 
+    def role_for(self, exclude_purchased: ExcludePurchased) -> str:
+        """The role that answers an `exclude_purchased` rule: `all` the discovery model, `none`
+        the repeat model, the default `non-repeatable` the one the shop's validation chose."""
+        if exclude_purchased == "all":
+            return "discovery"
+        if exclude_purchased == "non-repeatable":
+            return self.default_role
+        return "repeat"
+
     # --- serving ----------------------------------------------------------------------------
     def recommend_many(
         self,
@@ -219,7 +235,7 @@ class RecommenderBundle:
                 f"got {exclude_purchased!r}"
             )
         rows = self._customer_index.get_indexer([str(c) for c in customer_ids])
-        role = "discovery" if exclude_purchased == "all" else "repeat"
+        role = self.role_for(exclude_purchased)
         answers: list[Recommendation | None] = [None] * len(rows)
         known = np.flatnonzero(rows >= 0)
         step = batch_rows(len(self.item_ids))
@@ -267,7 +283,7 @@ class RecommenderBundle:
             fresh = fresh_cells(len(self.item_ids), extra, columns, kinds)
         if row < 0 and fresh is None:
             return self._cold(k, category, note=NEW_CUSTOMER)
-        role = "discovery" if exclude_purchased == "all" else "repeat"
+        role = self.role_for(exclude_purchased)
         if next_need_weight is None:
             next_need_weight = self.next_need_weights.get(role, 0.0)
         items, scores = self._ranked(
@@ -489,6 +505,7 @@ class RecommenderBundle:
             },
             "report": self.report,
             "next_need_weights": self.next_need_weights,
+            "default_role": self.default_role,
         }
         (directory / "bundle.json").write_text(json.dumps(meta, indent=1, default=str))
 
@@ -534,6 +551,7 @@ class RecommenderBundle:
             report=meta["report"],
             # A bundle saved before the weights were chosen in training has none: weight 0.
             next_need_weights=dict(meta.get("next_need_weights", {})),
+            default_role=str(meta.get("default_role", "repeat")),
         )
 
 
@@ -549,33 +567,6 @@ def fallback_half_life(best_baseline: CandidateSpec) -> float | None:
 
 def _history_key(half_life_days: float | None) -> str:
     return "hinf" if half_life_days is None else f"h{half_life_days:.6g}"
-
-
-def item_rules(
-    shop: Shop,
-    item_ids: np.ndarray,
-    order_counts: sp.csr_matrix,
-    repeat_threshold: float = 0.25,
-    repeatable_categories: dict[str, bool] | None = None,
-    max_per_category: int | None = None,
-) -> BusinessRules:
-    """Business rules for the catalog: categories, availability, learned repeat rates."""
-    items = shop.items.copy()
-    items["item_id"] = items["item_id"].astype(str)
-    items = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
-    categories = item_categories(shop, item_ids)
-    if "available" in items:
-        available = items["available"].fillna(True).astype(bool).to_numpy()
-    else:
-        available = np.ones(len(item_ids), dtype=bool)
-    return BusinessRules(
-        categories=categories.astype(str),
-        available=available,
-        repeat_rates=repeat_purchase_rates(order_counts),
-        repeat_threshold=repeat_threshold,
-        repeatable_categories=dict(repeatable_categories or {}),
-        max_per_category=max_per_category,
-    )
 
 
 def fit_recommender_bundle(
@@ -650,6 +641,8 @@ def fit_recommender_bundle(
             model_history[role] = "hinf"
     history["hinf"] = reference.matrix
     rules = item_rules(shop, item_ids, counts.matrix, max_per_category=max_per_category)
+    default = selection.default_exclusion
+    rules = replace(rules, repeat_threshold=default.threshold(rules.repeat_rates))
     # Models that share a category's demand among its items are told which are sold at
     # `as_of` (saved so; later availability changes, `with_availability`, only mask items).
     sold = np.asarray(rules.available, dtype=bool)
@@ -657,6 +650,7 @@ def fit_recommender_bundle(
     report = dict(selection.report)
     report["fit_seconds"] = round(time.perf_counter() - started, 2)
     report["trending_model"] = selection.trending.name
+    report["default_exclusion"]["repeat_threshold"] = rules.repeat_threshold
     return RecommenderBundle(
         as_of=as_of,
         item_ids=item_ids,
@@ -669,4 +663,5 @@ def fit_recommender_bundle(
         rules=rules,
         report=report,
         next_need_weights=dict(selection.next_need_weights),
+        default_role=default.role,
     )

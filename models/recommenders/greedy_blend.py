@@ -53,10 +53,7 @@ class _BlendScorer:
         self.data, self.cached, self.protocol = data, cached, protocol
 
     def _total(self, members: list[CandidateSpec], weights: list[float]) -> np.ndarray:
-        total = np.multiply(self.cached[members[0].name], np.float32(weights[0]), dtype=np.float32)
-        for member, weight in zip(members[1:], weights[1:], strict=True):
-            total += np.float32(weight) * self.cached[member.name]
-        return total
+        return blend_scores(self.cached, WinnerSpec(tuple(members), tuple(weights)))
 
     def ndcg(
         self, members: list[CandidateSpec], weights: list[float], subset: np.ndarray | None
@@ -105,6 +102,16 @@ def _grow(
         if candidate.personalised:
             history_half_life.add(candidate.half_life)
     return members, weights
+
+
+def blend_scores(cached: dict[str, np.ndarray], winner: WinnerSpec) -> np.ndarray:
+    """The validation score block of a blend `winner` (not a re-ranker) from the candidates'
+    cached blocks, as selection judged it."""
+    first = cached[winner.members[0].name]
+    total = np.multiply(first, np.float32(winner.weights[0]), dtype=np.float32)
+    for member, weight in zip(winner.members[1:], winner.weights[1:], strict=True):
+        total += np.float32(weight) * cached[member.name]
+    return total
 
 
 def greedy_blend(

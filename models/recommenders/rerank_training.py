@@ -125,13 +125,14 @@ def try_reranker(
     report: dict[str, Any],
     blend_why: dict[str, Any],
     seed: int,
-) -> tuple[WinnerSpec, Any, dict[str, Any], RerankRecommender] | None:
+) -> tuple[WinnerSpec, Any, dict[str, Any], RerankRecommender, np.ndarray] | None:
     """Train a re-ranker one window earlier, judge it on the validation window; when it beats
     the blend there (on both halves), retrain its classifier on the validation window.
 
-    Returns the winner, the classifier to serve it with, why, and the re-ranker as judged (the
+    Returns the winner, the classifier to serve it with, why, the re-ranker as judged (the
     members at the validation cut, the classifier of the window before: it never saw the
-    validation window); None when the blend stays (`report["rerank"][protocol]` says why)."""
+    validation window) and its validation score block (over `data.eval_rows`); None when the
+    blend stays (`report["rerank"][protocol]` says why)."""
     members = rerank_members([specs[n] for n in fitted], report, protocol)
     names = [m.name for m in members]
     exclude_seen = protocol == "discovery"
@@ -180,4 +181,4 @@ def try_reranker(
         validation_halves=[round(h, 5) for h in halves],
         reason=_winning_reason(overall, blend_why),
     )
-    return winner, final_classifier, why, judged
+    return winner, final_classifier, why, judged, scores

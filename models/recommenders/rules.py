@@ -3,9 +3,11 @@
 - bought items are excluded unless repeatable (`exclude_purchased`: "all", "non-repeatable",
   "none"); an item is repeatable when its learned repeat-purchase rate (share of its buyers who
   bought it in two or more orders, shrunk towards the shop-wide rate) reaches
-  `repeat_threshold`, or when its category is overridden in `repeatable_categories`;
+  `repeat_threshold` (learned per shop, `default_exclusion`), or when its category is
+  overridden in `repeatable_categories`;
 - only available items; optional category filter; basket items are never recommended back;
-- diversity: at most `max_per_category` items of one category in a list.
+- diversity: at most `max_per_category` items of one category in a list;
+- `item_rules` builds them for a catalogue from the shop and its order counts.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
+
+from features.shop import Shop
+from models.recommenders.validation import item_categories
 
 ExcludePurchased = Literal["all", "non-repeatable", "none"]
 EXCLUDE_CHOICES: tuple[str, ...] = ("all", "non-repeatable", "none")
@@ -150,3 +155,30 @@ class BusinessRules:
                 out_scores[row, position] = score
                 position += 1
         return out_items, out_scores
+
+
+def item_rules(
+    shop: Shop,
+    item_ids: np.ndarray,
+    order_counts: sp.csr_matrix,
+    repeat_threshold: float = 0.25,
+    repeatable_categories: dict[str, bool] | None = None,
+    max_per_category: int | None = None,
+) -> BusinessRules:
+    """Business rules for the catalog: categories, availability, learned repeat rates."""
+    items = shop.items.copy()
+    items["item_id"] = items["item_id"].astype(str)
+    items = items.drop_duplicates("item_id").set_index("item_id").reindex(item_ids)
+    categories = item_categories(shop, item_ids)
+    if "available" in items:
+        available = items["available"].fillna(True).astype(bool).to_numpy()
+    else:
+        available = np.ones(len(item_ids), dtype=bool)
+    return BusinessRules(
+        categories=categories.astype(str),
+        available=available,
+        repeat_rates=repeat_purchase_rates(order_counts),
+        repeat_threshold=repeat_threshold,
+        repeatable_categories=dict(repeatable_categories or {}),
+        max_per_category=max_per_category,
+    )

@@ -17,8 +17,10 @@ The same code runs for every shop; nothing here knows a data set:
    re-ranker over the best families replaces it when it does better on both halves
    (`rerank_training`);
 4. two protocols are selected separately: "discovery" (items the customer never bought;
-   bought items excluded) and "repeat" (all items, repeats allowed); cross-sell is chosen
-   leave-one-out on the window's baskets (`cross_sell`);
+   bought items excluded) and "repeat" (all items, repeats allowed); the default
+   `exclude_purchased` rule is then learned from the two winners on the same window
+   (`default_exclusion`); cross-sell is chosen leave-one-out on the window's baskets
+   (`cross_sell`);
 5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner never
    loses to trending on validation, because trending is itself a candidate; the report records
    every candidate's validation metrics and why the winner won;
@@ -41,7 +43,8 @@ from features.shop import Shop
 from models.recommenders.base import Recommender
 from models.recommenders.candidates import CandidateSpec, candidate_specs
 from models.recommenders.cross_sell import select_cross_sell
-from models.recommenders.greedy_blend import greedy_blend
+from models.recommenders.default_exclusion import DefaultExclusion, learn_default_exclusion
+from models.recommenders.greedy_blend import blend_scores, greedy_blend
 from models.recommenders.next_need import choose_next_need_weight, next_need_cases
 from models.recommenders.rerank import HISTORY_HALF_LIFE
 from models.recommenders.rerank_training import rerank_cost, try_reranker
@@ -83,6 +86,8 @@ class SelectionResult:
     next_need_weights: dict[str, float] = field(default_factory=dict)
     """Per protocol, the weight of what goes with a just-bought item in a fresh answer
     (`next_need`); empty when no cross-sell model was chosen (lists only)."""
+    default_exclusion: DefaultExclusion = DefaultExclusion("none")
+    """The shop's default `exclude_purchased` rule, learned on the validation window."""
 
 
 @dataclass
@@ -191,15 +196,29 @@ def select_models(
     winners: dict[str, WinnerSpec] = {}
     rankers: dict[str, Any] = {}
     judged_rerankers: dict[str, Recommender] = {}
+    winner_scores: dict[str, np.ndarray] = {}
     for protocol in PROTOCOLS:
         winners[protocol], why = greedy_blend(data, fitted.scores, fitted.specs, protocol, report)
         remaining = time_budget_s - (time.perf_counter() - started)
+        outcome = None
         if rerank_cost(data, fitted.specs, report, protocol) < remaining:
             outcome = try_reranker(data, fitted.models, fitted.specs, protocol, report, why, seed)
-            if outcome is not None:
-                winners[protocol], rankers[protocol], why, judged_rerankers[protocol] = outcome
+        if outcome is not None:
+            (
+                winners[protocol],
+                rankers[protocol],
+                why,
+                judged_rerankers[protocol],
+                winner_scores[protocol],
+            ) = outcome
+        else:
+            winner_scores[protocol] = blend_scores(fitted.scores, winners[protocol])
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
+    default = learn_default_exclusion(data, winner_scores["repeat"], winner_scores["discovery"])
+    del winner_scores
+    report["default_exclusion"] = default.as_report()
+    say(f"default exclude_purchased: {default.rule} ({default.reason})")
     cross_sell: CandidateSpec | None = None
     next_need_weights: dict[str, float] = {}
     if settings.cross_sell:
@@ -213,7 +232,7 @@ def select_models(
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
     trending = fitted.specs[report["repeat_winner"]["best_baseline"]]
     return SelectionResult(
-        window, data.cut, winners, cross_sell, trending, report, rankers, next_need_weights
+        window, data.cut, winners, cross_sell, trending, report, rankers, next_need_weights, default
     )
 
 

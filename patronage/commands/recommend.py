@@ -49,8 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--exclude-purchased",
         choices=EXCLUDE_CHOICES,
         default="non-repeatable",
-        help="which past purchases to leave out: all, only those not usually re-bought "
-        "(default), none",
+        help="which past purchases to leave out: all, none, or non-repeatable (default: the rule "
+        "training learned on the shop's own validation window: none, all, or all but the most "
+        "re-bought items)",
     )
     parser.add_argument("--category", default=None, help="only items of this category")
     parser.add_argument(

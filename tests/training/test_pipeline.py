@@ -274,6 +274,14 @@ def test_run_logs_params_metrics_dataset_and_report(trained: TrainedStore, store
         assert key in metrics, key
     assert run.data.params["value_horizon_days"] == "90"
     _check_next_need_weights_logged(client)
+    # The recommender's default exclude_purchased rule, learned on its validation window, with
+    # its figures beside those of `none` and `all`.
+    rule = run.data.params["recommender.default_exclusion.rule"]
+    assert rule in {"none", "all", "repeatable"}
+    prefix = "fit.recommender.default_exclusion.validation_ndcg_at_10."
+    figures = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+    plain = max(figures["none"], figures["all"])
+    assert figures[rule if rule != "repeatable" else max(figures, key=figures.get)] >= plain
     # B's run logged the champion (A) evaluated on B's backtest beside B's own model.
     second = client.get_run(trained.second.run_id).data.metrics
     assert (
