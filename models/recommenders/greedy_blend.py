@@ -1,6 +1,11 @@
 """The greedy blend: the best candidate on validation, plus up to two members that each raise
 validation NDCG significantly (on both halves of the customers, by more than one standard
-error of the paired per-customer gain)."""
+error of the paired per-customer gain).
+
+The blend starts from the best candidate, with one rule for candidates within noise of each
+other: a shared list (popularity, trending) starts it only when it beats the best personal
+candidate significantly by that same guard; otherwise the best personal candidate starts it
+(`first_member`). A shared list never starts it where a personal candidate scores higher."""
 
 from __future__ import annotations
 
@@ -66,15 +71,39 @@ class _BlendScorer:
         return self.data.per_customer_ndcg(self._total(members, weights), self.protocol)
 
 
-def _grow(
-    scorer: _BlendScorer, ranked: list[CandidateSpec]
-) -> tuple[list[CandidateSpec], list[float]]:
-    """Members and weights: the best candidate, then greedily the pool member and weight with
-    the largest significant gain, until none is significant or the blend is full."""
-    data, protocol = scorer.data, scorer.protocol
-    members, weights = [ranked[0]], [1.0]
+def _halves(data: ValidationData, protocol: str) -> list[np.ndarray]:
+    """Per half of the validation customers: a mask over `protocol`'s evaluated customers."""
     positions = np.fromiter(sorted(data.relevant[protocol]), dtype=np.int64)
-    in_half = [np.isin(positions, half) for half in data.halves]
+    return [np.isin(positions, half) for half in data.halves]
+
+
+def first_member(scorer: _BlendScorer, ranked: list[CandidateSpec]) -> tuple[CandidateSpec, str]:
+    """The candidate the blend starts from, and why: the best one (`ranked[0]`), except that a
+    shared list gives way to the best personal candidate unless it beats that one
+    significantly (paired per-customer NDCG gain positive on both halves and above
+    `BLEND_MIN_STANDARD_ERRORS` standard errors, as a blend member must): within noise, the
+    model that reads the customer's own history is preferred."""
+    best = ranked[0]
+    personal = next((c for c in ranked if c.personalised), None)
+    if best.personalised or personal is None:
+        return best, "best on validation"
+    gain = scorer.per_customer([best], [1.0]) - scorer.per_customer([personal], [1.0])
+    if significant(gain, _halves(scorer.data, scorer.protocol)):
+        return best, f"shared list beats the best personal candidate {personal.name} significantly"
+    return personal, (
+        f"the best personal candidate, within noise of the shared list {best.name} (its gain "
+        f"of {gain.mean():.4f} is not significant)"
+    )
+
+
+def _grow(
+    scorer: _BlendScorer, ranked: list[CandidateSpec], first: CandidateSpec
+) -> tuple[list[CandidateSpec], list[float]]:
+    """Members and weights: `first`, then greedily the pool member and weight with the
+    largest significant gain, until none is significant or the blend is full."""
+    data, protocol = scorer.data, scorer.protocol
+    members, weights = [first], [1.0]
+    in_half = _halves(data, protocol)
     current = scorer.per_customer(members, weights)
     history_half_life = {m.half_life for m in members if m.personalised}
     pool = blend_pool(ranked)
@@ -128,16 +157,15 @@ def greedy_blend(
     best_single = ranked[0].name
     best_baseline = [c for c in ranked if not c.personalised][0].name
     scorer = _BlendScorer(data, cached, protocol)
-    members, weights = _grow(scorer, ranked)
+    first, first_why = first_member(scorer, ranked)
+    members, weights = _grow(scorer, ranked, first)
     winner = WinnerSpec(tuple(members), tuple(weights))
     winner_ndcg = scorer.ndcg(members, weights, None)
     baseline_ndcg = scored[best_baseline][protocol]["ndcg"]
-    if winner_ndcg < baseline_ndcg:  # cannot happen (the baseline is a candidate); kept as a guard
-        winner, winner_ndcg = WinnerSpec((specs[best_baseline],), (1.0,)), baseline_ndcg
     reason = (
         f"validation NDCG@{K} {winner_ndcg:.4f} vs best single {best_single} "
         f"{scored[best_single][protocol]['ndcg']:.4f} and best popularity/trending "
-        f"{best_baseline} {baseline_ndcg:.4f}"
+        f"{best_baseline} {baseline_ndcg:.4f}; starts from {first.name}: {first_why}"
     )
     return winner, {
         "validation_ndcg": round(winner_ndcg, 5),
@@ -145,6 +173,7 @@ def greedy_blend(
             scorer.ndcg(list(winner.members), list(winner.weights), h) for h in data.halves
         ],
         "best_single": best_single,
+        "first_member": first.name,
         "best_baseline": best_baseline,
         "baseline_ndcg": baseline_ndcg,
         "reason": reason,

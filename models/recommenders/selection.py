@@ -54,6 +54,7 @@ from models.recommenders.validation import (
     score_block,
     validation_window_days,
 )
+from models.recommenders.validation_scheme import CUSTOMER_HOLDOUT, choose_scheme
 from models.recommenders.winners import WinnerSpec, assemble_winner
 
 PROTOCOLS = ("discovery", "repeat")
@@ -137,13 +138,14 @@ def _fit_candidates(
         entry: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - fit_started, 3)}
         if getattr(model, "use_customer_attributes", False):
             entry["attributes_used"] = list(getattr(model, "attributes_used_", []))
-        for protocol in PROTOCOLS:
+        for protocol in filter(data.judged, PROTOCOLS):
             entry[protocol] = rounded(data.ndcg(fitted.scores[spec.name], protocol))
         report["candidates"][spec.name] = entry
-        say(
-            f"  {spec.name}: discovery ndcg {entry['discovery']['ndcg']:.4f}, "
-            f"repeat ndcg {entry['repeat']['ndcg']:.4f} ({entry['fit_seconds']} s)"
+        figures = ", ".join(
+            f"{protocol} ndcg {entry[protocol]['ndcg']:.4f}"
+            for protocol in filter(data.judged, PROTOCOLS)
         )
+        say(f"  {spec.name}: {figures} ({entry['fit_seconds']} s)")
     return fitted
 
 
@@ -176,13 +178,15 @@ def select_models(
     say = log or (lambda message: None)
     items = catalog_item_ids(shop) if item_ids is None else item_ids
     window = validation_window_days(shop, as_of, settings.horizon_days)
-    data = ValidationData(shop, as_of, window, items, settings.max_customers, seed)
+    scheme = choose_scheme(shop, as_of, window, settings.max_customers, seed)
+    data = ValidationData(shop, as_of, window, items, settings.max_customers, seed, scheme)
     if len(data.eval_rows) == 0:
         raise ValueError(
-            f"no customer with history bought in the validation window [{data.cut}, {as_of}): "
-            "pass an earlier-starting shop or a shorter horizon_days"
+            f"no customer with history bought in the validation window [{data.cut}, {as_of}), "
+            "and none has two orders to hold the last one out: pass an earlier-starting shop "
+            "or a shorter horizon_days"
         )
-    say(f"validation window {window:.1f} days from {data.cut}, {len(data.eval_rows)} customers")
+    say(f"validation: {scheme.reason}; {len(data.eval_rows)} customers judged from {data.cut}")
     specs = candidate_specs(len(items), seed, bool(data.customer_attributes.names))
     report: dict[str, Any] = {"candidates": {}, "skipped": []}
     report["preparation_seconds"] = round(time.perf_counter() - started, 2)
@@ -197,11 +201,13 @@ def select_models(
     rankers: dict[str, Any] = {}
     judged_rerankers: dict[str, Recommender] = {}
     winner_scores: dict[str, np.ndarray] = {}
-    for protocol in PROTOCOLS:
+    for protocol in filter(data.judged, PROTOCOLS):
         winners[protocol], why = greedy_blend(data, fitted.scores, fitted.specs, protocol, report)
         remaining = time_budget_s - (time.perf_counter() - started)
         outcome = None
-        if rerank_cost(data, fitted.specs, report, protocol) < remaining:
+        # The re-ranker learns one window before the cut: a holdout has no such window.
+        rerank_fits = data.scheme.name != CUSTOMER_HOLDOUT
+        if rerank_fits and rerank_cost(data, fitted.specs, report, protocol) < remaining:
             outcome = try_reranker(data, fitted.models, fitted.specs, protocol, report, why, seed)
         if outcome is not None:
             (
@@ -215,6 +221,12 @@ def select_models(
             winner_scores[protocol] = blend_scores(fitted.scores, winners[protocol])
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
+    for protocol in PROTOCOLS:
+        if not data.judged(protocol):
+            winners[protocol], report[f"{protocol}_winner"] = _unjudged_winner(
+                protocol, winners, rankers, judged_rerankers, winner_scores, report
+            )
+            say(f"{protocol} winner: {winners[protocol].label} (fallback)")
     default = learn_default_exclusion(data, winner_scores["repeat"], winner_scores["discovery"])
     del winner_scores
     report["default_exclusion"] = default.as_report()
@@ -229,11 +241,39 @@ def select_models(
     report["validation_window_days"] = round(window, 3)
     report["validation_cut"] = data.cut.isoformat()
     report["validation_customers"] = int(len(data.eval_rows))
+    report["validation_scheme"] = scheme.as_report()
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
     trending = fitted.specs[report["repeat_winner"]["best_baseline"]]
     return SelectionResult(
         window, data.cut, winners, cross_sell, trending, report, rankers, next_need_weights, default
     )
+
+
+def _unjudged_winner(
+    protocol: str,
+    winners: dict[str, WinnerSpec],
+    rankers: dict[str, Any],
+    judged_rerankers: dict[str, Recommender],
+    winner_scores: dict[str, np.ndarray],
+    report: dict[str, Any],
+) -> tuple[WinnerSpec, dict[str, Any]]:
+    """The winner of a protocol no validation customer has a relevant item for (`discovery`
+    when everyone only bought again what they had bought before): the other protocol's
+    winner, the model that best predicted what these customers buy, served with this
+    protocol's exclusion rule. Copies its ranker, judged model and scores under `protocol`;
+    returns the winner and its report entry (`fallback` True, with why)."""
+    other = next(p for p in PROTOCOLS if p != protocol and p in winners)
+    tables: tuple[dict[str, Any], ...] = (rankers, judged_rerankers, winner_scores)
+    for table in tables:
+        if other in table:
+            table[protocol] = table[other]
+    reason = (
+        f"no validation customer bought an item relevant to {protocol} (nothing to judge it "
+        f"on): the {other} winner {winners[other].label} is used, with {protocol}'s rule"
+    )
+    entry = {"model": winners[other].label, "fallback": True, "fallback_of": other}
+    best_baseline = report[f"{other}_winner"]["best_baseline"]
+    return winners[other], entry | {"best_baseline": best_baseline, "reason": reason}
 
 
 def _next_need_weights(
