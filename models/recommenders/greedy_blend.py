@@ -3,9 +3,11 @@ validation NDCG significantly (on both halves of the customers, by more than one
 error of the paired per-customer gain).
 
 The blend starts from the best candidate, with one rule for candidates within noise of each
-other: a shared list (popularity, trending) starts it only when it beats the best personal
-candidate significantly by that same guard; otherwise the best personal candidate starts it
-(`first_member`). A shared list never starts it where a personal candidate scores higher."""
+other: a shared list (popularity, trending; or an own-item model under discovery, where it
+lists popular items) starts it only when it beats the best personal candidate on both halves
+of the validation customers, the halves test of that same guard; where the halves disagree the
+best personal candidate starts it (`first_member`). A shared list never starts it where a
+personal candidate scores higher."""
 
 from __future__ import annotations
 
@@ -79,20 +81,26 @@ def _halves(data: ValidationData, protocol: str) -> list[np.ndarray]:
 
 def first_member(scorer: _BlendScorer, ranked: list[CandidateSpec]) -> tuple[CandidateSpec, str]:
     """The candidate the blend starts from, and why: the best one (`ranked[0]`), except that a
-    shared list gives way to the best personal candidate unless it beats that one
-    significantly (paired per-customer NDCG gain positive on both halves and above
-    `BLEND_MIN_STANDARD_ERRORS` standard errors, as a blend member must): within noise, the
-    model that reads the customer's own history is preferred."""
+    shared list gives way to the best personal candidate (`CandidateSpec.personal_for` the
+    protocol) unless it beats that one on both halves of the validation customers, the halves
+    test of the blend's guard (`significant`). Where the halves disagree, the two are within
+    noise and the model that reads the customer's own history is preferred."""
+    protocol = scorer.protocol
     best = ranked[0]
-    personal = next((c for c in ranked if c.personalised), None)
-    if best.personalised or personal is None:
+    personal = next((c for c in ranked if c.personal_for(protocol)), None)
+    if best.personal_for(protocol) or personal is None:
         return best, "best on validation"
     gain = scorer.per_customer([best], [1.0]) - scorer.per_customer([personal], [1.0])
-    if significant(gain, _halves(scorer.data, scorer.protocol)):
-        return best, f"shared list beats the best personal candidate {personal.name} significantly"
+    by_half = [float(gain[half].mean()) for half in _halves(scorer.data, protocol) if half.any()]
+    halves = ", ".join(f"{value:+.4f}" for value in by_half)
+    if all(value > 0 for value in by_half):
+        return best, (
+            f"the shared list beats the best personal candidate {personal.name} on both halves "
+            f"of the validation customers (gain {halves})"
+        )
     return personal, (
-        f"the best personal candidate, within noise of the shared list {best.name} (its gain "
-        f"of {gain.mean():.4f} is not significant)"
+        f"the best personal candidate: the shared list {best.name} is within noise of it "
+        f"(gain {gain.mean():+.4f}; by half {halves})"
     )
 
 

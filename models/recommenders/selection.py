@@ -41,7 +41,7 @@ import pandas as pd
 from features.interactions import catalog_item_ids
 from features.shop import Shop
 from models.recommenders.base import Recommender
-from models.recommenders.candidates import CandidateSpec, candidate_specs
+from models.recommenders.candidates import OWN_ITEM_FAMILIES, CandidateSpec, candidate_specs
 from models.recommenders.cross_sell import select_cross_sell
 from models.recommenders.default_exclusion import DefaultExclusion, learn_default_exclusion
 from models.recommenders.greedy_blend import blend_scores, greedy_blend
@@ -58,9 +58,6 @@ from models.recommenders.validation_scheme import CUSTOMER_HOLDOUT, choose_schem
 from models.recommenders.winners import WinnerSpec, assemble_winner
 
 PROTOCOLS = ("discovery", "repeat")
-OWN_ITEM_FAMILIES = frozenset({"repeat_purchase", "repeat_cycle", "repeat_frequency"})
-"""Families that rank the customer's own items (and popularity after them): with bought items
-excluded, as discovery judges, they are a popularity list."""
 PERSONAL_BUDGET_SHARE = 0.6
 """Personal candidates start only while this share of the time budget is unused. The budget
 is this process's CPU time from the start of the candidate search: building the validation
