@@ -5,7 +5,9 @@ The same code runs for every shop; nothing here knows a data set:
 1. the validation window is the last W days before `as_of`, with W = `horizon_days` (the
    serving horizon) capped at a quarter of the shop's history, so there is always history to
    learn from; models are fitted on data before `as_of - W` and judged on purchases in
-   `[as_of - W, as_of)`, never on anything at or after `as_of` (`validation`);
+   `[as_of - W, as_of)`, never on anything at or after `as_of` (`validation`); a window with
+   fewer than 200 validation customers is widened to 2W or 3W, or replaced by a holdout of
+   each customer's last order (`validation_scheme`);
 2. candidates (popularity, trending at several half-lives, own-history repeat purchase,
    implicit item kNN, co-purchase, latent taste classes, EASE where the catalog is small,
    implicit ALS and BPR with sampled hyper-parameters) are fitted in a seeded order until the
@@ -13,17 +15,20 @@ The same code runs for every shop; nothing here knows a data set:
    shop (`candidates`);
 3. a greedy blend over the best candidates adds a member only when it improves validation
    NDCG on both halves of the validation customers and by more than one standard error of the
-   paired per-customer gain (guards against tuning noise) (`greedy_blend`); a learned
+   paired per-customer gain (guards against tuning noise); a shared list starts it only when
+   it beats the best personal candidate on both halves (`greedy_blend`); a learned
    re-ranker over the best families replaces it when it does better on both halves
    (`rerank_training`);
 4. two protocols are selected separately: "discovery" (items the customer never bought;
    bought items excluded) and "repeat" (all items, repeats allowed); the default
    `exclude_purchased` rule is then learned from the two winners on the same window
    (`default_exclusion`); cross-sell is chosen leave-one-out on the window's baskets
-   (`cross_sell`);
-5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner never
-   loses to trending on validation, because trending is itself a candidate; the report records
-   every candidate's validation metrics and why the winner won;
+   (`cross_sell`). A protocol with no relevant item on validation (discovery, where customers
+   only bought again what they had bought) takes the other's winner (`fallback` in its report);
+5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner loses
+   to trending on validation at most within noise (trending is itself a candidate, and beats a
+   personal start only on both halves); the report records every candidate's validation
+   metrics, the validation scheme and why the winner won;
 6. with a cross-sell model, each protocol's next-need weight (what goes with a purchase posted
    since training, in that customer's next answer) is chosen on the same window (`next_need`).
 """
