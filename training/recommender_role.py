@@ -138,6 +138,43 @@ def default_exclusion_logged(bundle: Any) -> tuple[dict[str, str], dict[str, flo
     return params, metrics
 
 
+SELECTION = "selection"
+"""Prefix of the fit parameters and metrics that record how the final fit's selection validated
+(`recommender.selection.*` parameters, `fit.recommender.selection.*` metrics)."""
+
+
+def selection_logged(bundle: Any) -> tuple[dict[str, str], dict[str, float]]:
+    """How the bundle's selection validated, as MLflow run parameters (the validation scheme,
+    each role's winner and the rule it was chosen by: `validation`, or `fallback` to the other
+    role's winner when nothing on validation was relevant to it) and metrics (validation
+    customers, window days); nothing for a bundle whose report does not say."""
+    report = bundle.report
+    scheme = report.get("validation_scheme")
+    if not scheme:
+        return {}, {}
+    params = {f"{SELECTION}.validation_scheme": str(scheme["scheme"])}
+    for role in ("discovery", "repeat"):
+        winner = report.get(f"{role}_winner", {})
+        params[f"{SELECTION}.{role}_winner"] = str(winner.get("model"))
+        params[f"{SELECTION}.{role}_rule"] = "fallback" if winner.get("fallback") else "validation"
+    metrics = {
+        f"{SELECTION}.validation_customers": float(report["validation_customers"]),
+        f"{SELECTION}.validation_window_days": float(report["validation_window_days"]),
+    }
+    return params, metrics
+
+
+def _record_selection(report: Any, bundle: Any) -> None:
+    """The final fit's validation scheme and any fallback winner in the training report."""
+    scheme = bundle.report.get("validation_scheme")
+    if scheme:
+        report.summary.append(("recommender validation", str(scheme["reason"])))
+    for role in ("discovery", "repeat"):
+        winner = bundle.report.get(f"{role}_winner", {})
+        if winner.get("fallback"):
+            report.summary.append((f"recommender {role} winner", str(winner["reason"])))
+
+
 def _record_default(report: Any, bundle: Any) -> None:
     """The learned default rule and its validation figures in the training report."""
     chosen = bundle.report.get("default_exclusion")
@@ -183,7 +220,9 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
     bundle = _fit_bundle(shop, as_of, options, "all data")
     report.summary.append(("next-need weights", json.dumps(bundle.next_need_weights)))
     _record_default(report, bundle)
+    _record_selection(report, bundle)
     exclusion_params, exclusion_metrics = default_exclusion_logged(bundle)
+    selection_params, selection_metrics = selection_logged(bundle)
     bundle_dir = workdir / "recommender_bundle"
     bundle.save(bundle_dir)
     known = [str(c) for c in bundle.customer_ids[:3]]
@@ -204,8 +243,9 @@ def recommender_candidate(inputs: RoleInputs) -> Candidate:
         backtest_dir=str(backtest_dir),
         backtest_loader=BacktestBundle.load,
         fit_params={f"next_need_weight.{r}": w for r, w in bundle.next_need_weights.items()}
-        | exclusion_params,
-        fit_metrics=next_need_metrics(bundle.report) | exclusion_metrics,
+        | exclusion_params
+        | selection_params,
+        fit_metrics=next_need_metrics(bundle.report) | exclusion_metrics | selection_metrics,
     )
 
 

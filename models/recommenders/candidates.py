@@ -68,6 +68,11 @@ INSTANT_FAMILIES: frozenset[Family] = frozenset(
 )
 """A sparse product or less to fit (own history, category shares, co-purchase, latent classes
 on a capped sample): tried before the neighbour models, so a tight budget keeps them."""
+OWN_ITEM_FAMILIES: frozenset[Family] = frozenset(
+    {"repeat_purchase", "repeat_cycle", "repeat_frequency"}
+)
+"""Families that rank the customer's own items (and popularity after them): with bought items
+excluded, as discovery judges, they are a popularity list."""
 EASE_MAX_ITEMS = 5_000
 """EASE inverts a dense items x items matrix: above this many items it is too slow to tune."""
 
@@ -86,6 +91,14 @@ class CandidateSpec:
     def personalised(self) -> bool:
         """True when the candidate reads the customer's own history (not a baseline)."""
         return self.role != "baseline"
+
+    def personal_for(self, protocol: str) -> bool:
+        """True when the candidate's lists under `protocol` depend on the customer's own
+        history: a personal candidate, except an own-item one (`OWN_ITEM_FAMILIES`) under
+        `discovery`, where bought items are left out and its list is a popularity list."""
+        if protocol == "discovery" and self.family in OWN_ITEM_FAMILIES:
+            return False
+        return self.personalised
 
     @property
     def name(self) -> str:

@@ -16,7 +16,7 @@ from models.recommenders.candidates import (
     CandidateSpec,
 )
 from models.recommenders.evaluation import metrics_from_columns
-from models.recommenders.validation import K, ValidationData, purchases_between, rounded
+from models.recommenders.validation import K, ValidationData, rounded
 
 MAX_BASKETS = 2_000
 """At most this many validation orders are held out (a seeded sample)."""
@@ -29,7 +29,7 @@ def _held_out_baskets(
 ) -> tuple[sp.csr_matrix, dict[int, set[int]]] | None:
     """(baskets x items: the rest of each sampled order, the hidden item of each), or None
     when the window holds no order of two or more known items."""
-    window = purchases_between(data.shop, data.cut, data.as_of)
+    window = data.window_lines
     cols = pd.Index(data.item_ids).get_indexer(window["item_id"].astype(str))
     lines = pd.DataFrame({"order": window["order_id"].astype(str).to_numpy(), "col": cols})
     lines = lines.loc[lines["col"] >= 0].drop_duplicates()

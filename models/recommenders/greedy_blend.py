@@ -1,6 +1,13 @@
 """The greedy blend: the best candidate on validation, plus up to two members that each raise
 validation NDCG significantly (on both halves of the customers, by more than one standard
-error of the paired per-customer gain)."""
+error of the paired per-customer gain).
+
+The blend starts from the best candidate, with one rule for candidates within noise of each
+other: a shared list (popularity, trending; or an own-item model under discovery, where it
+lists popular items) starts it only when it beats the best personal candidate on both halves
+of the validation customers, the halves test of that same guard; where the halves disagree the
+best personal candidate starts it (`first_member`). A shared list never starts it where a
+personal candidate scores higher."""
 
 from __future__ import annotations
 
@@ -66,15 +73,45 @@ class _BlendScorer:
         return self.data.per_customer_ndcg(self._total(members, weights), self.protocol)
 
 
-def _grow(
-    scorer: _BlendScorer, ranked: list[CandidateSpec]
-) -> tuple[list[CandidateSpec], list[float]]:
-    """Members and weights: the best candidate, then greedily the pool member and weight with
-    the largest significant gain, until none is significant or the blend is full."""
-    data, protocol = scorer.data, scorer.protocol
-    members, weights = [ranked[0]], [1.0]
+def _halves(data: ValidationData, protocol: str) -> list[np.ndarray]:
+    """Per half of the validation customers: a mask over `protocol`'s evaluated customers."""
     positions = np.fromiter(sorted(data.relevant[protocol]), dtype=np.int64)
-    in_half = [np.isin(positions, half) for half in data.halves]
+    return [np.isin(positions, half) for half in data.halves]
+
+
+def first_member(scorer: _BlendScorer, ranked: list[CandidateSpec]) -> tuple[CandidateSpec, str]:
+    """The candidate the blend starts from, and why: the best one (`ranked[0]`), except that a
+    shared list gives way to the best personal candidate (`CandidateSpec.personal_for` the
+    protocol) unless it beats that one on both halves of the validation customers, the halves
+    test of the blend's guard (`significant`). Where the halves disagree, the two are within
+    noise and the model that reads the customer's own history is preferred."""
+    protocol = scorer.protocol
+    best = ranked[0]
+    personal = next((c for c in ranked if c.personal_for(protocol)), None)
+    if best.personal_for(protocol) or personal is None:
+        return best, "best on validation"
+    gain = scorer.per_customer([best], [1.0]) - scorer.per_customer([personal], [1.0])
+    by_half = [float(gain[half].mean()) for half in _halves(scorer.data, protocol) if half.any()]
+    halves = ", ".join(f"{value:+.4f}" for value in by_half)
+    if all(value > 0 for value in by_half):
+        return best, (
+            f"the shared list beats the best personal candidate {personal.name} on both halves "
+            f"of the validation customers (gain {halves})"
+        )
+    return personal, (
+        f"the best personal candidate: the shared list {best.name} is within noise of it "
+        f"(gain {gain.mean():+.4f}; by half {halves})"
+    )
+
+
+def _grow(
+    scorer: _BlendScorer, ranked: list[CandidateSpec], first: CandidateSpec
+) -> tuple[list[CandidateSpec], list[float]]:
+    """Members and weights: `first`, then greedily the pool member and weight with the
+    largest significant gain, until none is significant or the blend is full."""
+    data, protocol = scorer.data, scorer.protocol
+    members, weights = [first], [1.0]
+    in_half = _halves(data, protocol)
     current = scorer.per_customer(members, weights)
     history_half_life = {m.half_life for m in members if m.personalised}
     pool = blend_pool(ranked)
@@ -128,16 +165,15 @@ def greedy_blend(
     best_single = ranked[0].name
     best_baseline = [c for c in ranked if not c.personalised][0].name
     scorer = _BlendScorer(data, cached, protocol)
-    members, weights = _grow(scorer, ranked)
+    first, first_why = first_member(scorer, ranked)
+    members, weights = _grow(scorer, ranked, first)
     winner = WinnerSpec(tuple(members), tuple(weights))
     winner_ndcg = scorer.ndcg(members, weights, None)
     baseline_ndcg = scored[best_baseline][protocol]["ndcg"]
-    if winner_ndcg < baseline_ndcg:  # cannot happen (the baseline is a candidate); kept as a guard
-        winner, winner_ndcg = WinnerSpec((specs[best_baseline],), (1.0,)), baseline_ndcg
     reason = (
         f"validation NDCG@{K} {winner_ndcg:.4f} vs best single {best_single} "
         f"{scored[best_single][protocol]['ndcg']:.4f} and best popularity/trending "
-        f"{best_baseline} {baseline_ndcg:.4f}"
+        f"{best_baseline} {baseline_ndcg:.4f}; starts from {first.name}: {first_why}"
     )
     return winner, {
         "validation_ndcg": round(winner_ndcg, 5),
@@ -145,6 +181,7 @@ def greedy_blend(
             scorer.ndcg(list(winner.members), list(winner.weights), h) for h in data.halves
         ],
         "best_single": best_single,
+        "first_member": first.name,
         "best_baseline": best_baseline,
         "baseline_ndcg": baseline_ndcg,
         "reason": reason,

@@ -38,7 +38,7 @@ from models.recommenders.base import Recommender, row_normalise, top_k
 from models.recommenders.evaluation import ndcg_per_customer
 from models.recommenders.fresh_row import PURCHASE_WEIGHT, rank_scaled
 from models.recommenders.greedy_blend import significant
-from models.recommenders.validation import K, ValidationData, purchases_between
+from models.recommenders.validation import K, ValidationData
 
 NEXT_NEED_WEIGHTS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0)
 """The weights tried: 0 (the champion alone) to 2 (the basket's best item above the champion's
@@ -64,7 +64,7 @@ class NextNeedCases:
 def next_need_cases(data: ValidationData, seed: int, max_cases: int = MAX_CASES) -> NextNeedCases:
     """The cases of the validation window (module docstring); empty when no customer with
     history ordered there or nobody bought anything after the drawn item."""
-    window = purchases_between(data.shop, data.cut, data.as_of)
+    window = data.window_lines
     lines = pd.DataFrame(
         {
             "row": pd.Index(data.customer_ids).get_indexer(window["customer_id"].astype(str)),

@@ -5,7 +5,9 @@ The same code runs for every shop; nothing here knows a data set:
 1. the validation window is the last W days before `as_of`, with W = `horizon_days` (the
    serving horizon) capped at a quarter of the shop's history, so there is always history to
    learn from; models are fitted on data before `as_of - W` and judged on purchases in
-   `[as_of - W, as_of)`, never on anything at or after `as_of` (`validation`);
+   `[as_of - W, as_of)`, never on anything at or after `as_of` (`validation`); a window with
+   fewer than 200 validation customers is widened to 2W or 3W, or replaced by a holdout of
+   each customer's last order (`validation_scheme`);
 2. candidates (popularity, trending at several half-lives, own-history repeat purchase,
    implicit item kNN, co-purchase, latent taste classes, EASE where the catalog is small,
    implicit ALS and BPR with sampled hyper-parameters) are fitted in a seeded order until the
@@ -13,17 +15,20 @@ The same code runs for every shop; nothing here knows a data set:
    shop (`candidates`);
 3. a greedy blend over the best candidates adds a member only when it improves validation
    NDCG on both halves of the validation customers and by more than one standard error of the
-   paired per-customer gain (guards against tuning noise) (`greedy_blend`); a learned
+   paired per-customer gain (guards against tuning noise); a shared list starts it only when
+   it beats the best personal candidate on both halves (`greedy_blend`); a learned
    re-ranker over the best families replaces it when it does better on both halves
    (`rerank_training`);
 4. two protocols are selected separately: "discovery" (items the customer never bought;
    bought items excluded) and "repeat" (all items, repeats allowed); the default
    `exclude_purchased` rule is then learned from the two winners on the same window
    (`default_exclusion`); cross-sell is chosen leave-one-out on the window's baskets
-   (`cross_sell`);
-5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner never
-   loses to trending on validation, because trending is itself a candidate; the report records
-   every candidate's validation metrics and why the winner won;
+   (`cross_sell`). A protocol with no relevant item on validation (discovery, where customers
+   only bought again what they had bought) takes the other's winner (`fallback` in its report);
+5. the winners are refitted on all data before `as_of` (`winners.fit_winner`). A winner loses
+   to trending on validation at most within noise (trending is itself a candidate, and beats a
+   personal start only on both halves); the report records every candidate's validation
+   metrics, the validation scheme and why the winner won;
 6. with a cross-sell model, each protocol's next-need weight (what goes with a purchase posted
    since training, in that customer's next answer) is chosen on the same window (`next_need`).
 """
@@ -41,7 +46,7 @@ import pandas as pd
 from features.interactions import catalog_item_ids
 from features.shop import Shop
 from models.recommenders.base import Recommender
-from models.recommenders.candidates import CandidateSpec, candidate_specs
+from models.recommenders.candidates import OWN_ITEM_FAMILIES, CandidateSpec, candidate_specs
 from models.recommenders.cross_sell import select_cross_sell
 from models.recommenders.default_exclusion import DefaultExclusion, learn_default_exclusion
 from models.recommenders.greedy_blend import blend_scores, greedy_blend
@@ -54,12 +59,10 @@ from models.recommenders.validation import (
     score_block,
     validation_window_days,
 )
+from models.recommenders.validation_scheme import CUSTOMER_HOLDOUT, choose_scheme
 from models.recommenders.winners import WinnerSpec, assemble_winner
 
 PROTOCOLS = ("discovery", "repeat")
-OWN_ITEM_FAMILIES = frozenset({"repeat_purchase", "repeat_cycle", "repeat_frequency"})
-"""Families that rank the customer's own items (and popularity after them): with bought items
-excluded, as discovery judges, they are a popularity list."""
 PERSONAL_BUDGET_SHARE = 0.6
 """Personal candidates start only while this share of the time budget is unused. The budget
 is this process's CPU time from the start of the candidate search: building the validation
@@ -137,13 +140,14 @@ def _fit_candidates(
         entry: dict[str, Any] = {"fit_seconds": round(time.perf_counter() - fit_started, 3)}
         if getattr(model, "use_customer_attributes", False):
             entry["attributes_used"] = list(getattr(model, "attributes_used_", []))
-        for protocol in PROTOCOLS:
+        for protocol in filter(data.judged, PROTOCOLS):
             entry[protocol] = rounded(data.ndcg(fitted.scores[spec.name], protocol))
         report["candidates"][spec.name] = entry
-        say(
-            f"  {spec.name}: discovery ndcg {entry['discovery']['ndcg']:.4f}, "
-            f"repeat ndcg {entry['repeat']['ndcg']:.4f} ({entry['fit_seconds']} s)"
+        figures = ", ".join(
+            f"{protocol} ndcg {entry[protocol]['ndcg']:.4f}"
+            for protocol in filter(data.judged, PROTOCOLS)
         )
+        say(f"  {spec.name}: {figures} ({entry['fit_seconds']} s)")
     return fitted
 
 
@@ -176,13 +180,15 @@ def select_models(
     say = log or (lambda message: None)
     items = catalog_item_ids(shop) if item_ids is None else item_ids
     window = validation_window_days(shop, as_of, settings.horizon_days)
-    data = ValidationData(shop, as_of, window, items, settings.max_customers, seed)
+    scheme = choose_scheme(shop, as_of, window, settings.max_customers, seed)
+    data = ValidationData(shop, as_of, window, items, settings.max_customers, seed, scheme)
     if len(data.eval_rows) == 0:
         raise ValueError(
-            f"no customer with history bought in the validation window [{data.cut}, {as_of}): "
-            "pass an earlier-starting shop or a shorter horizon_days"
+            f"no customer with history bought in the validation window [{data.cut}, {as_of}), "
+            "and none has two orders to hold the last one out: pass an earlier-starting shop "
+            "or a shorter horizon_days"
         )
-    say(f"validation window {window:.1f} days from {data.cut}, {len(data.eval_rows)} customers")
+    say(f"validation: {scheme.reason}; {len(data.eval_rows)} customers judged from {data.cut}")
     specs = candidate_specs(len(items), seed, bool(data.customer_attributes.names))
     report: dict[str, Any] = {"candidates": {}, "skipped": []}
     report["preparation_seconds"] = round(time.perf_counter() - started, 2)
@@ -197,11 +203,13 @@ def select_models(
     rankers: dict[str, Any] = {}
     judged_rerankers: dict[str, Recommender] = {}
     winner_scores: dict[str, np.ndarray] = {}
-    for protocol in PROTOCOLS:
+    for protocol in filter(data.judged, PROTOCOLS):
         winners[protocol], why = greedy_blend(data, fitted.scores, fitted.specs, protocol, report)
         remaining = time_budget_s - (time.perf_counter() - started)
         outcome = None
-        if rerank_cost(data, fitted.specs, report, protocol) < remaining:
+        # The re-ranker learns one window before the cut: a holdout has no such window.
+        rerank_fits = data.scheme.name != CUSTOMER_HOLDOUT
+        if rerank_fits and rerank_cost(data, fitted.specs, report, protocol) < remaining:
             outcome = try_reranker(data, fitted.models, fitted.specs, protocol, report, why, seed)
         if outcome is not None:
             (
@@ -215,6 +223,12 @@ def select_models(
             winner_scores[protocol] = blend_scores(fitted.scores, winners[protocol])
         report[f"{protocol}_winner"] = {"model": winners[protocol].label, **why}
         say(f"{protocol} winner: {winners[protocol].label} ({why['reason']})")
+    for protocol in PROTOCOLS:
+        if not data.judged(protocol):
+            winners[protocol], report[f"{protocol}_winner"] = _unjudged_winner(
+                protocol, winners, rankers, judged_rerankers, winner_scores, report
+            )
+            say(f"{protocol} winner: {winners[protocol].label} (fallback)")
     default = learn_default_exclusion(data, winner_scores["repeat"], winner_scores["discovery"])
     del winner_scores
     report["default_exclusion"] = default.as_report()
@@ -229,11 +243,39 @@ def select_models(
     report["validation_window_days"] = round(window, 3)
     report["validation_cut"] = data.cut.isoformat()
     report["validation_customers"] = int(len(data.eval_rows))
+    report["validation_scheme"] = scheme.as_report()
     report["selection_seconds"] = round(time.perf_counter() - started, 2)
     trending = fitted.specs[report["repeat_winner"]["best_baseline"]]
     return SelectionResult(
         window, data.cut, winners, cross_sell, trending, report, rankers, next_need_weights, default
     )
+
+
+def _unjudged_winner(
+    protocol: str,
+    winners: dict[str, WinnerSpec],
+    rankers: dict[str, Any],
+    judged_rerankers: dict[str, Recommender],
+    winner_scores: dict[str, np.ndarray],
+    report: dict[str, Any],
+) -> tuple[WinnerSpec, dict[str, Any]]:
+    """The winner of a protocol no validation customer has a relevant item for (`discovery`
+    when everyone only bought again what they had bought before): the other protocol's
+    winner, the model that best predicted what these customers buy, served with this
+    protocol's exclusion rule. Copies its ranker, judged model and scores under `protocol`;
+    returns the winner and its report entry (`fallback` True, with why)."""
+    other = next(p for p in PROTOCOLS if p != protocol and p in winners)
+    tables: tuple[dict[str, Any], ...] = (rankers, judged_rerankers, winner_scores)
+    for table in tables:
+        if other in table:
+            table[protocol] = table[other]
+    reason = (
+        f"no validation customer bought an item relevant to {protocol} (nothing to judge it "
+        f"on): the {other} winner {winners[other].label} is used, with {protocol}'s rule"
+    )
+    entry = {"model": winners[other].label, "fallback": True, "fallback_of": other}
+    best_baseline = report[f"{other}_winner"]["best_baseline"]
+    return winners[other], entry | {"best_baseline": best_baseline, "reason": reason}
 
 
 def _next_need_weights(

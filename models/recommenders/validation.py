@@ -2,7 +2,9 @@
 
 The window is the last W days before `as_of`, with W = the serving horizon capped at a quarter
 of the shop's history. Candidates are fitted on data before `as_of - W` (the cut) and judged on
-purchases in `[cut, as_of)`; `ValidationData` builds what they need once and caches it.
+purchases in `[cut, as_of)`; `ValidationData` builds what they need once and caches it. When that
+window is thin, `validation_scheme` widens it or holds out each customer's last order instead;
+`ValidationData` then reads the scheme's history, cut and judged lines.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from features.interactions import (
 from features.shop import Shop
 from models.recommenders.base import Recommender, row_normalise, top_k
 from models.recommenders.evaluation import metrics_from_columns, ndcg_per_customer
+from models.recommenders.validation_scheme import ValidationScheme, window_scheme
 
 K = 10
 """Every validation metric is taken at K."""
@@ -67,7 +70,11 @@ def rows_of(counts: Interactions, customer_ids: np.ndarray) -> sp.csr_matrix:
 
 
 class ValidationData:
-    """Everything a candidate needs at the validation cut, built once and cached."""
+    """Everything a candidate needs at the validation cut, built once and cached.
+
+    `scheme` says what candidates are fitted and judged on (default: the last `window_days`
+    days before `as_of`); `shop` and `cut` are then the scheme's history and cut, and
+    `window_lines` the purchase lines judged. Half-lives stay in multiples of `window_days`."""
 
     def __init__(
         self,
@@ -77,11 +84,16 @@ class ValidationData:
         item_ids: np.ndarray,
         max_customers: int,
         seed: int,
+        scheme: ValidationScheme | None = None,
     ) -> None:
-        self.shop = shop
+        self.scheme = scheme or window_scheme(shop, as_of, window_days)
+        self.shop = self.scheme.history
+        shop = self.shop
         self.as_of = as_of
         self.window_days = window_days
-        self.cut = as_of - pd.Timedelta(days=window_days)
+        self.cut = self.scheme.cut
+        self.window_lines = self.scheme.truth
+        """The purchase lines judged (the window's, or the held-out orders)."""
         self.item_ids = item_ids
         self.item_categories = item_categories(shop, item_ids)
         self._matrices: dict[float | None, Interactions] = {}
@@ -113,7 +125,7 @@ class ValidationData:
     def _window_truth(self, max_customers: int, rng: np.random.Generator) -> pd.DataFrame:
         """(row, col) pairs bought in the window by the evaluated customers; sets `eval_rows`
         (customers with history who bought in the window, a seeded sample when too many)."""
-        window = purchases_between(self.shop, self.cut, self.as_of)
+        window = self.window_lines
         window_rows = pd.Index(self.customer_ids).get_indexer(window["customer_id"].astype(str))
         window_cols = pd.Index(self.item_ids).get_indexer(window["item_id"].astype(str))
         known = (window_rows >= 0) & (window_cols >= 0)
@@ -159,6 +171,11 @@ class ValidationData:
                 dense[row, list(columns)] = True
             cache[protocol] = dense
         return cache[protocol]
+
+    def judged(self, protocol: str) -> bool:
+        """True when some evaluated customer has a relevant item under `protocol` (discovery
+        has none in a shop whose customers only bought again what they had bought before)."""
+        return bool(self.relevant[protocol])
 
     def ndcg(self, scores: np.ndarray, protocol: str, subset: np.ndarray | None = None) -> dict:
         """Validation metrics at K of a dense score block over `eval_rows` (optionally a subset)."""
