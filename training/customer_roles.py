@@ -171,7 +171,7 @@ def spend_metrics(scorer: CustomerScorer, report: EvaluationReport) -> dict[str,
     """The spend choice's backtest as loyalty metrics (`spend_<model>_<measure>`, and
     `spend_learned_chosen` 1 or 0), its table and reason in the training report; empty when
     the scorer was fitted without a value horizon."""
-    from models.spend import BTYD
+    from models.spend import LEARNED, MEMBERS
 
     choice = scorer.spend_choice_
     if choice is None:
@@ -186,7 +186,7 @@ def spend_metrics(scorer: CustomerScorer, report: EvaluationReport) -> dict[str,
         for name, figures in choice.backtest.items()
         for measure, value in figures.items()
     }
-    metrics["spend_learned_chosen"] = float(choice.winner != BTYD)
+    metrics["spend_learned_chosen"] = float(LEARNED in MEMBERS.get(choice.winner, ()))
     return metrics
 
 
