@@ -447,8 +447,9 @@ def run(workdir: Path) -> dict[str, Any]:
             f"Value: `patronage score DIR --fit --as-of {VALUE_CUT} --value-horizon-days "
             f"{VALUE_DAYS}` (fitted on data before the cut only); predicted_spend against each "
             "household's real spend, scored by ../shared/peers/cj_clv_peers.py's `scores`. "
-            "Which spend forecast is used (BG/NBD x Gamma-Gamma or a learned one) is chosen by "
-            "the shop's own backtest on the 91 days before the cut, shown in its own table.",
+            "Which spend forecast is used (BG/NBD x Gamma-Gamma, a learned one, the last 90 "
+            "days spend rate or a mean of them) is chosen by the shop's own backtest on the 91 "
+            "days before the cut, shown in its own table.",
             "Targets (issue #21): next basket keep-seen NDCG@10 >= 0.230 and Recall@10 >= 0.188, "
             "next 4 weeks keep-seen NDCG@10 >= 0.43, next 4 weeks exclude-seen >= 0.050; value "
             "Spearman >= 0.83, MAE <= 165, top-decile share >= 0.34; training within 5 minutes.",
