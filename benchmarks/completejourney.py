@@ -95,6 +95,14 @@ def _run(command: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str
     return seconds, process.stdout
 
 
+def _children_cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return float(usage.ru_utime + usage.ru_stime)
+
+
 def _patronage(*args: str) -> list[str]:
     return [sys.executable, "-m", "patronage", *args]
 
@@ -414,10 +422,15 @@ def run(workdir: Path) -> dict[str, Any]:
     """The whole benchmark in `workdir` (shop, MLflow store, lists)."""
     env = _environment(workdir)
     shop_dir, import_seconds = _import(workdir, env)
+    # The machine is shared: CPU seconds of the train process and the load beside wall time.
+    load_before = os.getloadavg()[0]
+    cpu_before = _children_cpu_seconds()
     train_seconds, train_output = _run(
         _patronage("train", str(shop_dir), "--as-of", CUT), env, workdir
     )
-    print(f"trained in {train_seconds:.0f} s", flush=True)
+    train_cpu_seconds = _children_cpu_seconds() - cpu_before
+    load_after = os.getloadavg()[0]
+    print(f"trained in {train_seconds:.0f} s ({train_cpu_seconds:.0f} CPU-s)", flush=True)
     peers = _load_peer(PEERS, "cj_peers")
     value_peers = _load_peer(VALUE_PEERS, "cj_clv_peers")
     result: dict[str, Any] = {
@@ -434,14 +447,17 @@ def run(workdir: Path) -> dict[str, Any]:
             f"Value: `patronage score DIR --fit --as-of {VALUE_CUT} --value-horizon-days "
             f"{VALUE_DAYS}` (fitted on data before the cut only); predicted_spend against each "
             "household's real spend, scored by ../shared/peers/cj_clv_peers.py's `scores`. "
-            "Which spend forecast is used (BG/NBD x Gamma-Gamma or a learned one) is chosen by "
-            "the shop's own backtest on the 91 days before the cut, shown in its own table.",
+            "Which spend forecast is used (BG/NBD x Gamma-Gamma, a learned one, the last 90 "
+            "days spend rate or a mean of them) is chosen by the shop's own backtest on the 91 "
+            "days before the cut, shown in its own table.",
             "Targets (issue #21): next basket keep-seen NDCG@10 >= 0.230 and Recall@10 >= 0.188, "
             "next 4 weeks keep-seen NDCG@10 >= 0.43, next 4 weeks exclude-seen >= 0.050; value "
             "Spearman >= 0.83, MAE <= 165, top-decile share >= 0.34; training within 5 minutes.",
         ],
         "import_seconds": round(import_seconds, 1),
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
+        "train_load_average_1min": [round(load_before, 2), round(load_after, 2)],
         "train_output_tail": train_output.strip().splitlines()[-12:],
         "selection": _bundle_report(env),
         "recommendations": recommendations(workdir, env, peers),

@@ -30,6 +30,7 @@ from models.churn import (
 from models.loyalty import RFMScorer, loyalty_score, satisfaction_index
 from models.score_columns import SCORE_COLUMNS, SPEND_COLUMN
 from models.spend import (
+    BTYD,
     SPEND_FEATURES,
     LearnedSpend,
     SpendChoice,
@@ -74,9 +75,11 @@ def _label_function() -> Any:
     return churn_labels
 
 
-def _memo() -> Any:
-    """The feature function, remembering each cut-off's frame for one fit (the callers copy
-    before they add columns)."""
+def remembered_features() -> Any:
+    """The feature function, remembering each cut-off's frame (the callers copy before they
+    add columns). Keyed by the cut-off alone: features at a cut-off read rows before it only
+    (docs/features.md), so a shop cut later (`Shop.before`) gives the same frame and one memo
+    may serve a backtest fitted on the shop before its cut and the fit on all data."""
     compute = _feature_function()
     frames: dict[pd.Timestamp, pd.DataFrame] = {}
 
@@ -105,7 +108,7 @@ class CustomerScorer:
     too young to learn churn still gets loyalty, value and timing), `rfm_`, `cutoffs_`,
     `spend_choice_` (`models.spend.SpendChoice`: which spend forecast won the backtest for the
     value horizon, why, and its figures; None when fitted without a value horizon) and
-    `spend_model_` (the learned forecast when it won, else None)."""
+    `spend_model_` (the learned forecast when the winner uses it, else None)."""
 
     def __init__(
         self,
@@ -131,6 +134,7 @@ class CustomerScorer:
         seed: int = 0,
         fit_churn: bool = True,
         value_horizon_days: float | None = None,
+        feature_function: Any = None,
     ) -> CustomerScorer:
         """Fit every part on the shop's data before `as_of` (UTC, exclusive).
 
@@ -140,12 +144,17 @@ class CustomerScorer:
         retention part uses P(alive) instead of 1 - churn probability. With
         `value_horizon_days` N the spend forecast for N days is chosen by backtest
         (`models.spend.choose_spend_model`; a shop too young for it keeps BG/NBD x
-        Gamma-Gamma, the reason in `spend_choice_`)."""
+        Gamma-Gamma, the reason in `spend_choice_`). `feature_function(shop, cutoff)`: where
+        the customer features come from (default: computed here, each cut-off once when the
+        spend choice shares churn's); pass one `remembered_features()` to several fits to
+        compute each cut-off once across them."""
         if value_horizon_days is not None and not value_horizon_days > 0:
             raise ValueError(f"value_horizon_days must be positive, got {value_horizon_days}")
         as_of = _utc(as_of)
         # Churn and the spend choice share cut-offs when their horizons match: features once.
-        feature_function = _feature_function() if value_horizon_days is None else _memo()
+        if feature_function is None:
+            plain = value_horizon_days is None
+            feature_function = _feature_function() if plain else remembered_features()
         features = feature_function(shop, as_of)
         if len(features) == 0:
             raise ValueError(f"no customer ordered before {as_of}; choose a later --as-of")
@@ -291,7 +300,7 @@ class CustomerScorer:
         if self.gamma_gamma_ is None or "btyd_monetary_value" not in features:
             return np.full(len(features), np.nan)
         spend, order_value = btyd_spend(features, self.bgnbd_, self.gamma_gamma_, horizon_days)
-        if self.spend_model_ is None or self.spend_choice_ is None:
+        if self.spend_choice_ is None or self.spend_choice_.winner == BTYD:
             return spend
         at_horizon = add_btyd_outputs(features, self.bgnbd_, horizon_days)
         at_horizon[SPEND_FEATURES[0]] = order_value

@@ -11,18 +11,23 @@ the shop's own latest held-out window that chooses between them.
   refitted at its cut-off, the label being the spend in `[cut-off, cut-off + horizon)`
   (`features.labels.spend_labels`).
 - `learned_and_bgnbd_gamma_gamma_mean`: the average of the two forecasts.
+- `recent_spend_rate`: the customer's spend of the last 90 days (`spend_last_90d`) as a daily
+  rate times the horizon: the spend trend BG/NBD x Gamma-Gamma cannot see (it weighs every
+  past order alike), and the learned trees only partly.
+- `learned_bgnbd_gamma_gamma_recent_mean`: the average of the three forecasts (each errs in
+  its own way: averaging them lowers the error where no single one is best everywhere).
 
 Choice (`choose_spend_model`): the latest window `[as_of - horizon, as_of)` is held out. The
 learned model is fitted on cut-offs whose label windows end by `as_of - horizon`, every
 candidate forecasts the held-out window from the data before it, and each is scored on the
 three value measures (`spend_metrics`: Spearman, mean absolute error, the share of the real
-spend held by the predicted top 10%). A learned candidate replaces BG/NBD x Gamma-Gamma only
-when it is better on at least two of the three (`MIN_MEASURES_WON`); between two such, the one
-better on more measures, then the lower error. The winner is refitted on all cut-offs before
-`as_of`. A shop too young for two training cut-offs before the held-out window, with fewer
-than `MIN_HELD_OUT_CUSTOMERS` customers in it (the three measures cannot tell forecasts apart:
-the top 10% of 200 is 20 customers), or without prices keeps BG/NBD x Gamma-Gamma, the reason
-said.
+spend held by the predicted top 10%). A challenger replaces BG/NBD x Gamma-Gamma only when it
+is better on at least two of the three (`MIN_MEASURES_WON`); between two such, the one better
+on more measures, then the lower error. A winner with the learned model in it is refitted on
+all cut-offs before `as_of`. A shop too young for two training cut-offs before the held-out
+window, with fewer than `MIN_HELD_OUT_CUSTOMERS` customers in it (the three measures cannot
+tell forecasts apart: the top 10% of 200 is 20 customers), or without prices keeps BG/NBD x
+Gamma-Gamma, the reason said.
 """
 
 from __future__ import annotations
@@ -42,10 +47,23 @@ from models.btyd import BetaGeoModel, GammaGammaModel
 BTYD = "bgnbd_gamma_gamma"
 LEARNED = "learned"
 MEAN = "learned_and_bgnbd_gamma_gamma_mean"
-SPEND_MODELS = (BTYD, LEARNED, MEAN)
-"""Every spend forecast the backtest compares (the first is the published default)."""
+RECENT = "recent_spend_rate"
+MEAN_OF_THREE = "learned_bgnbd_gamma_gamma_recent_mean"
+MEMBERS = {
+    BTYD: (BTYD,),
+    LEARNED: (LEARNED,),
+    MEAN: (LEARNED, BTYD),
+    RECENT: (RECENT,),
+    MEAN_OF_THREE: (LEARNED, BTYD, RECENT),
+}
+"""Each spend forecast the backtest compares (the first is the published default) as the plain
+forecasts it averages."""
+SPEND_MODELS = tuple(MEMBERS)
+RECENT_WINDOW_DAYS = 90.0
+RECENT_SPEND_COLUMN = "spend_last_90d"
+"""The feature `recent_spend_rate` reads: the customer's spend of the last 90 days."""
 MIN_MEASURES_WON = 2
-"""A learned candidate must beat BG/NBD x Gamma-Gamma on this many of the three measures."""
+"""A challenger must beat BG/NBD x Gamma-Gamma on this many of the three measures."""
 MIN_HELD_OUT_CUSTOMERS = 200
 """Fewer customers known at the held-out window's start: BG/NBD x Gamma-Gamma is kept."""
 MEASURES = {"spearman": 1, "mae": -1, "top_decile_spend_share": 1}
@@ -180,9 +198,25 @@ class LearnedSpend:
 
 def _matrix(features: pd.DataFrame, columns: list[str]) -> NDArray[np.float64]:
     frame = features.reindex(columns=columns)
-    matrix = frame.to_numpy(dtype=np.float64, na_value=np.nan)
+    # a copy: one numeric column would otherwise be a read-only view of the frame
+    matrix = frame.to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
     matrix[~np.isfinite(matrix)] = np.nan
     return matrix
+
+
+def recent_spend(features: pd.DataFrame, horizon_days: float) -> NDArray[np.float64]:
+    """`recent_spend_rate` per feature row: the spend of the last `RECENT_WINDOW_DAYS` days
+    (shop currency) / that window x `horizon_days`; 0 where the window's spend is unknown."""
+    if RECENT_SPEND_COLUMN not in features:
+        return np.zeros(len(features))
+    spent = np.nan_to_num(features[RECENT_SPEND_COLUMN].to_numpy(np.float64))
+    return np.clip(spent, 0.0, None) / RECENT_WINDOW_DAYS * float(horizon_days)
+
+
+def combined(name: str, plain: dict[str, NDArray[np.float64]]) -> NDArray[np.float64]:
+    """The forecast `name` (one of `SPEND_MODELS`): the average of its `MEMBERS` in `plain`."""
+    members = MEMBERS[name]
+    return np.asarray(sum(plain[m] for m in members) / len(members), dtype=np.float64)
 
 
 def spend_metrics(predicted: NDArray[np.float64], actual: NDArray[np.float64]) -> dict[str, float]:
@@ -259,7 +293,7 @@ def measures_won(challenger: dict[str, float], default: dict[str, float]) -> int
 def pick_winner(backtest: dict[str, dict[str, float]]) -> tuple[str, str]:
     """(winner, reason) from backtest metrics of `SPEND_MODELS` (the rule in the docstring)."""
     default = backtest[BTYD]
-    wins = {name: measures_won(backtest[name], default) for name in SPEND_MODELS[1:]}
+    wins = {name: measures_won(backtest[name], default) for name in backtest if name != BTYD}
     eligible = [name for name, won in wins.items() if won >= MIN_MEASURES_WON]
 
     def said(name: str) -> str:
@@ -271,7 +305,7 @@ def pick_winner(backtest: dict[str, dict[str, float]]) -> tuple[str, str]:
 
     if not eligible:
         return BTYD, (
-            f"{BTYD} kept: no learned forecast beat it on {MIN_MEASURES_WON} of "
+            f"{BTYD} kept: no other forecast beat it on {MIN_MEASURES_WON} of "
             f"{len(MEASURES)} measures of the held-out window ({'; '.join(map(said, backtest))})"
         )
     winner = max(eligible, key=lambda name: (wins[name], -backtest[name]["mae"]))
@@ -295,7 +329,7 @@ def choose_spend_model(
     `cutoffs(end)` gives the training cut-offs whose label windows end by `end`, latest first
     (raising ValueError when the history is too short, as `models.churn.training_cutoffs`).
     Returns the choice and the learned model refitted on every cut-off before `as_of` (None
-    when BG/NBD x Gamma-Gamma is kept)."""
+    when the winner does not use it)."""
     horizon_days = float(horizon_days)
     cut = as_of - pd.Timedelta(days=horizon_days)
     try:
@@ -330,14 +364,16 @@ def choose_spend_model(
             horizon_days, BTYD, f"{BTYD} kept: the shop has too few priced repeat orders"
         ), None
     learned = _fit_learned(backtest_cutoffs, frame, labels, seed)
-    forecasts = {BTYD: np.nan_to_num(held_out["btyd_spend"].to_numpy(np.float64))}
-    forecasts[LEARNED] = learned.predict(held_out)
-    forecasts[MEAN] = (forecasts[LEARNED] + forecasts[BTYD]) / 2.0
+    plain = {
+        BTYD: np.nan_to_num(held_out["btyd_spend"].to_numpy(np.float64)),
+        LEARNED: learned.predict(held_out),
+        RECENT: recent_spend(held_out, horizon_days),
+    }
     actual = labels(cut)
-    backtest = {name: spend_metrics(forecasts[name], actual) for name in SPEND_MODELS}
+    backtest = {name: spend_metrics(combined(name, plain), actual) for name in SPEND_MODELS}
     winner, reason = pick_winner(backtest)
     choice = SpendChoice(horizon_days, winner, reason, cut, backtest)
-    if winner == BTYD:
+    if LEARNED not in MEMBERS[winner]:
         return choice, None
     frames = {c: f for c, f in frames.items() if c == cut}  # memory: the rest is not reused
     choice.training_cutoffs = cutoffs(as_of)
@@ -362,14 +398,18 @@ def forecast(
     btyd: NDArray[np.float64],
     horizon_days: float,
 ) -> NDArray[np.float64]:
-    """The spend forecast the choice names for `horizon_days`: the learned (or mean) forecast
-    only at the horizon it was chosen for, else `btyd` (BG/NBD x Gamma-Gamma, NaN without
-    prices). `features` must carry `spend_frame`'s columns for that horizon."""
-    if choice is None or learned is None or choice.winner == BTYD:
+    """The spend forecast the choice names for `horizon_days`, only at the horizon it was
+    chosen for, else `btyd` (BG/NBD x Gamma-Gamma, NaN without prices; also when the winner
+    needs a learned model and `learned` is None). `features` must carry `spend_frame`'s
+    columns for that horizon."""
+    if choice is None or choice.winner == BTYD or choice.winner not in MEMBERS:
         return btyd
     if not np.isclose(float(horizon_days), choice.horizon_days):
         return btyd
-    predicted = learned.predict(features)
-    if choice.winner == MEAN:
-        return (predicted + np.nan_to_num(btyd)) / 2.0
-    return predicted
+    members = MEMBERS[choice.winner]
+    if LEARNED in members and learned is None:
+        return btyd
+    plain = {BTYD: np.nan_to_num(btyd), RECENT: recent_spend(features, horizon_days)}
+    if LEARNED in members and learned is not None:
+        plain[LEARNED] = learned.predict(features)
+    return combined(choice.winner, plain)

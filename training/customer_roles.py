@@ -69,7 +69,7 @@ def customer_candidates(
 ) -> tuple[list[Candidate], dict[str, str]]:
     """Churn and loyalty candidates (they share one `CustomerScorer`, its backtest and score
     table; only the metrics they are judged on differ), and the roles skipped with why."""
-    from models.customer_scores import CustomerScorer
+    from models.customer_scores import CustomerScorer, remembered_features
 
     shop, as_of, options = inputs.shop, inputs.as_of, inputs.options
     horizon = int(options.churn_horizon_days)
@@ -89,20 +89,23 @@ def customer_candidates(
         f"churn and loyalty backtest: fit before {cut.date()}, test to {as_of.date()}"
     )
     past = shop.before(cut)
+    # One memo for the backtest and the final fit: the spend choice's held-out window and
+    # training cut-offs are the backtest's as_of and churn cut-offs (one horizon earlier).
+    features = remembered_features()
     try:
-        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn, features)
     except RoleSkipped as why:
         skipped[CHURN], fit_churn = str(why), False
         if LOYALTY not in roles:
             return [], skipped
-        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn)
+        backtest_scorer = _fit_scorer(past, cut, horizon, options.seed, fit_churn, features)
     backtest = CustomerBacktest(shop, cut, as_of, horizon)
-    backtest_scores = backtest_scorer.score(past, cut)
+    backtest_scores = backtest_scorer.score(features(past, cut), cut)
     backtest_metrics = backtest.evaluate(backtest_scores)
     backtest.describe(inputs.report, backtest_scores, fit_churn)
 
     inputs.progress.step("fitting the final churn and loyalty models on all data")
-    artifacts, example, spend = _final_fit(inputs, horizon, fit_churn)
+    artifacts, example, spend = _final_fit(inputs, horizon, fit_churn, features)
     backtest_metrics[LOYALTY] = {**backtest_metrics[LOYALTY], **spend}
     backtest_dir = inputs.workdir / "backtest" / "customer_scorer"
     backtest_scorer.save(backtest_dir)
@@ -117,10 +120,12 @@ def _fit_scorer(
     horizon: int,
     seed: int,
     fit_churn: bool,
+    features: Any,
     value_horizon: int | None = None,
 ) -> CustomerScorer:
-    """A fitted `CustomerScorer` (with the spend choice for `value_horizon` days when given);
-    a data problem of the churn part raises `RoleSkipped`."""
+    """A fitted `CustomerScorer` (with the spend choice for `value_horizon` days when given;
+    customer features from `features(shop, cutoff)`); a data problem of the churn part raises
+    `RoleSkipped`."""
     from models.customer_scores import CustomerScorer
 
     try:
@@ -131,6 +136,7 @@ def _fit_scorer(
             seed=seed,
             fit_churn=fit_churn,
             value_horizon_days=value_horizon,
+            feature_function=features,
         )
     except ValueError as error:
         if not fit_churn:
@@ -139,17 +145,17 @@ def _fit_scorer(
 
 
 def _final_fit(
-    inputs: RoleInputs, horizon: int, fit_churn: bool
+    inputs: RoleInputs, horizon: int, fit_churn: bool, features: Any
 ) -> tuple[dict[str, str], pd.DataFrame, dict[str, float]]:
     """Fit the scorer on all data before `as_of`: its pyfunc artifacts (the scorer and the
     served score table), an input example (three known customers and a new one) and the
     figures of its spend choice (`spend_metrics`, also added to the training report)."""
     value_horizon = inputs.options.value_horizon_days or None
     scorer = _fit_scorer(
-        inputs.shop, inputs.as_of, horizon, inputs.options.seed, fit_churn, value_horizon
+        inputs.shop, inputs.as_of, horizon, inputs.options.seed, fit_churn, features, value_horizon
     )
     spend = spend_metrics(scorer, inputs.report)
-    scores = scorer.score(inputs.shop, inputs.as_of)
+    scores = scorer.score(features(inputs.shop, inputs.as_of), inputs.as_of)
     if "segment" in scores.columns:
         inputs.report.segment_sizes = {
             str(k): int(v) for k, v in scores["segment"].value_counts().sort_index().items()
@@ -165,7 +171,7 @@ def spend_metrics(scorer: CustomerScorer, report: EvaluationReport) -> dict[str,
     """The spend choice's backtest as loyalty metrics (`spend_<model>_<measure>`, and
     `spend_learned_chosen` 1 or 0), its table and reason in the training report; empty when
     the scorer was fitted without a value horizon."""
-    from models.spend import BTYD
+    from models.spend import LEARNED, MEMBERS
 
     choice = scorer.spend_choice_
     if choice is None:
@@ -180,7 +186,7 @@ def spend_metrics(scorer: CustomerScorer, report: EvaluationReport) -> dict[str,
         for name, figures in choice.backtest.items()
         for measure, value in figures.items()
     }
-    metrics["spend_learned_chosen"] = float(choice.winner != BTYD)
+    metrics["spend_learned_chosen"] = float(LEARNED in MEMBERS.get(choice.winner, ()))
     return metrics
 
 

@@ -131,9 +131,13 @@ def _case_ndcg(
             truth[index, list(columns)] = True
         if protocol == "discovery":
             truth &= ~blocked
+        trial = np.empty_like(places)  # one block for every weight: w x basket + places
         for column, weight in enumerate(NEXT_NEED_WEIGHTS):
-            total = champion_scores if weight == 0 else places + np.float32(weight) * basket
-            total[blocked] = -np.inf
+            total = champion_scores
+            if weight != 0:
+                total = np.multiply(basket, np.float32(weight), out=trial, dtype=np.float32)
+                np.add(total, places, out=total)
+                np.putmask(total, blocked, np.float32(-np.inf))
             items, _ = top_k(total, K)
             hits = np.take_along_axis(truth, np.maximum(items, 0), axis=1) & (items >= 0)
             result[start : start + n, column] = ndcg_per_customer(

@@ -95,12 +95,13 @@ class BusinessRules:
         if category is not None:
             blocked |= (self.categories != category)[None, :]
         if exclude_purchased != "none":
-            bought = sp.csr_matrix(purchased).toarray() != 0
+            rows, columns = _stored_cells(purchased)
             if exclude_purchased == "non-repeatable":
-                bought &= ~self.repeatable[None, :]
-            blocked |= bought
+                keep = ~self.repeatable[columns]
+                rows, columns = rows[keep], columns[keep]
+            blocked[rows, columns] = True
         if basket is not None:
-            blocked |= sp.csr_matrix(basket).toarray() != 0
+            blocked[_stored_cells(basket)] = True
         return blocked
 
     def blocked_columns(
@@ -182,3 +183,11 @@ def item_rules(
         repeatable_categories=dict(repeatable_categories or {}),
         max_per_category=max_per_category,
     )
+
+
+def _stored_cells(matrix: sp.spmatrix) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, columns) of the non-zero cells of a sparse matrix (no dense copy of it)."""
+    coo = sp.csr_matrix(matrix).tocoo()
+    coo.sum_duplicates()  # as a dense copy would add them up
+    nonzero = coo.data != 0
+    return coo.row[nonzero].astype(np.int64), coo.col[nonzero].astype(np.int64)

@@ -157,6 +157,12 @@ class ValidationData:
         exclude = self.exclude[protocol]
         if exclude is not None:
             scores = np.where(exclude if every_row else exclude[rows], -np.inf, scores)
+        return self.per_customer_ndcg_of_rows(scores, protocol)
+
+    def per_customer_ndcg_of_rows(self, scores: np.ndarray, protocol: str) -> np.ndarray:
+        """`per_customer_ndcg` of a block already cut to the protocol's rows (in order) and with
+        its excluded items at -inf."""
+        rows = np.fromiter(sorted(self.relevant[protocol]), dtype=np.int64)
         items, _ = top_k(scores, K)
         relevant = self._relevance(protocol)[rows]
         hits = np.take_along_axis(relevant, np.maximum(items, 0), axis=1) & (items >= 0)

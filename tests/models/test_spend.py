@@ -190,3 +190,27 @@ def test_scorer_keeps_the_chosen_spend_model_through_save_and_load(
         table[SPEND_COLUMN].to_numpy(),
         plain.score(complaint_shop, value_horizon_days=HORIZON)[SPEND_COLUMN].to_numpy(),
     )
+
+
+def test_recent_rate_and_the_mean_of_three_are_forecast_as_chosen() -> None:
+    """A choice of `recent_spend_rate` needs no learned model: the last 90 days' spend as a
+    daily rate x the horizon; the mean of three averages learned, BG/NBD x Gamma-Gamma and
+    that rate; at another horizon BG/NBD x Gamma-Gamma is used."""
+    from models.spend import MEAN_OF_THREE, RECENT, LearnedSpend, SpendChoice, forecast
+
+    features = pd.DataFrame({"spend_last_90d": [90.0, 0.0, np.nan], "x": [1.0, 2.0, 3.0]})
+    btyd = np.array([10.0, 20.0, 30.0])
+    recent = SpendChoice(HORIZON, RECENT, "test")
+    np.testing.assert_allclose(forecast(recent, None, features, btyd, HORIZON), [HORIZON, 0.0, 0.0])
+    np.testing.assert_allclose(forecast(recent, None, features, btyd, HORIZON + 1), btyd)
+    learned = LearnedSpend(max_iter=5, min_samples_leaf=1).fit(
+        features[["x"]], np.array([3.0, 6.0, 9.0])
+    )
+    three = SpendChoice(HORIZON, MEAN_OF_THREE, "test")
+    expected = (learned.predict(features) + btyd + np.array([HORIZON, 0.0, 0.0])) / 3.0
+    np.testing.assert_allclose(forecast(three, learned, features, btyd, HORIZON), expected)
+    # a mean needing the learned model, without it, falls back to BG/NBD x Gamma-Gamma
+    np.testing.assert_allclose(forecast(three, None, features, btyd, HORIZON), btyd)
+    base = {"spearman": 0.80, "mae": 100.0, "top_decile_spend_share": 0.30}
+    better = {"spearman": 0.81, "mae": 90.0, "top_decile_spend_share": 0.31}
+    assert pick_winner({BTYD: base, LEARNED: base, MEAN: base, RECENT: better})[0] == RECENT
