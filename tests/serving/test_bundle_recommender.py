@@ -164,8 +164,9 @@ def test_items_trained_unavailable_come_back_when_posted_available(
 
 def test_fresh_answers_are_scored_once_per_question_and_events(bundle: RecommenderBundle) -> None:
     """A customer with events since `as_of` asking again gets the answer scored the first
-    time; another event, another question or items hidden since are answered anew, each
-    exactly as the bundle (and the availability rule) would answer it."""
+    time (any k up to the precomputed depth: the first k of one list); another event, another
+    question, a deeper k or items hidden since are answered anew, each exactly as the bundle
+    (and the availability rule) would answer it."""
     hidden: dict[str, frozenset[str]] = {"now": frozenset()}
     served = BundleRecommender(bundle, precompute_k=10, hidden_items=lambda: hidden["now"])
     customer, items = str(bundle.customer_ids[3]), [str(i) for i in bundle.item_ids[:4]]
@@ -189,7 +190,10 @@ def test_fresh_answers_are_scored_once_per_question_and_events(bundle: Recommend
         served.recommend_for(customer, 10, None, "all", items[:1], views),
         live(10, items[:1], "all"),
     )
+    # every k up to the precomputed depth (10) is the first k of the one scoring at that depth
     _same(served.recommend_for(customer, 4, None, DEFAULT, items[:1], views), live(4, items[:1]))
+    assert served.status()["fresh_answers"] == {"remembered": 3, "hits": 2, "misses": 3}
+    _same(served.recommend_for(customer, 15, None, DEFAULT, items[:1], views), live(15, items[:1]))
     assert served.status()["fresh_answers"]["misses"] == 4
     hidden["now"] = frozenset(first.item_ids[:2])  # posted unavailable since
     after = served.recommend_for(customer, 10, None, DEFAULT, items[:1], views)
