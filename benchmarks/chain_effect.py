@@ -251,7 +251,26 @@ def _champion_alone(uri: str, tries: list[Try]) -> dict[str, Any]:
         shares[f"share_{label}"] = round(float(np.mean(hits)), 3) if hits else None
     shares["next_need_weight"] = served
     shares["next_need_weight_from"] = "training"
-    return shares
+    return shares | _scoring_times(bundle, tries)
+
+
+def _scoring_times(bundle: Any, tries: list[Try]) -> dict[str, float]:
+    """Milliseconds of the served bundle's own scoring of each try's fresh answer (the updated
+    row, the next-need term at the trained weight; 5 times per try, in this process, no HTTP):
+    what a worker computes on a customer's first ask after an event. Later asks with the same
+    events are answered from the worker's memory of fresh answers (`serving.fresh_answers`)."""
+    times = []
+    for attempt in tries:
+        for _ in range(5):
+            at = time.perf_counter()
+            bundle.recommend_for(attempt.customer, 10, extra_purchased=[attempt.bought])
+            times.append((time.perf_counter() - at) * 1000)
+    if not times:
+        return {}
+    return {
+        "fresh_scoring_p50_ms": round(float(np.percentile(times, 50)), 3),
+        "fresh_scoring_p99_ms": round(float(np.percentile(times, 99)), 3),
+    }
 
 
 def _timed(client: Any, customer: str) -> list[float]:
@@ -355,7 +374,11 @@ def _notes(args: argparse.Namespace, summary: dict[str, Any], load_before: float
         "`in_process.share_champion_alone` scores the same tries with the "
         "champion's own blend on the updated row only (weight 0), "
         "`partner_in_cross_sell_top10_of_bought` says how often the partner is among the "
-        "bought item's cross-sell neighbours at all.",
+        "bought item's cross-sell neighbours at all. `in_process.fresh_scoring_*_ms`: the "
+        "served bundle's own scoring of each try's fresh answer, 5 times per try in the "
+        "benchmark's process after the server stopped (no HTTP): what a worker computes on a "
+        "customer's first ask after an event (later asks with the same events are answered "
+        "from the worker's memory of fresh answers).",
     ]
 
 

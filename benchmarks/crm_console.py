@@ -111,6 +111,12 @@ class ConstantRecommender:
         items = tuple(f"I{n}" for n in range(1, k + 1))
         return RecommendationList(items, tuple(1.0 / n for n in range(1, k + 1)), "constant")
 
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """Nothing: the same three items whatever was bought."""
+        return frozenset()
+
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int
     ) -> RecommendationList:

@@ -1,8 +1,9 @@
 """Applies the availability posted since training to a recommender bundle's answers.
 
 `BundleRecommender` hides items posted unavailable, shows again items it was trained on as
-unavailable once they are posted available (restocked), and answers from the precomputed lists
-(`serving.precompute`) where they hold the answer.
+unavailable once they are posted available (restocked), answers from the precomputed lists
+(`serving.precompute`) where they hold the answer, and remembers the live answers of customers
+with fresh events per question and events (`serving.fresh_answers`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from serving.fresh_answers import FreshAnswers, question_key
 from serving.model_store import RecommendationList, SessionList
 from serving.precompute import EXCLUDE_DEFAULT, PrecomputedLists
 
@@ -61,6 +63,7 @@ class BundleRecommender:
         self._restock = (None, frozenset(), bundle, self.precomputed)
         self._restock_lock = threading.Lock()
         self._serving = False
+        self.fresh_answers = FreshAnswers()
 
     def on_serving(self) -> None:
         """Called by the model store once this recommender serves: start precomputing."""
@@ -89,6 +92,7 @@ class BundleRecommender:
                 else dict.fromkeys(("discovery", "repeat"), self.next_need_weight)
             ),
             "next_need_weights_from": "training" if self.next_need_weight is None else "setting",
+            "fresh_answers": self.fresh_answers.status(),
         }
 
     @staticmethod
@@ -179,8 +183,9 @@ class BundleRecommender:
         """Top-k for one customer (new customers: trending). The default question (no category,
         `non-repeatable`, nothing bought, viewed or carted since `as_of`, k within the
         precomputed depth) is answered from the lists computed at load time: the same numbers,
-        no scoring. A customer with events since `as_of` is scored live from the updated row.
-        Items posted as unavailable since training never appear."""
+        no scoring. A customer with events since `as_of` is scored live from the updated row,
+        once per question and events (`serving.fresh_answers`). Items posted as unavailable
+        since training never appear."""
         hidden, extra = self._hidden()
         bundle, precomputed = self._current()
         if (
@@ -210,6 +215,37 @@ class BundleRecommender:
                 shown = self._from_list(precomputed.cold, hidden, k, precomputed.depth)
             if shown is not None:
                 return shown
+        if extra_purchased or extra_interactions:
+            depth = k + extra
+            if precomputed is not None and bundle.rules.max_per_category is None:
+                # A top-k is the first k of a deeper top list (one order: score, then column;
+                # not so once `max_per_category` diversifies): every k up to the lists' depth
+                # shares one scoring, as the precomputed lists do.
+                depth = max(depth, precomputed.depth)
+            fresh = question_key(
+                customer_id,
+                depth,
+                category,
+                exclude_purchased,
+                tuple(extra_purchased),
+                tuple(extra_interactions),
+                self.next_need_weight,
+            )
+            remembered = self.fresh_answers.get(bundle, fresh)
+            if remembered is None:
+                remembered = self._convert(
+                    bundle.recommend_for(
+                        customer_id,
+                        k=depth,
+                        category=category,
+                        exclude_purchased=exclude_purchased,
+                        extra_purchased=extra_purchased,
+                        extra_interactions=extra_interactions,
+                        next_need_weight=self.next_need_weight,
+                    )
+                )
+                self.fresh_answers.put(bundle, fresh, remembered)
+            return self._shown(remembered, hidden, k)
         answer = self._convert(
             bundle.recommend_for(
                 customer_id,
@@ -222,6 +258,17 @@ class BundleRecommender:
             )
         )
         return self._shown(answer, hidden, k)
+
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """The items of `item_ids` that `exclude_purchased` leaves out of a customer's answers
+        once the customer bought them (none for `none`; for the default, those the shop's
+        learned rule does not keep); ids the model does not know are not listed (no answer
+        shows them). Raises ValueError for an unknown rule."""
+        bundle = self._current()[0]
+        columns = bundle.rules.blocked_columns(bundle.item_columns(item_ids), exclude_purchased)
+        return frozenset(str(item) for item in np.asarray(bundle.item_ids)[columns])
 
     def session(self, item_ids: Sequence[str], k: int) -> SessionList:
         """Top-k for an anonymous session; items posted as unavailable never appear."""

@@ -68,6 +68,10 @@ class UntrainedRecommender:
         """Raises `RoleNotTrained`."""
         raise self._refuse()
 
+    def left_out_when_bought(self, *args: Any, **kwargs: Any) -> frozenset[str]:
+        """Raises `RoleNotTrained`."""
+        raise self._refuse()
+
 
 class UntrainedScores:
     """Stands in for the churn or loyalty score table of a shop without that model: reading
@@ -120,6 +124,13 @@ class Recommender(Protocol):
 
         `extra_purchased`: items bought since the model's data; `extra_interactions`:
         `(item_id, kind)` of views and carts since then; both fold into the customer's row."""
+        ...
+
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """The items of `item_ids` that the rule `exclude_purchased` leaves out of a
+        customer's answers once bought (none for `none`); unknown ids are not listed."""
         ...
 
     def session(self, item_ids: Sequence[str], k: int) -> SessionList:

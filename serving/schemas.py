@@ -82,8 +82,8 @@ class RecommendationsAnswer(RecommendationAnswerFields):
     customer_id: str
     excluded_recent_purchases: int = Field(
         description="items this list leaves out because posted events say the customer bought "
-        "them since the model's as_of: the same question without those purchases would show "
-        "them (a repeatable item that is kept is not counted)"
+        "them since the model's as_of and the rule drops bought items: the same question "
+        "without those purchases would show them (a bought item the rule keeps is not counted)"
     )
 
 

@@ -308,6 +308,8 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k_eff = min(k, n_cols)
     if k_eff <= 0:
         return np.full((n_rows, k), -1, dtype=np.int64), np.full((n_rows, k), -np.inf, np.float32)
+    if n_rows == 1:
+        return _top_k_of_one_row(scores, k, k_eff)
     if k_eff < n_cols:
         candidates = _largest_columns(scores, k_eff)
         # argpartition breaks ties arbitrarily at the boundary: widen to every column tied with
@@ -332,6 +334,28 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         candidates = np.hstack([candidates, np.full((n_rows, pad), -1)])
         values = np.hstack([values, np.full((n_rows, pad), -np.inf, dtype=np.float32)])
     return candidates.astype(np.int64), values.astype(np.float32)
+
+
+def _top_k_of_one_row(scores: np.ndarray, k: int, k_eff: int) -> tuple[np.ndarray, np.ndarray]:
+    """`top_k` of a (1, n) row, 0 < k_eff = min(k, n): the same steps on the 1-D row (a request's
+    row: the 2-D index helpers cost more than the work on a few thousand columns)."""
+    row = scores[0]
+    n_cols = len(row)
+    if k_eff < n_cols:
+        candidates = _largest_columns(scores, k_eff)[0]
+        kth = row[candidates].min()
+        if np.count_nonzero(row == kth) > np.count_nonzero(row[candidates] == kth):
+            candidates = np.argsort(-row, kind="stable")[:k_eff]
+    else:
+        candidates = np.arange(n_cols)
+    values = row[candidates]
+    order = np.lexsort((candidates, -values))
+    candidates, values = candidates[order], values[order]
+    candidates = np.where(np.isneginf(values), -1, candidates)
+    if k_eff < k:
+        candidates = np.concatenate([candidates, np.full(k - k_eff, -1)])
+        values = np.concatenate([values, np.full(k - k_eff, -np.inf, dtype=np.float32)])
+    return candidates.astype(np.int64)[None, :], values.astype(np.float32)[None, :]
 
 
 TOP_K_BLOCK = 256

@@ -40,7 +40,7 @@ from models.recommenders.base import (
     weighted_rows_sum,
 )
 from models.recommenders.candidates import SIMILAR_ITEMS, CandidateSpec
-from models.recommenders.fresh_row import fresh_cells, with_next_need
+from models.recommenders.fresh_row import fresh_entries, updated_row, with_next_need
 from models.recommenders.popularity import TrendingRecommender
 from models.recommenders.rules import (
     EXCLUDE_CHOICES,
@@ -241,9 +241,7 @@ class RecommenderBundle:
         step = batch_rows(len(self.item_ids))
         for start in range(0, len(known), step):
             positions = known[start : start + step]
-            items, scores = self._ranked(
-                role, rows[positions], None, exclude_purchased, category, k
-            )
+            items, scores = self._ranked(role, rows[positions], exclude_purchased, category, k)
             for index, position in enumerate(positions):
                 answers[position] = self._answer(items[index], scores[index], role, k)
         unknown = np.flatnonzero(rows < 0)
@@ -276,19 +274,19 @@ class RecommenderBundle:
         row = self.customer_row(customer_id)
         extra = self.item_columns(extra_purchased)
         known = [(c, kind) for item, kind in extra_interactions if (c := self._column(item)) >= 0]
-        fresh = None
+        role = self.role_for(exclude_purchased)
         if len(extra) or known:
             columns = np.array([c for c, _ in known], dtype=np.int64)
-            kinds = [kind for _, kind in known]
-            fresh = fresh_cells(len(self.item_ids), extra, columns, kinds)
-        if row < 0 and fresh is None:
+            fresh = fresh_entries(extra, columns, [kind for _, kind in known])
+            if next_need_weight is None:
+                next_need_weight = self.next_need_weights.get(role, 0.0)
+            items, scores = self._fresh_ranked(
+                role, row, extra, fresh, exclude_purchased, category, k, next_need_weight
+            )
+        elif row < 0:
             return self._cold(k, category, note=NEW_CUSTOMER)
-        role = self.role_for(exclude_purchased)
-        if next_need_weight is None:
-            next_need_weight = self.next_need_weights.get(role, 0.0)
-        items, scores = self._ranked(
-            role, np.array([row]), extra, exclude_purchased, category, k, fresh, next_need_weight
-        )
+        else:
+            items, scores = self._ranked(role, np.array([row]), exclude_purchased, category, k)
         return self._answer(items[0], scores[0], role, k)
 
     def cross_sell(
@@ -360,31 +358,39 @@ class RecommenderBundle:
         self,
         role: str,
         rows: np.ndarray,
-        extra: np.ndarray | None,
         exclude_purchased: ExcludePurchased,
         category: str | None,
         k: int,
-        fresh: sp.csr_matrix | None = None,
-        next_need_weight: float = 0.0,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k of customer `rows`; for one row, `extra` (columns bought since `as_of`) join
-        its purchases and `fresh` (`fresh_row.fresh_cells`) its history, which the model then
-        scores as an updated row."""
+        """Top-k of customer `rows` (known customers) from their rows as of `as_of`."""
         history = self._row_of(self.history[self.model_history[role]], rows)
         purchased = self._row_of(self.purchased, rows)
-        if extra is not None and len(extra):
-            bump = sp.csr_matrix(
-                (np.ones(len(extra), dtype=np.float32), (np.zeros(len(extra)), extra)),
-                shape=(1, len(self.item_ids)),
-            )
-            purchased = purchased + bump
         blocked = self.rules.blocked(purchased, exclude_purchased, category=category)
-        if fresh is None:
-            scores = self.models[role].scores(rows, history)
-        else:
-            scores = self.models[role].updated_scores(rows, history + fresh)
-            if next_need_weight > 0 and extra is not None and len(extra):
-                scores = self._with_next_need(scores, blocked, extra, next_need_weight)
+        scores = self.models[role].scores(rows, history)
+        return self._top(scores, blocked, k)
+
+    def _fresh_ranked(
+        self,
+        role: str,
+        row: int,
+        extra: np.ndarray,
+        fresh: tuple[np.ndarray, np.ndarray],
+        exclude_purchased: ExcludePurchased,
+        category: str | None,
+        k: int,
+        next_need_weight: float,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (one row) of customer `row` (-1: none before `as_of`) with events since: the
+        model scores the history row plus `fresh` (`fresh_row.fresh_entries`), `extra` (columns
+        bought since) join the purchases, and what goes with them is added at
+        `next_need_weight`. One row, built with numpy (`fresh_row.updated_row`,
+        `BusinessRules.blocked_row`): the request path of a customer with fresh events."""
+        history = updated_row(self.history[self.model_history[role]], row, *fresh)
+        bought = np.union1d(self._purchased_columns(row), extra)
+        blocked = self.rules.blocked_row(bought, exclude_purchased, category)
+        scores = self.models[role].updated_scores(np.array([row]), history)
+        if next_need_weight > 0 and len(extra):
+            scores = self._with_next_need(scores, blocked, extra, next_need_weight)
         return self._top(scores, blocked, k)
 
     def _with_next_need(

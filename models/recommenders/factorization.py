@@ -52,9 +52,21 @@ class _FactorRecommender(Recommender):
         self.user_factors_ = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors_ = np.asarray(model.item_factors, dtype=np.float32)
 
+    def _item_gram(self, regularization: float) -> np.ndarray:
+        """YᵀY + regularization·I in float64, Y the item factors: fixed once fitted, so computed
+        once per model and value and reused by every request (YᵀY alone is 0.2 GFLOP for
+        50,000 items x 64 factors, about 20 ms a request)."""
+        cached = self.__dict__.get("_gram")
+        if cached is None or cached[0] is not self.item_factors_ or cached[1] != regularization:
+            items = self.item_factors_.astype(np.float64)
+            gram = items.T @ items + regularization * np.eye(items.shape[1])
+            cached = (self.item_factors_, regularization, gram)
+            self._gram = cached
+        return cached[2]  # type: ignore[no-any-return]
+
     def _fold_in(self, user_items: sp.csr_matrix) -> np.ndarray:
         items = self.item_factors_.astype(np.float64)
-        gram = items.T @ items + max(self.regularization, 1e-3) * np.eye(items.shape[1])
+        gram = self._item_gram(max(self.regularization, 1e-3))
         right = np.asarray(user_items @ items)
         return np.linalg.solve(gram, right.T).T.astype(np.float32)
 
@@ -106,15 +118,15 @@ class ALSRecommender(_FactorRecommender):
         """implicit's `recalculate_user` (its exact Cholesky step, not the conjugate gradient
         of training): with confidences c = alpha * r and Y the item factors, per customer
         x = (YᵀY + λI + Σ (|c_i| - 1) y_i y_iᵀ)⁻¹ Σ_{c_i > 0} c_i y_i, in float64."""
-        items = self.item_factors_.astype(np.float64)
-        gram = items.T @ items + self.regularization * np.eye(items.shape[1])
-        user_items = sp.csr_matrix(user_items)
-        vectors = np.zeros((user_items.shape[0], items.shape[1]), dtype=np.float64)
+        gram = self._item_gram(self.regularization)
+        if not isinstance(user_items, sp.csr_matrix):  # a request passes CSR: no copy
+            user_items = sp.csr_matrix(user_items)
+        vectors = np.zeros((user_items.shape[0], gram.shape[0]), dtype=np.float64)
         for row in range(user_items.shape[0]):
             start, stop = user_items.indptr[row], user_items.indptr[row + 1]
             columns = user_items.indices[start:stop]
             confidence = self.alpha * user_items.data[start:stop].astype(np.float64)
-            factors = items[columns]
+            factors = self.item_factors_[columns].astype(np.float64)
             left = gram + (factors.T * (np.abs(confidence) - 1.0)) @ factors
             right = factors[confidence > 0].T @ confidence[confidence > 0]
             vectors[row] = np.linalg.solve(left, right)

@@ -40,12 +40,13 @@ INTERACTION_WEIGHTS: Mapping[str, float] = {"view": 0.1, "cart": 0.3}
 sign of intent than a view, both weaker than buying."""
 
 
-def fresh_cells(
-    n_items: int, bought: np.ndarray, interacted: np.ndarray, kinds: list[str]
-) -> sp.csr_matrix:
-    """A (1, n_items) float32 row: `PURCHASE_WEIGHT` per item column in `bought` (repeats add
-    up) plus the weight of each interaction (`interacted` columns, `kinds` aligned with them).
-    Raises ValueError for a kind without a weight."""
+def fresh_entries(
+    bought: np.ndarray, interacted: np.ndarray, kinds: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The fresh cells as (int64 item columns, float32 weights), one entry per event and in
+    their order: `PURCHASE_WEIGHT` per column in `bought` (repeats listed again), then the
+    weight of each interaction (`interacted` columns, `kinds` aligned with them). Raises
+    ValueError for a kind without a weight."""
     unknown = sorted(set(kinds) - set(INTERACTION_WEIGHTS))
     if unknown:
         raise ValueError(
@@ -59,11 +60,47 @@ def fresh_cells(
             np.array([INTERACTION_WEIGHTS[kind] for kind in kinds], dtype=np.float32),
         ]
     )
+    return columns, weights
+
+
+def fresh_cells(
+    n_items: int, bought: np.ndarray, interacted: np.ndarray, kinds: list[str]
+) -> sp.csr_matrix:
+    """A (1, n_items) float32 row of `fresh_entries` (repeats add up). Raises ValueError for a
+    kind without a weight."""
+    columns, weights = fresh_entries(bought, interacted, kinds)
     row = sp.csr_matrix(
         (weights, (np.zeros(len(columns), dtype=np.int64), columns)), shape=(1, n_items)
     )
     row.sum_duplicates()
     return row
+
+
+def updated_row(
+    history: sp.csr_matrix, row: int, columns: np.ndarray, weights: np.ndarray
+) -> sp.csr_matrix:
+    """One customer's (1, n_items) float32 CSR row: `history[row]` (a row of zeros for -1)
+    plus the fresh cells (`fresh_entries`), cells summing to 0 left out.
+
+    The numbers of `history[row] + fresh_cells(...)` cast to float32, bit for bit (the fresh
+    weights summed in float32 in their order, then added to the history in its wider type),
+    built with numpy and one CSR constructor: SciPy's slicing, sum and casts of one-row
+    matrices cost about 1 ms of a 2 ms fresh answer."""
+    n_items = history.shape[1]
+    wide = np.promote_types(history.dtype, np.float32)
+    fresh = np.zeros(n_items, dtype=np.float32)
+    np.add.at(fresh, columns, weights)
+    total = np.zeros(n_items, dtype=wide)
+    if row >= 0:
+        start, stop = history.indptr[row], history.indptr[row + 1]
+        np.add.at(total, history.indices[start:stop], history.data[start:stop])
+    reached = np.unique(columns)
+    total[reached] += fresh[reached].astype(wide)
+    cells = np.flatnonzero(total)
+    return sp.csr_matrix(
+        (total[cells].astype(np.float32), cells.astype(np.int32), np.array([0, len(cells)])),
+        shape=(1, n_items),
+    )
 
 
 LIST_LENGTH = 10

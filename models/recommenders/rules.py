@@ -104,6 +104,21 @@ class BusinessRules:
             blocked[_stored_cells(basket)] = True
         return blocked
 
+    def blocked_row(
+        self,
+        bought_columns: np.ndarray,
+        exclude_purchased: ExcludePurchased = "non-repeatable",
+        category: str | None = None,
+    ) -> np.ndarray:
+        """`blocked` of one customer who bought the items in `bought_columns`: a dense bool
+        (1, n_items), the same cells, from the few columns bought instead of a sparse matrix
+        (a request's cost). Raises ValueError on an unknown `exclude_purchased`."""
+        blocked = ~np.asarray(self.available, dtype=bool)
+        if category is not None:
+            blocked |= self.categories != category
+        blocked[self.blocked_columns(bought_columns, exclude_purchased)] = True
+        return blocked[None, :]
+
     def blocked_columns(
         self,
         purchased_columns: np.ndarray,

@@ -48,7 +48,7 @@ async def customer_recommendations(request: Request) -> Response:
     `new customer`). Purchases, views and carts posted since the model's `as_of` join the
     customer's history at once: the model scores the updated row (factor models re-solve the
     customer's vector), so what goes with them moves up. Items bought since count as
-    purchased; `excluded_recent_purchases` counts those this list leaves out."""
+    purchased; `excluded_recent_purchases` counts those the rule leaves out of this list."""
     services, customer_id = await customer_request(request, STOREFRONT_KEY)
     query = checked_query(RecommendationQuery, request)
     k, category, exclude_purchased = query.k, query.category, query.exclude_purchased
@@ -59,17 +59,22 @@ async def customer_recommendations(request: Request) -> Response:
     result = models.recommender.recommend_for(
         customer_id, k, category or None, exclude_purchased, just_bought, interactions
     )
-    just_bought = just_bought if exclude_purchased != "none" else []
     excluded = 0
-    if just_bought:
-        # Only the model knows which bought items its rule keeps (a repeatable one may stay at
-        # rank 1): the items left out are those the same question without the posted purchases
-        # shows and this answer does not. Asked only for a customer with posted purchases.
+    # Only the model knows which bought items its rule keeps (a repeatable one may stay at rank
+    # 1; `none`, or a shop whose learned default is `none`, keeps them all): the items left out
+    # are those of them the same question without the posted purchases shows and this answer
+    # does not. Asked again only when the rule leaves out one of the items bought since.
+    left_out = (
+        models.recommender.left_out_when_bought(just_bought, exclude_purchased)
+        if just_bought
+        else frozenset()
+    )
+    if left_out:
         without = models.recommender.recommend_for(
             customer_id, k, category or None, exclude_purchased, []
         )
-        bought, shown = set(just_bought), set(result.item_ids)
-        excluded = len({i for i in without.item_ids if i in bought and i not in shown})
+        shown = set(result.item_ids)
+        excluded = len({i for i in without.item_ids if i in left_out and i not in shown})
     return json_response(
         {
             "customer_id": customer_id,

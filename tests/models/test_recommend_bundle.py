@@ -323,3 +323,70 @@ def test_a_spent_budget_keeps_one_personal_model_per_kind_and_lists_only_has_no_
         shop.before(AS_OF), AS_OF, seed=0, time_budget_s=0.0, lists_only=True
     )
     assert not [n for n in shared.report["candidates"] if n in {s.name for s in personal}]
+
+
+def _fresh_answer_through_scipy(
+    bundle: RecommenderBundle,
+    customer: str,
+    k: int,
+    exclude: str,
+    category: str | None,
+    bought: list[str],
+    interactions: list[tuple[str, str]],
+    weight: float,
+) -> tuple[list[str], list[float]]:
+    """A fresh answer as the bundle computed it before its one-row path: SciPy's one-row
+    matrices summed (`fresh_cells`) and the dense rule mask of `BusinessRules.blocked`."""
+    import scipy.sparse as sp
+
+    from models.recommenders.fresh_row import fresh_cells
+
+    n_items, rows = len(bundle.item_ids), np.array([bundle.customer_row(customer)])
+    role = bundle.role_for(exclude)  # type: ignore[arg-type]
+    extra = bundle.item_columns(bought)
+    known = [(c, kind) for item, kind in interactions if (c := bundle._column(item)) >= 0]
+    columns = np.array([c for c, _ in known], dtype=np.int64)
+    fresh = fresh_cells(n_items, extra, columns, [kind for _, kind in known])
+    history = bundle._row_of(bundle.history[bundle.model_history[role]], rows)
+    bump = sp.csr_matrix(
+        (np.ones(len(extra), np.float32), (np.zeros(len(extra)), extra)), shape=(1, n_items)
+    )
+    purchased = bundle._row_of(bundle.purchased, rows) + bump
+    blocked = bundle.rules.blocked(purchased, exclude, category=category)  # type: ignore[arg-type]
+    scores = bundle.models[role].updated_scores(rows, history + fresh)
+    if weight > 0 and len(extra):
+        scores = bundle._with_next_need(scores, blocked, extra, weight)
+    items, values = bundle._top(scores, blocked, k)
+    answer = bundle._answer(items[0], values[0], role, k)
+    return answer.item_ids, answer.scores
+
+
+@pytest.mark.parametrize("which", ["sample", "checkerboard"])
+def test_fresh_answers_are_those_of_the_scipy_rows(bundle: RecommenderBundle, which: str) -> None:
+    """The request path's one-row fresh answer (numpy rows, `blocked_row`) gives the items and
+    scores, bit for bit, of the same sums over SciPy matrices, for every rule, a category,
+    repeated purchases, views and carts, a new customer, and next-need weights 0 and 0.75."""
+    from tests.serving.checkerboard_bundle import checkerboard_bundle
+
+    served = bundle if which == "sample" else checkerboard_bundle()
+    items = [str(i) for i in served.item_ids]
+    category = str(served.rules.categories[3])
+    customers = [str(c) for c in served.customer_ids[:6]] + ["someone-new"]
+    compared = 0
+    for n, customer in enumerate(customers):
+        bought = [items[(7 * n + 3) % len(items)], items[(5 * n + 1) % len(items)]]
+        bought += bought[:1] if n % 2 else []  # the same item bought twice since
+        looked = [(items[(3 * n + 2) % len(items)], "view"), (items[(11 * n) % len(items)], "cart")]
+        looked += [(looked[0][0], "cart"), ("not-in-the-catalog", "view")]
+        for exclude in ("non-repeatable", "all", "none"):
+            for weight in (0.0, 0.75):
+                for group in (None, category):
+                    answer = served.recommend_for(
+                        customer, 10, group, exclude, bought, looked, next_need_weight=weight
+                    )  # type: ignore[arg-type]
+                    expected = _fresh_answer_through_scipy(
+                        served, customer, 10, exclude, group, bought, looked, weight
+                    )
+                    assert (answer.item_ids, answer.scores) == expected
+                    compared += 1
+    assert compared == len(customers) * 12

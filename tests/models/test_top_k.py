@@ -43,6 +43,10 @@ def test_top_k_equals_a_stable_full_sort(kind: str, n_cols: int) -> None:
         expected_items, expected_values = _reference_top_k(scores, min(k, n_cols))
         np.testing.assert_array_equal(items[:, : min(k, n_cols)], expected_items)
         np.testing.assert_array_equal(values[:, : min(k, n_cols)], expected_values)
+        for row in range(len(scores)):  # one row alone (a request's) takes its own path
+            one_items, one_values = top_k(scores[row : row + 1], k)
+            np.testing.assert_array_equal(one_items, items[row : row + 1])
+            np.testing.assert_array_equal(one_values, values[row : row + 1])
 
 
 def test_top_k_never_returns_nan() -> None:
@@ -50,6 +54,8 @@ def test_top_k_never_returns_nan() -> None:
     scores[:, :5] = np.nan
     items, _ = top_k(scores, 10)
     assert not np.isin(items, np.arange(5)).any()
+    one, _ = top_k(scores[:1], 10)
+    np.testing.assert_array_equal(one, items[:1])
 
 
 def test_row_normalise_uses_the_largest_finite_value() -> None:

@@ -55,6 +55,12 @@ class TinyRecommender:
         exclude = set() if exclude_purchased == "none" else bought
         return self._top(k, exclude, f"tiny-{self.tag}")
 
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """Every bought item of the catalog leaves the list, except under `none`."""
+        return frozenset() if exclude_purchased == "none" else frozenset(ITEMS) & set(item_ids)
+
     def cross_sell(
         self, item_ids: Sequence[str], customer_id: str | None, k: int
     ) -> RecommendationList:

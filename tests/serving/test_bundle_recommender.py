@@ -160,3 +160,55 @@ def test_items_trained_unavailable_come_back_when_posted_available(
     posted["shown"] = frozenset()
     now_bundle, now_lists = served._current()
     assert now_bundle is trained_without and now_lists is served.precomputed
+
+
+def test_fresh_answers_are_scored_once_per_question_and_events(bundle: RecommenderBundle) -> None:
+    """A customer with events since `as_of` asking again gets the answer scored the first
+    time (any k up to the precomputed depth: the first k of one list); another event, another
+    question, a deeper k or items hidden since are answered anew, each exactly as the bundle
+    (and the availability rule) would answer it."""
+    hidden: dict[str, frozenset[str]] = {"now": frozenset()}
+    served = BundleRecommender(bundle, precompute_k=10, hidden_items=lambda: hidden["now"])
+    customer, items = str(bundle.customer_ids[3]), [str(i) for i in bundle.item_ids[:4]]
+    views = [(items[2], "view")]
+
+    def live(k: int, bought: list[str], exclude: str = DEFAULT) -> RecommendationList:
+        return BundleRecommender._convert(
+            bundle.recommend_for(
+                customer, k=k, exclude_purchased=exclude, extra_purchased=bought,  # type: ignore[arg-type]
+                extra_interactions=views,
+            )
+        )  # fmt: skip
+
+    first = served.recommend_for(customer, 10, None, DEFAULT, items[:1], views)
+    _same(first, live(10, items[:1]))
+    again = served.recommend_for(customer, 10, None, DEFAULT, items[:1], views)
+    assert again is first
+    assert served.status()["fresh_answers"] == {"remembered": 1, "hits": 1, "misses": 1}
+    _same(served.recommend_for(customer, 10, None, DEFAULT, items[:2], views), live(10, items[:2]))
+    _same(
+        served.recommend_for(customer, 10, None, "all", items[:1], views),
+        live(10, items[:1], "all"),
+    )
+    # every k up to the precomputed depth (10) is the first k of the one scoring at that depth
+    _same(served.recommend_for(customer, 4, None, DEFAULT, items[:1], views), live(4, items[:1]))
+    assert served.status()["fresh_answers"] == {"remembered": 3, "hits": 2, "misses": 3}
+    _same(served.recommend_for(customer, 15, None, DEFAULT, items[:1], views), live(15, items[:1]))
+    assert served.status()["fresh_answers"]["misses"] == 4
+    hidden["now"] = frozenset(first.item_ids[:2])  # posted unavailable since
+    after = served.recommend_for(customer, 10, None, DEFAULT, items[:1], views)
+    _same(after, BundleRecommender._shown(live(12, items[:1]), hidden["now"], 10))
+    assert not hidden["now"] & set(after.item_ids) and len(after.item_ids) == 10
+
+
+def test_left_out_when_bought_follows_the_rule(bundle: RecommenderBundle) -> None:
+    """The items a rule drops from a customer's answers once bought: none for `none`, every
+    known one for `all`, the non-repeatable ones for the default; unknown ids never."""
+    served = BundleRecommender(bundle)
+    items = [str(i) for i in bundle.item_ids]
+    repeatable = bundle.rules.repeatable
+    bought = [*items[:30], "not-in-this-catalog"]
+    assert served.left_out_when_bought(bought, "none") == frozenset()
+    assert served.left_out_when_bought(bought, "all") == frozenset(items[:30])
+    kept = {item for item, again in zip(items[:30], repeatable[:30], strict=True) if again}
+    assert served.left_out_when_bought(bought, DEFAULT) == frozenset(items[:30]) - kept

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -170,6 +171,13 @@ class RepeatableTinyRecommender(TinyRecommender):
             extra_purchased = [item for item in extra_purchased if item != "i0"]
         return super().recommend_for(customer_id, k, category, exclude_purchased, extra_purchased)
 
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """As TinyRecommender, i0 kept under `non-repeatable`."""
+        left_out = super().left_out_when_bought(item_ids, exclude_purchased)
+        return left_out - {"i0"} if exclude_purchased == "non-repeatable" else left_out
+
 
 class RepeatableSource(TinySource):
     """TinySource serving `RepeatableTinyRecommender`."""
@@ -200,6 +208,62 @@ def test_excluded_recent_purchases_counts_only_items_left_out(settings: Settings
         assert every["excluded_recent_purchases"] == 2
         kept = repeatable.get(f"{path}?k=4&exclude_purchased=none", headers=STOREFRONT).json()
         assert kept["excluded_recent_purchases"] == 0
+
+
+class CountingTinyRecommender(RepeatableTinyRecommender):
+    """RepeatableTinyRecommender that counts how often it is asked, and whose default rule
+    keeps every bought item when `keeps_all` (a shop whose learned default is `none`)."""
+
+    def __init__(self, keeps_all: bool) -> None:
+        super().__init__()
+        self.keeps_all = keeps_all
+        self.asked = 0
+
+    def recommend_for(self, *args: Any, **kwargs: Any) -> RecommendationList:
+        """As RepeatableTinyRecommender, counted."""
+        self.asked += 1
+        return super().recommend_for(*args, **kwargs)
+
+    def left_out_when_bought(
+        self, item_ids: Sequence[str], exclude_purchased: str
+    ) -> frozenset[str]:
+        """Nothing under the default when `keeps_all`."""
+        if self.keeps_all and exclude_purchased == "non-repeatable":
+            return frozenset()
+        return super().left_out_when_bought(item_ids, exclude_purchased)
+
+
+@pytest.mark.parametrize("keeps_all", [True, False])
+def test_the_model_is_asked_again_only_when_its_rule_leaves_a_purchase_out(
+    settings: Settings, keeps_all: bool
+) -> None:
+    recommender = CountingTinyRecommender(keeps_all)
+
+    class CountingSource(TinySource):
+        def load(
+            self, versions: Mapping[Role, str], previous: ServingModels | None
+        ) -> ServingModels:
+            return replace(super().load(versions, previous), recommender=recommender)
+
+    store = ModelStore(CountingSource(), poll_seconds=0)
+    store.reload()
+    with TestClient(create_app(settings, model_store=store)) as counting:
+        bought = [_purchase(item_id="i0"), _purchase(item_id="i3")]
+        assert (
+            counting.post("/v1/events", json={"purchases": bought}, headers=CRM).status_code == 201
+        )
+        path = "/v1/customers/c2/recommendations"
+        asked = recommender.asked
+        top4 = counting.get(f"{path}?k=4", headers=STOREFRONT).json()
+        # left out by the rule (i3, not repeatable): asked twice; a rule keeping both: once
+        assert recommender.asked - asked == (1 if keeps_all else 2)
+        assert top4["excluded_recent_purchases"] == (0 if keeps_all else 1)
+        asked = recommender.asked
+        kept = counting.get(f"{path}?k=4&exclude_purchased=none", headers=STOREFRONT).json()
+        assert recommender.asked - asked == 1 and kept["excluded_recent_purchases"] == 0
+        asked = recommender.asked
+        every = counting.get(f"{path}?k=4&exclude_purchased=all", headers=STOREFRONT).json()
+        assert recommender.asked - asked == 2 and every["excluded_recent_purchases"] == 2
 
 
 def test_rows_failing_different_checks_come_back_in_one_answer(

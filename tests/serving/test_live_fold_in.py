@@ -221,3 +221,26 @@ def test_session_needs_a_storefront_key(client: TestClient) -> None:
     body = {"items": ["i01"]}
     assert client.post("/v1/recommendations/session", json=body).status_code == 401
     assert client.post("/v1/recommendations/session", json=body, headers=CRM).status_code == 403
+
+
+def test_asking_again_is_answered_from_memory_until_the_next_event(client: TestClient) -> None:
+    admin = key("admin")
+
+    def memory() -> dict[str, int]:
+        status = client.get("/v1/models", headers=admin).json()["recommender_status"]
+        return status["fresh_answers"]  # type: ignore[no-any-return]
+
+    bought = [_purchase("c01", "i08", "o-7")]
+    assert client.post("/v1/events", json={"purchases": bought}, headers=CRM).status_code == 201
+    first = _top(client, "c01", k=5)
+    assert memory() == {"remembered": 1, "hits": 0, "misses": 1}
+    assert _top(client, "c01", k=5) == first
+    assert memory() == {"remembered": 1, "hits": 1, "misses": 1}
+    carted = {"interactions": [_interaction("c01", "i09", "cart", "2026-01-05T09:00:00Z")]}
+    assert client.post("/v1/events", json=carted, headers=CRM).status_code == 201
+    _top(client, "c01", k=5)  # a new event: scored afresh, the cart folded in
+    assert memory() == {"remembered": 2, "hits": 1, "misses": 2}
+    _top(client, "c01", k=4)  # a k within the precomputed depth (10): the same scoring
+    assert memory() == {"remembered": 2, "hits": 2, "misses": 2}
+    _top(client, "c01", k=12)  # deeper than the lists: scored to that depth
+    assert memory() == {"remembered": 3, "hits": 2, "misses": 3}
