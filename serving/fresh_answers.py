@@ -6,7 +6,9 @@ same customer on every page until the next event. That answer is a pure function
 bundle, the question (`k`, category, `exclude_purchased`, next-need weight) and the customer's
 events since `as_of`, so the key holds all of them: a new event is a new key and is scored
 afresh, never answered from an older one. `FreshAnswers` keeps the latest `CAPACITY` answers
-(least recently used out) and is emptied when the bundle it answers for changes.
+(least recently used out) and is emptied when the bundle it answers for changes. An
+`OrderedDict` rather than `functools.lru_cache` (or cachetools): the caller scores outside the
+lock and puts the answer afterwards, and the whole memory goes with the bundle.
 """
 
 from __future__ import annotations
