@@ -215,14 +215,14 @@ class BundleRecommender:
                 shown = self._from_list(precomputed.cold, hidden, k, precomputed.depth)
             if shown is not None:
                 return shown
+        depth, key = k + extra, None
         if extra_purchased or extra_interactions:
-            depth = k + extra
             if precomputed is not None and bundle.rules.max_per_category is None:
                 # A top-k is the first k of a deeper top list (one order: score, then column;
                 # not so once `max_per_category` diversifies): every k up to the lists' depth
                 # shares one scoring, as the precomputed lists do.
                 depth = max(depth, precomputed.depth)
-            fresh = question_key(
+            key = question_key(
                 customer_id,
                 depth,
                 category,
@@ -231,25 +231,13 @@ class BundleRecommender:
                 tuple(extra_interactions),
                 self.next_need_weight,
             )
-            remembered = self.fresh_answers.get(bundle, fresh)
-            if remembered is None:
-                remembered = self._convert(
-                    bundle.recommend_for(
-                        customer_id,
-                        k=depth,
-                        category=category,
-                        exclude_purchased=exclude_purchased,
-                        extra_purchased=extra_purchased,
-                        extra_interactions=extra_interactions,
-                        next_need_weight=self.next_need_weight,
-                    )
-                )
-                self.fresh_answers.put(bundle, fresh, remembered)
-            return self._shown(remembered, hidden, k)
+            remembered = self.fresh_answers.get(bundle, key)
+            if remembered is not None:
+                return self._shown(remembered, hidden, k)
         answer = self._convert(
             bundle.recommend_for(
                 customer_id,
-                k=k + extra,
+                k=depth,
                 category=category,
                 exclude_purchased=exclude_purchased,
                 extra_purchased=extra_purchased,
@@ -257,6 +245,8 @@ class BundleRecommender:
                 next_need_weight=self.next_need_weight,
             )
         )
+        if key is not None:
+            self.fresh_answers.put(bundle, key, answer)
         return self._shown(answer, hidden, k)
 
     def left_out_when_bought(
